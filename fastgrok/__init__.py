@@ -1,0 +1,14 @@
+"""fastgrok: fast full-batch gradient descent for two-layer ReLU networks on XOR-cluster data.
+
+Reproduces and extends "Benign Overfitting and Grokking in ReLU Networks for XOR Cluster Data"
+(Xu, Wang, Frei, Vardi, Hu, ICLR 2024). Importing fastgrok compiles nothing and never touches
+CUDA; kernels are compiled on first use (see :func:`fastgrok.warmup`).
+"""
+from .api import fit, run, step
+from .config import PRESETS, Config, preset
+from .data import Dataset, xor_clusters
+from .engines import gpu_usable
+
+__version__ = "0.1.0"
+__all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "xor_clusters", "Dataset",
+           "gpu_usable", "__version__"]

@@ -1,0 +1,62 @@
+"""Input checks shared by the public API: clear errors that name the argument."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def _xp(x):
+    """The array module of ``x`` (CuPy for device arrays, else NumPy)."""
+    mod = type(x).__module__.split(".")[0]
+    if mod == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def float_array(name, x, ndim, dtype=None):
+    """``x`` as a finite float32/float64 array with ``ndim`` dimensions (TypeError/ValueError)."""
+    if x is None:
+        raise TypeError(f"{name} is required")
+    xp = _xp(x)
+    try:
+        arr = xp.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if 0 in arr.shape:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    elif arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if not bool(xp.isfinite(arr).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def labels(name, y, n, dtype=None):
+    """Labels in {-1, +1} of length ``n``."""
+    arr = float_array(name, y, 1, dtype)
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} labels but the inputs have {n} rows")
+    if not bool(((arr == 1) | (arr == -1)).all()):
+        raise ValueError(f"{name} must contain only -1 and +1")
+    return arr
+
+
+def positive_int(name, v):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def positive_float(name, v):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+    return float(v)

@@ -1,0 +1,208 @@
+"""The public entry points: :func:`run` (the paper's experiment), :func:`fit` (a user's own data)
+and :func:`step` (one in-place step on the caller's arrays)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import _validate as v
+from ._memory import check_fits
+from .config import Config, DTYPES
+from .data import RunDraw, materialize
+from .driver import default_hist_steps, train
+from .engines import ENGINES, Problem, get_engine, resolve_backend, resolve_method
+from .model import init_weights, second_layer
+
+
+def _engine_for(method, backend, n, p, m, n_test, dtype, runs=1):
+    backend = resolve_backend(backend)
+    method = resolve_method(method, backend, n, p, m, n_test)
+    cls = get_engine(method, backend)
+    check_fits(cls.estimate_bytes(n, p, m, n_test, dtype),
+               f"one {method}/{backend} run (n={n}, p={p}, m={m}, n_test={n_test}, {dtype})")
+    return cls
+
+
+def run(cfg: Config, progress: bool = True):
+    """Run the experiment ``cfg`` describes: ``cfg.runs`` independent runs, each drawing its data
+    and initialisation from (cfg.seed, run).
+
+    Parameters
+    ----------
+    cfg : Config
+        The experiment (see :func:`fastgrok.preset` for the paper's settings).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Result
+    """
+    if not isinstance(cfg, Config):
+        raise TypeError(f"cfg must be a fastgrok.Config, got {type(cfg).__name__}")
+    cls = _engine_for(cfg.method, cfg.backend, cfg.n, cfg.p, cfg.m, cfg.n_test, cfg.dtype)
+    hist = cfg.hist_steps if cfg.hist_steps is not None else default_hist_steps(cfg.steps)
+
+    def make_engine(r):
+        draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, r, cfg.means)
+        ds = materialize(draw, cfg.dtype)
+        a = second_layer(cfg.m, cfg.seed, r, cfg.second_layer)
+        W0 = init_weights(cfg.m, cfg.p, cfg.init_scale, cfg.seed, r, cfg.dtype)
+        pb = Problem(ds.X, ds.y, W0, a, ds.X_test, ds.y_test, ds.mu1, ds.mu2)
+        return cls(pb, cfg.lr, cfg.dtype), a
+
+    return _train_result(cfg.to_dict(), cls, make_engine, range(cfg.runs), cfg.steps, hist, cfg.mu,
+                         progress, cfg.dtype)
+
+
+def _train_result(config, cls, make_engine, runs, steps, hist, mu_norm, progress, dtype):
+    from .results import Result
+
+    t0 = time.perf_counter()
+    rows, proj = train(make_engine, list(runs), steps, hist, mu_norm, progress=progress,
+                       desc=f"fastgrok {cls.method}/{cls.backend}")
+    info = {"engine": f"{cls.method}/{cls.backend}", "dtype": dtype,
+            "wall_s": round(time.perf_counter() - t0, 3)}
+    return Result(config, rows, proj, info)
+
+
+def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, init_scale=1e-15,
+        second_layer_mode="random", runs=1, seed=0, method="auto", backend="auto", dtype=None,
+        hist_steps=None, progress=False):
+    """Train the paper's network on the caller's data.
+
+    Parameters
+    ----------
+    X : (n, p) array
+        Training inputs (finite).
+    y : (n,) array
+        Training labels in {-1, +1}.
+    m : int
+        Hidden neurons.
+    lr : float
+        Step size alpha.
+    steps : int
+        Gradient steps.
+    X_test, y_test : arrays, optional
+        A test set (labels in {-1, +1}); test metrics are NaN without one.
+    mu1, mu2 : (p,) arrays, optional
+        Directions whose projections W mu_k are tracked (alignment columns are NaN without them).
+    init_scale : float
+        Standard deviation of the initial weights.
+    second_layer_mode : {"random", "balanced"}
+        Signs of the fixed second layer.
+    runs : int
+        Independent initialisations (run r draws a and W0 from (seed, r)); the data stay fixed.
+    seed : int
+        Seed of the initialisation.
+    method, backend : str
+        As in :class:`~fastgrok.Config`.
+    dtype : {"float32", "float64"}, optional
+        Working precision; default X's dtype if it is float32/float64, else float64.
+    hist_steps : sequence of int, optional
+        Steps at which W mu1, W mu2 are kept.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Result
+    """
+    if dtype is None:
+        dtype = str(np.asarray(X).dtype) if str(np.asarray(X).dtype) in DTYPES else "float64"
+    # Config validates the scalar arguments with the same messages as everywhere else.
+    X = v.float_array("X", X, 2, dtype)
+    n, p = X.shape
+    y = v.labels("y", y, n, dtype)
+    m, steps = v.positive_int("m", m), v.positive_int("steps", steps)
+    cfg = Config(n=n, p=max(p, 2), m=m, n_test=1, lr=lr, steps=steps, runs=runs, seed=seed,
+                 init_scale=init_scale, method=method, backend=backend, dtype=dtype,
+                 second_layer=second_layer_mode, hist_steps=hist_steps)
+    if (X_test is None) != (y_test is None):
+        raise ValueError("X_test and y_test must be given together")
+    n_test = 0
+    if X_test is not None:
+        X_test = v.float_array("X_test", X_test, 2, dtype)
+        if X_test.shape[1] != p:
+            raise ValueError(f"X_test has {X_test.shape[1]} columns but X has {p}")
+        n_test = X_test.shape[0]
+        y_test = v.labels("y_test", y_test, n_test, dtype)
+    if (mu1 is None) != (mu2 is None):
+        raise ValueError("mu1 and mu2 must be given together")
+    mu_norm = None
+    if mu1 is not None:
+        mu1, mu2 = (v.float_array(name, mu, 1, dtype) for name, mu in (("mu1", mu1), ("mu2", mu2)))
+        for name, mu in (("mu1", mu1), ("mu2", mu2)):
+            if mu.shape[0] != p:
+                raise ValueError(f"{name} has length {mu.shape[0]} but X has {p} columns")
+        mu_norm = float(np.linalg.norm(np.asarray(mu1, dtype=np.float64)))
+    cls = _engine_for(cfg.method, cfg.backend, n, p, m, n_test, dtype)
+    hist = cfg.hist_steps if cfg.hist_steps is not None else default_hist_steps(steps)
+
+    def make_engine(r):
+        a = second_layer(m, seed, r, second_layer_mode)
+        W0 = init_weights(m, p, cfg.init_scale, seed, r, dtype)
+        return cls(Problem(X, y, W0, a, X_test, y_test, mu1, mu2), cfg.lr, dtype), a
+
+    config = {"n": n, "p": p, "m": m, "n_test": n_test, "lr": cfg.lr, "steps": steps,
+              "runs": cfg.runs, "seed": seed, "init_scale": cfg.init_scale,
+              "second_layer": second_layer_mode, "method": method, "backend": backend,
+              "dtype": dtype, "hist_steps": list(hist)}
+    return _train_result(config, cls, make_engine, range(cfg.runs), steps, hist, mu_norm,
+                         progress, dtype)
+
+
+def step(X, y, W, a, lr, backend="auto"):
+    """One full-batch gradient-descent step on the logistic loss, in place on ``W``.
+
+    w_j <- w_j + (lr a_j / n) sum_i g_i 1[<w_j, x_i> > 0] y_i x_i with g_i = 1 / (1 + exp(y_i f_i)).
+
+    Parameters
+    ----------
+    X : (n, p) array
+        Inputs; converted to W's dtype if it differs.
+    y : (n,) array
+        Labels in {-1, +1}.
+    W : (m, p) float32 or float64 array
+        First-layer weights, updated in place (must be writable and C-contiguous).
+    a : (m,) array
+        Second-layer weights.
+    lr : float
+        Step size (> 0).
+    backend : {"auto", "numpy", "numba", "cupy"}
+        Compute backend.
+
+    Returns
+    -------
+    W : the same array, updated.
+    """
+    xp = v._xp(W)
+    if not hasattr(W, "dtype") or W.dtype not in (np.float32, np.float64):
+        raise TypeError(f"W must be a float32 or float64 array, got {getattr(W, 'dtype', type(W))}")
+    if W.ndim != 2:
+        raise ValueError(f"W must be 2-dimensional (m, p), got shape {W.shape}")
+    if not W.flags.c_contiguous or (xp is np and not W.flags.writeable):
+        raise ValueError("W must be a writable C-contiguous array (it is updated in place)")
+    if not bool(xp.isfinite(W).all()):
+        raise ValueError("W contains NaN or inf")
+    dt = W.dtype
+    X = v.float_array("X", X, 2, dt)
+    n, p = X.shape
+    if W.shape[1] != p:
+        raise ValueError(f"W has {W.shape[1]} columns but X has {p}")
+    y = v.labels("y", y, n, dt)
+    a = v.float_array("a", a, 1, dt)
+    if a.shape[0] != W.shape[0]:
+        raise ValueError(f"a has length {a.shape[0]} but W has {W.shape[0]} rows")
+    lr = v.positive_float("lr", lr)
+    from .config import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(map(repr, BACKENDS))}")
+    cls = get_engine("direct", resolve_backend(backend))
+    cls.step_fn(X, y, W, a, lr)
+    return W
+
+
+__all__ = ["run", "fit", "step", "ENGINES"]

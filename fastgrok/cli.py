@@ -1,0 +1,98 @@
+"""The ``fastgrok`` command line: ``fastgrok run [--preset NAME] [--field VALUE ...] --out DIR``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+from .config import BACKENDS, DTYPES, MEANS, METHODS, PRESETS, SECOND_LAYER, DEFAULT_PRESET, Config
+
+_CHOICES = {"method": METHODS, "backend": BACKENDS, "dtype": DTYPES,
+            "second_layer": SECOND_LAYER, "means": MEANS}
+_INTS = {"n", "p", "m", "n_test", "steps", "runs", "seed"}
+
+
+def _int(text):
+    """Integers written as 40000, 40_000 or 4e4 (the last only if it is integral)."""
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        value = float(text)
+        if not value.is_integer():
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        return int(value)
+
+
+def _float_or_none(text):
+    return None if text.lower() in ("none", "paper", "default") else float(text)
+
+
+def _steps_list(text):
+    return tuple(_int(t) for t in text.split(",") if t.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastgrok", description=(
+        "Train two-layer ReLU networks on XOR-cluster data (Xu et al., ICLR 2024) and write the "
+        "paper-style figures."))
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run an experiment and write its tables and figures",
+                         description="Every Config field can be overridden as --field-name VALUE.")
+    run.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                     help=f"starting configuration (default: {DEFAULT_PRESET})")
+    run.add_argument("--out", default=None, help="output directory (default: ./fastgrok-PRESET)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--no-figures", action="store_true", help="write the tables only")
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in _CHOICES:
+            run.add_argument(flag, choices=_CHOICES[f.name], default=None)
+        elif f.name in _INTS:
+            run.add_argument(flag, type=_int, default=None, metavar="INT")
+        elif f.name == "mu_norm":
+            run.add_argument(flag, type=_float_or_none, default=None, metavar="FLOAT|none",
+                             help="||mu|| (none: the paper's 2.5 sqrt(p/n))")
+        elif f.name == "hist_steps":
+            run.add_argument(flag, type=_steps_list, default=None, metavar="T1,T2,...")
+        else:
+            run.add_argument(flag, type=float, default=None, metavar="FLOAT")
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # plain `fastgrok` runs the default experiment
+        argv = ["run"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "run":
+        parser.print_help()
+        return 2
+    from . import api
+    from .config import preset
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(Config)
+                 if getattr(args, f.name) is not None}
+    try:
+        cfg = preset(args.preset, **overrides)
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+    out = args.out or f"fastgrok-{args.preset}"
+    from .results import _writable_dir
+
+    try:
+        _writable_dir(out)  # fail before hours of training, not after
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+    print(f"fastgrok: {args.preset}: n={cfg.n} p={cfg.p} m={cfg.m} n_test={cfg.n_test} "
+          f"lr={cfg.lr:g} steps={cfg.steps} runs={cfg.runs}", flush=True)
+    res = api.run(cfg, progress=not args.no_progress)
+    files = res.save(out, figures=not args.no_figures)
+    print(f"engine {res.info['engine']} ({res.info['dtype']}), {res.info['wall_s']:.1f} s")
+    print(res.headline())
+    print("wrote " + ", ".join(sorted(files.values())))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""XOR-cluster data (PAPER.md, Definition 2.1) and the random streams of a run.
+
+Every random quantity of run ``run`` under master seed ``seed`` comes from its own stream,
+``SeedSequence(seed, spawn_key=(run, stream, block))``. The p-sized matrices (X, X_test, W0 and
+the random means) are drawn in fixed-width column blocks of :data:`fastgrok.tunables.DATA_BLOCK`,
+block ``k`` from its own stream, so a method that streams over p sees exactly the numbers a
+method that materialises the matrices sees.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import tunables
+from ._memory import check_fits
+
+# Stream identifiers: part of the random-stream definition; never renumber.
+STREAM_LABELS, STREAM_TEST_LABELS, STREAM_X, STREAM_X_TEST, STREAM_A, STREAM_W0, STREAM_MEANS = range(7)
+
+
+def rng(seed: int, run: int, stream: int, block: int = 0) -> np.random.Generator:
+    """The generator of one (seed, run, stream, block) stream."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(run, stream, block))))
+
+
+def block_ranges(p: int, width: int | None = None):
+    """Yield ``(k, j0, j1)`` for the column blocks of the random-stream definition."""
+    width = tunables.DATA_BLOCK if width is None else width
+    for k, j0 in enumerate(range(0, p, width)):
+        yield k, j0, min(j0 + width, p)
+
+
+def gaussian_block(seed, run, stream, k, rows, cols):
+    """Standard-normal block ``k`` (rows x cols, float64) of a blocked p-sized matrix."""
+    return rng(seed, run, stream, k).standard_normal((rows, cols))
+
+
+def _cluster_signs(clusters):
+    """Coefficients (s1, s2) with xbar = s1 mu1 + s2 mu2 for clusters 0:+mu1 1:-mu1 2:+mu2 3:-mu2."""
+    s1 = np.where(clusters == 0, 1.0, np.where(clusters == 1, -1.0, 0.0))
+    s2 = np.where(clusters == 2, 1.0, np.where(clusters == 3, -1.0, 0.0))
+    return s1, s2
+
+
+class RunDraw:
+    """The data of one run, drawn lazily block by block over p.
+
+    Labels and cluster memberships are drawn at construction (they are O(n)); the p-sized parts
+    are drawn per column block by :meth:`block`, always with the same numbers for the same
+    (seed, run, block).
+
+    Parameters
+    ----------
+    n, p, n_test : int
+        Sizes.
+    mu_norm : float
+        ||mu1|| = ||mu2||.
+    noise_rate : float
+        Training-label flip probability.
+    seed, run : int
+        Stream keys.
+    means : {"axis", "random"}
+        mu1 = mu_norm e_1, mu2 = mu_norm e_2, or a random orthogonal pair.
+    """
+
+    def __init__(self, n, p, n_test, mu_norm, noise_rate, seed, run, means="axis"):
+        self.n, self.p, self.n_test = n, p, n_test
+        self.mu_norm, self.noise_rate = float(mu_norm), float(noise_rate)
+        self.seed, self.run, self.means = seed, run, means
+        g = rng(seed, run, STREAM_LABELS)
+        self.clusters = g.integers(0, 4, size=n)
+        self.flipped = g.random(n) < noise_rate
+        self.y_clean = np.where(self.clusters < 2, 1.0, -1.0)  # +-mu1 -> +1, +-mu2 -> -1
+        self.y = np.where(self.flipped, -self.y_clean, self.y_clean)
+        self.clusters_test = rng(seed, run, STREAM_TEST_LABELS).integers(0, 4, size=n_test)
+        self.y_test = np.where(self.clusters_test < 2, 1.0, -1.0)
+        self._s = _cluster_signs(self.clusters)
+        self._s_test = _cluster_signs(self.clusters_test)
+        self._mean_coef = self._random_mean_coefficients() if means == "random" else None
+
+    def _raw_means(self, k, cols):
+        return gaussian_block(self.seed, self.run, STREAM_MEANS, k, 2, cols)
+
+    def _random_mean_coefficients(self):
+        # Gram-Schmidt on two Gaussian vectors needs their global norms and inner product: one
+        # cheap pass over the blocks (2 p numbers), after which every block is a fixed linear map.
+        g11 = g12 = g22 = 0.0
+        for k, j0, j1 in block_ranges(self.p):
+            r = self._raw_means(k, j1 - j0)
+            g11 += r[0] @ r[0]
+            g12 += r[0] @ r[1]
+            g22 += r[1] @ r[1]
+        c11 = self.mu_norm / np.sqrt(g11)
+        proj = g12 / g11
+        u2_sq = g22 - proj * g12  # ||r2 - proj r1||^2
+        c22 = self.mu_norm / np.sqrt(u2_sq)
+        return c11, -proj * c22, c22
+
+    def mean_block(self, k, j0, j1):
+        """Columns j0:j1 (block k) of mu1 and mu2, float64."""
+        if self._mean_coef is None:
+            mu = np.zeros((2, j1 - j0))
+            for row, col in ((0, 0), (1, 1)):
+                if j0 <= col < j1:
+                    mu[row, col - j0] = self.mu_norm
+            return mu[0], mu[1]
+        c11, c21, c22 = self._mean_coef
+        r = self._raw_means(k, j1 - j0)
+        return c11 * r[0], c21 * r[0] + c22 * r[1]
+
+    def block(self, k, j0, j1):
+        """Columns j0:j1 (block k) of X, X_test, mu1, mu2, float64."""
+        mu1, mu2 = self.mean_block(k, j0, j1)
+        cols = j1 - j0
+        X = gaussian_block(self.seed, self.run, STREAM_X, k, self.n, cols)
+        Xt = gaussian_block(self.seed, self.run, STREAM_X_TEST, k, self.n_test, cols)
+        for M, (s1, s2) in ((X, self._s), (Xt, self._s_test)):
+            M += np.outer(s1, mu1)
+            M += np.outer(s2, mu2)
+        return X, Xt, mu1, mu2
+
+
+@dataclass
+class Dataset:
+    """A materialised XOR-cluster data set.
+
+    Attributes
+    ----------
+    X : (n, p) array
+        Training inputs.
+    y : (n,) array
+        Noisy training labels in {-1, +1} (what training uses).
+    y_clean : (n,) array
+        Clean training labels.
+    X_test : (n_test, p) array
+    y_test : (n_test,) array
+        Clean test labels.
+    mu1, mu2 : (p,) arrays
+        The cluster means.
+    clusters, clusters_test : int arrays
+        Cluster index of each sample: 0 = +mu1, 1 = -mu1, 2 = +mu2, 3 = -mu2.
+    flipped : (n,) bool array
+        Which training labels were flipped.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    y_clean: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    mu1: np.ndarray
+    mu2: np.ndarray
+    clusters: np.ndarray
+    clusters_test: np.ndarray
+    flipped: np.ndarray
+
+
+def materialize(draw: RunDraw, dtype="float64") -> Dataset:
+    """Draw every block of ``draw`` and assemble the full matrices in ``dtype``."""
+    dt = np.dtype(dtype)
+    n, p, nt = draw.n, draw.p, draw.n_test
+    check_fits((n + nt + 2) * p * dt.itemsize, f"the data set (n={n}, n_test={nt}, p={p}, {dt})")
+    X = np.empty((n, p), dt)
+    Xt = np.empty((nt, p), dt)
+    mu1 = np.empty(p, dt)
+    mu2 = np.empty(p, dt)
+    for k, j0, j1 in block_ranges(p):
+        X[:, j0:j1], Xt[:, j0:j1], mu1[j0:j1], mu2[j0:j1] = draw.block(k, j0, j1)
+    return Dataset(X, draw.y.astype(dt), draw.y_clean.astype(dt), Xt, draw.y_test.astype(dt),
+                   mu1, mu2, draw.clusters, draw.clusters_test, draw.flipped)
+
+
+def xor_clusters(n, p, n_test=200, mu_norm=None, noise_rate=0.05, seed=0, run=0, means="axis",
+                 dtype="float64") -> Dataset:
+    """Draw the XOR-cluster data of PAPER.md (Definition 2.1).
+
+    x = xbar + xi with xbar uniform on {+mu1, -mu1, +mu2, -mu2} and xi ~ N(0, I_p); the clean
+    label is +1 on the +-mu1 clusters and -1 on the +-mu2 clusters; each training label is flipped
+    independently with probability ``noise_rate``; test labels are clean.
+
+    Parameters
+    ----------
+    n, p, n_test : int
+        Training samples, dimension, test samples.
+    mu_norm : float, optional
+        ||mu1|| = ||mu2||; default the paper's 2.5 sqrt(p / n).
+    noise_rate : float
+        Flip probability eta in [0, 0.5).
+    seed, run : int
+        The (seed, run) pair that keys every random stream (see module docstring).
+    means : {"axis", "random"}
+        Axis-aligned means (default) or a random orthogonal pair.
+    dtype : {"float64", "float32"}
+        Dtype of the returned arrays (the numbers are drawn in float64 and rounded once).
+
+    Returns
+    -------
+    Dataset
+    """
+    from .config import Config  # validation lives in one place
+
+    cfg = Config(n=n, p=p, n_test=n_test, mu_norm=mu_norm, noise_rate=noise_rate, seed=seed,
+                 means=means, dtype=str(np.dtype(dtype)) if _is_dtype(dtype) else dtype, runs=1)
+    if isinstance(run, bool) or not isinstance(run, (int, np.integer)) or run < 0:
+        raise ValueError(f"run must be a non-negative integer, got {run!r}")
+    draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, int(run), cfg.means)
+    return materialize(draw, cfg.dtype)
+
+
+def _is_dtype(x):
+    try:
+        np.dtype(x)
+        return True
+    except TypeError:
+        return False

@@ -1,0 +1,121 @@
+"""The one training driver shared by every engine.
+
+It owns the step loop, the evaluation schedule, the progress bar and the history; engines only
+step and evaluate (see :mod:`fastgrok.engines`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import tunables
+
+METRICS = ("train_acc", "train_loss", "test_acc", "test_loss",
+           "pos_mu1", "pos_mu2", "neg_mu1", "neg_mu2")
+
+
+def eval_schedule(steps: int, hist_steps=()) -> np.ndarray:
+    """Steps at which to evaluate: every step for short runs, else log-spaced in t + 1.
+
+    Always includes 0, 1, ..., 10, the last step and every histogram step.
+    """
+    if steps <= tunables.EVAL_EVERY_STEP_UP_TO:
+        base = np.arange(steps + 1)
+    else:
+        logs = np.rint(np.geomspace(1, steps + 1, tunables.EVAL_LOG_POINTS)).astype(np.int64) - 1
+        base = np.concatenate([np.arange(min(steps, 10) + 1), logs, [steps]])
+    extra = np.asarray(list(hist_steps or ()), dtype=np.int64)
+    return np.unique(np.concatenate([base, extra]).clip(0, steps))
+
+
+def default_hist_steps(steps: int) -> tuple:
+    """A few log-spaced steps for the projection histograms when the config names none."""
+    cand = {0, 1, steps} | {int(round(steps ** f)) for f in (0.25, 0.5, 0.75)}
+    return tuple(sorted(s for s in cand if 0 <= s <= steps))
+
+
+def alignment_summaries(P1, P2, a, mu_norm) -> dict:
+    """Mean |<w_j, mu_k>| / ||mu|| over positive (a_j > 0) and negative neurons.
+
+    The paper's mechanism: positive neurons align with +-mu1, negative ones with +-mu2.
+    NaN where a group is empty or no means are known.
+    """
+    out = {}
+    for group, sel in (("pos", a > 0), ("neg", a < 0)):
+        for k, P in (("mu1", P1), ("mu2", P2)):
+            ok = P is not None and sel.any()
+            out[f"{group}_{k}"] = float(np.mean(np.abs(P[sel]))) / mu_norm if ok else np.nan
+    return out
+
+
+def train(make_engine, runs, steps, hist_steps, mu_norm, progress=False, desc="fastgrok"):
+    """Train every run and collect the history and the histogram projections.
+
+    Parameters
+    ----------
+    make_engine : callable
+        ``make_engine(run) -> (engine, a)``: a ready engine for that run and its second layer.
+    runs : sequence of int
+        Run indices.
+    steps : int
+        Gradient steps per run.
+    hist_steps : sequence of int
+        Steps at which W mu1 and W mu2 are kept whole.
+    mu_norm : float or None
+        ||mu||, to normalise the alignment summaries (None: no means known).
+    progress : bool
+        Show a progress bar over all runs x steps.
+
+    Returns
+    -------
+    rows : list of dict
+        One per (run, evaluated step): run, step and :data:`METRICS`.
+    projections : dict
+        "steps" (H,), "P1", "P2" (R, H, m) and "a" (R, m); empty without means.
+    """
+    from tqdm.auto import tqdm
+
+    schedule = eval_schedule(steps, hist_steps)
+    hist_set = set(int(s) for s in hist_steps)
+    rows, P1s, P2s, As = [], [], [], []
+    bar = tqdm(total=len(runs) * steps, disable=not progress, desc=desc, unit="step",
+               mininterval=tunables.PROGRESS_MIN_INTERVAL, leave=False)
+    try:
+        for r in runs:
+            engine, a = make_engine(r)
+            run_P1, run_P2 = [], []
+            next_eval = iter(schedule.tolist())
+            t_eval = next(next_eval)
+            for t in range(steps + 1):
+                if t == t_eval:
+                    ev = engine.evaluate(projections=mu_norm is not None)
+                    P1, P2 = _host(ev["P1"]), _host(ev["P2"])
+                    rows.append({"run": r, "step": t,
+                                 **{k: ev[k] for k in METRICS[:4]},
+                                 **alignment_summaries(P1, P2, a, mu_norm or 1.0)})
+                    if t in hist_set and P1 is not None:
+                        run_P1.append(P1)
+                        run_P2.append(P2)
+                    t_eval = next(next_eval, None)
+                if t < steps:
+                    engine.step()
+                    bar.update(1)
+            if run_P1:
+                P1s.append(np.stack(run_P1))
+                P2s.append(np.stack(run_P2))
+                As.append(np.asarray(a))
+    finally:
+        bar.close()
+    projections = {}
+    if P1s:
+        projections = {"steps": np.array(sorted(hist_set)), "P1": np.stack(P1s),
+                       "P2": np.stack(P2s), "a": np.stack(As)}
+    return rows, projections
+
+
+def _host(x):
+    """A NumPy float64 copy of a host or device array (None stays None)."""
+    if x is None:
+        return None
+    if hasattr(x, "get"):  # CuPy
+        x = x.get()
+    return np.asarray(x, dtype=np.float64)

@@ -1,0 +1,126 @@
+"""Experiment results: the tidy history, its per-step summary, and atomic saving."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pandas as pd
+
+from .driver import METRICS
+
+
+class Result:
+    """What :func:`fastgrok.run` and :func:`fastgrok.fit` return.
+
+    Attributes
+    ----------
+    config : dict
+        The settings that produced it (a :class:`~fastgrok.Config` as a dict for ``run``).
+    history : pandas.DataFrame
+        One row per (run, evaluated step): run, step, train_acc, train_loss (noisy labels),
+        test_acc, test_loss (clean labels), and the alignment summaries pos_mu1, pos_mu2,
+        neg_mu1, neg_mu2 (mean |<w_j, mu_k>| / ||mu|| over positive / negative neurons).
+    projections : dict
+        At the histogram steps: "steps" (H,), "P1" = W mu1 and "P2" = W mu2 (runs, H, m), and
+        the second layer "a" (runs, m). Empty when no means are known.
+    info : dict
+        How it ran: engine (method/backend), dtype, wall time.
+    """
+
+    def __init__(self, config: dict, rows, projections=None, info=None):
+        self.config = dict(config)
+        self.history = pd.DataFrame(rows, columns=["run", "step", *METRICS])
+        self.projections = projections or {}
+        self.info = dict(info or {})
+
+    def __repr__(self):
+        runs = self.history["run"].nunique()
+        last = int(self.history["step"].max()) if len(self.history) else 0
+        return f"<fastgrok.Result runs={runs} steps={last} engine={self.info.get('engine')}>"
+
+    def summary(self) -> pd.DataFrame:
+        """One row per step: step, then <metric>_median, <metric>_q20, <metric>_q80."""
+        g = self.history.groupby("step")[list(METRICS)]
+        parts = {"median": g.median(), "q20": g.quantile(0.2), "q80": g.quantile(0.8)}
+        cols = {f"{mt}_{stat}": parts[stat][mt] for mt in METRICS for stat in ("median", "q20", "q80")}
+        return pd.DataFrame(cols).reset_index()
+
+    def headline(self) -> str:
+        """Median train/test accuracy at steps 1 and the last step, as one short text."""
+        s = self.summary().set_index("step")
+        lines = []
+        for t in sorted({min(1, s.index.max()), s.index.max()}):
+            lines.append(f"step {t:>6}: train_acc median {s.loc[t, 'train_acc_median']:.3f}   "
+                         f"test_acc median {s.loc[t, 'test_acc_median']:.3f}")
+        return "\n".join(lines)
+
+    def save(self, out, figures=True) -> dict:
+        """Write config.json, history.csv, summary.csv, projections.npz and the figures to ``out``.
+
+        Every file is first written to a temporary folder inside ``out`` and then moved into
+        place, so an interrupted save never leaves a half-written file.
+
+        Returns
+        -------
+        dict
+            File name -> path of everything written.
+        """
+        out = _writable_dir(out)
+        tmp = tempfile.mkdtemp(prefix=".fastgrok-tmp-", dir=out)
+        try:
+            files = {}
+
+            def target(name):
+                files[name] = os.path.join(out, name)
+                return os.path.join(tmp, name)
+
+            with open(target("config.json"), "w") as fh:
+                json.dump({"config": self.config, "info": self.info}, fh, indent=2, default=_jsonable)
+            self.history.to_csv(target("history.csv"), index=False)
+            self.summary().to_csv(target("summary.csv"), index=False)
+            if self.projections:
+                np.savez_compressed(target("projections.npz"), **self.projections)
+            if figures:
+                from . import plots
+
+                plots.accuracy_figure(self.summary(), target("fig_accuracy.png"), title=_title(self.config))
+                if self.projections:
+                    plots.histogram_figure(self.projections, target("fig_projections.png"),
+                                           title=_title(self.config))
+            for name, final in files.items():
+                os.replace(os.path.join(tmp, name), final)
+            return files
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _title(cfg: dict) -> str:
+    keys = ("n", "p", "m", "lr", "init_scale", "noise_rate", "runs")
+    return ", ".join(f"{k}={cfg[k]:g}" for k in keys if isinstance(cfg.get(k), (int, float)))
+
+
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, (tuple, set, np.ndarray)):
+        return list(x)
+    return str(x)
+
+
+def _writable_dir(out) -> str:
+    """Create ``out`` if needed; ValueError naming it if it cannot be written."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a path, got {type(out).__name__}")
+    out = os.fspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"out={out!r} exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"out={out!r} cannot be created: {exc.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"out={out!r} is not writable")
+    return out

@@ -1,0 +1,23 @@
+"""Tunables: every knob that trades speed, memory or resolution, in one place.
+
+Changing a value here never changes a result beyond rounding, with one exception documented
+below (``DATA_BLOCK``, which defines the random stream and therefore the data itself).
+"""
+
+#: Width (columns of p) of one block of the data generator. Each block of X, X_test, W0 is drawn
+#: from its own random stream keyed by (seed, run, stream, block), so the same (seed, run) gives
+#: the same numbers whether a matrix is drawn whole or block by block. Changing this value changes
+#: the data drawn for a seed: it is part of the random-stream definition, not a speed knob.
+DATA_BLOCK = 8192
+
+#: Runs with at most this many steps are evaluated at every step; longer runs on a log grid.
+EVAL_EVERY_STEP_UP_TO = 200
+
+#: Number of log-spaced evaluation points for long runs (before adding the histogram steps).
+EVAL_LOG_POINTS = 160
+
+#: Fraction of the currently available memory a run may plan to use before it is refused.
+MEMORY_FRACTION = 0.8
+
+#: Refresh interval of the progress bar, seconds.
+PROGRESS_MIN_INTERVAL = 0.5
