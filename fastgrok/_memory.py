@@ -21,11 +21,15 @@ def available_bytes() -> int:
         return 1 << 62
 
 
+class InsufficientMemoryError(MemoryError, ValueError):
+    """Raised before allocating what the estimate says cannot fit (also a ValueError)."""
+
+
 def check_fits(nbytes: int, what: str) -> None:
-    """Raise MemoryError naming ``what`` if ``nbytes`` would not fit in memory."""
+    """Raise :class:`InsufficientMemoryError` naming ``what`` and the estimate if it cannot fit."""
     limit = tunables.MEMORY_FRACTION * available_bytes()
     if nbytes > limit:
-        raise MemoryError(
+        raise InsufficientMemoryError(
             f"{what} needs about {nbytes / 2**30:.2f} GiB, but only {limit / 2**30:.2f} GiB "
             f"({tunables.MEMORY_FRACTION:.0%} of available memory) may be used; reduce p, n, m "
             f"or n_test, or use a method that streams over p"

@@ -183,4 +183,8 @@ def preset(name: str, **overrides) -> Config:
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(map(repr, PRESETS))}")
-    return Config(**PRESETS[name]).replace(**overrides)
+    base = dict(PRESETS[name])
+    if "steps" in overrides and "hist_steps" not in overrides and base.get("hist_steps"):
+        # A shorter run keeps the preset's histogram steps that still exist.
+        base["hist_steps"] = tuple(s for s in base["hist_steps"] if s <= overrides["steps"])
+    return Config(**base).replace(**overrides)

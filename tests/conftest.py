@@ -1,0 +1,30 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Kernels compiled by Numba are cached on disk; tests must not depend on thread scheduling.
+settings.register_profile("fastgrok", deadline=None, max_examples=25,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fastgrok"))
+
+
+@pytest.fixture
+def small_cfg():
+    import fastgrok as fg
+
+    return fg.Config(n=12, p=300, m=8, n_test=20, steps=5, runs=2, lr=1e-3, init_scale=1e-3,
+                     backend="numpy", method="direct", dtype="float64")
+
+
+def random_problem(seed, n, p, m, dtype=np.float64, scale=1.0):
+    """Small random (X, y, W, a) for property tests."""
+    g = np.random.default_rng(seed)
+    X = g.standard_normal((n, p)).astype(dtype)
+    y = np.where(g.random(n) < 0.5, 1.0, -1.0).astype(dtype)
+    W = (scale * g.standard_normal((m, p))).astype(dtype)
+    a = (np.where(g.random(m) < 0.5, 1.0, -1.0) / np.sqrt(m)).astype(dtype)
+    return X, y, W, a
