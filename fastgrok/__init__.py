@@ -7,8 +7,8 @@ CUDA; kernels are compiled on first use (see :func:`fastgrok.warmup`).
 from .api import fit, run, step
 from .config import PRESETS, Config, preset
 from .data import Dataset, xor_clusters
-from .engines import gpu_usable
+from .engines import gpu_usable, warmup
 
 __version__ = "0.1.0"
 __all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "xor_clusters", "Dataset",
-           "gpu_usable", "__version__"]
+           "gpu_usable", "warmup", "__version__"]

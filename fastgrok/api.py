@@ -24,7 +24,7 @@ def _engine_for(method, backend, n, p, m, n_test, dtype, runs=1):
     return cls
 
 
-def run(cfg: Config, progress: bool = True):
+def run(cfg: Config, progress: bool = True, n_threads=None):
     """Run the experiment ``cfg`` describes: ``cfg.runs`` independent runs, each drawing its data
     and initialisation from (cfg.seed, run).
 
@@ -34,6 +34,8 @@ def run(cfg: Config, progress: bool = True):
         The experiment (see :func:`fastgrok.preset` for the paper's settings).
     progress : bool
         Show a progress bar.
+    n_threads : int, optional
+        CPU threads for the numba engines (default: all available); results do not depend on it.
 
     Returns
     -------
@@ -50,10 +52,11 @@ def run(cfg: Config, progress: bool = True):
         a = second_layer(cfg.m, cfg.seed, r, cfg.second_layer)
         W0 = init_weights(cfg.m, cfg.p, cfg.init_scale, cfg.seed, r, cfg.dtype)
         pb = Problem(ds.X, ds.y, W0, a, ds.X_test, ds.y_test, ds.mu1, ds.mu2)
-        return cls(pb, cfg.lr, cfg.dtype), a
+        return cls(pb, cfg.lr, cfg.dtype, n_threads=threads), a
 
-    return _train_result(cfg.to_dict(), cls, make_engine, range(cfg.runs), cfg.steps, hist, cfg.mu,
-                         progress, cfg.dtype)
+    with cls.runtime(n_threads) as threads:
+        return _train_result(cfg.to_dict(), cls, make_engine, range(cfg.runs), cfg.steps, hist,
+                             cfg.mu, progress, cfg.dtype)
 
 
 def _train_result(config, cls, make_engine, runs, steps, hist, mu_norm, progress, dtype):
@@ -69,7 +72,7 @@ def _train_result(config, cls, make_engine, runs, steps, hist, mu_norm, progress
 
 def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, init_scale=1e-15,
         second_layer_mode="random", runs=1, seed=0, method="auto", backend="auto", dtype=None,
-        hist_steps=None, progress=False):
+        hist_steps=None, progress=False, n_threads=None):
     """Train the paper's network on the caller's data.
 
     Parameters
@@ -104,6 +107,8 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
         Steps at which W mu1, W mu2 are kept.
     progress : bool
         Show a progress bar.
+    n_threads : int, optional
+        CPU threads for the numba engines.
 
     Returns
     -------
@@ -143,17 +148,19 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
     def make_engine(r):
         a = second_layer(m, seed, r, second_layer_mode)
         W0 = init_weights(m, p, cfg.init_scale, seed, r, dtype)
-        return cls(Problem(X, y, W0, a, X_test, y_test, mu1, mu2), cfg.lr, dtype), a
+        return cls(Problem(X, y, W0, a, X_test, y_test, mu1, mu2), cfg.lr, dtype,
+                   n_threads=threads), a
 
     config = {"n": n, "p": p, "m": m, "n_test": n_test, "lr": cfg.lr, "steps": steps,
               "runs": cfg.runs, "seed": seed, "init_scale": cfg.init_scale,
               "second_layer": second_layer_mode, "method": method, "backend": backend,
               "dtype": dtype, "hist_steps": list(hist)}
-    return _train_result(config, cls, make_engine, range(cfg.runs), steps, hist, mu_norm,
-                         progress, dtype)
+    with cls.runtime(n_threads) as threads:
+        return _train_result(config, cls, make_engine, range(cfg.runs), steps, hist, mu_norm,
+                             progress, dtype)
 
 
-def step(X, y, W, a, lr, backend="auto"):
+def step(X, y, W, a, lr, backend="auto", n_threads=None):
     """One full-batch gradient-descent step on the logistic loss, in place on ``W``.
 
     w_j <- w_j + (lr a_j / n) sum_i g_i 1[<w_j, x_i> > 0] y_i x_i with g_i = 1 / (1 + exp(y_i f_i)).
@@ -172,6 +179,8 @@ def step(X, y, W, a, lr, backend="auto"):
         Step size (> 0).
     backend : {"auto", "numpy", "numba", "cupy"}
         Compute backend.
+    n_threads : int, optional
+        CPU threads for the numba backend (restored afterwards).
 
     Returns
     -------
@@ -201,7 +210,7 @@ def step(X, y, W, a, lr, backend="auto"):
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(map(repr, BACKENDS))}")
     cls = get_engine("direct", resolve_backend(backend))
-    cls.step_fn(X, y, W, a, lr)
+    cls.step_fn(X, y, W, a, lr, n_threads=n_threads)
     return W
 
 

@@ -76,6 +76,7 @@ def train(make_engine, runs, steps, hist_steps, mu_norm, progress=False, desc="f
 
     schedule = eval_schedule(steps, hist_steps)
     hist_set = set(int(s) for s in hist_steps)
+    eval_set = set(schedule.tolist())
     rows, P1s, P2s, As = [], [], [], []
     bar = tqdm(total=len(runs) * steps, disable=not progress, desc=desc, unit="step",
                mininterval=tunables.PROGRESS_MIN_INTERVAL, leave=False)
@@ -97,7 +98,7 @@ def train(make_engine, runs, steps, hist_steps, mu_norm, progress=False, desc="f
                         run_P2.append(P2)
                     t_eval = next(next_eval, None)
                 if t < steps:
-                    engine.step()
+                    engine.step(prepare_eval=(t + 1) in eval_set)
                     bar.update(1)
             if run_P1:
                 P1s.append(np.stack(run_P1))

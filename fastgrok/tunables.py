@@ -21,3 +21,16 @@ MEMORY_FRACTION = 0.8
 
 #: Refresh interval of the progress bar, seconds.
 PROGRESS_MIN_INTERVAL = 0.5
+
+#: Direct method, CPU: bytes of one column tile of X plus W (the tile is reused from cache by the
+#: update and the forward product). Changes float32 rounding slightly, never the thread count.
+DIRECT_TILE_BYTES = 8 << 20
+
+#: Direct method, CPU: fixed tile width in columns (0 = derive it from DIRECT_TILE_BYTES).
+#: Tests set it small so that tail tiles are exercised.
+DIRECT_TILE_COLS = 0
+
+#: Direct method, CPU: number of chunks of tiles, each reduced on one thread in float64 and merged
+#: in order. Fixed (not the thread count) so results do not depend on n_threads; it bounds the
+#: usable parallelism and costs chunks x (n + n_test) x m x 8 bytes of partial sums.
+DIRECT_CHUNKS = 8

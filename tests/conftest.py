@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-# Kernels compiled by Numba are cached on disk; tests must not depend on thread scheduling.
+# Fixtures used with @given only set constants (tile widths), so sharing them across examples
+# is intended: the function_scoped_fixture health check is off.
 settings.register_profile("fastgrok", deadline=None, max_examples=25,
-                          suppress_health_check=[HealthCheck.too_slow])
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fastgrok"))
 
 

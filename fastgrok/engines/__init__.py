@@ -6,11 +6,11 @@ quantities. The step loop, evaluation schedule, progress and history belong to t
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import reference
 
 
 @dataclass
@@ -48,11 +48,24 @@ class Engine:
     method = ""
     backend = ""
 
-    def __init__(self, problem: Problem, lr: float, dtype="float32"):
+    def __init__(self, problem: Problem, lr: float, dtype="float32", n_threads=None):
         raise NotImplementedError
 
-    def step(self) -> None:
-        """Advance the state by one full-batch gradient-descent step."""
+    @classmethod
+    def runtime(cls, n_threads=None):
+        """Context manager around a whole training with this engine; yields the thread count.
+
+        The default does nothing (NumPy picks its own threads); CPU kernel engines run their own
+        thread pool with single-threaded BLAS inside it.
+        """
+        return contextlib.nullcontext(n_threads)
+
+    def step(self, prepare_eval: bool = True) -> None:
+        """Advance the state by one full-batch gradient-descent step.
+
+        ``prepare_eval`` says whether :meth:`evaluate` will be called before the next step, so
+        engines that can fuse the evaluation quantities into the step's pass over p do so.
+        """
         raise NotImplementedError
 
     def evaluate(self, projections: bool = True) -> dict:
@@ -65,41 +78,14 @@ class Engine:
         raise NotImplementedError
 
 
-class DirectEngine(Engine):
-    """The direct formulation (DESIGN.md 2.1): W (m, p) updated in place by W += V^T X.
-
-    Backends differ only in the two functions below, which are also what ``fg.step`` calls.
-    """
-
-    method = "direct"
-    backend = "numpy"
-    step_fn = staticmethod(reference.step)
-    evaluate_fn = staticmethod(reference.evaluate)
-
-    def __init__(self, problem: Problem, lr: float, dtype="float32"):
-        self.pb = problem.astype(dtype)
-        self.W = self.pb.W0
-        self.lr = lr
-
-    def step(self):
-        pb = self.pb
-        self.step_fn(pb.X, pb.y, self.W, pb.a, self.lr)
-
-    def evaluate(self, projections=True):
-        pb = self.pb
-        mu1, mu2 = (pb.mu1, pb.mu2) if projections else (None, None)
-        return self.evaluate_fn(pb.X, pb.y, self.W, pb.a, pb.X_test, pb.y_test, mu1, mu2)
-
-    @staticmethod
-    def estimate_bytes(n, p, m, n_test, dtype):
-        # X, X_test, W, mu1, mu2 in the working dtype, plus the float64 blocks of the generator
-        # and the (n, m) temporaries of a step.
-        item = np.dtype(dtype).itemsize
-        return (n + n_test + m + 2) * p * item + 8 * (n + n_test + m) * 8192 + 8 * 4 * n * m
-
-
 #: (method, backend) -> engine class. Fast engines register themselves here.
-ENGINES: dict[tuple[str, str], type[Engine]] = {("direct", "numpy"): DirectEngine}
+ENGINES: dict[tuple[str, str], type[Engine]] = {}
+
+
+def register(cls):
+    """Class decorator: make ``cls`` the engine of its (method, backend)."""
+    ENGINES[(cls.method, cls.backend)] = cls
+    return cls
 
 
 def gpu_usable() -> bool:
@@ -127,7 +113,8 @@ def resolve_method(method: str, backend: str, n, p, m, n_test) -> str:
     """Map "auto" to the cheapest registered method for this size (flop count per step)."""
     if method != "auto":
         return method
-    if (("gram", backend) in ENGINES) and (n * (n + 1) < 2 * n * p):
+    # Per step, gram costs 2 n^2 m flops and direct 4 n m p.
+    if ("gram", backend) in ENGINES and n < 2 * p:
         return "gram"
     return "direct"
 
@@ -141,3 +128,27 @@ def get_engine(method: str, backend: str) -> type[Engine]:
         raise NotImplementedError(
             f"method={method!r} with backend={backend!r} is not implemented yet (available: {have})"
         ) from None
+
+
+from . import direct  # noqa: E402,F401  (registers the direct engines; imports no kernels)
+
+
+def warmup(backends=("numba",)) -> dict:
+    """Compile (or load from the on-disk cache) the kernels of ``backends`` now.
+
+    Returns the seconds each took. Training calls this implicitly on first use; call it up
+    front to keep compile time out of a benchmark or a timed run.
+    """
+    import time
+
+    times = {}
+    for b in backends:
+        t0 = time.perf_counter()
+        if b == "numba":
+            from ..kernels import cpu_direct  # noqa: F401  (compiles with explicit signatures)
+        elif b == "cupy":
+            raise NotImplementedError("the cupy backend is not implemented yet")
+        else:
+            raise ValueError(f"unknown backend {b!r}; expected 'numba' or 'cupy'")
+        times[b] = time.perf_counter() - t0
+    return times

@@ -1,0 +1,155 @@
+"""CPU kernels of the direct method (DESIGN.md 2.1): the fused step over column tiles of p.
+
+A training step is one pass over p. For each column tile [j0, j1) of X and W, still in cache:
+
+    W[:, j0:j1] += V^T X[:, j0:j1]                  (the update of step t, in place, BLAS beta=1)
+    Z  += X[:, j0:j1]  W[:, j0:j1]^T                (pre-activations of step t + 1)
+    Zt += Xt[:, j0:j1] W[:, j0:j1]^T, P += W[:, j0:j1] mu[:, j0:j1]^T   (only at evaluation steps)
+
+so X and W are read once and W written once per step, and nothing of size p is allocated. The
+(n, m) elementwise work between passes (ReLU outputs, logistic-loss weights, the masked and
+scaled coefficients V) is one Numba kernel. Tiles are grouped into a fixed number of chunks;
+each chunk accumulates its partial Z in float64 on one thread, and the chunks are summed in
+order, so the result does not depend on the thread count.
+
+Importing this module compiles (or loads from Numba's cache) the kernels; fastgrok imports it
+only when a numba engine is first used.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .. import tunables
+from .cpu_blas import gemm, pool, threads
+
+_SIG_COEF = ["float64[:](float64[:,::1], float64[::1], float64[::1], float64, float32[:,::1])",
+             "float64[:](float64[:,::1], float64[::1], float64[::1], float64, float64[:,::1])"]
+
+
+@njit(_SIG_COEF, cache=True, nogil=True)
+def outputs_and_coefficients(Z, y, a, lr, V):
+    """f = relu(Z) a, and V = (lr/n) sigmoid(-y f) y 1[Z > 0] a (written into V); returns f."""
+    n, m = Z.shape
+    f = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for j in range(m):
+            if Z[i, j] > 0.0:
+                s += Z[i, j] * a[j]
+        f[i] = s
+    scale = lr / n
+    for i in range(n):
+        z = y[i] * f[i]
+        # sigmoid(-z) = exp(-softplus(z)), accurate in relative terms for large |z|
+        softplus = max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+        c = scale * math.exp(-softplus) * y[i]
+        for j in range(m):
+            V[i, j] = c * a[j] if Z[i, j] > 0.0 else 0.0
+    return f
+
+
+@njit("float64[:](float64[:,::1], float64[::1])", cache=True, nogil=True)
+def relu_outputs(Z, a):
+    """f = relu(Z) a for float64 pre-activations."""
+    n, m = Z.shape
+    f = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for j in range(m):
+            if Z[i, j] > 0.0:
+                s += Z[i, j] * a[j]
+        f[i] = s
+    return f
+
+
+def tile_width(n, m, itemsize):
+    """Columns per tile: X and W tiles of about ``tunables.DIRECT_TILE_BYTES`` together."""
+    if tunables.DIRECT_TILE_COLS:
+        return int(tunables.DIRECT_TILE_COLS)
+    cols = tunables.DIRECT_TILE_BYTES // ((n + m) * itemsize)
+    return int(min(max(cols // 64 * 64, 64), 1 << 16))
+
+
+def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+    """One pass over the column tiles of X and W (see the module docstring).
+
+    Parameters
+    ----------
+    X : (n, p) array
+    W : (m, p) array, same dtype, C-contiguous; updated in place when ``V`` is given.
+    V : (n, m) array of W's dtype, optional
+        Update coefficients: W += V^T X, applied tile by tile before the products.
+    Xt : (nt, p) array, optional
+        Test inputs: also return Zt = Xt W^T.
+    mus : (k, p) array, optional
+        Directions: also return P = W mus^T (m, k).
+    forward : bool
+        Return Z = X W^T (False: only update, e.g. for a standalone step).
+    n_threads : int, optional
+        Worker threads (default: all CPUs); must be called inside :func:`cpu_blas.threads`
+        or BLAS may oversubscribe.
+
+    Returns
+    -------
+    Z, Zt, P : float64 arrays or None
+    """
+    n, p = X.shape
+    m = W.shape[0]
+    dt = W.dtype
+    tw = tile_width(n, m, dt.itemsize)
+    starts = list(range(0, p, tw))
+    n_chunks = min(tunables.DIRECT_CHUNKS, len(starts))
+    chunks = np.array_split(np.arange(len(starts)), n_chunks)
+    Vt = None if V is None else V.T  # a transposed view: gemm passes the Trans flag, no copy
+
+    def chunk(c):
+        Zc = np.zeros((n, m)) if forward else None
+        Ztc = np.zeros((Xt.shape[0], m)) if Xt is not None else None
+        Pc = np.zeros((m, mus.shape[0])) if mus is not None else None
+        zb = np.empty((n, m), dt) if forward else None
+        ztb = np.empty((Xt.shape[0], m), dt) if Xt is not None else None
+        pb = np.empty((m, mus.shape[0]), dt) if mus is not None else None
+        for t in chunks[c]:
+            j0 = starts[t]
+            j1 = min(j0 + tw, p)
+            Wb = W[:, j0:j1]
+            if Vt is not None:
+                gemm(Vt, X[:, j0:j1], Wb, beta=1.0)
+            if forward:
+                Zc += gemm(X[:, j0:j1], Wb.T, zb)
+            if Xt is not None:
+                Ztc += gemm(Xt[:, j0:j1], Wb.T, ztb)
+            if mus is not None:
+                Pc += gemm(Wb, mus[:, j0:j1].T, pb)
+        return Zc, Ztc, Pc
+
+    workers = pool(n_threads or 1)
+    parts = list(workers.map(chunk, range(n_chunks)))
+    return tuple(_ordered_sum([pt[k] for pt in parts]) for k in range(3))
+
+
+def _ordered_sum(arrays):
+    """Sum in a fixed order (chunk 0, 1, ...): the same bits whatever thread made each part."""
+    if arrays[0] is None:
+        return None
+    total = arrays[0]
+    for part in arrays[1:]:
+        total += part
+    return total
+
+
+def step(X, y, W, a, lr, n_threads=None):
+    """One in-place GD step on the caller's arrays: a forward pass, then an update pass."""
+    with threads(n_threads) as nt:
+        Z = tile_pass(X, W, n_threads=nt)[0]
+        V = np.empty(Z.shape, W.dtype)
+        outputs_and_coefficients(Z, _f64(y), _f64(a), float(lr), V)
+        tile_pass(X, W, V=V, forward=False, n_threads=nt)
+    return W
+
+
+def _f64(v):
+    return np.ascontiguousarray(v, dtype=np.float64)

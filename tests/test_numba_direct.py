@@ -1,0 +1,163 @@
+"""The numba direct engine against the float64 reference (DESIGN.md 2.1 and 5)."""
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from threadpoolctl import threadpool_info
+
+import fastgrok as fg
+from conftest import random_problem
+from fastgrok import reference as ref, tunables
+from fastgrok.engines import ENGINES, Problem
+from fastgrok.kernels import cpu_blas, cpu_direct
+
+Engine = ENGINES[("direct", "numba")]
+EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
+
+
+@pytest.fixture(params=[7, 64, 0], ids=["tile7", "tile64", "tile-default"])
+def tile(request, monkeypatch):
+    """Force tiny tiles (tail tiles and many chunks run) as well as the default width."""
+    monkeypatch.setattr(tunables, "DIRECT_TILE_COLS", request.param)
+    return request.param
+
+
+def _kink_free(X, W, rel):
+    """True if no pre-activation is within ``rel`` of a ReLU kink (relative to its scale).
+
+    A mask bit 1[z > 0] may legitimately differ between two correct engines where |z| is at the
+    rounding level of the products; beyond such a step trajectories may diverge, so comparisons
+    stop at the first step where this is False (and say so).
+    """
+    Z = X @ W.T
+    scale = np.abs(X).sum(1)[:, None] * np.abs(W).max(1)[None, :] + 1e-300
+    return bool((np.abs(Z) > rel * scale).all())
+
+
+def _engine(X, y, W, a, lr, dtype, n_threads=None, X_test=None, y_test=None, mus=(None, None)):
+    pb = Problem(X, y, W.copy(), a, X_test, y_test, *mus)
+    with Engine.runtime(n_threads) as nt:
+        return Engine(pb, lr, dtype, n_threads=nt)
+
+
+shapes = st.tuples(st.integers(1, 9), st.integers(1, 130), st.integers(1, 9))  # n, p, m
+
+
+@given(shapes, st.integers(0, 2**31 - 1), st.sampled_from([np.float32, np.float64]))
+def test_step_matches_reference(tile, shape, seed, dtype):
+    n, p, m = shape
+    X, y, W, a = random_problem(seed, n, p, m, dtype=dtype)
+    X64, W64 = X.astype(np.float64), W.astype(np.float64)  # the same (rounded) numbers
+    if not _kink_free(X64, W64, 1e3 * EPS[dtype]):
+        return  # a mask bit within rounding of its kink: no exact comparison is meaningful
+    expected = ref.step(X64, y, W64.copy(), a, 0.05)
+    got = fg.step(X, y, W.copy(), a, 0.05, backend="numba")
+    assert got.dtype == dtype
+    # float64: rounding only. float32: inputs are exact, each product sums at most p + n terms
+    # of float32 in blocks: error <= (p + n) eps32 |x||w| worst case; we allow 4 (p + n) eps32
+    # of the update's scale.
+    tol = 1e-10 if dtype == np.float64 else 4 * (p + n) * EPS[np.float32]
+    scale = np.abs(expected - W64).max() + np.abs(W64).max() * (dtype == np.float32)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tol * scale + 1e-300)
+
+
+@given(st.integers(1, 8), st.integers(2, 90), st.integers(1, 8), st.integers(0, 2**31 - 1),
+       st.sampled_from([np.float32, np.float64]))
+def test_twenty_step_trajectory_matches_reference(tile, n, p, m, seed, dtype):
+    X, y, W, a = random_problem(seed, n, p, m, dtype=dtype, scale=0.1)
+    Xt, yt = X[::-1].copy(), -y[::-1].copy()
+    mu1, mu2 = np.eye(p)[0].astype(dtype) * 3, np.eye(p)[1].astype(dtype) * 3
+    lr = 0.2
+    eng = _engine(X, y, W, a, lr, dtype, X_test=Xt, y_test=yt, mus=(mu1, mu2))
+    X64, W64, Xt64 = X.astype(np.float64), W.astype(np.float64), Xt.astype(np.float64)
+    rel = 1e-9 if dtype == np.float64 else 1e-4
+    margin = 1e3 * EPS[dtype]
+    for t in range(21):
+        if not _kink_free(X64, W64, margin) or not _kink_free(Xt64, W64, margin):
+            break  # see _kink_free: beyond a near-kink step the trajectories may part
+        want = ref.evaluate(X64, y, W64, a, Xt64, yt, mu1.astype(float), mu2.astype(float))
+        got = eng.evaluate()
+        assert got["train_acc"] == want["train_acc"] and got["test_acc"] == want["test_acc"]
+        for k in ("train_loss", "test_loss"):
+            assert got[k] == pytest.approx(want[k], rel=rel, abs=1e-300)
+        for k in ("P1", "P2"):
+            np.testing.assert_allclose(got[k], want[k], rtol=0,
+                                       atol=rel * np.abs(W64).max() * 3 + 1e-300)
+        np.testing.assert_allclose(eng.Z, X64 @ W64.T, rtol=0,
+                                   atol=rel * np.abs(X64).sum(1).max() * np.abs(W64).max())
+        np.testing.assert_allclose(eng.W, W64, rtol=0, atol=rel * np.abs(W64).max())
+        ref.step(X64, y, W64, a, lr)
+        eng.step(prepare_eval=bool(t % 2))  # odd steps: evaluate() does its own pass
+
+
+def test_results_do_not_depend_on_the_thread_count(monkeypatch):
+    monkeypatch.setattr(tunables, "DIRECT_TILE_COLS", 32)
+    X, y, W, a = random_problem(1, 30, 1000, 20, dtype=np.float32, scale=0.01)
+    out = []
+    for nt in (1, 2, 3):
+        e = _engine(X, y, W, a, 0.1, "float32", n_threads=nt, X_test=X, y_test=y)
+        with Engine.runtime(nt):
+            for _ in range(5):
+                e.step()
+        out.append((e.W.copy(), e.Z.copy(), e.Zt.copy()))
+    for W_, Z_, Zt_ in out[1:]:
+        assert np.array_equal(W_, out[0][0]) and np.array_equal(Z_, out[0][1])
+        assert np.array_equal(Zt_, out[0][2])
+
+
+def test_numpy_fallback_gemm_agrees(monkeypatch):
+    X, y, W, a = random_problem(2, 12, 301, 7)
+    W1 = fg.step(X, y, W.copy(), a, 0.1, backend="numba")
+    monkeypatch.setattr(cpu_blas, "FORCE_NUMPY_FALLBACK", True)
+    W2 = fg.step(X, y, W.copy(), a, 0.1, backend="numba")
+    np.testing.assert_allclose(W1, W2, rtol=1e-13, atol=1e-15)
+
+
+def test_cblas_found():
+    """The fast path is the one in use (else the fallback is silently slower)."""
+    assert cpu_blas.cblas(), "no CBLAS gemm found in NumPy's BLAS: the numba engine falls back"
+
+
+def test_n_threads_is_honoured_and_restored():
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before_numba, before_blas = numba.get_num_threads(), blas_threads()
+    X, y, W, a = random_problem(3, 5, 40, 3)
+    seen = {}
+    real_pool = cpu_blas.pool
+
+    def spy(n):
+        seen["n"] = n
+        seen["blas"] = blas_threads()
+        return real_pool(n)
+
+    cpu_direct.pool = spy
+    try:
+        fg.step(X, y, W, a, 0.1, backend="numba", n_threads=1)
+    finally:
+        cpu_direct.pool = real_pool
+    assert seen["n"] == 1 and set(seen["blas"]) == {1}
+    assert numba.get_num_threads() == before_numba and blas_threads() == before_blas
+
+
+def test_run_numba_equals_run_numpy_in_float64(small_cfg):
+    h_np = fg.run(small_cfg, progress=False).history
+    h_nb = fg.run(small_cfg.replace(backend="numba"), progress=False).history
+    for col in ("train_acc", "test_acc"):
+        assert (h_np[col] == h_nb[col]).all()
+    for col in ("train_loss", "test_loss", "pos_mu1", "neg_mu2"):
+        np.testing.assert_allclose(h_nb[col], h_np[col], rtol=1e-10)
+
+
+def test_auto_backend_is_numba_without_gpu(small_cfg):
+    res = fg.run(small_cfg.replace(backend="auto", steps=1, runs=1), progress=False)
+    assert res.info["engine"].endswith("/numba") or fg.gpu_usable()
+
+
+def test_m_and_n_equal_one():
+    X, y, W, a = random_problem(5, 1, 17, 1)
+    X64 = X.copy()
+    expected = ref.step(X64, y, W.copy(), a, 0.3)
+    np.testing.assert_allclose(fg.step(X, y, W.copy(), a, 0.3, backend="numba"), expected,
+                               rtol=1e-12)
