@@ -1,0 +1,80 @@
+"""Step functions of every engine on the same float32 problem, for the benchmarks.
+
+Each ``make_*`` returns a zero-argument callable that performs one training step (forward,
+logistic-loss gradient, weight update) in steady state, so timings compare like with like.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SIZES = {  # name: (n, m, p)
+    "200x1000x40k": (200, 1000, 40_000),
+    "400x1000x100k": (400, 1000, 100_000),
+    "400x1000x1M": (400, 1000, 1_000_000),
+    "100x100x1M": (100, 100, 1_000_000),
+}
+
+
+def problem(n, m, p, dtype=np.float32, seed=0):
+    g = np.random.default_rng(seed)
+    X = np.empty((n, p), dtype)
+    for i in range(n):  # row by row: no float64 temporary of size n x p
+        X[i] = g.standard_normal(p, dtype=np.float32)
+    W = np.empty((m, p), dtype)
+    for j in range(m):
+        W[j] = 1e-3 * g.standard_normal(p, dtype=np.float32)
+    y = np.where(g.random(n) < 0.5, 1.0, -1.0)
+    a = np.where(g.random(m) < 0.5, 1.0, -1.0) / np.sqrt(m)
+    return X, y, W, a
+
+
+def make_numpy(X, y, W, a, lr=1e-6, n_threads=None):
+    from fastgrok import reference
+
+    return lambda: reference.step(X, y, W, a, lr), None
+
+
+def make_numba(X, y, W, a, lr=1e-6, n_threads=None):
+    from fastgrok.engines import ENGINES, Problem
+
+    cls = ENGINES[("direct", "numba")]
+    ctx = cls.runtime(n_threads)
+    nt = ctx.__enter__()
+    eng = cls(Problem(X, y, W, a), lr, str(W.dtype), n_threads=nt)
+    return (lambda: eng.step(prepare_eval=False)), (lambda: ctx.__exit__(None, None, None))
+
+
+def make_torch(X, y, W, a, lr=1e-6, n_threads=None):
+    import torch
+
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    Xt, yt, at = torch.from_numpy(X), torch.from_numpy(y.astype(X.dtype)), torch.from_numpy(a.astype(X.dtype))
+    Wt = torch.from_numpy(W).requires_grad_(True)
+
+    def step():
+        f = torch.relu(Xt @ Wt.T) @ at
+        loss = torch.nn.functional.softplus(-yt * f).mean()
+        Wt.grad = None
+        loss.backward()
+        with torch.no_grad():
+            Wt.sub_(lr * Wt.grad)
+
+    return step, None
+
+
+def make_gemm(X, W):
+    """The ceiling: one float32 GEMM X W^T (2 n m p flops) with the BLAS NumPy uses."""
+    return lambda: X @ W.T
+
+
+ENGINE_MAKERS = {"numpy": make_numpy, "numba": make_numba, "torch": make_torch}
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
