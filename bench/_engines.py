@@ -35,12 +35,13 @@ def make_numpy(X, y, W, a, lr=1e-6, n_threads=None):
 
 
 def make_numba(X, y, W, a, lr=1e-6, n_threads=None):
-    from fastgrok.engines import ENGINES, Problem
+    from fastgrok.engines import ENGINES
+    from fastgrok.sources import ArraySource
 
     cls = ENGINES[("direct", "numba")]
     ctx = cls.runtime(n_threads)
     nt = ctx.__enter__()
-    eng = cls(Problem(X, y, W, a), lr, str(W.dtype), n_threads=nt)
+    eng = cls([ArraySource(X, y, W.shape[0], W0=W, a=a)], lr, str(W.dtype), n_threads=nt)
     return (lambda: eng.step(prepare_eval=False)), (lambda: ctx.__exit__(None, None, None))
 
 

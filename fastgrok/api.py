@@ -9,15 +9,14 @@ import numpy as np
 from . import _validate as v
 from ._memory import check_fits
 from .config import Config, DTYPES
-from .data import RunDraw, materialize
 from .driver import default_hist_steps, train
-from .engines import ENGINES, Problem, get_engine, resolve_backend, resolve_method
-from .model import init_weights, second_layer
+from .engines import get_engine, resolve_backend, resolve_method
+from .sources import ArraySource, GeneratedSource
 
 
-def _engine_for(method, backend, n, p, m, n_test, dtype, runs=1):
+def _engine_for(method, backend, n, p, m, n_test, dtype, steps):
     backend = resolve_backend(backend)
-    method = resolve_method(method, backend, n, p, m, n_test)
+    method = resolve_method(method, backend, n, p, m, n_test, steps)
     cls = get_engine(method, backend)
     check_fits(cls.estimate_bytes(n, p, m, n_test, dtype),
                f"one {method}/{backend} run (n={n}, p={p}, m={m}, n_test={n_test}, {dtype})")
@@ -43,29 +42,27 @@ def run(cfg: Config, progress: bool = True, n_threads=None):
     """
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a fastgrok.Config, got {type(cfg).__name__}")
-    cls = _engine_for(cfg.method, cfg.backend, cfg.n, cfg.p, cfg.m, cfg.n_test, cfg.dtype)
+    cls = _engine_for(cfg.method, cfg.backend, cfg.n, cfg.p, cfg.m, cfg.n_test, cfg.dtype, cfg.steps)
     hist = cfg.hist_steps if cfg.hist_steps is not None else default_hist_steps(cfg.steps)
 
-    def make_engine(r):
-        draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, r, cfg.means)
-        ds = materialize(draw, cfg.dtype)
-        a = second_layer(cfg.m, cfg.seed, r, cfg.second_layer)
-        W0 = init_weights(cfg.m, cfg.p, cfg.init_scale, cfg.seed, r, cfg.dtype)
-        pb = Problem(ds.X, ds.y, W0, a, ds.X_test, ds.y_test, ds.mu1, ds.mu2)
-        return cls(pb, cfg.lr, cfg.dtype, n_threads=threads), a
+    def sources(runs):
+        return [GeneratedSource(cfg, r) for r in runs]
 
-    with cls.runtime(n_threads) as threads:
-        return _train_result(cfg.to_dict(), cls, make_engine, range(cfg.runs), cfg.steps, hist,
-                             cfg.mu, progress, cfg.dtype)
+    return _train(cfg.to_dict(), cls, sources, range(cfg.runs), cfg, hist, cfg.mu, progress,
+                  n_threads)
 
 
-def _train_result(config, cls, make_engine, runs, steps, hist, mu_norm, progress, dtype):
+def _train(config, cls, sources, runs, cfg, hist, mu_norm, progress, n_threads):
+    """Shared by run and fit: batches, thread runtime, the driver, the Result."""
     from .results import Result
 
+    batch = cls.max_batch(cfg.n, cfg.p, cfg.m, cfg.n_test, cfg.dtype)
     t0 = time.perf_counter()
-    rows, proj = train(make_engine, list(runs), steps, hist, mu_norm, progress=progress,
-                       desc=f"fastgrok {cls.method}/{cls.backend}")
-    info = {"engine": f"{cls.method}/{cls.backend}", "dtype": dtype,
+    with cls.runtime(n_threads) as threads:
+        rows, proj = train(lambda ids: cls(sources(ids), cfg.lr, cfg.dtype, n_threads=threads),
+                           list(runs), batch, cfg.steps, hist, mu_norm, progress=progress,
+                           desc=f"fastgrok {cls.method}/{cls.backend}")
+    info = {"engine": f"{cls.method}/{cls.backend}", "dtype": cfg.dtype,
             "wall_s": round(time.perf_counter() - t0, 3)}
     return Result(config, rows, proj, info)
 
@@ -142,22 +139,19 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
             if mu.shape[0] != p:
                 raise ValueError(f"{name} has length {mu.shape[0]} but X has {p} columns")
         mu_norm = float(np.linalg.norm(np.asarray(mu1, dtype=np.float64)))
-    cls = _engine_for(cfg.method, cfg.backend, n, p, m, n_test, dtype)
+    cfg = cfg.replace(n_test=max(n_test, 1))  # sizes for the engine's estimates
+    cls = _engine_for(cfg.method, cfg.backend, n, p, m, n_test, dtype, steps)
     hist = cfg.hist_steps if cfg.hist_steps is not None else default_hist_steps(steps)
 
-    def make_engine(r):
-        a = second_layer(m, seed, r, second_layer_mode)
-        W0 = init_weights(m, p, cfg.init_scale, seed, r, dtype)
-        return cls(Problem(X, y, W0, a, X_test, y_test, mu1, mu2), cfg.lr, dtype,
-                   n_threads=threads), a
+    def sources(runs):
+        return [ArraySource(X, y, m, cfg.init_scale, seed, r, second_layer_mode, X_test, y_test,
+                            mu1, mu2) for r in runs]
 
     config = {"n": n, "p": p, "m": m, "n_test": n_test, "lr": cfg.lr, "steps": steps,
               "runs": cfg.runs, "seed": seed, "init_scale": cfg.init_scale,
               "second_layer": second_layer_mode, "method": method, "backend": backend,
               "dtype": dtype, "hist_steps": list(hist)}
-    with cls.runtime(n_threads) as threads:
-        return _train_result(config, cls, make_engine, range(cfg.runs), steps, hist, mu_norm,
-                             progress, dtype)
+    return _train(config, cls, sources, range(cfg.runs), cfg, hist, mu_norm, progress, n_threads)
 
 
 def step(X, y, W, a, lr, backend="auto", n_threads=None):
@@ -214,4 +208,4 @@ def step(X, y, W, a, lr, backend="auto", n_threads=None):
     return W
 
 
-__all__ = ["run", "fit", "step", "ENGINES"]
+__all__ = ["run", "fit", "step"]

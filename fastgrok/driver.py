@@ -47,15 +47,18 @@ def alignment_summaries(P1, P2, a, mu_norm) -> dict:
     return out
 
 
-def train(make_engine, runs, steps, hist_steps, mu_norm, progress=False, desc="fastgrok"):
+def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, desc="fastgrok"):
     """Train every run and collect the history and the histogram projections.
 
     Parameters
     ----------
     make_engine : callable
-        ``make_engine(run) -> (engine, a)``: a ready engine for that run and its second layer.
+        ``make_engine(batch_runs) -> engine`` for a list of run indices; ``engine.a`` is not
+        needed: the second layers come from ``engine.sources``.
     runs : sequence of int
         Run indices.
+    batch : int
+        Runs per engine (engines that batch runs step them together).
     steps : int
         Gradient steps per run.
     hist_steps : sequence of int
@@ -68,7 +71,7 @@ def train(make_engine, runs, steps, hist_steps, mu_norm, progress=False, desc="f
     Returns
     -------
     rows : list of dict
-        One per (run, evaluated step): run, step and :data:`METRICS`.
+        One per (run, evaluated step), sorted by run then step: run, step and :data:`METRICS`.
     projections : dict
         "steps" (H,), "P1", "P2" (R, H, m) and "a" (R, m); empty without means.
     """
@@ -77,39 +80,40 @@ def train(make_engine, runs, steps, hist_steps, mu_norm, progress=False, desc="f
     schedule = eval_schedule(steps, hist_steps)
     hist_set = set(int(s) for s in hist_steps)
     eval_set = set(schedule.tolist())
-    rows, P1s, P2s, As = [], [], [], []
+    runs = list(runs)
+    rows, proj = [], {}  # proj: run -> ([P1 at hist steps], [P2 ...], a)
     bar = tqdm(total=len(runs) * steps, disable=not progress, desc=desc, unit="step",
                mininterval=tunables.PROGRESS_MIN_INTERVAL, leave=False)
     try:
-        for r in runs:
-            engine, a = make_engine(r)
-            run_P1, run_P2 = [], []
-            next_eval = iter(schedule.tolist())
-            t_eval = next(next_eval)
+        for b0 in range(0, len(runs), batch):
+            ids = runs[b0:b0 + batch]
+            engine = make_engine(ids)
+            A = [np.asarray(s.a, dtype=np.float64) for s in engine.sources]
             for t in range(steps + 1):
-                if t == t_eval:
-                    ev = engine.evaluate(projections=mu_norm is not None)
-                    P1, P2 = _host(ev["P1"]), _host(ev["P2"])
-                    rows.append({"run": r, "step": t,
-                                 **{k: ev[k] for k in METRICS[:4]},
-                                 **alignment_summaries(P1, P2, a, mu_norm or 1.0)})
-                    if t in hist_set and P1 is not None:
-                        run_P1.append(P1)
-                        run_P2.append(P2)
-                    t_eval = next(next_eval, None)
+                if t in eval_set:
+                    evs = engine.evaluate(projections=mu_norm is not None)
+                    for r, a, ev in zip(ids, A, evs):
+                        P1, P2 = _host(ev["P1"]), _host(ev["P2"])
+                        rows.append({"run": r, "step": t, **{k: float(ev[k]) for k in METRICS[:4]},
+                                     **alignment_summaries(P1, P2, a, mu_norm or 1.0)})
+                        if t in hist_set and P1 is not None:
+                            entry = proj.setdefault(r, ([], [], a))
+                            entry[0].append(P1)
+                            entry[1].append(P2)
                 if t < steps:
                     engine.step(prepare_eval=(t + 1) in eval_set)
-                    bar.update(1)
-            if run_P1:
-                P1s.append(np.stack(run_P1))
-                P2s.append(np.stack(run_P2))
-                As.append(np.asarray(a))
+                    bar.update(len(ids))
+            del engine
     finally:
         bar.close()
+    rows.sort(key=lambda row: (row["run"], row["step"]))
     projections = {}
-    if P1s:
-        projections = {"steps": np.array(sorted(hist_set)), "P1": np.stack(P1s),
-                       "P2": np.stack(P2s), "a": np.stack(As)}
+    if proj:
+        order = sorted(proj)
+        projections = {"steps": np.array(sorted(hist_set)),
+                       "P1": np.stack([np.stack(proj[r][0]) for r in order]),
+                       "P2": np.stack([np.stack(proj[r][1]) for r in order]),
+                       "a": np.stack([proj[r][2] for r in order])}
     return rows, projections
 
 

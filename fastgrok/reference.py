@@ -17,7 +17,12 @@ def relu(z):
 def forward(X, W, a):
     """Pre-activations Z = X W^T (n, m) and outputs f = relu(Z) a (n,)."""
     Z = X @ W.T
-    return Z, relu(Z) @ a
+    return Z, forward_from_preactivations(Z, a)
+
+
+def forward_from_preactivations(Z, a):
+    """Outputs f = relu(Z) a (n,) from pre-activations Z (n, m), in float64."""
+    return relu(np.asarray(Z, dtype=np.float64)) @ np.asarray(a, dtype=np.float64)
 
 
 def softplus(z):

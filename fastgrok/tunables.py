@@ -34,3 +34,7 @@ DIRECT_TILE_COLS = 0
 #: in order. Fixed (not the thread count) so results do not depend on n_threads; it bounds the
 #: usable parallelism and costs chunks x (n + n_test) x m x 8 bytes of partial sums.
 DIRECT_CHUNKS = 8
+
+#: Gram method: memory for the state of the runs held at once (runs are batched so that many
+#: small per-run products keep every core busy).
+GRAM_BATCH_BYTES = 2 << 30

@@ -146,3 +146,27 @@ def threads(n_threads=None):
             yield n
     finally:
         numba.set_num_threads(old_numba)
+
+
+def map_chunks(n_items, fn, n_threads, n_chunks):
+    """Run ``fn(items)`` on a fixed partition of range(n_items) into ``n_chunks`` contiguous
+    chunks, on the pool; return the results in chunk order.
+
+    The partition depends on ``n_chunks`` only, never on ``n_threads``, so any reduction of the
+    results in the returned order gives the same bits for every thread count.
+    """
+    n_chunks = max(1, min(n_chunks, n_items))
+    chunks = np.array_split(np.arange(n_items), n_chunks)
+    if n_threads in (None, 1) or n_chunks == 1:
+        return [fn(c) for c in chunks]
+    return list(pool(n_threads).map(fn, chunks))
+
+
+def ordered_sum(parts):
+    """Sum arrays in the given order, into the first (None stays None)."""
+    if parts[0] is None:
+        return None
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total

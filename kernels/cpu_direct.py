@@ -23,10 +23,11 @@ import numpy as np
 from numba import njit
 
 from .. import tunables
-from .cpu_blas import gemm, pool, threads
+from .cpu_blas import gemm, map_chunks, ordered_sum, threads
 
-_SIG_COEF = ["float64[:](float64[:,::1], float64[::1], float64[::1], float64, float32[:,::1])",
-             "float64[:](float64[:,::1], float64[::1], float64[::1], float64, float64[:,::1])"]
+# (Z, y, a, lr, V): Z float64 (direct: summed over p in float64) or float32 (gram, float32).
+_SIG_COEF = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:,::1])"
+             for z, v in (("float64", "float32"), ("float64", "float64"), ("float32", "float32"))]
 
 
 @njit(_SIG_COEF, cache=True, nogil=True)
@@ -51,9 +52,10 @@ def outputs_and_coefficients(Z, y, a, lr, V):
     return f
 
 
-@njit("float64[:](float64[:,::1], float64[::1])", cache=True, nogil=True)
+@njit(["float64[:](float64[:,::1], float64[::1])", "float64[:](float32[:,::1], float64[::1])"],
+      cache=True, nogil=True)
 def relu_outputs(Z, a):
-    """f = relu(Z) a for float64 pre-activations."""
+    """f = relu(Z) a, accumulated in float64."""
     n, m = Z.shape
     f = np.empty(n)
     for i in range(n):
@@ -101,18 +103,16 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
     dt = W.dtype
     tw = tile_width(n, m, dt.itemsize)
     starts = list(range(0, p, tw))
-    n_chunks = min(tunables.DIRECT_CHUNKS, len(starts))
-    chunks = np.array_split(np.arange(len(starts)), n_chunks)
     Vt = None if V is None else V.T  # a transposed view: gemm passes the Trans flag, no copy
 
-    def chunk(c):
+    def chunk(tiles):
         Zc = np.zeros((n, m)) if forward else None
         Ztc = np.zeros((Xt.shape[0], m)) if Xt is not None else None
         Pc = np.zeros((m, mus.shape[0])) if mus is not None else None
         zb = np.empty((n, m), dt) if forward else None
         ztb = np.empty((Xt.shape[0], m), dt) if Xt is not None else None
         pb = np.empty((m, mus.shape[0]), dt) if mus is not None else None
-        for t in chunks[c]:
+        for t in tiles:
             j0 = starts[t]
             j1 = min(j0 + tw, p)
             Wb = W[:, j0:j1]
@@ -126,19 +126,8 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
                 Pc += gemm(Wb, mus[:, j0:j1].T, pb)
         return Zc, Ztc, Pc
 
-    workers = pool(n_threads or 1)
-    parts = list(workers.map(chunk, range(n_chunks)))
-    return tuple(_ordered_sum([pt[k] for pt in parts]) for k in range(3))
-
-
-def _ordered_sum(arrays):
-    """Sum in a fixed order (chunk 0, 1, ...): the same bits whatever thread made each part."""
-    if arrays[0] is None:
-        return None
-    total = arrays[0]
-    for part in arrays[1:]:
-        total += part
-    return total
+    parts = map_chunks(len(starts), chunk, n_threads, tunables.DIRECT_CHUNKS)
+    return tuple(ordered_sum([pt[k] for pt in parts]) for k in range(3))
 
 
 def step(X, y, W, a, lr, n_threads=None):

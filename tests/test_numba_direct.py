@@ -8,8 +8,9 @@ from threadpoolctl import threadpool_info
 import fastgrok as fg
 from conftest import random_problem
 from fastgrok import reference as ref, tunables
-from fastgrok.engines import ENGINES, Problem
-from fastgrok.kernels import cpu_blas, cpu_direct
+from fastgrok.engines import ENGINES
+from fastgrok.kernels import cpu_blas
+from fastgrok.sources import ArraySource
 
 Engine = ENGINES[("direct", "numba")]
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
@@ -35,9 +36,10 @@ def _kink_free(X, W, rel):
 
 
 def _engine(X, y, W, a, lr, dtype, n_threads=None, X_test=None, y_test=None, mus=(None, None)):
-    pb = Problem(X, y, W.copy(), a, X_test, y_test, *mus)
+    src = ArraySource(X, y, W.shape[0], X_test=X_test, y_test=y_test, mu1=mus[0], mu2=mus[1],
+                      W0=W.copy(), a=a)
     with Engine.runtime(n_threads) as nt:
-        return Engine(pb, lr, dtype, n_threads=nt)
+        return Engine([src], lr, dtype, n_threads=nt)
 
 
 shapes = st.tuples(st.integers(1, 9), st.integers(1, 130), st.integers(1, 9))  # n, p, m
@@ -76,7 +78,7 @@ def test_twenty_step_trajectory_matches_reference(tile, n, p, m, seed, dtype):
         if not _kink_free(X64, W64, margin) or not _kink_free(Xt64, W64, margin):
             break  # see _kink_free: beyond a near-kink step the trajectories may part
         want = ref.evaluate(X64, y, W64, a, Xt64, yt, mu1.astype(float), mu2.astype(float))
-        got = eng.evaluate()
+        (got,) = eng.evaluate()
         assert got["train_acc"] == want["train_acc"] and got["test_acc"] == want["test_acc"]
         for k in ("train_loss", "test_loss"):
             assert got[k] == pytest.approx(want[k], rel=rel, abs=1e-300)
@@ -118,10 +120,11 @@ def test_cblas_found():
     assert cpu_blas.cblas(), "no CBLAS gemm found in NumPy's BLAS: the numba engine falls back"
 
 
-def test_n_threads_is_honoured_and_restored():
+def test_n_threads_is_honoured_and_restored(monkeypatch):
     def blas_threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
+    monkeypatch.setattr(tunables, "DIRECT_TILE_COLS", 8)
     before_numba, before_blas = numba.get_num_threads(), blas_threads()
     X, y, W, a = random_problem(3, 5, 40, 3)
     seen = {}
@@ -132,12 +135,9 @@ def test_n_threads_is_honoured_and_restored():
         seen["blas"] = blas_threads()
         return real_pool(n)
 
-    cpu_direct.pool = spy
-    try:
-        fg.step(X, y, W, a, 0.1, backend="numba", n_threads=1)
-    finally:
-        cpu_direct.pool = real_pool
-    assert seen["n"] == 1 and set(seen["blas"]) == {1}
+    monkeypatch.setattr(cpu_blas, "pool", spy)
+    fg.step(X, y, W, a, 0.1, backend="numba", n_threads=2)
+    assert seen["n"] == 2 and set(seen["blas"]) == {1}  # our threads, single-threaded BLAS
     assert numba.get_num_threads() == before_numba and blas_threads() == before_blas
 
 

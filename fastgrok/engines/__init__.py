@@ -1,7 +1,8 @@
 """Engines: one (method, backend) pair each, behind one small interface the driver uses.
 
-An engine knows how to hold one run's training state, take a step and report the evaluation
-quantities. The step loop, evaluation schedule, progress and history belong to the driver
+An engine knows how to hold the training state of a batch of runs (one run for most engines),
+take a step and report the evaluation quantities. It is built from run sources
+(:mod:`fastgrok.sources`), which give the arrays whole or column block by column block. The step loop, evaluation schedule, progress and history belong to the driver
 (:mod:`fastgrok.driver`), which is shared by every engine.
 """
 from __future__ import annotations
@@ -40,16 +41,32 @@ class Problem:
 
 
 class Engine:
-    """Interface of a training engine for one run.
+    """Interface of a training engine for a batch of runs.
 
     Subclasses set ``method`` and ``backend`` and implement :meth:`step` and :meth:`evaluate`.
+
+    Parameters
+    ----------
+    sources : list of fastgrok.sources.Source
+        One per run of the batch (at most :meth:`max_batch`).
+    lr : float
+        Step size.
+    dtype : {"float32", "float64"}
+        Working precision.
+    n_threads : int, optional
+        Threads, as yielded by :meth:`runtime`.
     """
 
     method = ""
     backend = ""
 
-    def __init__(self, problem: Problem, lr: float, dtype="float32", n_threads=None):
+    def __init__(self, sources, lr: float, dtype="float32", n_threads=None):
         raise NotImplementedError
+
+    @classmethod
+    def max_batch(cls, n, p, m, n_test, dtype) -> int:
+        """How many runs one engine may hold at once (1 unless the engine batches runs)."""
+        return 1
 
     @classmethod
     def runtime(cls, n_threads=None):
@@ -68,8 +85,8 @@ class Engine:
         """
         raise NotImplementedError
 
-    def evaluate(self, projections: bool = True) -> dict:
-        """Return train_acc, train_loss, test_acc, test_loss and (if asked) P1, P2."""
+    def evaluate(self, projections: bool = True) -> list:
+        """One dict per run: train_acc, train_loss, test_acc, test_loss and (if asked) P1, P2."""
         raise NotImplementedError
 
     @staticmethod
@@ -109,12 +126,17 @@ def resolve_backend(backend: str) -> str:
     return "numpy"
 
 
-def resolve_method(method: str, backend: str, n, p, m, n_test) -> str:
-    """Map "auto" to the cheapest registered method for this size (flop count per step)."""
+def resolve_method(method: str, backend: str, n, p, m, n_test, steps) -> str:
+    """Map "auto" to the cheaper registered method by flop count.
+
+    direct: (steps + 1) x 4 n m p. gram: a build of 2 (n + n_test)(n + m) p, then steps x 2 n^2 m
+    (test quantities, 2 n_test n m, only at evaluation steps: counted at every step here).
+    """
     if method != "auto":
         return method
-    # Per step, gram costs 2 n^2 m flops and direct 4 n m p.
-    if ("gram", backend) in ENGINES and n < 2 * p:
+    direct = (steps + 1) * 4 * n * m * p
+    gram = 2 * (n + n_test) * (n + m) * p + steps * 2 * n * m * (n + n_test)
+    if ("gram", backend) in ENGINES and gram < direct:
         return "gram"
     return "direct"
 
@@ -130,7 +152,7 @@ def get_engine(method: str, backend: str) -> type[Engine]:
         ) from None
 
 
-from . import direct  # noqa: E402,F401  (registers the direct engines; imports no kernels)
+from . import direct, gram  # noqa: E402,F401  (register the engines; import no kernels)
 
 
 def warmup(backends=("numba",)) -> dict:

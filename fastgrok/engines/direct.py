@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
-from . import Engine, Problem, register
+from . import Engine, register
 
 
 @register
@@ -18,8 +18,10 @@ class NumpyDirectEngine(Engine):
         """One in-place step (NumPy chooses its own threads)."""
         return reference.step(X, y, W, a, lr)
 
-    def __init__(self, problem: Problem, lr: float, dtype="float32", n_threads=None):
-        self.pb = problem.astype(dtype)
+    def __init__(self, sources, lr: float, dtype="float32", n_threads=None):
+        self.sources = sources
+        (source,) = sources
+        self.pb = source.problem(dtype).astype(dtype)
         self.W = self.pb.W0
         self.lr = lr
 
@@ -30,7 +32,7 @@ class NumpyDirectEngine(Engine):
     def evaluate(self, projections=True):
         pb = self.pb
         mu1, mu2 = (pb.mu1, pb.mu2) if projections else (None, None)
-        return reference.evaluate(pb.X, pb.y, self.W, pb.a, pb.X_test, pb.y_test, mu1, mu2)
+        return [reference.evaluate(pb.X, pb.y, self.W, pb.a, pb.X_test, pb.y_test, mu1, mu2)]
 
     @staticmethod
     def estimate_bytes(n, p, m, n_test, dtype):
@@ -65,11 +67,13 @@ class NumbaDirectEngine(Engine):
     step_fn = staticmethod(_numba_step)
     runtime = staticmethod(_cpu_threads)
 
-    def __init__(self, problem: Problem, lr: float, dtype="float32", n_threads=None):
+    def __init__(self, sources, lr: float, dtype="float32", n_threads=None):
         from ..kernels import cpu_direct
 
         self.K = cpu_direct
-        pb = problem.astype(dtype)
+        self.sources = sources
+        (source,) = sources
+        pb = source.problem(dtype).astype(dtype)
         self.X, self.W, self.Xt = pb.X, pb.W0, pb.X_test
         f64 = lambda v: None if v is None else np.ascontiguousarray(v, dtype=np.float64)  # noqa: E731
         self.y, self.a, self.yt = f64(pb.y), f64(pb.a), f64(pb.y_test)
@@ -103,7 +107,7 @@ class NumbaDirectEngine(Engine):
                                                  reference.logistic_loss(self.yt, ft))
         if projections and self.P is not None:
             out["P1"], out["P2"] = self.P[:, 0], self.P[:, 1]
-        return out
+        return [out]
 
     @staticmethod
     def estimate_bytes(n, p, m, n_test, dtype):

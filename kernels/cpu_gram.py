@@ -1,0 +1,93 @@
+"""CPU kernels of the gram method (DESIGN.md 2.2): the one-pass build and the per-step update.
+
+With W(t) = W0 + C(t) X, everything training needs is a product of small matrices:
+
+    Z  = Z0  + K  C^T      K  = X X^T,      Z0  = X W0^T
+    Zt = Zt0 + Kt C^T      Kt = X_test X^T, Zt0 = X_test W0^T
+    W mu_k = W0 mu_k + C (X mu_k)
+
+The build is one pass over the column blocks of the run's source: per block,
+[X; X_test] [X; W0_chunk... ] products accumulated in float64 (block products in the working
+dtype, so float32 runs use SGEMM; the sum over blocks is float64). Blocks are generated inside
+the worker threads, so X, X_test and W0 are never held whole. State is kept as Ct = C^T (n, m)
+so that the step's update and product are contiguous: Ct += V; Z = Z0 + K Ct.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .cpu_blas import gemm, ordered_sum, pool
+from .cpu_direct import outputs_and_coefficients
+
+
+def build_block(source, k, j0, j1, dtype):
+    """Float64 partial products of one column block of one run.
+
+    Returns
+    -------
+    G : ((n + nt), (n + m + 2)) float64
+        [X; X_test] [X; W0; M]^T for this block (M: the two means, zero rows without them).
+    W0M : (m, 2) float64
+        W0 M^T for this block.
+    """
+    dt = np.dtype(dtype)
+    X, Xt, W0, M = source.block(k, j0, j1)
+    n, m, nt, cols = source.n, source.m, source.n_test, j1 - j0
+    A = np.empty((n + nt, cols), dt)
+    A[:n] = X
+    if nt:
+        A[n:] = Xt
+    B = np.zeros((n + m + 2, cols), dt)
+    B[:n] = X
+    B[n:n + m] = W0
+    if M is not None:
+        B[n + m:] = M
+    G = gemm(A, B.T, np.empty((n + nt, n + m + 2), dt))
+    W0M = gemm(B[n:n + m], B[n + m:].T, np.empty((m, 2), dt))
+    return G.astype(np.float64), W0M.astype(np.float64)
+
+
+def build(sources, dtype, n_threads=None):
+    """Build the gram state of every run in ``sources`` in one pass over each run's blocks.
+
+    Blocks of all runs are processed in parallel on the pool; each run's block partials are
+    summed in block order, so the result does not depend on the thread count.
+
+    Returns
+    -------
+    dict of stacked arrays in ``dtype``: K (R, n, n), Kt (R, nt, n), Z0 (R, n, m),
+    Zt0 (R, nt, m), XM (R, n, 2), W0M (R, m, 2).
+    """
+    s0 = sources[0]
+    n, m, nt = s0.n, s0.m, s0.n_test
+    dt = np.dtype(dtype)
+    R = len(sources)
+    out = {"K": np.empty((R, n, n), dt), "Kt": np.empty((R, nt, n), dt),
+           "Z0": np.empty((R, n, m), dt), "Zt0": np.empty((R, nt, m), dt),
+           "XM": np.empty((R, n, 2), dt), "W0M": np.empty((R, m, 2), dt)}
+    tasks = [(r, blk) for r, src in enumerate(sources) for blk in src.block_list()]
+
+    def task(t):
+        r, (k, j0, j1) = t
+        return build_block(sources[r], k, j0, j1, dt)
+
+    results = (map(task, tasks) if not n_threads or n_threads == 1
+               else pool(n_threads).map(task, tasks))
+    per_run = {}
+    for (r, _), res in zip(tasks, results):  # results arrive in task order: reduce as they come
+        per_run.setdefault(r, []).append(res)
+        if len(per_run[r]) == len(sources[r].block_list()):
+            parts = per_run.pop(r)
+            G = ordered_sum([g for g, _ in parts])
+            out["W0M"][r] = ordered_sum([w for _, w in parts])
+            out["K"][r], out["Z0"][r], out["XM"][r] = G[:n, :n], G[:n, n:n + m], G[:n, n + m:]
+            out["Kt"][r], out["Zt0"][r] = G[n:, :n], G[n:, n:n + m]
+    return out
+
+
+def step_run(K, Z0, Z, Ct, V, y, a, lr):
+    """One GD step of one run, in place: V from Z; Ct += V; Z = Z0 + K Ct."""
+    outputs_and_coefficients(Z, y, a, lr, V)
+    Ct += V
+    np.copyto(Z, Z0)
+    gemm(K, Ct, Z, beta=1.0)
