@@ -30,9 +30,11 @@ def second_layer(m, seed=0, run=0, mode="random") -> np.ndarray:
     return signs / np.sqrt(m)
 
 
-def init_block(m, init_scale, seed, run, k, cols) -> np.ndarray:
-    """Column block ``k`` (m x cols, float64) of W0 ~ N(0, init_scale^2)."""
-    return init_scale * gaussian_block(seed, run, STREAM_W0, k, m, cols)
+def init_block(m, init_scale, seed, run, k, cols, dtype="float64") -> np.ndarray:
+    """Column block ``k`` (m x cols) of W0 ~ N(0, init_scale^2), computed in ``dtype``."""
+    W = gaussian_block(seed, run, STREAM_W0, k, m, cols, dtype)
+    W *= W.dtype.type(init_scale)
+    return W
 
 
 def init_weights(m, p, init_scale, seed=0, run=0, dtype="float64") -> np.ndarray:
@@ -41,5 +43,5 @@ def init_weights(m, p, init_scale, seed=0, run=0, dtype="float64") -> np.ndarray
     check_fits(m * p * dt.itemsize, f"the weights W (m={m}, p={p}, {dt})")
     W = np.empty((m, p), dt)
     for k, j0, j1 in block_ranges(p):
-        W[:, j0:j1] = init_block(m, init_scale, seed, run, k, j1 - j0)
+        W[:, j0:j1] = init_block(m, init_scale, seed, run, k, j1 - j0, dt)
     return W

@@ -23,23 +23,23 @@ class Source:
     y = y_test = a = None
     mu_norm = None
 
-    def _block(self, k, j0, j1):
-        """(X_b, Xt_b or None, M_b (2, cols) or None) for column block k, float64."""
+    def _block(self, k, j0, j1, dtype):
+        """(X_b, Xt_b or None, M_b (2, cols) or None) for column block k, in ``dtype``."""
         raise NotImplementedError
 
     def block_list(self):
         """``[(k, j0, j1), ...]``: the column blocks of the random streams."""
         return list(block_ranges(self.p))
 
-    def block(self, k, j0, j1):
-        """(X_b, Xt_b, W0_b, M_b) of column block k, float64; any order, any thread."""
-        X, Xt, M = self._block(k, j0, j1)
-        return X, Xt, init_block(self.m, self.init_scale, self.seed, self.run, k, j1 - j0), M
+    def block(self, k, j0, j1, dtype="float64"):
+        """(X_b, Xt_b, W0_b, M_b) of column block k in ``dtype``; any order, any thread."""
+        X, Xt, M = self._block(k, j0, j1, dtype)
+        return X, Xt, init_block(self.m, self.init_scale, self.seed, self.run, k, j1 - j0, dtype), M
 
-    def blocks(self):
+    def blocks(self, dtype="float64"):
         """Yield (j0, j1, X_b, Xt_b, W0_b, M_b) over all column blocks, in order."""
         for k, j0, j1 in self.block_list():
-            yield (j0, j1, *self.block(k, j0, j1))
+            yield (j0, j1, *self.block(k, j0, j1, dtype))
 
     def problem(self, dtype) -> Problem:
         """All arrays materialised in ``dtype`` (memory checked first)."""
@@ -51,7 +51,7 @@ class Source:
         X, W0 = np.empty((n, p), dt), np.empty((m, p), dt)
         Xt = np.empty((nt, p), dt) if nt else None
         M = np.empty((2, p), dt) if has_m else None
-        for j0, j1, Xb, Xtb, Wb, Mb in self.blocks():
+        for j0, j1, Xb, Xtb, Wb, Mb in self.blocks(dt):
             X[:, j0:j1], W0[:, j0:j1] = Xb, Wb
             if nt:
                 Xt[:, j0:j1] = Xtb
@@ -72,8 +72,8 @@ class GeneratedSource(Source):
         self.a = second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
         self.mu_norm = cfg.mu
 
-    def _block(self, k, j0, j1):
-        X, Xt, mu1, mu2 = self.draw.block(k, j0, j1)
+    def _block(self, k, j0, j1, dtype):
+        X, Xt, mu1, mu2 = self.draw.block(k, j0, j1, dtype)
         return X, Xt, np.stack([mu1, mu2])
 
 
@@ -94,10 +94,9 @@ class ArraySource(Source):
         self.M = None if mu1 is None else np.stack([mu1, mu2])
         self.mu_norm = None if mu1 is None else float(np.linalg.norm(np.asarray(mu1, np.float64)))
 
-    def _block(self, k, j0, j1):
-        Xt = None if self.Xt is None else self.Xt[:, j0:j1]
-        M = None if self.M is None else self.M[:, j0:j1]
-        return self.X[:, j0:j1], Xt, M
+    def _block(self, k, j0, j1, dtype):
+        conv = lambda v: None if v is None else np.asarray(v[:, j0:j1], dtype=dtype)  # noqa: E731
+        return conv(self.X), conv(self.Xt), conv(self.M)
 
     def problem(self, dtype) -> Problem:
         """The caller's arrays without copies where the dtype already matches; a given W0 is
@@ -111,8 +110,8 @@ class ArraySource(Source):
         return Problem(conv(self.X), self.y, W0, self.a, conv(self.Xt), self.y_test,
                        None if M is None else M[0], None if M is None else M[1])
 
-    def block(self, k, j0, j1):
+    def block(self, k, j0, j1, dtype="float64"):
         if self.W0 is None:
-            return super().block(k, j0, j1)
-        X, Xt, M = self._block(k, j0, j1)
-        return X, Xt, self.W0[:, j0:j1], M
+            return super().block(k, j0, j1, dtype)
+        X, Xt, M = self._block(k, j0, j1, dtype)
+        return X, Xt, np.asarray(self.W0[:, j0:j1], dtype=dtype), M

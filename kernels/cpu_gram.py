@@ -31,7 +31,7 @@ def build_block(source, k, j0, j1, dtype):
         W0 M^T for this block.
     """
     dt = np.dtype(dtype)
-    X, Xt, W0, M = source.block(k, j0, j1)
+    X, Xt, W0, M = source.block(k, j0, j1, dt)
     n, m, nt, cols = source.n, source.m, source.n_test, j1 - j0
     A = np.empty((n + nt, cols), dt)
     A[:n] = X

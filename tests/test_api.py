@@ -79,7 +79,7 @@ def test_fit_on_user_data_and_step_in_place():
     res = fg.fit(ds.X, ds.y, m=20, lr=1e-3, steps=20, X_test=ds.X_test, y_test=ds.y_test,
                  mu1=ds.mu1, mu2=ds.mu2, init_scale=1e-7, backend="numpy")
     last = res.history.iloc[-1]
-    assert last["train_acc"] == 1.0 and last["test_acc"] > 0.8
+    assert last["train_acc"] >= 0.9 and last["test_acc"] >= 0.9  # learns the clean rule
     res2 = fg.fit(ds.X, ds.y, m=10, lr=1e-3, steps=3, backend="numpy")
     assert res2.history["test_acc"].isna().all()
     X, y, W, a = random_problem(0, 5, 9, 4)

@@ -62,7 +62,7 @@ def test_blockwise_and_whole_draws_are_identical(n, p, n_test, width, means, see
         draw = RunDraw(n, p, n_test, 2.5 * np.sqrt(p / n), 0.05, seed, 3, means)
         blocks = list(block_ranges(p))
         for k, j0, j1 in reversed(blocks):  # any order: each block has its own stream
-            X, Xt, mu1, mu2 = draw.block(k, j0, j1)
+            X, Xt, mu1, mu2 = draw.block(k, j0, j1, "float64")
             assert np.array_equal(X, ds.X[:, j0:j1])
             assert np.array_equal(Xt, ds.X_test[:, j0:j1])
             assert np.array_equal(mu1, ds.mu1[j0:j1]) and np.array_equal(mu2, ds.mu2[j0:j1])
@@ -71,11 +71,19 @@ def test_blockwise_and_whole_draws_are_identical(n, p, n_test, width, means, see
         tunables.DATA_BLOCK = old
 
 
-def test_float32_draw_is_the_rounded_float64_draw():
-    d64 = fg.xor_clusters(10, 300, n_test=3, seed=5)
-    d32 = fg.xor_clusters(10, 300, n_test=3, seed=5, dtype="float32")
+@pytest.mark.parametrize("means", ["axis", "random"])
+def test_float32_and_float64_draws_agree_to_float32_rounding(means):
+    d64 = fg.xor_clusters(10, 300, n_test=3, seed=5, means=means)
+    d32 = fg.xor_clusters(10, 300, n_test=3, seed=5, dtype="float32", means=means)
     assert d32.X.dtype == np.float32
-    assert np.array_equal(d32.X, d64.X.astype(np.float32))
+    # Same noise draws; the mean is added in each dtype: they differ by the float32 rounding of
+    # the two terms (relative to the terms, not to a sum that may cancel).
+    signs = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], float)[d64.clusters]
+    mean_term = signs @ np.stack([d64.mu1, d64.mu2])
+    terms = np.abs(d64.X - mean_term) + np.abs(mean_term)
+    assert (np.abs(d32.X - d64.X) <= 2 * np.finfo(np.float32).eps * terms).all()
+    W32, W64 = init_weights(5, 300, 1e-15, 5, 0, "float32"), init_weights(5, 300, 1e-15, 5, 0)
+    assert (np.abs(W32 - W64) <= 2 * np.spacing(np.abs(W32))).all()
 
 
 def test_runs_and_seeds_give_different_data_and_repeat_exactly():

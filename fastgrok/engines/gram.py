@@ -98,8 +98,8 @@ class GramEngine(Engine):
         src = self.sources[r]
         check_fits(src.m * src.p * self.dtype.itemsize, f"the weights W (m={src.m}, p={src.p})")
         W = np.empty((src.m, src.p), self.dtype)
-        C = self.Ct[r].T.astype(np.float64)
-        for j0, j1, X, _, W0, _ in src.blocks():
+        C = self.Ct[r].T
+        for j0, j1, X, _, W0, _ in src.blocks(self.dtype):
             W[:, j0:j1] = W0 + C @ X
         return W
 
