@@ -1,0 +1,120 @@
+"""The gram method (DESIGN.md 2.2) against the direct reference: the same trajectory to rounding."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import fastgrok as fg
+from conftest import random_problem
+from fastgrok import reference as ref, tunables
+from fastgrok.engines import ENGINES
+from fastgrok.kernels import cpu_gram
+from fastgrok.sources import ArraySource, GeneratedSource
+from test_numba_direct import _kink_free
+
+EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
+
+
+def _gram(sources, lr, dtype, backend="numba", n_threads=None):
+    cls = ENGINES[("gram", backend)]
+    with cls.runtime(n_threads) as nt:
+        return cls(sources, lr, dtype, n_threads=nt)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(tunables, "DATA_BLOCK", 16)  # several blocks, a ragged last one
+
+
+@given(st.integers(1, 8), st.integers(2, 70), st.integers(1, 8), st.integers(0, 2**31 - 1),
+       st.sampled_from([np.float32, np.float64]), st.sampled_from(["numpy", "numba"]))
+def test_trajectory_matches_direct_reference(small_blocks, n, p, m, seed, dtype, backend):
+    X, y, W, a = random_problem(seed, n, p, m, dtype=np.float64, scale=0.1)
+    Xt, yt = X[::-1] + 0.5, -y[::-1]
+    mu1, mu2 = 3 * np.eye(p)[0], 3 * np.eye(p)[1]
+    src = ArraySource(X, y, m, X_test=Xt, y_test=yt, mu1=mu1, mu2=mu2, W0=W.copy(), a=a)
+    lr = 0.2
+    eng = _gram([src], lr, dtype, backend)
+    # The reference runs on the numbers the engine saw (rounded to dtype).
+    X64, Xt64, W64 = (v.astype(dtype).astype(np.float64) for v in (X, Xt, W))
+    rel = 1e-9 if dtype == np.float64 else 2e-4
+    margin = 1e3 * EPS[dtype] * (1 if dtype == np.float64 else 10)
+    for t in range(30):
+        if not (_kink_free(X64, W64, margin) and _kink_free(Xt64, W64, margin)):
+            break  # near a ReLU kink: the two exact methods may round to different masks
+        want = ref.evaluate(X64, y, W64, a, Xt64, yt, mu1, mu2)
+        (got,) = eng.evaluate()
+        assert got["train_acc"] == want["train_acc"] and got["test_acc"] == want["test_acc"]
+        for k in ("train_loss", "test_loss"):
+            assert got[k] == pytest.approx(want[k], rel=rel)
+        zscale = np.abs(X64).sum(1).max() * np.abs(W64).max()
+        np.testing.assert_allclose(eng.Z[0], X64 @ W64.T, rtol=0, atol=rel * zscale)
+        for k in ("P1", "P2"):
+            np.testing.assert_allclose(got[k], want[k], rtol=0, atol=rel * zscale)
+        ref.step(X64, y, W64, a, lr)
+        eng.step()
+    np.testing.assert_allclose(eng.weights(0), W64, rtol=0, atol=rel * np.abs(W64).max())
+
+
+def test_fifty_steps_of_the_paper_model_match_direct_in_float64():
+    cfg = fg.Config(n=30, p=3000, m=40, n_test=50, steps=50, runs=2, lr=1e-12, init_scale=1e-15,
+                    dtype="float64", backend="numba")
+    h_direct = fg.run(cfg.replace(method="direct", backend="numpy"), progress=False).history
+    h_gram = fg.run(cfg.replace(method="gram"), progress=False).history
+    assert (h_direct["train_acc"] == h_gram["train_acc"]).all()
+    assert (h_direct["test_acc"] == h_gram["test_acc"]).all()
+    for col in ("train_loss", "test_loss", "pos_mu1", "pos_mu2", "neg_mu1", "neg_mu2"):
+        np.testing.assert_allclose(h_gram[col], h_direct[col], rtol=1e-9)
+
+
+@pytest.mark.parametrize("means", ["axis", "random"])
+def test_streamed_build_equals_build_from_materialised_arrays(small_blocks, means):
+    cfg = fg.Config(n=9, p=100, m=7, n_test=5, runs=1, dtype="float64", means=means)
+    gen = GeneratedSource(cfg, run=0)
+    pb = gen.problem("float64")
+    arr = ArraySource(pb.X, pb.y, cfg.m, X_test=pb.X_test, y_test=pb.y_test, mu1=pb.mu1,
+                      mu2=pb.mu2, W0=pb.W0, a=pb.a)
+    s1, s2 = cpu_gram.build([gen], "float64"), cpu_gram.build([arr], "float64")
+    M = np.stack([pb.mu1, pb.mu2])
+    want = {"K": pb.X @ pb.X.T, "Kt": pb.X_test @ pb.X.T, "Z0": pb.X @ pb.W0.T,
+            "Zt0": pb.X_test @ pb.W0.T, "XM": pb.X @ M.T, "W0M": pb.W0 @ M.T}
+    for k, v in want.items():
+        assert np.array_equal(s1[k], s2[k]), k  # same blocks, same arithmetic
+        scale = np.abs(v).max() + 1e-300
+        np.testing.assert_allclose(s1[k][0], v, rtol=0, atol=1e-12 * scale)
+
+
+def test_batched_runs_equal_single_runs_and_thread_counts_agree():
+    cfg = fg.Config(n=10, p=500, m=6, n_test=8, runs=3, dtype="float32", lr=1e-3, init_scale=1e-3)
+    srcs = [GeneratedSource(cfg, r) for r in range(3)]
+    batched = _gram(srcs, cfg.lr, "float32", n_threads=2)
+    single = [_gram([s], cfg.lr, "float32", n_threads=1) for s in srcs]
+    for _ in range(4):
+        batched.step()
+        for e in single:
+            e.step()
+    for r, e in enumerate(single):
+        assert np.array_equal(batched.Ct[r], e.Ct[0]) and np.array_equal(batched.Z[r], e.Z[0])
+
+
+def test_auto_method_picks_gram_for_the_paper_presets():
+    from fastgrok.engines import resolve_method
+
+    c = fg.preset("paper-fig1-left")
+    assert resolve_method("auto", "numba", c.n, c.p, c.m, c.n_test, c.steps) == "gram"
+    assert resolve_method("auto", "numba", 1000, 3, 10, 10, 5) == "direct"
+
+
+def test_fit_with_gram_equals_fit_with_direct():
+    X, y, _, _ = random_problem(4, 20, 200, 1)
+    kw = dict(m=8, lr=1e-2, steps=10, X_test=X[:5], y_test=y[:5], init_scale=1e-2,
+              dtype="float64")
+    h1 = fg.fit(X, y, method="gram", backend="numba", **kw).history
+    h2 = fg.fit(X, y, method="direct", backend="numpy", **kw).history
+    np.testing.assert_allclose(h1["train_loss"], h2["train_loss"], rtol=1e-10)
+    assert (h1["test_acc"] == h2["test_acc"]).all()
+
+
+def test_gram_memory_does_not_grow_with_p():
+    small = ENGINES[("gram", "numba")].estimate_bytes(200, 10**4, 1000, 200, "float32")
+    huge = ENGINES[("gram", "numba")].estimate_bytes(200, 10**12, 1000, 200, "float32")
+    assert huge == small
