@@ -59,7 +59,8 @@ def _train(config, cls, sources, runs, cfg, hist, mu_norm, progress, n_threads):
     batch = cls.max_batch(cfg.n, cfg.p, cfg.m, cfg.n_test, cfg.dtype)
     t0 = time.perf_counter()
     with cls.runtime(n_threads) as threads:
-        rows, proj = train(lambda ids: cls(sources(ids), cfg.lr, cfg.dtype, n_threads=threads),
+        rows, proj = train(lambda ids, on_built: cls(sources(ids), cfg.lr, cfg.dtype,
+                                                     n_threads=threads, on_built=on_built),
                            list(runs), batch, cfg.steps, hist, mu_norm, progress=progress,
                            desc=f"fastgrok {cls.method}/{cls.backend}")
     info = {"engine": f"{cls.method}/{cls.backend}", "dtype": cfg.dtype,

@@ -53,8 +53,8 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
     Parameters
     ----------
     make_engine : callable
-        ``make_engine(batch_runs) -> engine`` for a list of run indices; ``engine.a`` is not
-        needed: the second layers come from ``engine.sources``.
+        ``make_engine(batch_runs, on_built) -> engine`` for a list of run indices; the engine
+        calls ``on_built()`` as each run's state is ready (a progress tick for long builds).
     runs : sequence of int
         Run indices.
     batch : int
@@ -87,7 +87,9 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
     try:
         for b0 in range(0, len(runs), batch):
             ids = runs[b0:b0 + batch]
-            engine = make_engine(ids)
+            with tqdm(total=len(ids), disable=not progress, desc=f"{desc} build", unit="run",
+                      mininterval=tunables.PROGRESS_MIN_INTERVAL, leave=False) as build_bar:
+                engine = make_engine(ids, lambda: build_bar.update(1))
             A = [np.asarray(s.a, dtype=np.float64) for s in engine.sources]
             for t in range(steps + 1):
                 if t in eval_set:

@@ -47,11 +47,12 @@ def build_block(source, k, j0, j1, dtype):
     return G.astype(np.float64), W0M.astype(np.float64)
 
 
-def build(sources, dtype, n_threads=None):
+def build(sources, dtype, n_threads=None, on_built=None):
     """Build the gram state of every run in ``sources`` in one pass over each run's blocks.
 
     Blocks of all runs are processed in parallel on the pool; each run's block partials are
-    summed in block order, so the result does not depend on the thread count.
+    summed in block order, so the result does not depend on the thread count. ``on_built()`` is
+    called as each run is complete.
 
     Returns
     -------
@@ -82,6 +83,8 @@ def build(sources, dtype, n_threads=None):
             out["W0M"][r] = ordered_sum([w for _, w in parts])
             out["K"][r], out["Z0"][r], out["XM"][r] = G[:n, :n], G[:n, n:n + m], G[:n, n + m:]
             out["Kt"][r], out["Zt0"][r] = G[n:, :n], G[n:, n:n + m]
+            if on_built:
+                on_built()
     return out
 
 

@@ -55,12 +55,14 @@ class Engine:
         Working precision.
     n_threads : int, optional
         Threads, as yielded by :meth:`runtime`.
+    on_built : callable, optional
+        Called once per run when its state is ready (progress of long builds).
     """
 
     method = ""
     backend = ""
 
-    def __init__(self, sources, lr: float, dtype="float32", n_threads=None):
+    def __init__(self, sources, lr: float, dtype="float32", n_threads=None, on_built=None):
         raise NotImplementedError
 
     @classmethod

@@ -18,12 +18,14 @@ class NumpyDirectEngine(Engine):
         """One in-place step (NumPy chooses its own threads)."""
         return reference.step(X, y, W, a, lr)
 
-    def __init__(self, sources, lr: float, dtype="float32", n_threads=None):
+    def __init__(self, sources, lr: float, dtype="float32", n_threads=None, on_built=None):
         self.sources = sources
         (source,) = sources
         self.pb = source.problem(dtype).astype(dtype)
         self.W = self.pb.W0
         self.lr = lr
+        if on_built:
+            on_built()
 
     def step(self, prepare_eval=True):
         pb = self.pb
@@ -67,7 +69,7 @@ class NumbaDirectEngine(Engine):
     step_fn = staticmethod(_numba_step)
     runtime = staticmethod(_cpu_threads)
 
-    def __init__(self, sources, lr: float, dtype="float32", n_threads=None):
+    def __init__(self, sources, lr: float, dtype="float32", n_threads=None, on_built=None):
         from ..kernels import cpu_direct
 
         self.K = cpu_direct
@@ -81,6 +83,8 @@ class NumbaDirectEngine(Engine):
         self.lr, self.n_threads = float(lr), n_threads
         self.V = np.empty((self.X.shape[0], self.W.shape[0]), self.W.dtype)
         self._pass(update=False, with_eval=True)
+        if on_built:
+            on_built()
 
     def _pass(self, update, with_eval):
         self.Z, self.Zt, self.P = self.K.tile_pass(

@@ -25,12 +25,12 @@ class GramEngine(Engine):
 
     method = "gram"
 
-    def __init__(self, sources, lr, dtype="float32", n_threads=None):
+    def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None):
         from ..kernels import cpu_gram
 
         self.sources, self.lr, self.dtype = list(sources), float(lr), np.dtype(dtype)
         self.n_threads = n_threads
-        st = cpu_gram.build(self.sources, self.dtype, n_threads)
+        st = cpu_gram.build(self.sources, self.dtype, n_threads, on_built=on_built)
         self.K, self.Kt, self.Z0, self.Zt0 = st["K"], st["Kt"], st["Z0"], st["Zt0"]
         self.XM, self.W0M = st["XM"], st["W0M"]
         R, n, m = self.Z0.shape
