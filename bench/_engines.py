@@ -79,3 +79,18 @@ def torch_available():
         return True
     except ImportError:
         return False
+
+
+def make_gram(X, y, W, a, lr=1e-6, n_threads=None, backend="numba"):
+    """One gram step of one run (the per-step cost; the build is timed separately)."""
+    from fastgrok.engines import ENGINES
+    from fastgrok.sources import ArraySource
+
+    cls = ENGINES[("gram", backend)]
+    ctx = cls.runtime(n_threads)
+    nt = ctx.__enter__()
+    eng = cls([ArraySource(X, y, W.shape[0], W0=W, a=a)], lr, str(W.dtype), n_threads=nt)
+    return (lambda: eng.step(prepare_eval=False)), (lambda: ctx.__exit__(None, None, None))
+
+
+ENGINE_MAKERS["gram"] = make_gram

@@ -11,7 +11,7 @@ from ._memory import check_fits
 from .config import Config, DTYPES
 from .driver import default_hist_steps, train
 from .engines import get_engine, resolve_backend, resolve_method
-from .sources import ArraySource, GeneratedSource
+from .sources import ArraySource, GeneratedSource, ReducedSource
 
 
 def _engine_for(method, backend, n, p, m, n_test, dtype, steps):
@@ -42,28 +42,32 @@ def run(cfg: Config, progress: bool = True, n_threads=None):
     """
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a fastgrok.Config, got {type(cfg).__name__}")
-    cls = _engine_for(cfg.method, cfg.backend, cfg.n, cfg.p, cfg.m, cfg.n_test, cfg.dtype, cfg.steps)
+    rep, p, dtype = cfg.resolved_representation, cfg.working_p, cfg.working_dtype
+    cls = _engine_for(cfg.method, cfg.backend, cfg.n, p, cfg.m, cfg.n_test, dtype, cfg.steps)
     hist = cfg.hist_steps if cfg.hist_steps is not None else default_hist_steps(cfg.steps)
+    Src = ReducedSource if rep == "reduced" else GeneratedSource
 
     def sources(runs):
-        return [GeneratedSource(cfg, r) for r in runs]
+        return [Src(cfg, r) for r in runs]
 
-    return _train(cfg.to_dict(), cls, sources, range(cfg.runs), cfg, hist, cfg.mu, progress,
-                  n_threads)
+    return _train(cfg.to_dict(), cls, sources, range(cfg.runs), cfg, p, dtype, hist, cfg.mu,
+                  progress, n_threads, representation=rep)
 
 
-def _train(config, cls, sources, runs, cfg, hist, mu_norm, progress, n_threads):
+def _train(config, cls, sources, runs, cfg, p, dtype, hist, mu_norm, progress, n_threads,
+           representation="full"):
     """Shared by run and fit: batches, thread runtime, the driver, the Result."""
     from .results import Result
 
-    batch = cls.max_batch(cfg.n, cfg.p, cfg.m, cfg.n_test, cfg.dtype)
+    batch = cls.max_batch(cfg.n, p, cfg.m, cfg.n_test, dtype)
     t0 = time.perf_counter()
     with cls.runtime(n_threads) as threads:
-        rows, proj = train(lambda ids, on_built: cls(sources(ids), cfg.lr, cfg.dtype,
+        rows, proj = train(lambda ids, on_built: cls(sources(ids), cfg.lr, dtype,
                                                      n_threads=threads, on_built=on_built),
                            list(runs), batch, cfg.steps, hist, mu_norm, progress=progress,
                            desc=f"fastgrok {cls.method}/{cls.backend}")
-    info = {"engine": f"{cls.method}/{cls.backend}", "dtype": cfg.dtype,
+    info = {"engine": f"{cls.method}/{cls.backend}", "dtype": dtype,
+            "representation": representation, "working_p": p,
             "wall_s": round(time.perf_counter() - t0, 3)}
     return Result(config, rows, proj, info)
 
@@ -152,7 +156,8 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
               "runs": cfg.runs, "seed": seed, "init_scale": cfg.init_scale,
               "second_layer": second_layer_mode, "method": method, "backend": backend,
               "dtype": dtype, "hist_steps": list(hist)}
-    return _train(config, cls, sources, range(cfg.runs), cfg, hist, mu_norm, progress, n_threads)
+    return _train(config, cls, sources, range(cfg.runs), cfg, p, dtype, hist, mu_norm, progress,
+                  n_threads)
 
 
 def step(X, y, W, a, lr, backend="auto", n_threads=None):

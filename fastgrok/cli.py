@@ -5,10 +5,11 @@ import argparse
 import sys
 from dataclasses import fields
 
-from .config import BACKENDS, DTYPES, MEANS, METHODS, PRESETS, SECOND_LAYER, DEFAULT_PRESET, Config
+from .config import (BACKENDS, DEFAULT_PRESET, DTYPES, MEANS, METHODS, PRESETS, REPRESENTATIONS,
+                     SECOND_LAYER, Config)
 
 _CHOICES = {"method": METHODS, "backend": BACKENDS, "dtype": DTYPES,
-            "second_layer": SECOND_LAYER, "means": MEANS}
+            "second_layer": SECOND_LAYER, "means": MEANS, "representation": REPRESENTATIONS}
 _INTS = {"n", "p", "m", "n_test", "steps", "runs", "seed"}
 
 
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="output directory (default: ./fastgrok-PRESET)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--no-figures", action="store_true", help="write the tables only")
+    run.add_argument("--threads", type=_int, default=None, metavar="INT",
+                     help="CPU threads (default: all); results do not depend on it")
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
         if f.name in _CHOICES:
@@ -86,9 +89,10 @@ def main(argv=None) -> int:
         parser.error(str(exc))
     print(f"fastgrok: {args.preset}: n={cfg.n} p={cfg.p} m={cfg.m} n_test={cfg.n_test} "
           f"lr={cfg.lr:g} steps={cfg.steps} runs={cfg.runs}", flush=True)
-    res = api.run(cfg, progress=not args.no_progress)
+    res = api.run(cfg, progress=not args.no_progress, n_threads=args.threads)
     files = res.save(out, figures=not args.no_figures)
-    print(f"engine {res.info['engine']} ({res.info['dtype']}), {res.info['wall_s']:.1f} s")
+    print(f"engine {res.info['engine']} ({res.info['dtype']}, {res.info['representation']} "
+          f"representation), {res.info['wall_s']:.1f} s")
     print(res.headline())
     print("wrote " + ", ".join(sorted(files.values())))
     return 0

@@ -15,6 +15,7 @@ BACKENDS = ("auto", "numpy", "numba", "cupy")
 DTYPES = ("float32", "float64")
 SECOND_LAYER = ("random", "balanced")
 MEANS = ("axis", "random")
+REPRESENTATIONS = ("auto", "full", "reduced")
 
 
 def _check_int(name, value, minimum=1):
@@ -79,6 +80,11 @@ class Config:
     hist_steps : tuple of int or None
         Steps at which the projections W mu1, W mu2 are kept for histograms. None picks a few
         log-spaced steps.
+    representation : {"auto", "full", "reduced"}
+        "full" draws the p-dimensional vectors; "reduced" draws the same experiment in dimension
+        n + n_test + m + 2 with the same joint law of every inner product (DESIGN.md 2.3; exact
+        in distribution, not the same numbers as "full" for a seed; needs p - 2 >= n + n_test +
+        m); "auto" uses "reduced" when it is valid and cheaper.
     """
 
     n: int = 200
@@ -98,6 +104,7 @@ class Config:
     second_layer: str = "random"
     means: str = "axis"
     hist_steps: tuple | None = field(default=None)
+    representation: str = "auto"
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -117,6 +124,11 @@ class Config:
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("second_layer", self.second_layer, SECOND_LAYER)
         _check_choice("means", self.means, MEANS)
+        _check_choice("representation", self.representation, REPRESENTATIONS)
+        N = self.n + self.n_test + self.m
+        if self.representation == "reduced" and self.p - 2 < N:
+            raise ValueError(f"representation='reduced' needs p - 2 >= n + n_test + m = {N}, "
+                             f"got p={self.p}; use representation='full'")
         if self.means == "axis" and self.p < 2:
             raise ValueError(f"p must be >= 2 for two orthogonal means, got {self.p}")
         if self.hist_steps is not None:
@@ -126,6 +138,31 @@ class Config:
             if hs and hs[-1] > self.steps:
                 raise ValueError(f"hist_steps must be <= steps={self.steps}, got {hs[-1]}")
             set_("hist_steps", hs)
+
+    @property
+    def resolved_representation(self) -> str:
+        """"full" or "reduced": what ``representation`` means for this config."""
+        if self.representation != "auto":
+            return self.representation
+        # valid when p - 2 >= n + n_test + m, i.e. p >= d; cheaper (build and memory) when p > d
+        return "reduced" if self.p > self.n + self.n_test + self.m + 2 else "full"
+
+    @property
+    def working_p(self) -> int:
+        """The dimension the engines work in (d = n + n_test + m + 2 when reduced)."""
+        if self.resolved_representation == "reduced":
+            return self.n + self.n_test + self.m + 2
+        return self.p
+
+    @property
+    def working_dtype(self) -> str:
+        """``dtype``, except float64 for reduced runs at p beyond float32's safe range."""
+        from . import tunables
+
+        if (self.resolved_representation == "reduced" and self.dtype == "float32"
+                and self.p > tunables.REDUCED_FLOAT32_MAX_P):
+            return "float64"
+        return self.dtype
 
     @property
     def mu(self) -> float:

@@ -115,3 +115,73 @@ class ArraySource(Source):
             return super().block(k, j0, j1, dtype)
         X, Xt, M = self._block(k, j0, j1, dtype)
         return X, Xt, np.asarray(self.W0[:, j0:j1], dtype=dtype), M
+
+
+class ReducedSource(Source):
+    """Run ``run`` of ``cfg`` in the reduced representation (DESIGN.md 2.3), exact in distribution.
+
+    Training sees only inner products among x_i, x_test, w0_j, mu1, mu2, and the Gaussian noise
+    and initialisation are rotation invariant, so the N = n + n_test + m vectors are drawn in
+    dimension d = N + 2 with the joint law of all those inner products unchanged:
+
+    * coordinates 0 and 1 span mu1 = ||mu|| e0, mu2 = ||mu|| e1; every vector has i.i.d.
+      N(0, 1) entries there;
+    * coordinates 2..N+1 hold the rows of a lower-triangular N x N matrix L with
+      L_kk = sqrt(chi2(p - 2 - k)) and L_kl ~ N(0, 1) for l < k (Bartlett decomposition: the
+      rows of L have the Gram matrix of N i.i.d. N(0, I_{p-2}) vectors);
+    * weight rows are scaled by init_scale; data rows get +-||mu|| on their cluster coordinate.
+
+    Rows are ordered X (n), X_test (n_test), W0 (m). Labels and second layer come from the same
+    streams as the full representation; the noise does not (it lives in other coordinates).
+    Columns are drawn per column block from their own streams, so blocks can be drawn in any
+    order, like the full representation's. Entries are formed in float64 (the diagonal is about
+    sqrt(p), the rest about 1) and rounded once to the working dtype.
+    """
+
+    def __init__(self, cfg, run):
+        N = cfg.n + cfg.n_test + cfg.m
+        if cfg.p - 2 < N:
+            raise ValueError(
+                f"representation='reduced' needs p - 2 >= n + n_test + m = {N}, got p={cfg.p}; "
+                "use representation='full' (it is cheap at this size)")
+        self.draw = RunDraw(cfg.n, 2, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, run, "axis")
+        self.N, self.p_nominal = N, cfg.p
+        self.n, self.p, self.m, self.n_test = cfg.n, N + 2, cfg.m, cfg.n_test
+        self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
+        self.y, self.y_test = self.draw.y, self.draw.y_test
+        self.a = second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
+        self.mu_norm = cfg.mu
+
+    def _columns(self, k, j0, j1):
+        """Columns j0:j1 of the (N, d) matrix of all vectors before scaling and means, float64."""
+        from .data import STREAM_REDUCED_L, STREAM_REDUCED_MU, rng
+
+        N = self.N
+        R = np.zeros((N, j1 - j0))
+        if j0 < 2:  # the two mean coordinates: i.i.d. N(0, 1) for every vector
+            G = rng(self.seed, self.run, STREAM_REDUCED_MU).standard_normal((N, 2))
+            R[:, :2 - j0] = G[:, j0:min(2, j1)]
+        c0, c1 = max(j0, 2) - 2, j1 - 2  # the L columns in this block
+        if c1 > c0:
+            g = rng(self.seed, self.run, STREAM_REDUCED_L, k)
+            rows = N - c0  # L[c0:, c0:c1] holds every non-zero entry of these columns
+            block = g.standard_normal((rows, c1 - c0))
+            cols = np.arange(c0, c1)
+            block[np.arange(rows)[:, None] + c0 < cols[None, :]] = 0.0  # strictly upper part
+            dof = self.p_nominal - 2 - cols
+            block[cols - c0, cols - c0] = np.sqrt(g.chisquare(dof))
+            R[c0:, max(j0, 2) - j0:] = block
+        return R
+
+    def block(self, k, j0, j1, dtype="float64"):
+        n, nt = self.n, self.n_test
+        R = self._columns(k, j0, j1)
+        M = np.zeros((2, j1 - j0))
+        for row, col in ((0, 0), (1, 1)):
+            if j0 <= col < j1:
+                M[row, col - j0] = self.mu_norm
+        X = R[:n] + np.outer(self.draw._s[0], M[0]) + np.outer(self.draw._s[1], M[1])
+        Xt = R[n:n + nt] + np.outer(self.draw._s_test[0], M[0]) + np.outer(self.draw._s_test[1], M[1])
+        W0 = self.init_scale * R[n + nt:]
+        conv = lambda v: np.ascontiguousarray(v, dtype=dtype)  # noqa: E731
+        return conv(X), conv(Xt) if nt else None, conv(W0), conv(M)

@@ -38,3 +38,9 @@ DIRECT_CHUNKS = 8
 #: Gram method: memory for the state of the runs held at once (runs are batched so that many
 #: small per-run products keep every core busy).
 GRAM_BATCH_BYTES = 2 << 30
+
+#: Reduced representation: largest p run in float32. Inner products of the reduced vectors mix
+#: diagonal terms ~p with cross terms ~sqrt(p); in float32 the diagonal's rounding, eps32 * p,
+#: is a fraction eps32 * sqrt(p) of the cross terms: 6e-4 at p = 1e8, 2e-3 at 1e9, 6e-2 at 1e12.
+#: Above this p a float32 request runs in float64 (and the result's info says so).
+REDUCED_FLOAT32_MAX_P = 10**8

@@ -18,7 +18,7 @@ def small_cfg():
     import fastgrok as fg
 
     return fg.Config(n=12, p=300, m=8, n_test=20, steps=5, runs=2, lr=1e-3, init_scale=1e-3,
-                     backend="numpy", method="direct", dtype="float64")
+                     backend="numpy", method="direct", dtype="float64", representation="full")
 
 
 def random_problem(seed, n, p, m, dtype=np.float64, scale=1.0):

@@ -173,7 +173,8 @@ def test_bad_arrays_are_rejected_with_the_argument_named():
 
 def test_memory_is_estimated_before_allocating():
     with pytest.raises(MemoryError, match="GiB"):
-        fg.run(fg.Config(n=200, p=10**12, m=1000, backend="numpy", method="direct"), progress=False)
+        fg.run(fg.Config(n=200, p=10**12, m=1000, backend="numpy", method="direct",
+                         representation="full"), progress=False)
     with pytest.raises(ValueError, match="GiB"):
         fg.xor_clusters(10**6, 10**7)
 
