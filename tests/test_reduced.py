@@ -1,0 +1,104 @@
+"""Reduced representation (DESIGN.md 2.3): the same experiment in distribution, at any p.
+
+The statistical tests use fixed seeds, so they are deterministic: each compares the full and the
+reduced representation with a two-sample Kolmogorov-Smirnov test at level 0.001 and checks that
+the means agree within 4 standard errors.
+"""
+import numpy as np
+import pytest
+
+import fastgrok as fg
+from fastgrok import tunables
+from fastgrok.sources import GeneratedSource, ReducedSource
+
+KS_C = 1.949  # c(alpha) of the asymptotic two-sample KS test at alpha = 0.001
+CFG = fg.Config(n=20, p=5000, m=20, n_test=50, runs=300, steps=20, lr=1e-12, init_scale=1e-15,
+                dtype="float64", seed=7)
+
+
+def assert_same_distribution(a, b, what):
+    a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
+    grid = np.concatenate([a, b])
+    d = np.abs(np.searchsorted(a, grid, side="right") / a.size
+               - np.searchsorted(b, grid, side="right") / b.size).max()
+    crit = KS_C * np.sqrt((a.size + b.size) / (a.size * b.size))
+    assert d < crit, f"{what}: KS distance {d:.3f} >= {crit:.3f}"
+    se = np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    assert abs(a.mean() - b.mean()) <= 4 * se + 1e-12 * abs(a.mean()), \
+        f"{what}: means {a.mean():.6g} vs {b.mean():.6g} (se {se:.3g})"
+
+
+def _inner_products(Src):
+    stats = {k: [] for k in ("x0.x0", "x0.x1", "xt0.x0", "w0.w0/s2", "x0.w0/s", "w0.w1/s2",
+                             "x0.mu1", "w0.mu2/s")}
+    s = CFG.init_scale
+    for r in range(CFG.runs):
+        pb = Src(CFG, r).problem("float64")
+        X, Xt, W = pb.X, pb.X_test, pb.W0
+        stats["x0.x0"].append(X[0] @ X[0])
+        stats["x0.x1"].append(X[0] @ X[1])
+        stats["xt0.x0"].append(Xt[0] @ X[0])
+        stats["w0.w0/s2"].append(W[0] @ W[0] / s**2)
+        stats["x0.w0/s"].append(X[0] @ W[0] / s)
+        stats["w0.w1/s2"].append(W[0] @ W[1] / s**2)
+        stats["x0.mu1"].append(X[0] @ pb.mu1)
+        stats["w0.mu2/s"].append(W[0] @ pb.mu2 / s)
+    return stats
+
+
+def test_inner_products_have_the_same_joint_law():
+    full, red = _inner_products(GeneratedSource), _inner_products(ReducedSource)
+    for k in full:
+        assert_same_distribution(full[k], red[k], k)
+
+
+def test_training_accuracies_have_the_same_distribution():
+    h_full = fg.run(CFG.replace(representation="full"), progress=False).history
+    h_red = fg.run(CFG.replace(representation="reduced"), progress=False).history
+    for t in (0, 1, 5, CFG.steps):
+        for col in ("train_acc", "test_acc"):
+            assert_same_distribution(h_full.loc[h_full.step == t, col],
+                                     h_red.loc[h_red.step == t, col], f"{col} at step {t}")
+
+
+def test_reduced_dimension_and_blockwise_draws(monkeypatch):
+    cfg = fg.Config(n=6, p=10**9, m=5, n_test=4)
+    src = ReducedSource(cfg, 0)
+    assert src.p == 6 + 4 + 5 + 2
+    whole = src.problem("float64")
+    G = np.vstack([whole.X, whole.X_test, whole.W0 / cfg.init_scale])
+    # The Bartlett rows have squared norms ~ p (chi2 with ~p degrees of freedom) plus O(||mu||^2)
+    assert np.all(np.abs(np.diag(G @ G.T)[6 + 4:] / 1e9 - 1) < 1e-3)
+    # Blocks drawn in any order equal the whole draw (each column block has its own stream).
+    monkeypatch.setattr(tunables, "DATA_BLOCK", 4)
+    whole = src.problem("float64")
+    for k, j0, j1 in reversed(src.block_list()):
+        X, Xt, W0, M = src.block(k, j0, j1)
+        assert np.array_equal(X, whole.X[:, j0:j1]) and np.array_equal(W0, whole.W0[:, j0:j1])
+
+
+def test_same_labels_as_the_full_representation():
+    full, red = GeneratedSource(CFG, 3), ReducedSource(CFG, 3)
+    assert np.array_equal(full.y, red.y) and np.array_equal(full.y_test, red.y_test)
+    assert np.array_equal(full.a, red.a)
+
+
+def test_auto_representation_and_dtype():
+    assert fg.preset("paper-fig1-left").resolved_representation == "reduced"
+    assert fg.Config(n=200, p=1000, m=1000).resolved_representation == "full"
+    big = fg.preset("paper-fig1-left", p=10**12)
+    assert big.working_p == 200 + 200 + 1000 + 2 and big.working_dtype == "float64"
+    assert fg.preset("paper-fig1-left", p=10**6).working_dtype == "float32"
+
+
+def test_reduced_needs_p_at_least_the_number_of_vectors():
+    with pytest.raises(ValueError, match="p - 2 >= n \\+ n_test \\+ m"):
+        fg.Config(n=20, p=50, m=20, n_test=20, representation="reduced")
+    with pytest.raises(ValueError, match="representation"):
+        fg.Config(representation="compressed")
+
+
+def test_paper_preset_at_p_1e12_trains(monkeypatch):
+    res = fg.run(fg.preset("paper-fig1-left", p=10**12, runs=2, steps=3), progress=False)
+    assert res.info["representation"] == "reduced" and res.info["dtype"] == "float64"
+    assert res.history.loc[res.history.step == 1, "train_acc"].min() == 1.0
