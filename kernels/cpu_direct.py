@@ -25,35 +25,46 @@ from numba import njit
 from .. import tunables
 from .cpu_blas import gemm, map_chunks, ordered_sum, threads
 
-# (Z, y, a, lr, V): Z float64 (direct: summed over p in float64) or float32 (gram, float32).
-_SIG_COEF = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:,::1])"
+# (Z, y, a, lr, V, accumulate): Z float64 (direct: summed over p in float64) or float32 (gram).
+_SIG_COEF = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:,::1], boolean)"
              for z, v in (("float64", "float32"), ("float64", "float64"), ("float32", "float32"))]
 
 
-@njit(_SIG_COEF, cache=True, nogil=True)
-def outputs_and_coefficients(Z, y, a, lr, V):
-    """f = relu(Z) a, and V = (lr/n) sigmoid(-y f) y 1[Z > 0] a (written into V); returns f."""
+# reassoc lets LLVM vectorise the row sums (a fixed, thread-independent summation order for a
+# given build); the mask is applied arithmetically so the loops are branch-free.
+_FAST = {"reassoc", "nsz"}
+
+
+@njit(_SIG_COEF, cache=True, nogil=True, fastmath=_FAST)
+def outputs_and_coefficients(Z, y, a, lr, V, accumulate=False):
+    """f = relu(Z) a, and the update coefficients (lr/n) sigmoid(-y f) y 1[Z > 0] a; returns f.
+
+    The coefficients are written into V, or added to it when ``accumulate`` (the gram method
+    adds them straight into its state C^T, so V is never stored).
+    """
     n, m = Z.shape
     f = np.empty(n)
+    scale = lr / n
     for i in range(n):
         s = 0.0
         for j in range(m):
-            if Z[i, j] > 0.0:
-                s += Z[i, j] * a[j]
+            s += max(np.float64(Z[i, j]), 0.0) * a[j]
         f[i] = s
-    scale = lr / n
-    for i in range(n):
-        z = y[i] * f[i]
+        z = y[i] * s
         # sigmoid(-z) = exp(-softplus(z)), accurate in relative terms for large |z|
         softplus = max(z, 0.0) + math.log1p(math.exp(-abs(z)))
         c = scale * math.exp(-softplus) * y[i]
-        for j in range(m):
-            V[i, j] = c * a[j] if Z[i, j] > 0.0 else 0.0
+        if accumulate:
+            for j in range(m):
+                V[i, j] += (c * a[j]) * (Z[i, j] > 0.0)
+        else:
+            for j in range(m):
+                V[i, j] = (c * a[j]) * (Z[i, j] > 0.0)
     return f
 
 
 @njit(["float64[:](float64[:,::1], float64[::1])", "float64[:](float32[:,::1], float64[::1])"],
-      cache=True, nogil=True)
+      cache=True, nogil=True, fastmath=_FAST)
 def relu_outputs(Z, a):
     """f = relu(Z) a, accumulated in float64."""
     n, m = Z.shape
@@ -61,8 +72,7 @@ def relu_outputs(Z, a):
     for i in range(n):
         s = 0.0
         for j in range(m):
-            if Z[i, j] > 0.0:
-                s += Z[i, j] * a[j]
+            s += max(np.float64(Z[i, j]), 0.0) * a[j]
         f[i] = s
     return f
 
@@ -135,7 +145,7 @@ def step(X, y, W, a, lr, n_threads=None):
     with threads(n_threads) as nt:
         Z = tile_pass(X, W, n_threads=nt)[0]
         V = np.empty(Z.shape, W.dtype)
-        outputs_and_coefficients(Z, _f64(y), _f64(a), float(lr), V)
+        outputs_and_coefficients(Z, _f64(y), _f64(a), float(lr), V, False)
         tile_pass(X, W, V=V, forward=False, n_threads=nt)
     return W
 

@@ -88,9 +88,12 @@ def build(sources, dtype, n_threads=None, on_built=None):
     return out
 
 
-def step_run(K, Z0, Z, Ct, V, y, a, lr):
-    """One GD step of one run, in place: V from Z; Ct += V; Z = Z0 + K Ct."""
-    outputs_and_coefficients(Z, y, a, lr, V)
-    Ct += V
+def step_run(K, Z0, Z, Ct, y, a, lr):
+    """One GD step of one run, in place: Ct += V(Z) (fused, V never stored); Z = Z0 + K Ct.
+
+    Z is recomputed from Ct rather than accumulated (Z += K V costs the same), so it never
+    drifts from the state it describes.
+    """
+    outputs_and_coefficients(Z, y, a, lr, Ct, True)
     np.copyto(Z, Z0)
     gemm(K, Ct, Z, beta=1.0)

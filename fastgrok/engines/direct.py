@@ -93,7 +93,7 @@ class NumbaDirectEngine(Engine):
         self._eval_ready = with_eval
 
     def step(self, prepare_eval=True):
-        self.K.outputs_and_coefficients(self.Z, self.y, self.a, self.lr, self.V)
+        self.K.outputs_and_coefficients(self.Z, self.y, self.a, self.lr, self.V, False)
         self._pass(update=True, with_eval=prepare_eval)
 
     def evaluate(self, projections=True):

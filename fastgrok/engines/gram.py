@@ -36,7 +36,6 @@ class GramEngine(Engine):
         R, n, m = self.Z0.shape
         self.Ct = np.zeros((R, n, m), self.dtype)
         self.Z = self.Z0.copy()
-        self.V = np.empty((R, n, m), self.dtype)
         self.y = np.stack([np.asarray(s.y, np.float64) for s in self.sources])
         self.a = np.stack([np.asarray(s.a, np.float64) for s in self.sources])
         has_test = self.sources[0].n_test > 0
@@ -50,9 +49,9 @@ class GramEngine(Engine):
 
     @staticmethod
     def state_bytes(n, m, n_test, dtype):
-        """Bytes of one run's state: K, Kt, Z0, Zt0, Z, Ct, V and the mean products."""
+        """Bytes of one run's state: K, Kt, Z0, Zt0, Z, Ct and the mean products."""
         item = np.dtype(dtype).itemsize
-        return item * (n * n + n_test * n + (n + n_test) * m + 3 * n * m + 2 * (n + m))
+        return item * (n * n + n_test * n + (n + n_test) * m + 2 * n * m + 2 * (n + m))
 
     @classmethod
     def estimate_bytes(cls, n, p, m, n_test, dtype):
@@ -66,10 +65,14 @@ class GramEngine(Engine):
         return cls.state_bytes(n, m, n_test, dtype) + 2 * build
 
     def _map(self, fn, items):
+        """[fn(i) for i in items], the runs spread over the threads in contiguous chunks (runs
+        are independent, so any split gives the same bits)."""
         if self.n_threads and self.n_threads > 1 and len(items) > 1:
             from ..kernels.cpu_blas import pool
 
-            return list(pool(self.n_threads).map(fn, items))
+            chunks = np.array_split(np.asarray(items), min(len(items), 4 * self.n_threads))
+            parts = pool(self.n_threads).map(lambda c: [fn(int(i)) for i in c], chunks)
+            return [x for part in parts for x in part]
         return [fn(i) for i in items]
 
     def _evaluate_run(self, r, projections):
@@ -127,5 +130,4 @@ class NumbaGramEngine(GramEngine):
     def _step_run(self, r):
         from ..kernels.cpu_gram import step_run
 
-        step_run(self.K[r], self.Z0[r], self.Z[r], self.Ct[r], self.V[r], self.y[r], self.a[r],
-                 self.lr)
+        step_run(self.K[r], self.Z0[r], self.Z[r], self.Ct[r], self.y[r], self.a[r], self.lr)
