@@ -10,12 +10,15 @@ from . import _validate as v
 from ._memory import check_fits
 from .config import Config, DTYPES
 from .driver import default_hist_steps, train
-from .engines import get_engine, resolve_backend, resolve_method
+from .engines import get_engine, gpu_usable, resolve_backend, resolve_method
 from .sources import ArraySource, GeneratedSource, ReducedSource
 
 
 def _engine_for(method, backend, n, p, m, n_test, dtype, steps):
     backend = resolve_backend(backend)
+    if backend == "cupy" and not gpu_usable():
+        raise RuntimeError("backend='cupy' needs CuPy (pip install fastgrok[gpu]) and a usable "
+                           "CUDA GPU; none was found. Use backend='numba' or 'auto'.")
     method = resolve_method(method, backend, n, p, m, n_test, steps)
     cls = get_engine(method, backend)
     check_fits(cls.estimate_bytes(n, p, m, n_test, dtype),
@@ -209,8 +212,14 @@ def step(X, y, W, a, lr, backend="auto", n_threads=None):
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(map(repr, BACKENDS))}")
-    cls = get_engine("direct", resolve_backend(backend))
-    cls.step_fn(X, y, W, a, lr, n_threads=n_threads)
+    on_device = xp is not np
+    if backend == "auto":
+        backend = "cupy" if on_device else ("numba" if resolve_backend("auto") == "cupy"
+                                            else resolve_backend("auto"))
+    if (backend == "cupy") != on_device:
+        raise TypeError(f"backend={backend!r} takes {'CuPy' if backend == 'cupy' else 'NumPy'} "
+                        f"arrays, got {type(W).__module__}.{type(W).__name__}")
+    get_engine("direct", backend).step_fn(X, y, W, a, lr, n_threads=n_threads)
     return W
 
 

@@ -189,7 +189,8 @@ def test_unwritable_output_directory(small_cfg, tmp_path):
         res.save(blocker / "sub")
 
 
-def test_unimplemented_engine_is_a_clear_error():
-    with pytest.raises(NotImplementedError, match="not implemented"):
+@pytest.mark.skipif(fg.gpu_usable(), reason="checks the error raised without a GPU")
+def test_cupy_without_gpu_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="backend='cupy' needs CuPy"):
         fg.run(fg.Config(n=4, p=10, m=2, n_test=2, steps=1, runs=1, backend="cupy",
                          method="direct"), progress=False)

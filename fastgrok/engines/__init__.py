@@ -154,7 +154,7 @@ def get_engine(method: str, backend: str) -> type[Engine]:
         ) from None
 
 
-from . import direct, gram  # noqa: E402,F401  (register the engines; import no kernels)
+from . import direct, gpu, gram  # noqa: E402,F401  (register the engines; import no kernels)
 
 
 def warmup(backends=("numba",)) -> dict:
@@ -171,7 +171,9 @@ def warmup(backends=("numba",)) -> dict:
         if b == "numba":
             from ..kernels import cpu_direct  # noqa: F401  (compiles with explicit signatures)
         elif b == "cupy":
-            raise NotImplementedError("the cupy backend is not implemented yet")
+            from ..kernels.gpu import cupy_ops
+
+            cupy_ops()  # compiles the CUDA module (needs CuPy and a GPU)
         else:
             raise ValueError(f"unknown backend {b!r}; expected 'numba' or 'cupy'")
         times[b] = time.perf_counter() - t0

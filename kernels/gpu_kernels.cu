@@ -1,0 +1,78 @@
+// CUDA kernels of fastgrok, compiled lazily by CuPy (cupy.RawModule) on first use.
+//
+// One launch fuses the ReLU forward pass from the pre-activations, the logistic-loss weights
+// and the masked, scaled update coefficients (DESIGN.md section 1):
+//   f_i = sum_j relu(Z_ij) a_j                         (row reduction in double)
+//   c_i = (lr / n) * sigmoid(-y_i f_i) * y_i
+//   V_ij = c_i a_j 1[Z_ij > 0]      (written, or added into V when accumulate != 0)
+// The big products (X W^T, V^T X, K C^T) go through cuBLAS from Python.
+//
+// Rows are (run, sample) pairs: Z is (rows, m) for R runs stacked, row r belongs to run
+// r / n_per_run, whose second layer is a + (r / n_per_run) * m. One block per row.
+
+#define FG_THREADS 256
+
+template <typename T>
+__device__ double row_output(const T* __restrict__ z, const double* __restrict__ a, int m,
+                             double* shared) {
+    double s = 0.0;
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        double v = (double)z[j];
+        s += (v > 0.0 ? v : 0.0) * a[j];
+    }
+    shared[threadIdx.x] = s;
+    __syncthreads();
+    // Fixed-shape tree reduction: the same order on every launch, so results are reproducible.
+    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+        if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
+        __syncthreads();
+    }
+    return shared[0];
+}
+
+template <typename T>
+__device__ void coefficients(const T* __restrict__ Z, const double* __restrict__ y,
+                             const double* __restrict__ a, double lr, int n_per_run, int m,
+                             T* __restrict__ V, double* __restrict__ f, int accumulate) {
+    __shared__ double shared[FG_THREADS];
+    const long row = blockIdx.x;
+    const T* z = Z + row * m;
+    const double* ar = a + (row / n_per_run) * m;
+    double fi = row_output(z, ar, m, shared);
+    if (threadIdx.x == 0) f[row] = fi;
+    double yf = y[row] * fi;
+    // sigmoid(-yf) = exp(-softplus(yf)), softplus computed without overflow
+    double softplus = fmax(yf, 0.0) + log1p(exp(-fabs(yf)));
+    double c = lr / n_per_run * exp(-softplus) * y[row];
+    T* v = V + row * m;
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        T val = (T)(c * ar[j] * ((double)z[j] > 0.0 ? 1.0 : 0.0));
+        v[j] = accumulate ? v[j] + val : val;
+    }
+}
+
+template <typename T>
+__device__ void outputs(const T* __restrict__ Z, const double* __restrict__ a, int n_per_run,
+                        int m, double* __restrict__ f) {
+    __shared__ double shared[FG_THREADS];
+    const long row = blockIdx.x;
+    double fi = row_output(Z + row * m, a + (row / n_per_run) * m, m, shared);
+    if (threadIdx.x == 0) f[row] = fi;
+}
+
+extern "C" {
+__global__ void coefficients_f32(const float* Z, const double* y, const double* a, double lr,
+                                 int n_per_run, int m, float* V, double* f, int accumulate) {
+    coefficients<float>(Z, y, a, lr, n_per_run, m, V, f, accumulate);
+}
+__global__ void coefficients_f64(const double* Z, const double* y, const double* a, double lr,
+                                 int n_per_run, int m, double* V, double* f, int accumulate) {
+    coefficients<double>(Z, y, a, lr, n_per_run, m, V, f, accumulate);
+}
+__global__ void outputs_f32(const float* Z, const double* a, int n_per_run, int m, double* f) {
+    outputs<float>(Z, a, n_per_run, m, f);
+}
+__global__ void outputs_f64(const double* Z, const double* a, int n_per_run, int m, double* f) {
+    outputs<double>(Z, a, n_per_run, m, f);
+}
+}
