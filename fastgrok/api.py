@@ -46,7 +46,8 @@ def run(cfg: Config, progress: bool = True, n_threads=None):
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a fastgrok.Config, got {type(cfg).__name__}")
     rep, p, dtype = cfg.resolved_representation, cfg.working_p, cfg.working_dtype
-    cls = _engine_for(cfg.method, cfg.backend, cfg.n, p, cfg.m, cfg.n_test, dtype, cfg.steps)
+    method = "gram" if cfg.population_test and cfg.method == "auto" else cfg.method
+    cls = _engine_for(method, cfg.backend, cfg.n, p, cfg.m, cfg.n_test, dtype, cfg.steps)
     hist = cfg.hist_steps if cfg.hist_steps is not None else default_hist_steps(cfg.steps)
     Src = ReducedSource if rep == "reduced" else GeneratedSource
 

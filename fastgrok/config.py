@@ -85,6 +85,11 @@ class Config:
         n + n_test + m + 2 with the same joint law of every inner product (DESIGN.md 2.3; exact
         in distribution, not the same numbers as "full" for a seed; needs p - 2 >= n + n_test +
         m); "auto" uses "reduced" when it is valid and cheaper.
+    population_test : int
+        0: test metrics on the finite clean test set of n_test samples. k > 0: the population
+        clean test accuracy, estimated at each evaluation from k fresh test points per cluster
+        (exact draws in the reduced representation; needs it, and the gram method), with its
+        Monte Carlo standard error in the history column test_acc_se.
     """
 
     n: int = 200
@@ -105,12 +110,14 @@ class Config:
     means: str = "axis"
     hist_steps: tuple | None = field(default=None)
     representation: str = "auto"
+    population_test: int = 0
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         for name in ("n", "p", "m", "n_test", "steps", "runs"):
             set_(name, _check_int(name, getattr(self, name)))
         set_("seed", _check_int("seed", self.seed, minimum=0))
+        set_("population_test", _check_int("population_test", self.population_test, minimum=0))
         if self.mu_norm is not None:
             set_("mu_norm", _check_float("mu_norm", self.mu_norm, positive=True))
         eta = _check_float("noise_rate", self.noise_rate)
@@ -129,6 +136,12 @@ class Config:
         if self.representation == "reduced" and self.p - 2 < N:
             raise ValueError(f"representation='reduced' needs p - 2 >= n + n_test + m = {N}, "
                              f"got p={self.p}; use representation='full'")
+        if self.population_test and self.resolved_representation != "reduced":
+            raise ValueError("population_test > 0 needs representation='reduced' (fresh test "
+                             f"points are exact draws there); p={self.p} with n + n_test + m = {N} "
+                             f"and representation={self.representation!r} does not give it")
+        if self.population_test and self.method == "direct":
+            raise ValueError("population_test > 0 is implemented for method='gram' (or 'auto')")
         if self.means == "axis" and self.p < 2:
             raise ValueError(f"p must be >= 2 for two orthogonal means, got {self.p}")
         if self.hist_steps is not None:

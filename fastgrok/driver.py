@@ -9,7 +9,7 @@ import numpy as np
 
 from . import tunables
 
-METRICS = ("train_acc", "train_loss", "test_acc", "test_loss",
+METRICS = ("train_acc", "train_loss", "test_acc", "test_loss", "test_acc_se",
            "pos_mu1", "pos_mu2", "neg_mu1", "neg_mu2")
 
 
@@ -96,7 +96,8 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
                     evs = engine.evaluate(projections=mu_norm is not None)
                     for r, a, ev in zip(ids, A, evs):
                         P1, P2 = _host(ev["P1"]), _host(ev["P2"])
-                        rows.append({"run": r, "step": t, **{k: float(ev[k]) for k in METRICS[:4]},
+                        rows.append({"run": r, "step": t,
+                                     **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
                                      **alignment_summaries(P1, P2, a, mu_norm or 1.0)})
                         if t in hist_set and P1 is not None:
                             entry = proj.setdefault(r, ([], [], a))

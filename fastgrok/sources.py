@@ -151,6 +151,35 @@ class ReducedSource(Source):
         self.y, self.y_test = self.draw.y, self.draw.y_test
         self.a = second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
         self.mu_norm = cfg.mu
+        self.population_test = cfg.population_test
+
+    def population_accuracy(self, W, step):
+        """Clean test accuracy and loss over the population, from fresh test points.
+
+        A fresh x = +-||mu|| e_k + xi has W x = +-||mu|| W e_k + W xi, and since every row of W
+        lies in the span of the reduced coordinates, W xi = W g with g ~ N(0, I_d) exactly.
+        ``population_test`` points per cluster (independent across clusters, from the stream
+        (seed, run, POPULATION, step)).
+
+        Returns
+        -------
+        acc, loss, se : float
+            Mean over the four clusters, and the Monte Carlo standard error of acc.
+        """
+        from .data import STREAM_POPULATION, rng
+
+        k = self.population_test
+        g = rng(self.seed, self.run, STREAM_POPULATION, step)
+        W = np.asarray(W, dtype=np.float64)
+        accs, losses = [], []
+        for coord, sign, label in ((0, 1.0, 1.0), (0, -1.0, 1.0), (1, 1.0, -1.0), (1, -1.0, -1.0)):
+            U = W @ g.standard_normal((self.p, k)) + (sign * self.mu_norm) * W[:, coord:coord + 1]
+            f = np.maximum(U, 0).T @ self.a
+            accs.append(np.mean(label * f > 0))
+            losses.append(np.mean(np.logaddexp(0, -label * f)))
+        accs = np.array(accs)
+        se = np.sqrt(np.sum(accs * (1 - accs) / k)) / 4
+        return float(accs.mean()), float(np.mean(losses)), float(se)
 
     def _columns(self, k, j0, j1):
         """Columns j0:j1 of the (N, d) matrix of all vectors before scaling and means, float64."""

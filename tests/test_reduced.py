@@ -102,3 +102,25 @@ def test_paper_preset_at_p_1e12_trains(monkeypatch):
     res = fg.run(fg.preset("paper-fig1-left", p=10**12, runs=2, steps=3), progress=False)
     assert res.info["representation"] == "reduced" and res.info["dtype"] == "float64"
     assert res.history.loc[res.history.step == 1, "train_acc"].min() == 1.0
+
+
+def test_population_accuracy_agrees_with_a_large_finite_test_set():
+    cfg = fg.Config(n=20, p=5000, m=20, n_test=3000, runs=3, steps=8, lr=1e-12,
+                    init_scale=1e-15, dtype="float64", seed=3, hist_steps=(0,))
+    finite = fg.run(cfg, progress=False).history
+    pop = fg.run(cfg.replace(population_test=3000), progress=False).history
+    assert finite["test_acc_se"].isna().all() and (pop["test_acc_se"] > 0).any()
+    assert (pop["train_acc"] == finite["train_acc"]).all()  # same networks
+    for t in (0, 1, 8):
+        a = finite[finite.step == t]["test_acc"].to_numpy()
+        b = pop[pop.step == t]["test_acc"].to_numpy()
+        se_b = pop[pop.step == t]["test_acc_se"].to_numpy()
+        se_a = np.sqrt(np.maximum(a * (1 - a), 0.25 / cfg.n_test) / cfg.n_test)
+        assert np.all(np.abs(a - b) <= 4 * np.sqrt(se_a**2 + se_b**2)), (t, a, b)
+
+
+def test_population_test_needs_the_reduced_representation():
+    with pytest.raises(ValueError, match="population_test"):
+        fg.Config(n=20, p=5000, m=20, n_test=30, population_test=100, representation="full")
+    with pytest.raises(ValueError, match="population_test"):
+        fg.Config(n=20, p=5000, m=20, n_test=30, population_test=100, method="direct")

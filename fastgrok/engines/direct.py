@@ -7,6 +7,11 @@ from .. import reference
 from . import Engine, register
 
 
+def _no_population(sources):
+    if any(getattr(s, "population_test", 0) for s in sources):
+        raise NotImplementedError("population_test is implemented for the gram method only")
+
+
 @register
 class NumpyDirectEngine(Engine):
     """The reference algebra of :mod:`fastgrok.reference`, in the working dtype."""
@@ -19,6 +24,7 @@ class NumpyDirectEngine(Engine):
         return reference.step(X, y, W, a, lr)
 
     def __init__(self, sources, lr: float, dtype="float32", n_threads=None, on_built=None):
+        _no_population(sources)
         self.sources = sources
         (source,) = sources
         self.pb = source.problem(dtype).astype(dtype)
@@ -73,6 +79,7 @@ class NumbaDirectEngine(Engine):
         from ..kernels import cpu_direct
 
         self.K = cpu_direct
+        _no_population(sources)
         self.sources = sources
         (source,) = sources
         pb = source.problem(dtype).astype(dtype)

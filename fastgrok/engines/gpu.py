@@ -101,6 +101,9 @@ class XpGramEngine(Engine):
         xp = self.ops.xp
         self.sources, self.lr, self.dtype = list(sources), float(lr), np.dtype(dtype)
         s0 = self.sources[0]
+        if getattr(s0, "population_test", 0):
+            raise NotImplementedError("population_test is implemented for the CPU gram engines "
+                                      "(backend='numba' or 'numpy'), not yet for cupy")
         n, m, nt, R = s0.n, s0.m, s0.n_test, len(self.sources)
         self.n, self.nt = n, nt
         G = xp.zeros((R, n + nt, n + m + 2), xp.float64)

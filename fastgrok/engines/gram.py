@@ -41,6 +41,7 @@ class GramEngine(Engine):
         has_test = self.sources[0].n_test > 0
         self.yt = np.stack([np.asarray(s.y_test, np.float64) for s in self.sources]) if has_test else None
         self.has_means = self.sources[0].mu_norm is not None
+        self.steps_done = 0
 
     @classmethod
     def max_batch(cls, n, p, m, n_test, dtype):
@@ -79,8 +80,13 @@ class GramEngine(Engine):
         a, f = self.a[r], reference.forward_from_preactivations(self.Z[r], self.a[r])
         out = {"train_acc": reference.accuracy(self.y[r], f),
                "train_loss": reference.logistic_loss(self.y[r], f),
-               "test_acc": np.nan, "test_loss": np.nan, "P1": None, "P2": None}
-        if self.yt is not None:
+               "test_acc": np.nan, "test_loss": np.nan, "test_acc_se": np.nan,
+               "P1": None, "P2": None}
+        src = self.sources[r]
+        if getattr(src, "population_test", 0):
+            out["test_acc"], out["test_loss"], out["test_acc_se"] = src.population_accuracy(
+                self.weights(r), self.steps_done)
+        elif self.yt is not None:
             Zt = self.Zt0[r] + self.Kt[r] @ self.Ct[r]
             ft = reference.forward_from_preactivations(Zt, a)
             out["test_acc"] = reference.accuracy(self.yt[r], ft)
@@ -95,6 +101,7 @@ class GramEngine(Engine):
 
     def step(self, prepare_eval=True):
         self._map(self._step_run, list(range(len(self.sources))))
+        self.steps_done += 1
 
     def weights(self, r=0):
         """W(t) = W0 + C(t) X of run ``r`` (m, p), rebuilt block by block from its source."""
