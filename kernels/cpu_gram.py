@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cpu_blas import gemm, ordered_sum, pool
+from .cpu_blas import gemm, pool
 from .cpu_direct import outputs_and_coefficients
 
 
@@ -74,13 +74,19 @@ def build(sources, dtype, n_threads=None, on_built=None):
 
     results = (map(task, tasks) if not n_threads or n_threads == 1
                else pool(n_threads).map(task, tasks))
-    per_run = {}
-    for (r, _), res in zip(tasks, results):  # results arrive in task order: reduce as they come
-        per_run.setdefault(r, []).append(res)
-        if len(per_run[r]) == len(sources[r].block_list()):
-            parts = per_run.pop(r)
-            G = ordered_sum([g for g, _ in parts])
-            out["W0M"][r] = ordered_sum([w for _, w in parts])
+    # Results arrive in task order: each run's block partials are added as they come, in block
+    # order (the same bits as summing them all at the end), so only one partial per run is held.
+    acc, left = {}, {r: len(src.block_list()) for r, src in enumerate(sources)}
+    for (r, _), (G, W0M) in zip(tasks, results):
+        if r in acc:
+            acc[r][0] += G
+            acc[r][1] += W0M
+        else:
+            acc[r] = [G, W0M]
+        left[r] -= 1
+        if left[r] == 0:
+            G, W0M = acc.pop(r)
+            out["W0M"][r] = W0M
             out["K"][r], out["Z0"][r], out["XM"][r] = G[:n, :n], G[:n, n:n + m], G[:n, n + m:]
             out["Kt"][r], out["Zt0"][r] = G[n:, :n], G[n:, n:n + m]
             if on_built:
