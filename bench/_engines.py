@@ -45,13 +45,16 @@ def make_numba(X, y, W, a, lr=1e-6, n_threads=None):
     return (lambda: eng.step(prepare_eval=False)), (lambda: ctx.__exit__(None, None, None))
 
 
-def make_torch(X, y, W, a, lr=1e-6, n_threads=None):
+def make_torch(X, y, W, a, lr=1e-6, n_threads=None, device="cpu"):
+    """A PyTorch step: forward, logistic loss, autograd backward, SGD update (on ``device``)."""
     import torch
 
     if n_threads:
         torch.set_num_threads(n_threads)
-    Xt, yt, at = torch.from_numpy(X), torch.from_numpy(y.astype(X.dtype)), torch.from_numpy(a.astype(X.dtype))
-    Wt = torch.from_numpy(W).requires_grad_(True)
+    to = lambda v: torch.from_numpy(np.ascontiguousarray(v, dtype=X.dtype)).to(device)  # noqa: E731
+    Xt, yt, at = to(X), to(y), to(a)
+    Wt = to(W).requires_grad_(True)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step():
         f = torch.relu(Xt @ Wt.T) @ at
@@ -60,6 +63,7 @@ def make_torch(X, y, W, a, lr=1e-6, n_threads=None):
         loss.backward()
         with torch.no_grad():
             Wt.sub_(lr * Wt.grad)
+        sync()
 
     return step, None
 

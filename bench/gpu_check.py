@@ -65,26 +65,10 @@ def step_table(ops, sizes, rounds):
         t_gram = best(lambda: gram.step(prepare_eval=False), rounds)
         t_torch = np.nan
         try:
-            import torch
+            from _engines import make_torch
 
             dev = "cuda" if xp.__name__ == "cupy" else "cpu"
-            Xt = torch.from_numpy(X).to(dev)
-            Wt = torch.from_numpy(W).to(dev).requires_grad_(True)
-            at = torch.from_numpy(a.astype(np.float32)).to(dev)
-            yt = torch.from_numpy(y.astype(np.float32)).to(dev)
-
-            def tstep():
-                f = torch.relu(Xt @ Wt.T) @ at
-                loss = torch.nn.functional.softplus(-yt * f).mean()
-                Wt.grad = None
-                loss.backward()
-                with torch.no_grad():
-                    Wt.sub_(1e-6 * Wt.grad)
-                if dev == "cuda":
-                    torch.cuda.synchronize()
-
-            t_torch = best(tstep, rounds)
-            del Xt, Wt
+            t_torch = best(make_torch(X, y, W, a, device=dev)[0], rounds)
         except ImportError:
             pass
         gemm_rate = 2 * n * m * p / t_gemm / 1e9
