@@ -9,6 +9,15 @@ from .config import PRESETS, Config, preset
 from .data import Dataset, xor_clusters
 from .engines import gpu_usable, warmup
 
+
+def __getattr__(name):
+    # fg.sweep imports pandas and the executors only when first used: import fastgrok stays fast.
+    if name == "sweep":
+        from .sweeps import sweep
+
+        return sweep
+    raise AttributeError(f"module 'fastgrok' has no attribute {name!r}")
+
 __version__ = "0.1.0"
 __all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "xor_clusters", "Dataset",
-           "gpu_usable", "warmup", "__version__"]
+           "gpu_usable", "warmup", "sweep", "__version__"]

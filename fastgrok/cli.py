@@ -10,7 +10,7 @@ from .config import (BACKENDS, DEFAULT_PRESET, DTYPES, MEANS, METHODS, PRESETS, 
 
 _CHOICES = {"method": METHODS, "backend": BACKENDS, "dtype": DTYPES,
             "second_layer": SECOND_LAYER, "means": MEANS, "representation": REPRESENTATIONS}
-_INTS = {"n", "p", "m", "n_test", "steps", "runs", "seed"}
+_INTS = {"n", "p", "m", "n_test", "steps", "runs", "seed", "population_test"}
 
 
 def _int(text):
@@ -46,20 +46,37 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-figures", action="store_true", help="write the tables only")
     run.add_argument("--threads", type=_int, default=None, metavar="INT",
                      help="CPU threads (default: all); results do not depend on it")
+    _config_options(run)
+    sw = sub.add_parser("sweep", help="run a grid of experiments (resumable) and write its table",
+                        description="Each --grid FIELD=v1,v2,... adds an axis; rerunning the same "
+                                    "command with the same --out resumes where it stopped.")
+    sw.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    sw.add_argument("--grid", action="append", required=True, metavar="FIELD=V1,V2,...")
+    sw.add_argument("--out", required=True, help="output directory (also the resume state)")
+    sw.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="a Dask scheduler address: run the points on that cluster")
+    sw.add_argument("--workers", type=_int, default=None, help="local worker processes")
+    sw.add_argument("--threshold", type=float, default=0.9, help="test accuracy that counts as grokked")
+    sw.add_argument("--no-progress", action="store_true")
+    _config_options(sw)
+    return parser
+
+
+def _config_options(p):
+    """Every Config field as --field-name (None: keep the preset's value)."""
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
         if f.name in _CHOICES:
-            run.add_argument(flag, choices=_CHOICES[f.name], default=None)
+            p.add_argument(flag, choices=_CHOICES[f.name], default=None)
         elif f.name in _INTS:
-            run.add_argument(flag, type=_int, default=None, metavar="INT")
+            p.add_argument(flag, type=_int, default=None, metavar="INT")
         elif f.name == "mu_norm":
-            run.add_argument(flag, type=_float_or_none, default=None, metavar="FLOAT|none",
+            p.add_argument(flag, type=_float_or_none, default=None, metavar="FLOAT|none",
                              help="||mu|| (none: the paper's 2.5 sqrt(p/n))")
         elif f.name == "hist_steps":
-            run.add_argument(flag, type=_steps_list, default=None, metavar="T1,T2,...")
+            p.add_argument(flag, type=_steps_list, default=None, metavar="T1,T2,...")
         else:
-            run.add_argument(flag, type=float, default=None, metavar="FLOAT")
-    return parser
+            p.add_argument(flag, type=float, default=None, metavar="FLOAT")
 
 
 def main(argv=None) -> int:
@@ -68,7 +85,7 @@ def main(argv=None) -> int:
         argv = ["run"]
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "run":
+    if args.command not in ("run", "sweep"):
         parser.print_help()
         return 2
     from . import api
@@ -80,6 +97,8 @@ def main(argv=None) -> int:
         cfg = preset(args.preset, **overrides)
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))
+    if args.command == "sweep":
+        return _sweep(parser, args, cfg)
     out = args.out or f"fastgrok-{args.preset}"
     from .results import _writable_dir
 
@@ -95,6 +114,49 @@ def main(argv=None) -> int:
           f"representation), {res.info['wall_s']:.1f} s")
     print(res.headline())
     print("wrote " + ", ".join(sorted(files.values())))
+    return 0
+
+
+def _grid_value(name, text):
+    if name in _INTS:
+        return _int(text)
+    if name in _CHOICES:
+        return text
+    return _float_or_none(text) if name == "mu_norm" else float(text)
+
+
+def _sweep(parser, args, cfg) -> int:
+    from .sweeps import sweep
+
+    grid = {}
+    for spec in args.grid:
+        name, _, values = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        try:
+            grid[name] = [_grid_value(name, v.strip()) for v in values.split(",") if v.strip()]
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            parser.error(f"--grid {spec!r}: {exc}")
+    executor = None
+    if args.scheduler:
+        try:
+            from distributed import Client
+
+            executor = Client(args.scheduler, timeout="5s")
+        except ImportError:
+            parser.error("--scheduler needs dask[distributed] (pip install fastgrok[dask])")
+        except OSError as exc:
+            parser.error(f"--scheduler {args.scheduler!r} is unreachable: {exc}")
+    try:
+        res = sweep(cfg, grid, out=args.out, executor=executor, n_workers=args.workers,
+                    threshold=args.threshold, progress=not args.no_progress)
+    except ValueError as exc:
+        parser.error(str(exc))
+    finally:
+        if executor is not None:
+            executor.close()
+    with_pd = res.points.to_string(index=False)
+    print(with_pd)
+    print(f"wrote {args.out}/table.parquet, points.csv, fig_sweep.png (points in {args.out}/points/)")
     return 0
 
 

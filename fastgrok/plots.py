@@ -62,3 +62,48 @@ def histogram_figure(projections, path, title=""):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def sweep_figures(points, names, out_dir) -> list:
+    """Figures of a sweep's per-point summary: line plots over one grid axis, heatmaps over two.
+
+    Returns the paths written (none for three or more grid axes).
+    """
+    import os
+
+    plt = _pyplot()
+    paths = []
+    metrics = (("final_test_acc_median", "final test accuracy (median)"),
+               ("grok_step_median", "grokking step (median; blank: never)"))
+    if len(names) == 1:
+        (x,) = names
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        for ax, (col, label) in zip(axes, metrics):
+            d = points.sort_values(x)
+            ax.plot(d[x], d[col].astype(float), "o-")
+            ax.set_xlabel(x)
+            ax.set_ylabel(label)
+            if col.startswith("grok"):
+                ax.set_yscale("log")
+        fig.tight_layout()
+        paths.append(os.path.join(out_dir, "fig_sweep.png"))
+    elif len(names) == 2:
+        y, x = names
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, (col, label) in zip(axes, metrics):
+            grid = points.pivot_table(index=y, columns=x, values=col, aggfunc="first", dropna=False)
+            im = ax.imshow(grid.to_numpy(dtype=float), origin="lower", aspect="auto")
+            ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns], rotation=45)
+            ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index])
+            ax.set_xlabel(x)
+            ax.set_ylabel(y)
+            ax.set_title(label, fontsize=9)
+            fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        paths.append(os.path.join(out_dir, "fig_sweep.png"))
+    else:
+        return paths
+    fig.savefig(paths[0] + ".tmp.png", dpi=110)
+    plt.close(fig)
+    os.replace(paths[0] + ".tmp.png", paths[0])
+    return paths

@@ -41,3 +41,25 @@ def test_console_script_is_installed(tmp_path):
     r = subprocess.run([sys.executable, "-m", "fastgrok.cli", "run", "--help"],
                        capture_output=True, text=True, check=True)
     assert "--noise-rate" in r.stdout and "--init-scale" in r.stdout
+
+
+def test_cli_sweep_writes_table_points_and_figure(tmp_path, capsys):
+    out = tmp_path / "sw"
+    assert main(["sweep", *TINY, "--grid", "mu_norm=5,20", "--grid", "noise-rate=0,0.1",
+                 "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert {"table.parquet", "points.csv", "fig_sweep.png", "sweep.json", "points"} <= set(os.listdir(out))
+    assert "grok_step_median" in capsys.readouterr().out
+
+
+def test_cli_sweep_rejects_bad_grids_and_unreachable_schedulers(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", *TINY, "--grid", "bogus=1,2", "--out", str(tmp_path / "a")])
+    assert "bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sweep", *TINY, "--grid", "mu_norm=x", "--out", str(tmp_path / "b")])
+    pytest.importorskip("distributed")
+    with pytest.raises(SystemExit):
+        main(["sweep", *TINY, "--grid", "mu_norm=5", "--scheduler", "tcp://127.0.0.1:9",
+              "--out", str(tmp_path / "c")])
+    assert "unreachable" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "c" / "points")

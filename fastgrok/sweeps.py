@@ -1,0 +1,243 @@
+"""Sweeps: a grid of experiments, each point an independent :func:`fastgrok.run`, resumable.
+
+Every grid point x run is an experiment with its own seed, derived from the base seed and the
+point's values (so adding values to a grid never changes the points already there). Each
+finished point is written atomically to ``out/points/`` as soon as it completes; rerunning the
+same sweep skips the finished points, so a sweep killed at any moment ends, when rerun, with
+exactly the table an uninterrupted sweep gives. Points run in local worker processes by default,
+or on a Dask cluster (``executor=client``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import numbers
+import os
+import tempfile
+import zlib
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+
+import numpy as np
+import pandas as pd
+
+from .config import Config
+
+_NUMERIC = {f.name for f in dataclasses.fields(Config)
+            if f.type in ("int", "float", "float | None")}
+
+
+def _point_seed(base_seed: int, values: dict) -> int:
+    key = zlib.crc32(json.dumps(values, sort_keys=True, default=str).encode())
+    return int(np.random.SeedSequence(base_seed, spawn_key=(key,)).generate_state(1)[0] % 2**31)
+
+
+def grid_points(base: Config, grid: dict) -> list:
+    """Validate ``grid`` and return [(values, Config), ...] for every point, before any work.
+
+    Raises
+    ------
+    ValueError
+        Unknown field, empty or non-numeric value list, or a value the Config rejects.
+    """
+    if not isinstance(base, Config):
+        raise TypeError(f"base must be a fastgrok.Config, got {type(base).__name__}")
+    if not isinstance(grid, dict) or not grid:
+        raise ValueError("grid must be a non-empty dict {field: [values, ...]}")
+    fields = {f.name for f in dataclasses.fields(Config)}
+    for name, values in grid.items():
+        if name not in fields or name in ("seed", "hist_steps"):
+            raise ValueError(f"grid field {name!r} is not a Config field that can be swept")
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:
+            raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
+        if name in _NUMERIC:
+            bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)
+                   or not math.isfinite(v)]
+            if bad:
+                raise ValueError(f"grid[{name!r}] must hold finite numbers, got {bad!r}")
+    names = list(grid)
+    points = []
+    for combo in itertools.product(*(grid[k] for k in names)):
+        values = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in zip(names, combo)}
+        try:
+            cfg = base.replace(**values)
+            cfg = cfg.replace(seed=_point_seed(base.seed, values))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"grid point {values} is not a valid Config: {exc}") from None
+        points.append((values, cfg))
+    return points
+
+
+def _run_point(cfg_dict: dict, values: dict, n_threads: int):
+    """Worker: one grid point's history, with the grid values as columns (module level: pickles)."""
+    from .api import run
+
+    res = run(Config.from_dict(cfg_dict), progress=False, n_threads=n_threads)
+    h = res.history
+    for k, v in values.items():
+        h.insert(0, k, v)
+    return h
+
+
+def _atomic_write(df: pd.DataFrame, path: str, kind="csv"):
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    os.close(fd)
+    try:
+        if kind == "parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class SweepResult:
+    """``table``: one row per (grid point, run, step); ``points``: one row per grid point."""
+
+    def __init__(self, table, points, grid, out=None):
+        self.table, self.points, self.grid, self.out = table, points, grid, out
+
+
+def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
+    """Final medians and grokking times per grid point.
+
+    grok_step of a run: the first evaluated step with test_acc >= ``threshold``; runs that never
+    get there count in ``runs_never``. ``grok_step_median`` is <NA> when at least half the runs
+    never grok (the median run never does).
+    """
+    rows = []
+    for values, g in table.groupby(list(names), sort=False):
+        values = values if isinstance(values, tuple) else (values,)
+        last = g[g.step == g.step.max()]
+        grok = []
+        for _, run in g.groupby("run"):
+            hit = run.loc[run.test_acc >= threshold, "step"]
+            grok.append(int(hit.min()) if len(hit) else None)
+        reached = sorted(s for s in grok if s is not None)
+        never = len(grok) - len(reached)
+        med = pd.NA
+        if never < len(grok) / 2:  # the median run groks: median with "never" as +infinity
+            med = int(np.median(reached + [np.iinfo(np.int64).max] * never)) if never else int(np.median(reached))
+        rows.append({**dict(zip(names, values)), "runs": len(grok),
+                     "final_train_acc_median": last.train_acc.median(),
+                     "final_test_acc_median": last.test_acc.median(),
+                     "grok_step_median": med, "runs_never": never})
+    out = pd.DataFrame(rows)
+    out["grok_step_median"] = out["grok_step_median"].astype("Int64")
+    return out
+
+
+def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, threshold=0.9,
+          progress=True, figures=True) -> SweepResult:
+    """Run every grid point of ``grid`` over ``base``; resumable when ``out`` is given.
+
+    Parameters
+    ----------
+    base : Config
+        The experiment every point modifies.
+    grid : dict
+        {field: [values, ...]}; the points are the Cartesian product.
+    out : path, optional
+        Folder for the per-point files, table.parquet, points.csv and figures. A rerun with the
+        same folder and the same sweep skips the points already there.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Where points run (default: local worker processes).
+    n_workers : int, optional
+        Local worker processes (default: one per CPU, each with 1 thread; fewer workers get
+        more threads each).
+    threshold : float
+        Test accuracy that counts as "grokked" for the grokking time.
+    progress : bool
+        Show a progress bar over the points.
+    figures : bool
+        With ``out``: also write fig_sweep.png (line plots over one axis, heatmaps over two).
+    """
+    from tqdm.auto import tqdm
+
+    points = grid_points(base, grid)
+    names = list(grid)
+    done = {}
+    pdir = None
+    if out is not None:
+        from .results import _writable_dir
+
+        out = _writable_dir(out)
+        pdir = os.path.join(out, "points")
+        os.makedirs(pdir, exist_ok=True)
+        for f in os.listdir(pdir):  # half-written files of a killed sweep
+            if f.startswith(".tmp-"):
+                os.remove(os.path.join(pdir, f))
+        spec = {"base": base.to_dict(), "grid": {k: list(v) for k, v in grid.items()},
+                "threshold": threshold}
+        spec_path = os.path.join(out, "sweep.json")
+        if os.path.exists(spec_path):
+            with open(spec_path) as fh:
+                if json.load(fh) != json.loads(json.dumps(spec, default=str)):
+                    raise ValueError(f"out={out!r} holds a different sweep; use another folder")
+        else:
+            with open(spec_path + ".tmp", "w") as fh:
+                json.dump(spec, fh, indent=2, default=str)
+            os.replace(spec_path + ".tmp", spec_path)
+        for i in range(len(points)):
+            path = os.path.join(pdir, f"point-{i:05d}.csv")
+            if os.path.exists(path):
+                done[i] = pd.read_csv(path)
+    todo = [i for i in range(len(points)) if i not in done]
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = max(1, min(n_workers or cpus, len(todo) or 1))
+    threads = max(1, cpus // workers)
+    own = executor is None and todo
+    if own:
+        import multiprocessing
+
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    bar = tqdm(total=len(points), initial=len(done), disable=not progress, desc="fastgrok sweep",
+               unit="point", leave=False)
+    try:
+        if todo:
+            futures = {_submit(executor, _run_point, points[i][1].to_dict(), points[i][0],
+                               threads): i for i in todo}
+            for fut, i in _completed(executor, futures):
+                h = fut.result()
+                if pdir is not None:
+                    _atomic_write(h, os.path.join(pdir, f"point-{i:05d}.csv"))
+                done[i] = h
+                bar.update(1)
+    finally:
+        bar.close()
+        if own:
+            executor.shutdown(wait=True, cancel_futures=True)
+    # Re-read what was written so a resumed sweep and an uninterrupted one give the same table.
+    if pdir is not None:
+        done = {i: pd.read_csv(os.path.join(pdir, f"point-{i:05d}.csv")) for i in range(len(points))}
+    table = pd.concat([done[i] for i in range(len(points))], ignore_index=True)
+    summary = point_summaries(table, names, threshold)
+    if out is not None:
+        _atomic_write(table, os.path.join(out, "table.parquet"), "parquet")
+        _atomic_write(summary, os.path.join(out, "points.csv"))
+        if figures:
+            from .plots import sweep_figures
+
+            sweep_figures(summary, names, out)
+    return SweepResult(table, summary, grid, out)
+
+
+def _submit(executor, fn, *args):
+    if isinstance(executor, Executor):
+        return executor.submit(fn, *args)
+    return executor.submit(fn, *args, pure=False)  # dask.distributed.Client
+
+
+def _completed(executor, futures):
+    if isinstance(executor, Executor):
+        for fut in as_completed(futures):
+            yield fut, futures[fut]
+    else:
+        from distributed import as_completed as dask_completed
+
+        for fut in dask_completed(list(futures)):
+            yield fut, futures[fut]
