@@ -76,8 +76,13 @@ class GramEngine(Engine):
             return [x for part in parts for x in part]
         return [fn(i) for i in items]
 
+    @staticmethod
+    def _outputs(Z, a):
+        """f = relu(Z) a in float64 (backends may fuse it)."""
+        return reference.forward_from_preactivations(Z, a)
+
     def _evaluate_run(self, r, projections):
-        a, f = self.a[r], reference.forward_from_preactivations(self.Z[r], self.a[r])
+        a, f = self.a[r], self._outputs(self.Z[r], self.a[r])
         out = {"train_acc": reference.accuracy(self.y[r], f),
                "train_loss": reference.logistic_loss(self.y[r], f),
                "test_acc": np.nan, "test_loss": np.nan, "test_acc_se": np.nan,
@@ -88,7 +93,7 @@ class GramEngine(Engine):
                 self.weights(r), self.steps_done)
         elif self.yt is not None:
             Zt = self.Zt0[r] + self.Kt[r] @ self.Ct[r]
-            ft = reference.forward_from_preactivations(Zt, a)
+            ft = self._outputs(Zt, a)
             out["test_acc"] = reference.accuracy(self.yt[r], ft)
             out["test_loss"] = reference.logistic_loss(self.yt[r], ft)
         if projections and self.has_means:
@@ -133,6 +138,12 @@ class NumbaGramEngine(GramEngine):
 
     backend = "numba"
     runtime = staticmethod(_cpu_threads)
+
+    @staticmethod
+    def _outputs(Z, a):
+        from ..kernels.cpu_direct import relu_outputs
+
+        return relu_outputs(np.ascontiguousarray(Z), a)
 
     def _step_run(self, r):
         from ..kernels.cpu_gram import step_run
