@@ -11,13 +11,18 @@ from .engines import gpu_usable, warmup
 
 
 def __getattr__(name):
-    # fg.sweep imports pandas and the executors only when first used: import fastgrok stays fast.
+    # fg.sweep and fg.study import pandas and the executors only when first used: import
+    # fastgrok stays fast.
     if name == "sweep":
         from .sweeps import sweep
 
         return sweep
+    if name == "study":
+        from .studies import study
+
+        return study
     raise AttributeError(f"module 'fastgrok' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 __all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "xor_clusters", "Dataset",
-           "gpu_usable", "warmup", "sweep", "__version__"]
+           "gpu_usable", "warmup", "sweep", "study", "__version__"]

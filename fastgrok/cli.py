@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import fields
 
@@ -53,13 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     sw.add_argument("--grid", action="append", required=True, metavar="FIELD=V1,V2,...")
     sw.add_argument("--out", required=True, help="output directory (also the resume state)")
-    sw.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                    help="a Dask scheduler address: run the points on that cluster")
-    sw.add_argument("--workers", type=_int, default=None, help="local worker processes")
-    sw.add_argument("--threshold", type=float, default=0.9, help="test accuracy that counts as grokked")
-    sw.add_argument("--no-progress", action="store_true")
+    _executor_options(sw)
     _config_options(sw)
+    from .studies import STUDIES
+
+    st = sub.add_parser("study", help="run one of the built-in studies and write its figure",
+                        description="Built-in studies of the paper's open questions: " + "; ".join(
+                            f"{k}: {s.question}" for k, s in STUDIES.items()) + ". Rerunning the "
+                        "same command with the same --out resumes where it stopped.")
+    st.add_argument("name", choices=sorted(STUDIES), help="which study")
+    st.add_argument("--out", default=None, help="output directory (default: ./fastgrok-study-NAME)")
+    _executor_options(st)
+    _config_options(st)
     return parser
+
+
+def _executor_options(p):
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="a Dask scheduler address: run the points on that cluster")
+    p.add_argument("--workers", type=_int, default=None, help="local worker processes")
+    p.add_argument("--threshold", type=float, default=0.9, help="test accuracy that counts as grokked")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def _config_options(p):
@@ -85,7 +100,7 @@ def main(argv=None) -> int:
         argv = ["run"]
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command not in ("run", "sweep"):
+    if args.command not in ("run", "sweep", "study"):
         parser.print_help()
         return 2
     from . import api
@@ -93,6 +108,8 @@ def main(argv=None) -> int:
 
     overrides = {f.name: getattr(args, f.name) for f in fields(Config)
                  if getattr(args, f.name) is not None}
+    if args.command == "study":
+        return _study(parser, args, overrides)
     try:
         cfg = preset(args.preset, **overrides)
     except (TypeError, ValueError) as exc:
@@ -136,28 +153,51 @@ def _sweep(parser, args, cfg) -> int:
             grid[name] = [_grid_value(name, v.strip()) for v in values.split(",") if v.strip()]
         except (ValueError, argparse.ArgumentTypeError) as exc:
             parser.error(f"--grid {spec!r}: {exc}")
-    executor = None
-    if args.scheduler:
+    with _executor(parser, args) as executor:
         try:
-            from distributed import Client
-
-            executor = Client(args.scheduler, timeout="5s")
-        except ImportError:
-            parser.error("--scheduler needs dask[distributed] (pip install fastgrok[dask])")
-        except OSError as exc:
-            parser.error(f"--scheduler {args.scheduler!r} is unreachable: {exc}")
-    try:
-        res = sweep(cfg, grid, out=args.out, executor=executor, n_workers=args.workers,
-                    threshold=args.threshold, progress=not args.no_progress)
-    except ValueError as exc:
-        parser.error(str(exc))
-    finally:
-        if executor is not None:
-            executor.close()
+            res = sweep(cfg, grid, out=args.out, executor=executor, n_workers=args.workers,
+                        threshold=args.threshold, progress=not args.no_progress)
+        except ValueError as exc:
+            parser.error(str(exc))
     with_pd = res.points.to_string(index=False)
     print(with_pd)
     print(f"wrote {args.out}/table.parquet, points.csv, fig_sweep.png (points in {args.out}/points/)")
     return 0
+
+
+def _study(parser, args, overrides) -> int:
+    from .studies import study
+
+    out = args.out or f"fastgrok-study-{args.name}"
+    with _executor(parser, args) as executor:
+        try:
+            res = study(args.name, out=out, executor=executor, n_workers=args.workers,
+                        threshold=args.threshold, progress=not args.no_progress, **overrides)
+        except (TypeError, ValueError) as exc:
+            parser.error(str(exc))
+    print(res.points.to_string(index=False))
+    print(f"wrote {res.figure}, {out}/table.parquet, points.csv (points in {out}/points/)")
+    return 0
+
+
+@contextlib.contextmanager
+def _executor(parser, args):
+    """A Dask Client for --scheduler (closed afterwards), else None (local processes)."""
+    if not args.scheduler:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        parser.error("--scheduler needs dask[distributed] (pip install fastgrok[dask])")
+    try:
+        client = Client(args.scheduler, timeout="5s")
+    except OSError as exc:
+        parser.error(f"--scheduler {args.scheduler!r} is unreachable: {exc}")
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

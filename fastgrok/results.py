@@ -43,10 +43,7 @@ class Result:
 
     def summary(self) -> pd.DataFrame:
         """One row per step: step, then <metric>_median, <metric>_q20, <metric>_q80."""
-        g = self.history.groupby("step")[list(METRICS)]
-        parts = {"median": g.median(), "q20": g.quantile(0.2), "q80": g.quantile(0.8)}
-        cols = {f"{mt}_{stat}": parts[stat][mt] for mt in METRICS for stat in ("median", "q20", "q80")}
-        return pd.DataFrame(cols).reset_index()
+        return summarize(self.history)
 
     def headline(self) -> str:
         """Median train/test accuracy at steps 1 and the last step, as one short text."""
@@ -95,6 +92,28 @@ class Result:
             return files
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def summarize(history: pd.DataFrame, by=()) -> pd.DataFrame:
+    """Per-step median, 20% and 80% quantiles over runs of every metric.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        Rows (run, step, metrics...), e.g. :attr:`Result.history` or a sweep's table.
+    by : sequence of str
+        Further columns to group by (a sweep's grid fields).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (by..., step): <metric>_median, <metric>_q20, <metric>_q80.
+    """
+    keys = [*by, "step"]
+    g = history.groupby(keys, sort=True)[list(METRICS)]
+    parts = {"median": g.median(), "q20": g.quantile(0.2), "q80": g.quantile(0.8)}
+    cols = {f"{mt}_{stat}": parts[stat][mt] for mt in METRICS for stat in ("median", "q20", "q80")}
+    return pd.DataFrame(cols).reset_index()
 
 
 def _title(cfg: dict) -> str:

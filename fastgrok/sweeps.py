@@ -33,8 +33,17 @@ def _point_seed(base_seed: int, values: dict) -> int:
     return int(np.random.SeedSequence(base_seed, spawn_key=(key,)).generate_state(1)[0] % 2**31)
 
 
-def grid_points(base: Config, grid: dict) -> list:
+def grid_points(base: Config, grid) -> list:
     """Validate ``grid`` and return [(values, Config), ...] for every point, before any work.
+
+    Parameters
+    ----------
+    base : Config
+        The experiment every point modifies.
+    grid : dict or list of dict
+        ``{field: [v1, v2, ...]}``: the Cartesian product of the lists; or
+        ``[{field: v, ...}, ...]``: these points exactly (all with the same fields), for grids
+        whose axes are not independent (e.g. init_scale = ratio x lr).
 
     Raises
     ------
@@ -43,22 +52,32 @@ def grid_points(base: Config, grid: dict) -> list:
     """
     if not isinstance(base, Config):
         raise TypeError(f"base must be a fastgrok.Config, got {type(base).__name__}")
-    if not isinstance(grid, dict) or not grid:
-        raise ValueError("grid must be a non-empty dict {field: [values, ...]}")
+    if isinstance(grid, dict) and grid:
+        names = list(grid)
+        for name, values in grid.items():
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:
+                raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
+        combos = list(itertools.product(*(grid[k] for k in names)))
+    elif isinstance(grid, (list, tuple)) and grid and all(isinstance(g, dict) and g for g in grid):
+        names = list(grid[0])
+        for g in grid:
+            if set(g) != set(names):
+                raise ValueError(f"every grid point must set the same fields {names}, got {list(g)}")
+        combos = [tuple(g[k] for k in names) for g in grid]
+    else:
+        raise ValueError("grid must be a non-empty dict {field: [values, ...]} or a non-empty "
+                         f"list of dicts {{field: value}}, got {grid!r}")
     fields = {f.name for f in dataclasses.fields(Config)}
-    for name, values in grid.items():
+    for i, name in enumerate(names):
         if name not in fields or name in ("seed", "hist_steps"):
             raise ValueError(f"grid field {name!r} is not a Config field that can be swept")
-        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:
-            raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
         if name in _NUMERIC:
-            bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)
-                   or not math.isfinite(v)]
+            bad = [c[i] for c in combos if isinstance(c[i], bool) or not isinstance(c[i], numbers.Real)
+                   or not math.isfinite(c[i])]
             if bad:
                 raise ValueError(f"grid[{name!r}] must hold finite numbers, got {bad!r}")
-    names = list(grid)
     points = []
-    for combo in itertools.product(*(grid[k] for k in names)):
+    for combo in combos:
         values = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in zip(names, combo)}
         try:
             cfg = base.replace(**values)
@@ -66,6 +85,8 @@ def grid_points(base: Config, grid: dict) -> list:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"grid point {values} is not a valid Config: {exc}") from None
         points.append((values, cfg))
+    if len({json.dumps(v, sort_keys=True, default=str) for v, _ in points}) < len(points):
+        raise ValueError("grid has repeated points")
     return points
 
 
@@ -96,10 +117,12 @@ def _atomic_write(df: pd.DataFrame, path: str, kind="csv"):
 
 
 class SweepResult:
-    """``table``: one row per (grid point, run, step); ``points``: one row per grid point."""
+    """``table``: one row per (grid point, run, step); ``points``: one row per grid point;
+    ``threshold``: the test accuracy that counted as grokked; ``figure``: a study's figure path."""
 
-    def __init__(self, table, points, grid, out=None):
+    def __init__(self, table, points, grid, out=None, threshold=0.9):
         self.table, self.points, self.grid, self.out = table, points, grid, out
+        self.threshold, self.figure = threshold, None
 
 
 def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
@@ -139,8 +162,9 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
     ----------
     base : Config
         The experiment every point modifies.
-    grid : dict
-        {field: [values, ...]}; the points are the Cartesian product.
+    grid : dict or list of dict
+        ``{field: [values, ...]}`` (the points are the Cartesian product) or a list of
+        ``{field: value}`` points (see :func:`grid_points`).
     out : path, optional
         Folder for the per-point files, table.parquet, points.csv and figures. A rerun with the
         same folder and the same sweep skips the points already there.
@@ -159,7 +183,7 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
     from tqdm.auto import tqdm
 
     points = grid_points(base, grid)
-    names = list(grid)
+    names = list(points[0][0])
     done = {}
     pdir = None
     if out is not None:
@@ -171,8 +195,7 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
         for f in os.listdir(pdir):  # half-written files of a killed sweep
             if f.startswith(".tmp-"):
                 os.remove(os.path.join(pdir, f))
-        spec = {"base": base.to_dict(), "grid": {k: list(v) for k, v in grid.items()},
-                "threshold": threshold}
+        spec = {"base": base.to_dict(), "points": [v for v, _ in points], "threshold": threshold}
         spec_path = os.path.join(out, "sweep.json")
         if os.path.exists(spec_path):
             with open(spec_path) as fh:
@@ -223,7 +246,7 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
             from .plots import sweep_figures
 
             sweep_figures(summary, names, out)
-    return SweepResult(table, summary, grid, out)
+    return SweepResult(table, summary, grid, out, threshold)
 
 
 def _submit(executor, fn, *args):
