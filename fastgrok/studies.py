@@ -2,7 +2,7 @@
 
 =============  =======================================================================
 ``long``       What happens long after the theory's horizon sqrt(n)? The paper's two step
-               sizes trained to 10^5 steps.
+               sizes, and one at which the loss goes to zero, trained to 10^5 steps.
 ``dimension``  Where does benign overfitting break down as p/n shrinks? p/n from 1 to 1000
                at the paper's SNR scaling ||mu|| = 2.5 sqrt(p/n).
 ``snr``        How small can ||mu|| be? A grid of ||mu|| around the paper's value for three p.
@@ -108,7 +108,11 @@ def _save(fig, path):
 
 
 def _long_points(base: Config):
-    return {"lr": [1e-12, 1e-16]}
+    # The paper's two step sizes stay, even after 10^5 steps, in the regime where the outputs
+    # are tiny and the loss is still log 2; a step size of 1e-4 (far below the 2 / smoothness
+    # ~ 1 that keeps GD stable here) takes the same data through the late phase where the loss
+    # goes to zero.
+    return {"lr": [1e-12, 1e-16, 1e-4]}
 
 
 def _long_figure(res, base: Config, path):
@@ -117,17 +121,24 @@ def _long_figure(res, base: Config, path):
 
     plt = _pyplot()
     s = summarize(res.table, by=["lr"])
-    lrs = sorted(s.lr.unique(), reverse=True)
-    fig, axes = plt.subplots(2, len(lrs), figsize=(5.2 * len(lrs), 7), squeeze=False, sharex=True)
+    lrs = sorted(s.lr.unique(), key=lambda v: (v != 1e-12, v != 1e-16, v))
+    fig, axes = plt.subplots(3, len(lrs), figsize=(5 * len(lrs), 10), squeeze=False, sharex=True)
     for col, lr in enumerate(lrs):
         d = s[s.lr == lr]
+        x = d.step.to_numpy() + 1
         ax = axes[0, col]
         plot_accuracy(d, ax)
         ax.axvline(math.sqrt(base.n) + 1, color="k", linestyle="--", linewidth=0.8)
         ax.text(math.sqrt(base.n) + 1, 0.32, " sqrt(n): theory ends", fontsize=7)
         ax.set_title(f"lr = {lr:g}, init = {base.init_scale:g}", fontsize=9)
+        ax.set_xlabel("")
         ax = axes[1, col]
-        x = d.step.to_numpy() + 1
+        for key, color, style in (("train_loss", "C1", "--"), ("test_loss", "C0", "-")):
+            ax.plot(x, d[f"{key}_median"], style, color=color, label=key.replace("_", " "))
+        ax.set_yscale("log")
+        ax.set_ylabel("loss (median)")
+        ax.legend(fontsize=7)
+        ax = axes[2, col]
         for key, color, style in (("pos_mu1", "C0", "-"), ("pos_mu2", "C0", ":"),
                                   ("neg_mu2", "C3", "-"), ("neg_mu1", "C3", ":")):
             ax.plot(x, d[f"{key}_median"], style, color=color, label=key.replace("_", " neurons, "))

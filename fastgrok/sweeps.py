@@ -10,6 +10,7 @@ or on a Dask cluster (``executor=client``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -195,18 +196,22 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
         for f in os.listdir(pdir):  # half-written files of a killed sweep
             if f.startswith(".tmp-"):
                 os.remove(os.path.join(pdir, f))
-        spec = {"base": base.to_dict(), "points": [v for v, _ in points], "threshold": threshold}
+        # A folder belongs to one base experiment; its points are keyed by their values, so the
+        # same folder can take a grid with points added (the finished ones are reused: a
+        # point's seed depends only on the base seed and its values) or removed.
+        spec = {"base": base.to_dict()}
         spec_path = os.path.join(out, "sweep.json")
         if os.path.exists(spec_path):
             with open(spec_path) as fh:
-                if json.load(fh) != json.loads(json.dumps(spec, default=str)):
-                    raise ValueError(f"out={out!r} holds a different sweep; use another folder")
+                if json.load(fh)["base"] != json.loads(json.dumps(spec, default=str))["base"]:
+                    raise ValueError(f"out={out!r} holds a sweep over a different base Config; "
+                                     "use another folder")
         else:
             with open(spec_path + ".tmp", "w") as fh:
                 json.dump(spec, fh, indent=2, default=str)
             os.replace(spec_path + ".tmp", spec_path)
-        for i in range(len(points)):
-            path = os.path.join(pdir, f"point-{i:05d}.csv")
+        for i, (values, _) in enumerate(points):
+            path = _point_path(pdir, values)
             if os.path.exists(path):
                 done[i] = pd.read_csv(path)
     todo = [i for i in range(len(points)) if i not in done]
@@ -227,7 +232,7 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
             for fut, i in _completed(executor, futures):
                 h = fut.result()
                 if pdir is not None:
-                    _atomic_write(h, os.path.join(pdir, f"point-{i:05d}.csv"))
+                    _atomic_write(h, _point_path(pdir, points[i][0]))
                 done[i] = h
                 bar.update(1)
     finally:
@@ -236,7 +241,7 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
             executor.shutdown(wait=True, cancel_futures=True)
     # Re-read what was written so a resumed sweep and an uninterrupted one give the same table.
     if pdir is not None:
-        done = {i: pd.read_csv(os.path.join(pdir, f"point-{i:05d}.csv")) for i in range(len(points))}
+        done = {i: pd.read_csv(_point_path(pdir, v)) for i, (v, _) in enumerate(points)}
     table = pd.concat([done[i] for i in range(len(points))], ignore_index=True)
     summary = point_summaries(table, names, threshold)
     if out is not None:
@@ -247,6 +252,12 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
 
             sweep_figures(summary, names, out)
     return SweepResult(table, summary, grid, out, threshold)
+
+
+def _point_path(pdir, values: dict) -> str:
+    """The file of the point with these grid values (a hash of them: any order, any grid)."""
+    key = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return os.path.join(pdir, f"point-{key}.csv")
 
 
 def _submit(executor, fn, *args):

@@ -56,8 +56,25 @@ def test_local_sweep_table_points_and_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(sw, "_run_point", lambda *a: pytest.fail("recomputed a finished point"))
     again = fg.sweep(BASE, GRID, out=tmp_path / "s", progress=False)
     pd.testing.assert_frame_equal(again.table, t)
-    with pytest.raises(ValueError, match="different sweep"):
-        fg.sweep(BASE, {"mu_norm": [1.0]}, out=tmp_path / "s", progress=False)
+    with pytest.raises(ValueError, match="different base"):
+        fg.sweep(BASE.replace(m=7), GRID, out=tmp_path / "s", progress=False)
+
+
+def test_a_grown_grid_reuses_the_finished_points(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as ex:
+        small = fg.sweep(BASE, {"mu_norm": [5.0, 20.0]}, out=tmp_path / "g", executor=ex, progress=False)
+        computed = []
+        real = sw._run_point
+        monkeypatch.setattr(sw, "_run_point", lambda c, v, t: computed.append(v) or real(c, v, t))
+        grown = fg.sweep(BASE, {"mu_norm": [5.0, 10.0, 20.0]}, out=tmp_path / "g", executor=ex,
+                         progress=False)
+        assert computed == [{"mu_norm": 10.0}]
+        fresh = fg.sweep(BASE, {"mu_norm": [5.0, 10.0, 20.0]}, executor=ex, progress=False)
+    pd.testing.assert_frame_equal(grown.table, fresh.table)
+    pd.testing.assert_frame_equal(grown.table[grown.table.mu_norm != 10.0].reset_index(drop=True),
+                                  small.table)
 
 
 def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
@@ -69,11 +86,16 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
     out = tmp_path / "k"
     proc = subprocess.Popen([sys.executable, "-c", code, str(out)], env=env)
     deadline = time.time() + 120
-    while time.time() < deadline and not (out / "points" / "point-00000.csv").exists():
+
+    def finished_points():
+        d = out / "points"
+        return [f for f in os.listdir(d) if f.endswith(".csv")] if d.exists() else []
+
+    while time.time() < deadline and not finished_points():
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = len([f for f in os.listdir(out / "points") if f.endswith(".csv")])
+    finished = len(finished_points())
     assert 1 <= finished <= 4
     resumed = fg.sweep(BASE.replace(steps=60), grid, out=out, n_workers=1, progress=False).table
     clean = fg.sweep(BASE.replace(steps=60), grid, out=tmp_path / "c", n_workers=1,
