@@ -133,10 +133,14 @@ def _long_figure(res, base: Config, path):
         ax.set_title(f"lr = {lr:g}, init = {base.init_scale:g}", fontsize=9)
         ax.set_xlabel("")
         ax = axes[1, col]
+        # While the outputs are tiny the loss differs from log 2 in the 6th digit: then show
+        # how far it has come down from log 2 instead of the loss itself.
+        near = d["train_loss_median"].min() > 0.99 * math.log(2)
         for key, color, style in (("train_loss", "C1", "--"), ("test_loss", "C0", "-")):
-            ax.plot(x, d[f"{key}_median"], style, color=color, label=key.replace("_", " "))
+            v = d[f"{key}_median"].to_numpy()
+            ax.plot(x, math.log(2) - v if near else v, style, color=color, label=key.replace("_", " "))
         ax.set_yscale("log")
-        ax.set_ylabel("loss (median)")
+        ax.set_ylabel("log 2 - loss (median)" if near else "loss (median)")
         ax.legend(fontsize=7)
         ax = axes[2, col]
         for key, color, style in (("pos_mu1", "C0", "-"), ("pos_mu2", "C0", ":"),
