@@ -34,15 +34,26 @@ def make_numpy(X, y, W, a, lr=1e-6, n_threads=None):
     return lambda: reference.step(X, y, W, a, lr), None
 
 
-def make_numba(X, y, W, a, lr=1e-6, n_threads=None):
+def _make_fastgrok(method, backend, X, y, W, a, lr, n_threads):
+    """A fastgrok engine's step. Its runtime (single-threaded BLAS inside fastgrok's own pool) is
+    entered around each step only: held open, it would also throttle the GEMM ceiling and any
+    other engine timed in the same process to one BLAS thread."""
     from fastgrok.engines import ENGINES
     from fastgrok.sources import ArraySource
 
-    cls = ENGINES[("direct", "numba")]
-    ctx = cls.runtime(n_threads)
-    nt = ctx.__enter__()
-    eng = cls([ArraySource(X, y, W.shape[0], W0=W, a=a)], lr, str(W.dtype), n_threads=nt)
-    return (lambda: eng.step(prepare_eval=False)), (lambda: ctx.__exit__(None, None, None))
+    cls = ENGINES[(method, backend)]
+    with cls.runtime(n_threads) as nt:
+        eng = cls([ArraySource(X, y, W.shape[0], W0=W, a=a)], lr, str(W.dtype), n_threads=nt)
+
+    def step():
+        with cls.runtime(n_threads):
+            eng.step(prepare_eval=False)
+
+    return step, None
+
+
+def make_numba(X, y, W, a, lr=1e-6, n_threads=None):
+    return _make_fastgrok("direct", "numba", X, y, W, a, lr, n_threads)
 
 
 def make_torch(X, y, W, a, lr=1e-6, n_threads=None, device="cpu"):
@@ -87,14 +98,7 @@ def torch_available():
 
 def make_gram(X, y, W, a, lr=1e-6, n_threads=None, backend="numba"):
     """One gram step of one run (the per-step cost; the build is timed separately)."""
-    from fastgrok.engines import ENGINES
-    from fastgrok.sources import ArraySource
-
-    cls = ENGINES[("gram", backend)]
-    ctx = cls.runtime(n_threads)
-    nt = ctx.__enter__()
-    eng = cls([ArraySource(X, y, W.shape[0], W0=W, a=a)], lr, str(W.dtype), n_threads=nt)
-    return (lambda: eng.step(prepare_eval=False)), (lambda: ctx.__exit__(None, None, None))
+    return _make_fastgrok("gram", backend, X, y, W, a, lr, n_threads)
 
 
 ENGINE_MAKERS["gram"] = make_gram
