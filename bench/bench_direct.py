@@ -57,6 +57,30 @@ def _interleaved_best(fns, rounds):
     return best
 
 
+def parts(n=400, m=1000, p=100_000, rounds=4):
+    """One fused tile pass (update + forward) against its two halves and the plain GEMMs: shows
+    whether the fusion costs anything beyond the two products."""
+    from fastgrok.kernels import cpu_direct as cd
+    from fastgrok.kernels.cpu_blas import threads
+
+    X, y, W, a = problem(n, m, p)
+    V = (np.random.default_rng(0).standard_normal((n, m)) * 1e-9).astype(X.dtype)
+
+    def tiles(**kw):
+        def run():
+            with threads() as nt:
+                cd.tile_pass(X, W, n_threads=nt, **kw)
+        return run
+
+    fns = {"fused pass": tiles(V=V), "update only": tiles(V=V, forward=False),
+           "forward only": tiles(), "gemm X W^T": lambda: X @ W.T, "gemm V^T X": lambda: V.T @ X}
+    best = _interleaved_best(fns, rounds)
+    print(f"\nparts of a step, {n}x{m}x{p} float32 (best of {rounds})")
+    for k, t in best.items():
+        flops = (4 if k == "fused pass" else 2) * n * m * p
+        print(f"{k:<14} {t:7.3f} s {flops / t / 1e9:7.1f} GFLOP/s")
+
+
 def table(sizes, rounds=3):
     rows = []
     for name in sizes:
@@ -142,8 +166,11 @@ if __name__ == "__main__":
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--memory", action="store_true", help="also the p = 3e6 peak-memory check")
     ap.add_argument("--memory-p", type=int, default=3_000_000)
+    ap.add_argument("--parts", action="store_true", help="also time the parts of a fused pass")
     args = ap.parse_args()
     print(f"threads: {len(os.sched_getaffinity(0))} (GFLOP/s counts 4 n m p per step, 2 n m p per GEMM)")
     table([s for s in args.sizes.split(",") if s], args.rounds)
+    if args.parts:
+        parts()
     if args.memory:
         memory(p=args.memory_p)
