@@ -72,7 +72,7 @@ def test_twenty_step_trajectory_matches_reference(tile, n, p, m, seed, dtype):
     lr = 0.2
     eng = _engine(X, y, W, a, lr, dtype, X_test=Xt, y_test=yt, mus=(mu1, mu2))
     X64, W64, Xt64 = X.astype(np.float64), W.astype(np.float64), Xt.astype(np.float64)
-    rel = 1e-9 if dtype == np.float64 else 1e-4
+    rel = 1e-10 if dtype == np.float64 else 1e-4
     margin = 1e3 * EPS[dtype]
     for t in range(21):
         if not _kink_free(X64, W64, margin) or not _kink_free(Xt64, W64, margin):
