@@ -95,6 +95,22 @@ def _config_options(p):
 
 
 def main(argv=None) -> int:
+    """Entry point of the ``fastgrok`` command; returns the exit status.
+
+    Ctrl-C ends any command with one line on stderr and status 130 (128 + SIGINT), no traceback:
+    a sweep or study keeps its finished points and says how to resume; a run writes nothing.
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:
+        from .sweeps import SweepInterrupted
+
+        msg = exc.message if isinstance(exc, SweepInterrupted) else "interrupted: nothing was written"
+        print(f"fastgrok: {msg}", file=sys.stderr, flush=True)
+        return 130
+
+
+def _main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv:  # plain `fastgrok` runs the default experiment
         argv = ["run"]
@@ -157,7 +173,7 @@ def _sweep(parser, args, cfg) -> int:
         try:
             res = sweep(cfg, grid, out=args.out, executor=executor, n_workers=args.workers,
                         threshold=args.threshold, progress=not args.no_progress)
-        except ValueError as exc:
+        except (ImportError, ValueError) as exc:
             parser.error(str(exc))
     with_pd = res.points.to_string(index=False)
     print(with_pd)
@@ -173,7 +189,7 @@ def _study(parser, args, overrides) -> int:
         try:
             res = study(args.name, out=out, executor=executor, n_workers=args.workers,
                         threshold=args.threshold, progress=not args.no_progress, **overrides)
-        except (TypeError, ValueError) as exc:
+        except (ImportError, TypeError, ValueError) as exc:
             parser.error(str(exc))
     print(res.points.to_string(index=False))
     print(f"wrote {res.figure}, {out}/table.parquet, points.csv (points in {out}/points/)")
@@ -189,7 +205,7 @@ def _executor(parser, args):
     try:
         from distributed import Client
     except ImportError:
-        parser.error("--scheduler needs dask[distributed] (pip install fastgrok[dask])")
+        parser.error("--scheduler needs dask[distributed]: pip install 'fastgrok[sweeps]'")
     try:
         client = Client(args.scheduler, timeout="5s")
     except OSError as exc:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tunables
-from ._memory import check_fits
+from ._memory import check_fits, empty_aligned
 
 # Stream identifiers: part of the random-stream definition; never renumber.
 (STREAM_LABELS, STREAM_TEST_LABELS, STREAM_X, STREAM_X_TEST, STREAM_A, STREAM_W0, STREAM_MEANS,
@@ -180,10 +180,8 @@ def materialize(draw: RunDraw, dtype="float64") -> Dataset:
     dt = np.dtype(dtype)
     n, p, nt = draw.n, draw.p, draw.n_test
     check_fits((n + nt + 2) * p * dt.itemsize, f"the data set (n={n}, n_test={nt}, p={p}, {dt})")
-    X = np.empty((n, p), dt)
-    Xt = np.empty((nt, p), dt)
-    mu1 = np.empty(p, dt)
-    mu2 = np.empty(p, dt)
+    X, Xt = empty_aligned((n, p), dt), empty_aligned((nt, p), dt)
+    mu1, mu2 = empty_aligned(p, dt), empty_aligned(p, dt)
     for k, j0, j1 in block_ranges(p):
         X[:, j0:j1], Xt[:, j0:j1], mu1[j0:j1], mu2[j0:j1] = draw.block(k, j0, j1, dt)
     return Dataset(X, draw.y.astype(dt), draw.y_clean.astype(dt), Xt, draw.y_test.astype(dt),

@@ -75,21 +75,27 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
     projections : dict
         "steps" (H,), "P1", "P2" (R, H, m) and "a" (R, m); empty without means.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     schedule = eval_schedule(steps, hist_steps)
     hist_set = set(int(s) for s in hist_steps)
     eval_set = set(schedule.tolist())
     runs = list(runs)
     rows, proj = [], {}  # proj: run -> ([P1 at hist steps], [P2 ...], a)
-    bar = tqdm(total=len(runs) * steps, disable=not progress, desc=desc, unit="step",
-               mininterval=tunables.PROGRESS_MIN_INTERVAL, leave=False)
+    # One bar over all runs x steps; a batch's build shows as the bar's phase, not a second bar.
+    bar = progress_bar(len(runs) * steps, desc, "step", enabled=progress)
     try:
         for b0 in range(0, len(runs), batch):
             ids = runs[b0:b0 + batch]
-            with tqdm(total=len(ids), disable=not progress, desc=f"{desc} build", unit="run",
-                      mininterval=tunables.PROGRESS_MIN_INTERVAL, leave=False) as build_bar:
-                engine = make_engine(ids, lambda: build_bar.update(1))
+            built = [0]
+
+            def on_built():
+                built[0] += 1
+                bar.phase(f"building runs {b0 + built[0]}/{len(runs)}")
+
+            bar.phase(f"building runs {b0}/{len(runs)}")
+            engine = make_engine(ids, on_built)
+            bar.phase("")
             A = [np.asarray(s.a, dtype=np.float64) for s in engine.sources]
             for t in range(steps + 1):
                 if t in eval_set:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._memory import check_fits
+from ._memory import check_fits, empty_aligned
 from .data import STREAM_A, STREAM_W0, block_ranges, gaussian_block, rng
 
 
@@ -41,7 +41,7 @@ def init_weights(m, p, init_scale, seed=0, run=0, dtype="float64") -> np.ndarray
     """First-layer initialisation W0 (m, p), i.i.d. N(0, init_scale^2), drawn block by block."""
     dt = np.dtype(dtype)
     check_fits(m * p * dt.itemsize, f"the weights W (m={m}, p={p}, {dt})")
-    W = np.empty((m, p), dt)
+    W = empty_aligned((m, p), dt)
     for k, j0, j1 in block_ranges(p):
         W[:, j0:j1] = init_block(m, init_scale, seed, run, k, j1 - j0, dt)
     return W

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._memory import check_fits
+from ._memory import check_fits, empty_aligned
 from .data import RunDraw, block_ranges
 from .engines import Problem
 from .model import init_block, second_layer
@@ -48,9 +48,9 @@ class Source:
         has_m = self.mu_norm is not None
         check_fits((n + nt + m + 2 * has_m) * p * dt.itemsize,
                    f"the arrays of one run (n={n}, n_test={nt}, m={m}, p={p}, {dt})")
-        X, W0 = np.empty((n, p), dt), np.empty((m, p), dt)
-        Xt = np.empty((nt, p), dt) if nt else None
-        M = np.empty((2, p), dt) if has_m else None
+        X, W0 = empty_aligned((n, p), dt), empty_aligned((m, p), dt)
+        Xt = empty_aligned((nt, p), dt) if nt else None
+        M = empty_aligned((2, p), dt) if has_m else None
         for j0, j1, Xb, Xtb, Wb, Mb in self.blocks(dt):
             X[:, j0:j1], W0[:, j0:j1] = Xb, Wb
             if nt:

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ._io import save_figure
 from .config import Config, preset
 
 
@@ -98,10 +99,8 @@ def _save(fig, path):
 
     for ax in fig.axes:
         ax.xaxis.set_minor_formatter(NullFormatter())
-    tmp = path + ".tmp.png"
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 # ------------------------------------------------------------------ the four studies

@@ -9,6 +9,7 @@ or on a Dask cluster (``executor=client``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -16,13 +17,14 @@ import json
 import math
 import numbers
 import os
-import tempfile
+import sys
 import zlib
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 
 import numpy as np
 import pandas as pd
 
+from ._io import TMP_PREFIX, atomic_path, write_table
 from .config import Config
 
 _NUMERIC = {f.name for f in dataclasses.fields(Config)
@@ -102,19 +104,91 @@ def _run_point(cfg_dict: dict, values: dict, n_threads: int):
     return h
 
 
-def _atomic_write(df: pd.DataFrame, path: str, kind="csv"):
-    d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    os.close(fd)
+def _worker_init():
+    """Start of every local worker process: Ctrl-C is the parent's to handle, and the worker
+    exits as soon as its parent is gone (a ``kill -9`` of the sweep leaves no idle worker)."""
+    import multiprocessing
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent.sentinel,), daemon=True,
+                         name="fastgrok-parent-watch").start()
+
+
+def _exit_with_parent(sentinel):
+    from multiprocessing.connection import wait
+
+    wait([sentinel])  # ready when the parent process has exited, however it died
+    os._exit(1)
+
+
+@contextlib.contextmanager
+def _spawning():
+    """Around the submissions that start local workers.
+
+    * The workers do not import the user's ``__main__``: multiprocessing's "spawn" re-runs the
+      main script in every worker, so a plain research script without an
+      ``if __name__ == "__main__":`` guard would start the sweep again inside each worker and
+      die with BrokenProcessPool. The workers only need fastgrok, so the main module's
+      ``__file__`` and ``__spec__`` are hidden while they start.
+    * SIGINT is ignored while they start, so they are born ignoring it (an ignored signal stays
+      ignored across exec): a Ctrl-C never prints a traceback from a worker that is starting.
+    """
+    import signal
+    import threading
+
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
     try:
-        if kind == "parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            main.__spec__ = None
+        yield
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if main is not None:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, old)
+
+
+def _stop_workers(executor):
+    """Cancel what has not started and end the worker processes now (not after their point)."""
+    processes = list(getattr(executor, "_processes", {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by Ctrl-C (SIGINT): the finished points are saved; ``message`` says
+    how many and how to resume."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+def require_sweep_extras(dask=False):
+    """ImportError naming the extra to install when a sweep's dependencies are missing."""
+    mods = ["pyarrow"] + (["distributed"] if dask else [])
+    for mod in mods:
+        try:
+            __import__(mod)
+        except ImportError:
+            raise ImportError(f"fastgrok sweeps and studies need {mod}, which is not installed: "
+                              "pip install 'fastgrok[sweeps]'") from None
 
 
 class SweepResult:
@@ -181,9 +255,10 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
     figures : bool
         With ``out``: also write fig_sweep.png (line plots over one axis, heatmaps over two).
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     points = grid_points(base, grid)
+    require_sweep_extras(dask=executor is not None and not isinstance(executor, Executor))
     names = list(points[0][0])
     done = {}
     pdir = None
@@ -194,7 +269,7 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
         pdir = os.path.join(out, "points")
         os.makedirs(pdir, exist_ok=True)
         for f in os.listdir(pdir):  # half-written files of a killed sweep
-            if f.startswith(".tmp-"):
+            if f.startswith(TMP_PREFIX):
                 os.remove(os.path.join(pdir, f))
         # A folder belongs to one base experiment; its points are keyed by their values, so the
         # same folder can take a grid with points added (the finished ones are reused: a
@@ -207,13 +282,12 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
                     raise ValueError(f"out={out!r} holds a sweep over a different base Config; "
                                      "use another folder")
         else:
-            with open(spec_path + ".tmp", "w") as fh:
+            with atomic_path(spec_path) as tmp, open(tmp, "w") as fh:
                 json.dump(spec, fh, indent=2, default=str)
-            os.replace(spec_path + ".tmp", spec_path)
         for i, (values, _) in enumerate(points):
             path = _point_path(pdir, values)
             if os.path.exists(path):
-                done[i] = pd.read_csv(path)
+                done[i] = pd.read_parquet(path)
     todo = [i for i in range(len(points)) if i not in done]
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = max(1, min(n_workers or cpus, len(todo) or 1))
@@ -222,31 +296,50 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
     if own:
         import multiprocessing
 
-        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    bar = tqdm(total=len(points), initial=len(done), disable=not progress, desc="fastgrok sweep",
-               unit="point", leave=False)
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_worker_init)
+    bar = progress_bar(len(points), "fastgrok sweep", "point", enabled=progress, initial=len(done))
+    futures = {}
+
+    def keep(fut, i):
+        h = fut.result()
+        if pdir is not None:
+            write_table(h, _point_path(pdir, points[i][0]))
+        done[i] = h
+        bar.update(1)
+
     try:
         if todo:
-            futures = {_submit(executor, _run_point, points[i][1].to_dict(), points[i][0],
-                               threads): i for i in todo}
+            with _spawning() if own else contextlib.nullcontext():
+                futures = {_submit(executor, _run_point, points[i][1].to_dict(), points[i][0],
+                                   threads): i for i in todo}
             for fut, i in _completed(executor, futures):
-                h = fut.result()
-                if pdir is not None:
-                    _atomic_write(h, _point_path(pdir, points[i][0]))
-                done[i] = h
-                bar.update(1)
+                keep(fut, i)
+    except KeyboardInterrupt:
+        # Keep every point that finished, whether or not the loop had got to it yet.
+        for fut, i in futures.items():
+            if i not in done and fut.done() and not fut.cancelled() and fut.exception() is None:
+                keep(fut, i)
+        if own:
+            _stop_workers(executor)
+            own = False
+        else:
+            for fut in futures:
+                fut.cancel()
+        where = f"saved in {out}; run the same sweep again to resume" if out else "not saved (no out)"
+        raise SweepInterrupted(f"interrupted: {len(done)} of {len(points)} points {where}") from None
     finally:
         bar.close()
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
     # Re-read what was written so a resumed sweep and an uninterrupted one give the same table.
     if pdir is not None:
-        done = {i: pd.read_csv(_point_path(pdir, v)) for i, (v, _) in enumerate(points)}
+        done = {i: pd.read_parquet(_point_path(pdir, v)) for i, (v, _) in enumerate(points)}
     table = pd.concat([done[i] for i in range(len(points))], ignore_index=True)
     summary = point_summaries(table, names, threshold)
     if out is not None:
-        _atomic_write(table, os.path.join(out, "table.parquet"), "parquet")
-        _atomic_write(summary, os.path.join(out, "points.csv"))
+        write_table(table, os.path.join(out, "table.parquet"))
+        write_table(summary, os.path.join(out, "points.csv"))
         if figures:
             from .plots import sweep_figures
 
@@ -257,7 +350,7 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
 def _point_path(pdir, values: dict) -> str:
     """The file of the point with these grid values (a hash of them: any order, any grid)."""
     key = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return os.path.join(pdir, f"point-{key}.csv")
+    return os.path.join(pdir, f"point-{key}.parquet")
 
 
 def _submit(executor, fn, *args):

@@ -19,8 +19,11 @@ EVAL_LOG_POINTS = 160
 #: Fraction of the currently available memory a run may plan to use before it is refused.
 MEMORY_FRACTION = 0.8
 
-#: Refresh interval of the progress bar, seconds.
+#: Refresh interval of the progress bar on a terminal, seconds.
 PROGRESS_MIN_INTERVAL = 0.5
+
+#: Interval between progress lines when the output is not a terminal (a log file), seconds.
+PROGRESS_LOG_INTERVAL = 30.0
 
 #: Direct method, CPU: bytes of one column tile of X plus W (the tile is reused from cache by the
 #: update and the forward product). Changes float32 rounding slightly, never the thread count.

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from .. import tunables
+from .._memory import empty_aligned, zeros_aligned
 from .cpu_blas import gemm, map_chunks, ordered_sum, threads
 
 # (Z, y, a, lr, V, accumulate): Z float64 (direct: summed over p in float64) or float32 (gram).
@@ -116,12 +117,12 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
     Vt = None if V is None else V.T  # a transposed view: gemm passes the Trans flag, no copy
 
     def chunk(tiles):
-        Zc = np.zeros((n, m)) if forward else None
-        Ztc = np.zeros((Xt.shape[0], m)) if Xt is not None else None
-        Pc = np.zeros((m, mus.shape[0])) if mus is not None else None
-        zb = np.empty((n, m), dt) if forward else None
-        ztb = np.empty((Xt.shape[0], m), dt) if Xt is not None else None
-        pb = np.empty((m, mus.shape[0]), dt) if mus is not None else None
+        Zc = zeros_aligned((n, m), np.float64) if forward else None
+        Ztc = zeros_aligned((Xt.shape[0], m), np.float64) if Xt is not None else None
+        Pc = zeros_aligned((m, mus.shape[0]), np.float64) if mus is not None else None
+        zb = empty_aligned((n, m), dt) if forward else None
+        ztb = empty_aligned((Xt.shape[0], m), dt) if Xt is not None else None
+        pb = empty_aligned((m, mus.shape[0]), dt) if mus is not None else None
         for t in tiles:
             j0 = starts[t]
             j1 = min(j0 + tw, p)
@@ -144,7 +145,7 @@ def step(X, y, W, a, lr, n_threads=None):
     """One in-place GD step on the caller's arrays: a forward pass, then an update pass."""
     with threads(n_threads) as nt:
         Z = tile_pass(X, W, n_threads=nt)[0]
-        V = np.empty(Z.shape, W.dtype)
+        V = empty_aligned(Z.shape, W.dtype)
         outputs_and_coefficients(Z, _f64(y), _f64(a), float(lr), V, False)
         tile_pass(X, W, V=V, forward=False, n_threads=nt)
     return W

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._memory import empty_aligned, zeros_aligned
 from .cpu_blas import gemm, pool
 from .cpu_direct import outputs_and_coefficients
 
@@ -33,17 +34,17 @@ def build_block(source, k, j0, j1, dtype):
     dt = np.dtype(dtype)
     X, Xt, W0, M = source.block(k, j0, j1, dt)
     n, m, nt, cols = source.n, source.m, source.n_test, j1 - j0
-    A = np.empty((n + nt, cols), dt)
+    A = empty_aligned((n + nt, cols), dt)
     A[:n] = X
     if nt:
         A[n:] = Xt
-    B = np.zeros((n + m + 2, cols), dt)
+    B = zeros_aligned((n + m + 2, cols), dt)
     B[:n] = X
     B[n:n + m] = W0
     if M is not None:
         B[n + m:] = M
-    G = gemm(A, B.T, np.empty((n + nt, n + m + 2), dt))
-    W0M = gemm(B[n:n + m], B[n + m:].T, np.empty((m, 2), dt))
+    G = gemm(A, B.T, empty_aligned((n + nt, n + m + 2), dt))
+    W0M = gemm(B[n:n + m], B[n + m:].T, empty_aligned((m, 2), dt))
     return G.astype(np.float64), W0M.astype(np.float64)
 
 
@@ -63,9 +64,8 @@ def build(sources, dtype, n_threads=None, on_built=None):
     n, m, nt = s0.n, s0.m, s0.n_test
     dt = np.dtype(dtype)
     R = len(sources)
-    out = {"K": np.empty((R, n, n), dt), "Kt": np.empty((R, nt, n), dt),
-           "Z0": np.empty((R, n, m), dt), "Zt0": np.empty((R, nt, m), dt),
-           "XM": np.empty((R, n, 2), dt), "W0M": np.empty((R, m, 2), dt)}
+    shapes = {"K": (n, n), "Kt": (nt, n), "Z0": (n, m), "Zt0": (nt, m), "XM": (n, 2), "W0M": (m, 2)}
+    out = {k: empty_aligned((R, *s), dt) for k, s in shapes.items()}
     tasks = [(r, blk) for r, src in enumerate(sources) for blk in src.block_list()]
 
     def task(t):

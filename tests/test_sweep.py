@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import fastgrok as fg
+from conftest import alive, child_processes
 from fastgrok import sweeps as sw
 
 BASE = fg.Config(n=10, p=400, m=6, n_test=20, runs=2, steps=4, lr=1e-3, init_scale=1e-3,
@@ -89,12 +90,19 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
 
     def finished_points():
         d = out / "points"
-        return [f for f in os.listdir(d) if f.endswith(".csv")] if d.exists() else []
+        return [f for f in os.listdir(d) if f.endswith(".parquet")] if d.exists() else []
 
     while time.time() < deadline and not finished_points():
         time.sleep(0.05)
+    workers = [pid for pid, cmd in child_processes(proc.pid).items() if "resource_tracker" not in cmd]
+    assert workers, "the sweep runs its points in worker processes"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # The workers exit with their parent instead of idling for ever, re-parented to init.
+    deadline = time.time() + 15
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers), "workers outlived the killed sweep"
     finished = len(finished_points())
     assert 1 <= finished <= 4
     resumed = fg.sweep(BASE.replace(steps=60), grid, out=out, n_workers=1, progress=False).table
@@ -121,3 +129,73 @@ def test_grokking_time_and_never():
     assert p.loc[0, "runs_never"] == 1 and p.loc[0, "grok_step_median"] == 2
     t2 = t.assign(test_acc=0.5)
     assert pd.isna(sw.point_summaries(t2, ["g"]).loc[0, "grok_step_median"])
+
+
+def test_a_script_without_a_main_guard_can_sweep(tmp_path):
+    """multiprocessing's spawn re-imports the main script in every worker: without an
+    ``if __name__ == "__main__":`` guard, that used to start the sweep again in each worker."""
+    script = tmp_path / "research.py"
+    script.write_text("import fastgrok as fg\n"
+                      "from test_sweep import BASE\n"
+                      "res = fg.sweep(BASE, {'mu_norm': [5.0, 20.0]}, out='s', n_workers=2,\n"
+                      "               progress=False)\n"
+                      "print('points', len(res.points))\n")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "points 2" in done.stdout
+
+
+def _interrupt_cli_sweep(tmp_path, whole_group):
+    """Start `fastgrok sweep` (2 workers, 6 points), Ctrl-C it after its first point."""
+    out = tmp_path / "ctrl-c"
+    cmd = [sys.executable, "-m", "fastgrok.cli", "sweep", "--preset", "quick", "--runs", "2",
+           "--steps", "150", "--m", "20", "--p", "3000", "--workers", "2", "--out", str(out),
+           "--grid", "noise_rate=0,0.02,0.04,0.06,0.08,0.1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    pdir = out / "points"
+    while time.time() < deadline and not (pdir.exists() and any(
+            f.endswith(".parquet") for f in os.listdir(pdir))):
+        time.sleep(0.05)
+    workers = [p for p, c in child_processes(proc.pid).items() if "resource_tracker" not in c]
+    if whole_group:  # what a terminal's Ctrl-C does: SIGINT to every process of the job
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    return proc.returncode, stderr, workers, out, cmd
+
+
+@pytest.mark.parametrize("whole_group", [True, False], ids=["process-group", "main-only"])
+def test_ctrl_c_saves_finished_points_stops_workers_and_exits_130(tmp_path, whole_group):
+    rc, stderr, workers, out, cmd = _interrupt_cli_sweep(tmp_path, whole_group)
+    assert rc == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("fastgrok: interrupted:") and "resume" in lines[-1], stderr
+    assert workers and not any(alive(w) for w in workers), "workers outlived the Ctrl-C"
+    saved = [f for f in os.listdir(out / "points") if f.endswith(".parquet")]
+    assert 1 <= len(saved) < 6
+    assert not [f for f in os.listdir(out / "points") if f.startswith(".tmp")]
+    # Resuming finishes only the rest.
+    done = subprocess.run(cmd + ["--no-progress"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_parquet(out / "table.parquet").groupby("noise_rate")) == 6
+
+
+def test_missing_sweep_dependency_names_the_extra(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name == "pyarrow":
+            raise ImportError("No module named 'pyarrow'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(ImportError, match=r"fastgrok\[sweeps\]"):
+        fg.sweep(BASE, GRID, progress=False)

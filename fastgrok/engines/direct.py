@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference
+from .._memory import empty_aligned
 from . import Engine, register
 
 
@@ -88,7 +89,7 @@ class NumbaDirectEngine(Engine):
         self.y, self.a, self.yt = f64(pb.y), f64(pb.a), f64(pb.y_test)
         self.mus = None if pb.mu1 is None else np.ascontiguousarray(np.stack([pb.mu1, pb.mu2]))
         self.lr, self.n_threads = float(lr), n_threads
-        self.V = np.empty((self.X.shape[0], self.W.shape[0]), self.W.dtype)
+        self.V = empty_aligned((self.X.shape[0], self.W.shape[0]), self.W.dtype)
         self._pass(update=False, with_eval=True)
         if on_built:
             on_built()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference, tunables
-from .._memory import check_fits
+from .._memory import check_fits, copy_aligned, zeros_aligned
 from . import Engine, register
 
 
@@ -34,8 +34,8 @@ class GramEngine(Engine):
         self.K, self.Kt, self.Z0, self.Zt0 = st["K"], st["Kt"], st["Z0"], st["Zt0"]
         self.XM, self.W0M = st["XM"], st["W0M"]
         R, n, m = self.Z0.shape
-        self.Ct = np.zeros((R, n, m), self.dtype)
-        self.Z = self.Z0.copy()
+        self.Ct = zeros_aligned((R, n, m), self.dtype)
+        self.Z = copy_aligned(self.Z0)
         self.y = np.stack([np.asarray(s.y, np.float64) for s in self.sources])
         self.a = np.stack([np.asarray(s.a, np.float64) for s in self.sources])
         has_test = self.sources[0].n_test > 0

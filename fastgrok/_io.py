@@ -1,0 +1,46 @@
+"""Atomic file writes: a reader (or a resumed sweep) never sees a half-written file."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+#: Prefix of the temporary files: a folder scan can recognise (and remove) leftovers of a kill.
+TMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yield a temporary path next to ``path``; on success move it onto ``path`` in one step.
+
+    ``suffix`` keeps a file ending that a writer needs (matplotlib picks the format from it).
+    On an exception (or a kill) the temporary file is removed (or left with :data:`TMP_PREFIX`),
+    and ``path`` keeps its old content.
+    """
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=os.path.dirname(path) or ".")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_table(df, path):
+    """Write a DataFrame atomically: parquet (exact binary floats) or CSV, by ``path``'s ending."""
+    with atomic_path(path) as tmp:
+        if str(path).endswith(".parquet"):
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+
+
+def save_figure(fig, path, dpi=110):
+    """``fig.savefig`` atomically (and close the figure)."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, suffix=os.path.splitext(os.fspath(path))[1]) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)

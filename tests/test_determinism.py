@@ -1,0 +1,85 @@
+"""The same experiment gives the same bits in every process, at every thread count, alone or
+inside a sweep, before and after a resume."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fastgrok as fg
+
+BASE = fg.preset("paper-fig1-left").replace(runs=3, steps=12, n_test=30, m=24, p=1500,
+                                            noise_rate=0.1)
+#: Every CPU engine, in both representations and both dtypes where they differ.
+CASES = [dict(method=me, backend=be, representation=rep, dtype=dt)
+         for me in ("direct", "gram") for be in ("numpy", "numba")
+         for rep in ("full", "reduced") for dt in ("float32",)] + [
+    dict(method="gram", backend="numba", representation="reduced", dtype="float64"),
+    dict(method="direct", backend="numba", representation="full", dtype="float64")]
+
+_CHILD = r"""
+import json, sys
+import numpy as np
+import fastgrok as fg
+from fastgrok import tunables
+tunables.DIRECT_TILE_COLS = 256   # several tiles and chunks at this small p
+base = fg.Config.from_dict(json.loads(sys.argv[1]))
+cases, n_threads, out = json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+arrays = {}
+for i, case in enumerate(cases):
+    res = fg.run(base.replace(**case), progress=False, n_threads=n_threads)
+    arrays[f"h{i}"] = res.history.to_numpy(dtype=np.float64)
+    for k, v in res.projections.items():
+        arrays[f"p{i}_{k}"] = v
+np.savez(out, **arrays)
+"""
+
+
+def _in_subprocess(tmp_path, n_threads, tag):
+    out = tmp_path / f"{tag}.npz"
+    subprocess.run([sys.executable, "-c", _CHILD, json.dumps(BASE.to_dict()), json.dumps(CASES),
+                    str(n_threads), str(out)], check=True, timeout=600)
+    with np.load(out) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _same_bits(a, b, what):
+    assert a.keys() == b.keys(), what
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, (what, k)
+        # Compare the bytes: NaN == NaN, and -0.0 != 0.0.
+        assert a[k].tobytes() == b[k].tobytes(), (
+            f"{what}: {k} differs in {np.sum(a[k] != b[k])} entries")
+
+
+@pytest.mark.slow
+def test_same_bits_in_separate_processes_and_thread_counts(tmp_path):
+    runs = {nt: _in_subprocess(tmp_path, nt, f"t{nt}") for nt in (1, 2, 3)}
+    _same_bits(runs[1], runs[2], "1 thread vs 2 threads")
+    _same_bits(runs[1], runs[3], "1 thread vs 3 threads")
+    again = _in_subprocess(tmp_path, 2, "again")
+    _same_bits(runs[2], again, "two processes with 2 threads")
+    # And the engines are not trivially equal to one another: the comparison can fail.
+    assert runs[1]["h0"].tobytes() != runs[1]["h2"].tobytes()
+
+
+def test_a_sweep_point_has_the_bits_of_a_plain_run_before_and_after_resume(tmp_path):
+    grid = {"noise_rate": [0.1, 0.05]}
+    base = BASE.replace(runs=2)
+    first = fg.sweep(base, grid, out=tmp_path / "s", n_workers=2, progress=False, figures=False)
+    from fastgrok.sweeps import grid_points
+
+    for values, cfg in grid_points(base, grid):
+        h = fg.run(cfg, progress=False, n_threads=2).history
+        got = first.table[first.table.noise_rate == values["noise_rate"]]
+        got = got.drop(columns=list(values)).reset_index(drop=True)
+        assert got.to_numpy(np.float64).tobytes() == h.to_numpy(np.float64).tobytes()
+    # Resume after losing one point: the recomputed point (now alone, so on 2 threads) and the
+    # table are bit-identical.
+    points = sorted(os.listdir(tmp_path / "s" / "points"))
+    os.remove(tmp_path / "s" / "points" / points[0])
+    resumed = fg.sweep(base, grid, out=tmp_path / "s", progress=False, figures=False)
+    pd.testing.assert_frame_equal(resumed.table, first.table, check_exact=True)
