@@ -10,7 +10,7 @@ from . import _validate as v
 from ._memory import check_fits
 from .config import Config, DTYPES
 from .driver import default_hist_steps, train
-from .engines import get_engine, gpu_usable, resolve_backend, resolve_method
+from .engines import get_engine, gpu_usable, resolve_backend, resolve_method, warn_if_experimental
 from .sources import ArraySource, GeneratedSource, ReducedSource
 
 
@@ -19,6 +19,7 @@ def _engine_for(method, backend, n, p, m, n_test, dtype, steps):
     if backend == "cupy" and not gpu_usable():
         raise RuntimeError("backend='cupy' needs CuPy (pip install fastgrok[gpu]) and a usable "
                            "CUDA GPU; none was found. Use backend='numba' or 'auto'.")
+    warn_if_experimental(backend)
     method = resolve_method(method, backend, n, p, m, n_test, steps)
     cls = get_engine(method, backend)
     check_fits(cls.estimate_bytes(n, p, m, n_test, dtype),
@@ -214,12 +215,17 @@ def step(X, y, W, a, lr, backend="auto", n_threads=None):
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(map(repr, BACKENDS))}")
     on_device = xp is not np
-    if backend == "auto":
+    if backend == "auto":  # device arrays stay on their device; host arrays use the CPU engines
         backend = "cupy" if on_device else ("numba" if resolve_backend("auto") == "cupy"
                                             else resolve_backend("auto"))
     if (backend == "cupy") != on_device:
         raise TypeError(f"backend={backend!r} takes {'CuPy' if backend == 'cupy' else 'NumPy'} "
                         f"arrays, got {type(W).__module__}.{type(W).__name__}")
+    warn_if_experimental(backend)
+    if backend == "numba" and 1 not in (X.strides[0] // X.itemsize, X.strides[1] // X.itemsize):
+        # The CPU kernels hand column tiles of X to BLAS, which needs one unit stride (a view
+        # like X[:, ::2] has none): work on a contiguous copy, as the numpy backend does.
+        X = np.ascontiguousarray(X)
     get_engine("direct", backend).step_fn(X, y, W, a, lr, n_threads=n_threads)
     return W
 

@@ -1,6 +1,7 @@
 """The command line on a tiny configuration."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -63,3 +64,61 @@ def test_cli_sweep_rejects_bad_grids_and_unreachable_schedulers(tmp_path, capsys
               "--out", str(tmp_path / "c")])
     assert "unreachable" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "c" / "points")
+
+
+def test_progress_in_a_redirected_log_is_clean_lines(tmp_path, monkeypatch):
+    """`fastgrok run > log 2>&1`: whole lines only (no carriage returns, no partial bars), one
+    reporter for build and steps, a first and a last line."""
+    from fastgrok import tunables
+
+    log = tmp_path / "log"
+    cmd = [sys.executable, "-m", "fastgrok.cli", "run", "--preset", "quick", "--runs", "3",
+           "--steps", "30", "--m", "10", "--p", "2000", "--out", str(tmp_path / "o")]
+    with open(log, "w") as fh:
+        subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True, timeout=300)
+    text = log.read_text()
+    assert "\r" not in text and "\x1b" not in text
+    progress = [ln.split(": ", 1)[1] for ln in text.splitlines()
+                if re.match(r"fastgrok (direct|gram)/numba: ", ln)]
+    assert progress[0].startswith("0/90 steps")
+    assert progress[-1].startswith("90/90 steps in ")
+    assert len(progress) <= 2 + 30 / tunables.PROGRESS_LOG_INTERVAL + 1
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere(capsys):
+    import io
+
+    from fastgrok.progress import _Bar, _Lines, _Null, progress_bar
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert isinstance(progress_bar(10, "x", "step", stream=Tty()), _Bar)
+    lines = io.StringIO()
+    bar = progress_bar(10, "x", "step", stream=lines)
+    assert isinstance(bar, _Lines)
+    bar.phase("building runs 1/2")
+    bar.update(10)
+    bar.close()
+    assert lines.getvalue().splitlines()[0] == "x: 0/10 steps"
+    assert lines.getvalue().splitlines()[-1].startswith("x: 10/10 steps in ")
+    assert isinstance(progress_bar(10, "x", "step", enabled=False), _Null)
+
+
+def test_ctrl_c_during_a_run_exits_130_without_traceback(tmp_path):
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "fastgrok.cli", "run", "--preset", "quick", "--runs", "20",
+           "--steps", "5000", "--out", str(tmp_path / "o")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # the settings line: the run has started
+    assert first.startswith("fastgrok:")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "fastgrok: interrupted: nothing was written"
+    assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")

@@ -15,6 +15,9 @@ from fastgrok.engines.gpu import XpDirectEngine, XpGramEngine
 from fastgrok.kernels.gpu import NumpyOps
 from fastgrok.sources import ArraySource, GeneratedSource
 
+# The CuPy engines are experimental until verified on a GPU; that is what these tests verify.
+pytestmark = pytest.mark.filterwarnings("ignore::fastgrok.engines.ExperimentalWarning")
+
 _NO_GPU = "no usable CUDA GPU with CuPy here (the same test body runs with NumPy operations)"
 
 

@@ -150,9 +150,26 @@ def test_run_numba_equals_run_numpy_in_float64(small_cfg):
         np.testing.assert_allclose(h_nb[col], h_np[col], rtol=1e-10)
 
 
-def test_auto_backend_is_numba_without_gpu(small_cfg):
+def test_auto_backend_is_numba_even_with_a_gpu(small_cfg, monkeypatch):
+    """The CuPy engines are unverified: "auto" must give the CPU engines on a GPU machine too."""
+    from fastgrok import engines
+
+    monkeypatch.setattr(engines, "gpu_usable", lambda: True)
+    assert engines.resolve_backend("auto") == "numba"
     res = fg.run(small_cfg.replace(backend="auto", steps=1, runs=1), progress=False)
-    assert res.info["engine"].endswith("/numba") or fg.gpu_usable()
+    assert res.info["engine"].endswith("/numba")
+    monkeypatch.setattr(engines, "CUPY_VERIFIED", True)  # the one line to flip after a GPU check
+    assert engines.resolve_backend("auto") == "cupy"
+
+
+@pytest.mark.parametrize("view", ["columns", "rows", "reversed"])
+def test_step_takes_strided_views_of_x(view):
+    X, y, W, a = random_problem(7, 6, 40, 5)
+    Xv = {"columns": X[:, ::2], "rows": X[::1, :20], "reversed": X[:, 19::-1]}[view]
+    W = W[:, :20].copy()
+    expected = ref.step(np.ascontiguousarray(Xv), y, W.copy(), a, 0.1)
+    got = fg.step(Xv, y, W.copy(), a, 0.1, backend="numba")
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
 def test_m_and_n_equal_one():

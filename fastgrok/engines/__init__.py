@@ -117,11 +117,32 @@ def gpu_usable() -> bool:
         return False
 
 
+#: Whether the CuPy engines have passed ``bench/gpu_check.py`` on a real GPU. Until they have,
+#: backend="auto" never selects them (a user with a GPU gets the verified CPU engines) and an
+#: explicit backend="cupy" warns that it is experimental. Flip to True once the check passes.
+CUPY_VERIFIED = False
+
+
+class ExperimentalWarning(UserWarning):
+    """A backend that has not been verified on real hardware was selected."""
+
+
+def warn_if_experimental(backend: str) -> None:
+    """Warn (once per call site) when an unverified backend is used."""
+    if backend == "cupy" and not CUPY_VERIFIED:
+        import warnings
+
+        warnings.warn("backend='cupy' is experimental: the CuPy engines have not yet been "
+                      "verified on a GPU (bench/gpu_check.py); backend='auto' uses the CPU "
+                      "engines until they are", ExperimentalWarning, stacklevel=3)
+
+
 def resolve_backend(backend: str) -> str:
-    """Map "auto" to the fastest available backend: cupy with a GPU, else numba, else numpy."""
+    """Map "auto" to the fastest available verified backend: cupy with a usable GPU once the
+    CuPy engines are verified (:data:`CUPY_VERIFIED`), else numba, else numpy."""
     if backend != "auto":
         return backend
-    if gpu_usable() and any(b == "cupy" for _, b in ENGINES):
+    if CUPY_VERIFIED and gpu_usable() and any(b == "cupy" for _, b in ENGINES):
         return "cupy"
     if any(b == "numba" for _, b in ENGINES):
         return "numba"
