@@ -15,6 +15,27 @@ SIZES = {  # name: (n, m, p)
 }
 
 
+def parse_size(text):
+    """(n, m, p) from a size written NxMxP, each with an optional k/M/G suffix or in
+    scientific notation: "400x1000x1M", "200x1000x40k", "64x128x3e6"."""
+    parts = text.lower().split("x")
+    if len(parts) != 3:
+        raise ValueError(f"size {text!r}: expected NxMxP, e.g. 400x1000x1M")
+    scale = {"k": 10**3, "m": 10**6, "g": 10**9}
+    out = []
+    for part in parts:
+        mult = scale.get(part[-1:], 1)
+        num = part[:-1] if mult != 1 else part
+        try:
+            value = float(num) * mult
+        except ValueError:
+            raise ValueError(f"size {text!r}: {part!r} is not a number") from None
+        if value < 1 or value != int(value):
+            raise ValueError(f"size {text!r}: {part!r} is not a positive integer")
+        out.append(int(value))
+    return tuple(out)
+
+
 def problem(n, m, p, dtype=np.float32, seed=0):
     g = np.random.default_rng(seed)
     X = np.empty((n, p), dtype)

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from _engines import ENGINE_MAKERS, SIZES, make_gemm, problem, torch_available
+from _engines import ENGINE_MAKERS, SIZES, make_gemm, parse_size, problem, torch_available
 
 ENGINES = [e for e in ("numpy", "numba", "torch") if e != "torch" or torch_available()]
 
@@ -84,7 +84,7 @@ def parts(n=400, m=1000, p=100_000, rounds=4):
 def table(sizes, rounds=3):
     rows = []
     for name in sizes:
-        n, m, p = SIZES[name]
+        n, m, p = SIZES[name] if name in SIZES else parse_size(name)
         X, y, W, a = problem(n, m, p)
         fns, closers = {"gemm X W^T": make_gemm(X, W)}, []
         for eng in ENGINES:
@@ -162,12 +162,19 @@ def memory(n=400, m=1000, p=3_000_000, engines=("numba", "torch"), limit_gib=22)
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default=",".join(SIZES))
+    ap.add_argument("--sizes", default=",".join(SIZES),
+                    help="comma-separated NxMxP sizes (k/M/G suffixes), e.g. 400x1000x1M,64x128x3e6")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--memory", action="store_true", help="also the p = 3e6 peak-memory check")
     ap.add_argument("--memory-p", type=int, default=3_000_000)
     ap.add_argument("--parts", action="store_true", help="also time the parts of a fused pass")
     args = ap.parse_args()
+    for s in args.sizes.split(","):
+        if s:
+            try:
+                parse_size(s)
+            except ValueError as exc:
+                ap.error(str(exc))
     print(f"threads: {len(os.sched_getaffinity(0))} (GFLOP/s counts 4 n m p per step, 2 n m p per GEMM)")
     table([s for s in args.sizes.split(",") if s], args.rounds)
     if args.parts:

@@ -83,3 +83,28 @@ def test_the_version_is_defined_once():
     from importlib.metadata import version
 
     assert version("fastgrok") == fg.__version__
+
+
+def test_the_benchmarks_are_collected_by_the_readme_command():
+    """`python -m pytest bench/ --benchmark-group-by=param:size` must find the comparisons."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "bench/", "--collect-only", "-q",
+                           "--benchmark-group-by=param:size", "-p", "no:cacheprovider"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    collected = [ln for ln in done.stdout.splitlines() if "::test_" in ln]
+    for name in ("bench_direct.py", "bench_gram.py", "bench_reduced.py"):
+        assert any(name in ln for ln in collected), (name, done.stdout)
+
+
+def test_bench_sizes_take_any_nxmxp():
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    try:
+        from _engines import parse_size
+    finally:
+        sys.path.pop(0)
+    assert parse_size("400x1000x1M") == (400, 1000, 10**6)
+    assert parse_size("64x128x3e6") == (64, 128, 3 * 10**6)
+    assert parse_size("2x3x40k") == (2, 3, 40_000)
+    for bad in ("400x1000", "ax2x3", "1.5x2x3"):
+        with pytest.raises(ValueError, match="size"):
+            parse_size(bad)
