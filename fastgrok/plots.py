@@ -20,15 +20,15 @@ def plot_accuracy(summary, ax, label_suffix=""):
         med = summary[f"{metric}_median"].to_numpy()
         if np.all(np.isnan(med)):
             continue
-        ax.plot(x, med, style, color=color, label=f"{metric.split('_')[0]}{label_suffix}")
+        ax.plot(x, med, style, color=color, label=f"{metric.split('_')[0]} median{label_suffix}")
         ax.fill_between(x, summary[f"{metric}_q20"], summary[f"{metric}_q80"], color=color, alpha=0.2,
-                        linewidth=0)
+                        linewidth=0, label=f"{metric.split('_')[0]}: 20-80% of runs")
     ax.axhline(0.5, linestyle=":", color="gray", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlabel("steps (t + 1)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0.3, 1.02)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
 
 
 def accuracy_figure(summary, path, title=""):
@@ -64,46 +64,83 @@ def histogram_figure(projections, path, title=""):
     plt.close(fig)
 
 
-def sweep_figures(points, names, out_dir) -> list:
+def sweep_figures(points, names, out_dir, steps=None, runs=None, threshold=0.9) -> list:
     """Figures of a sweep's per-point summary: line plots over one grid axis, heatmaps over two.
 
-    Returns the paths written (none for three or more grid axes).
+    Accuracy axes and colour scales span chance (0.5) to 1 whatever the data; grokking steps
+    span 1 to ``steps`` on a log scale, and a point whose median run never groks is drawn as
+    "never" (an x above the axis's top, or a grey cell), never dropped. Heatmap cells carry
+    their values. Returns the paths written (none for three or more grid axes).
     """
     import os
 
+    from matplotlib.colors import LogNorm
+
+    from ._io import save_figure
+
     plt = _pyplot()
-    paths = []
-    metrics = (("final_test_acc_median", "final test accuracy (median)"),
-               ("grok_step_median", "grokking step (median; blank: never)"))
+    if len(names) not in (1, 2):
+        return []
+    title = ", ".join(t for t in (f"{runs} runs" if runs else "", f"{steps} steps" if steps else "",
+                                  f"grokked: test accuracy >= {threshold:g}") if t)
+    acc = points["final_test_acc_median"].to_numpy(dtype=float)
+    grok = points["grok_step_median"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    top = float(steps) if steps else float(np.nanmax(grok, initial=10.0))
     if len(names) == 1:
         (x,) = names
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-        for ax, (col, label) in zip(axes, metrics):
-            d = points.sort_values(x)
-            ax.plot(d[x], d[col].astype(float), "o-")
+        order = np.argsort(points[x].to_numpy())
+        xs = points[x].to_numpy()[order]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.5, 3.8))
+        a1.plot(xs, acc[order], "o-")
+        a1.axhline(0.5, linestyle=":", color="gray", linewidth=1)
+        a1.set_ylim(0.4, 1.02)
+        a1.set_ylabel("final test accuracy (median over runs)")
+        g = grok[order]
+        ok = np.isfinite(g)
+        a2.plot(xs[ok], np.maximum(g[ok], 1), "o-", color="C1")
+        if (~ok).any():
+            a2.plot(xs[~ok], np.full((~ok).sum(), top * 2), "x", color="C1", ms=8,
+                    label="median run never groks")
+            a2.legend(loc="lower right", fontsize=8)
+        a2.set_yscale("log")
+        a2.set_ylim(0.8, top * 3)
+        a2.axhline(top, color="gray", linestyle=":", linewidth=1)
+        a2.set_ylabel("grokking step (median over runs)")
+        for ax in (a1, a2):
             ax.set_xlabel(x)
-            ax.set_ylabel(label)
-            if col.startswith("grok"):
-                ax.set_yscale("log")
-        fig.tight_layout()
-        paths.append(os.path.join(out_dir, "fig_sweep.png"))
-    elif len(names) == 2:
+            if np.all(xs > 0) and xs.max() / xs.min() > 50:
+                ax.set_xscale("log")
+    else:
         y, x = names
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for ax, (col, label) in zip(axes, metrics):
-            grid = points.pivot_table(index=y, columns=x, values=col, aggfunc="first", dropna=False)
-            im = ax.imshow(grid.to_numpy(dtype=float), origin="lower", aspect="auto")
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+        for ax, col, label in ((axes[0], "final_test_acc_median", "final test accuracy (median)"),
+                               (axes[1], "grok_step_median", "grokking step (median)")):
+            data = points.assign(**{col: acc if col.startswith("final") else grok})
+            grid = data.pivot_table(index=y, columns=x, values=col, aggfunc="first", dropna=False)
+            vals = grid.to_numpy(dtype=float)
+            if col.startswith("final"):
+                im = ax.imshow(vals, origin="lower", aspect="auto", vmin=0.5, vmax=1.0, cmap="viridis")
+                texts = [[f"{v:.2f}" if np.isfinite(v) else "" for v in row] for row in vals]
+                dark = vals < 0.8  # the dark end of viridis: white text there
+            else:
+                ax.set_facecolor("0.8")  # NaN cells (never grokked) show the background
+                im = ax.imshow(np.where(np.isfinite(vals), np.maximum(vals, 1), np.nan), origin="lower",
+                               aspect="auto", cmap="magma_r", norm=LogNorm(vmin=1, vmax=max(top, 2)))
+                texts = [[f"{v:.0f}" if np.isfinite(v) else "never" for v in row] for row in vals]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    dark = np.log(np.maximum(vals, 1)) > 0.5 * np.log(max(top, 2))
+            for i, row in enumerate(texts):
+                for j, text in enumerate(row):
+                    ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                            color="w" if dark[i, j] else "k")
             ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns], rotation=45)
             ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index])
             ax.set_xlabel(x)
             ax.set_ylabel(y)
             ax.set_title(label, fontsize=9)
             fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        paths.append(os.path.join(out_dir, "fig_sweep.png"))
-    else:
-        return paths
-    fig.savefig(paths[0] + ".tmp.png", dpi=110)
-    plt.close(fig)
-    os.replace(paths[0] + ".tmp.png", paths[0])
-    return paths
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "fig_sweep.png")
+    save_figure(fig, path)
+    return [path]

@@ -343,7 +343,8 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
         if figures:
             from .plots import sweep_figures
 
-            sweep_figures(summary, names, out)
+            sweep_figures(summary, names, out, steps=base.steps, runs=base.runs,
+                          threshold=threshold)
     return SweepResult(table, summary, grid, out, threshold)
 
 
