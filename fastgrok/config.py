@@ -68,7 +68,7 @@ class Config:
     seed : int
         Master seed (>= 0).
     method : {"auto", "direct", "gram"}
-        Formulation (DESIGN.md section 2).
+        Formulation (docs/design.md section 2).
     backend : {"auto", "numpy", "numba", "cupy"}
         Compute backend; "auto" is cupy when a GPU is usable, else numba.
     dtype : {"float32", "float64"}
@@ -82,7 +82,7 @@ class Config:
         log-spaced steps.
     representation : {"auto", "full", "reduced"}
         "full" draws the p-dimensional vectors; "reduced" draws the same experiment in dimension
-        n + n_test + m + 2 with the same joint law of every inner product (DESIGN.md 2.3; exact
+        n + n_test + m + 2 with the same joint law of every inner product (docs/design.md 2.3; exact
         in distribution, not the same numbers as "full" for a seed; needs p - 2 >= n + n_test +
         m); "auto" uses "reduced" when it is valid and cheaper.
     population_test : int
@@ -203,7 +203,7 @@ class Config:
         return cls(**d)
 
 
-#: The paper's Appendix A.7 settings (PAPER.md), and a small quick-look experiment.
+#: The paper's Appendix A.7 settings (Xu et al. 2024, Appendix A.7; docs/design.md section 1), and a small quick-look experiment.
 PRESETS = {
     "paper-fig1-left": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=None, noise_rate=0.05,
                             init_scale=1e-15, lr=1e-12, steps=50, runs=100,

@@ -1,4 +1,4 @@
-"""XOR-cluster data (PAPER.md, Definition 2.1) and the random streams of a run.
+"""XOR-cluster data (Xu et al. 2024, Definition 2.1) and the random streams of a run.
 
 Every random quantity of run ``run`` under master seed ``seed`` comes from its own stream, an
 SFC64 generator seeded by ``SeedSequence(seed, spawn_key=(run, stream, block))``. The p-sized
@@ -190,7 +190,7 @@ def materialize(draw: RunDraw, dtype="float64") -> Dataset:
 
 def xor_clusters(n, p, n_test=200, mu_norm=None, noise_rate=0.05, seed=0, run=0, means="axis",
                  dtype="float64") -> Dataset:
-    """Draw the XOR-cluster data of PAPER.md (Definition 2.1).
+    """Draw the XOR-cluster data of Xu et al. 2024 (Definition 2.1; docs/design.md section 1).
 
     x = xbar + xi with xbar uniform on {+mu1, -mu1, +mu2, -mu2} and xi ~ N(0, I_p); the clean
     label is +1 on the +-mu1 clusters and -1 on the +-mu2 clusters; each training label is flipped

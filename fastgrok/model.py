@@ -1,4 +1,4 @@
-"""The network's initialisation (PAPER.md, Network): fixed second layer a and first layer W0."""
+"""The network's initialisation (Xu et al. 2024, section 2; docs/design.md section 1): fixed second layer a and first layer W0."""
 from __future__ import annotations
 
 import numpy as np

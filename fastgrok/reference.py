@@ -1,4 +1,4 @@
-"""The readable NumPy reference: every quantity of DESIGN.md section 1, in plain array algebra.
+"""The readable NumPy reference: every quantity of docs/design.md section 1, in plain array algebra.
 
 This module is the oracle every fast engine is tested against. It favours clarity over speed;
 call it with float64 arrays for reference results (it is dtype-generic, and the "numpy" backend
@@ -66,7 +66,7 @@ def accuracy(y, f):
 
 
 def evaluate(X, y, W, a, X_test=None, y_test=None, mu1=None, mu2=None):
-    """The evaluation quantities of DESIGN.md section 1.
+    """The evaluation quantities of docs/design.md section 1.
 
     Returns
     -------

@@ -118,7 +118,7 @@ class ArraySource(Source):
 
 
 class ReducedSource(Source):
-    """Run ``run`` of ``cfg`` in the reduced representation (DESIGN.md 2.3), exact in distribution.
+    """Run ``run`` of ``cfg`` in the reduced representation (docs/design.md 2.3), exact in distribution.
 
     Training sees only inner products among x_i, x_test, w0_j, mu1, mu2, and the Gaussian noise
     and initialisation are rotation invariant, so the N = n + n_test + m vectors are drawn in

@@ -1,4 +1,4 @@
-"""CPU kernels of the direct method (DESIGN.md 2.1): the fused step over column tiles of p.
+"""CPU kernels of the direct method (docs/design.md 2.1): the fused step over column tiles of p.
 
 A training step is one pass over p. For each column tile [j0, j1) of X and W, still in cache:
 

@@ -1,4 +1,4 @@
-"""CPU kernels of the gram method (DESIGN.md 2.2): the one-pass build and the per-step update.
+"""CPU kernels of the gram method (docs/design.md 2.2): the one-pass build and the per-step update.
 
 With W(t) = W0 + C(t) X, everything training needs is a product of small matrices:
 

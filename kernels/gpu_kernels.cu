@@ -1,7 +1,7 @@
 // CUDA kernels of fastgrok, compiled lazily by CuPy (cupy.RawModule) on first use.
 //
 // One launch fuses the ReLU forward pass from the pre-activations, the logistic-loss weights
-// and the masked, scaled update coefficients (DESIGN.md section 1):
+// and the masked, scaled update coefficients (docs/design.md section 1):
 //   f_i = sum_j relu(Z_ij) a_j                         (row reduction in double)
 //   c_i = (lr / n) * sigmoid(-y_i f_i) * y_i
 //   V_ij = c_i a_j 1[Z_ij > 0]      (written, or added into V when accumulate != 0)

@@ -1,4 +1,4 @@
-"""The gram method (DESIGN.md 2.2) against the direct reference: the same trajectory to rounding."""
+"""The gram method (docs/design.md 2.2) against the direct reference: the same trajectory to rounding."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st

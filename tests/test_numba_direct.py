@@ -1,4 +1,4 @@
-"""The numba direct engine against the float64 reference (DESIGN.md 2.1 and 5)."""
+"""The numba direct engine against the float64 reference (docs/design.md 1 and 2.1)."""
 import numba
 import numpy as np
 import pytest

@@ -1,6 +1,7 @@
 """Packaging: what `pip install .` ships works from anywhere, leaves nothing inside the installed
 package when it runs, and a later `pip install -e .` over it still imports the real package."""
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -56,7 +57,13 @@ def test_install_run_then_editable_reinstall_imports_from_anywhere(tmp_path):
     # 1. A regular (non-editable) install, used from another folder: the kernels compile and
     #    their cache lands in the user cache folder, not inside site-packages.
     wheels = tmp_path / "wheels"
-    _pip(python, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), ROOT, cwd=tmp_path)
+    had_build = os.path.exists(os.path.join(ROOT, "build"))
+    try:
+        _pip(python, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), ROOT,
+             cwd=tmp_path)
+    finally:  # setuptools builds in the checkout; leave it as it was
+        if not had_build:
+            shutil.rmtree(os.path.join(ROOT, "build"), ignore_errors=True)
     (wheel,) = os.listdir(wheels)
     _pip(python, "install", "--no-deps", "--no-index", str(wheels / wheel), cwd=tmp_path)
     where, version, fit_ok = use()

@@ -1,4 +1,4 @@
-"""Reduced representation (DESIGN.md 2.3): the same experiment in distribution, at any p.
+"""Reduced representation (docs/design.md 2.3): the same experiment in distribution, at any p.
 
 The statistical tests use fixed seeds, so they are deterministic: each compares the full and the
 reduced representation with a two-sample Kolmogorov-Smirnov test at level 0.001 and checks that

@@ -1,4 +1,4 @@
-"""Direct-method engines (DESIGN.md 2.1): W (m, p) updated in place by W += V^T X."""
+"""Direct-method engines (docs/design.md 2.1): W (m, p) updated in place by W += V^T X."""
 from __future__ import annotations
 
 import numpy as np

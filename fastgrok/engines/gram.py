@@ -1,4 +1,4 @@
-"""Gram-method engines (DESIGN.md 2.2): exact training whose per-step cost does not grow with p.
+"""Gram-method engines (docs/design.md 2.2): exact training whose per-step cost does not grow with p.
 
 The state of each run is C (stored as Ct = C^T, (n, m)) with W = W0 + C X; training needs only
 the Gram blocks K, Kt, Z0, Zt0 and the mean products, built once in one pass over p
