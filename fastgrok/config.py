@@ -187,6 +187,11 @@ class Config:
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
             raise TypeError(f"unknown Config field(s): {', '.join(sorted(unknown))}")
+        if "steps" in changes and "hist_steps" not in changes and self.hist_steps:
+            # A shorter run keeps the histogram steps that still exist (as preset() does).
+            steps = changes["steps"]
+            if isinstance(steps, numbers.Integral) and not isinstance(steps, bool):
+                changes["hist_steps"] = tuple(s for s in self.hist_steps if s <= steps)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:

@@ -194,3 +194,10 @@ def test_cupy_without_gpu_is_a_clear_error():
     with pytest.raises(RuntimeError, match="backend='cupy' needs CuPy"):
         fg.run(fg.Config(n=4, p=10, m=2, n_test=2, steps=1, runs=1, backend="cupy",
                          method="direct"), progress=False)
+
+
+def test_replace_with_fewer_steps_keeps_the_histogram_steps_that_exist():
+    cfg = fg.preset("paper-fig1-right").replace(steps=500)
+    assert cfg.hist_steps == (0, 25, 100)
+    with pytest.raises(ValueError, match="hist_steps"):
+        fg.preset("paper-fig1-right").replace(steps=500, hist_steps=(1000,))
