@@ -60,8 +60,8 @@ def _interleaved_best(fns, rounds):
 def parts(n=400, m=1000, p=100_000, rounds=4):
     """One fused tile pass (update + forward) against its two halves and the plain GEMMs: shows
     whether the fusion costs anything beyond the two products."""
-    from fastgrok.kernels import cpu_direct as cd
-    from fastgrok.kernels.cpu_blas import threads
+    from fastgrok.kernels import direct_cpu as cd
+    from fastgrok.kernels.threads import threads
 
     X, y, W, a = problem(n, m, p)
     V = (np.random.default_rng(0).standard_normal((n, m)) * 1e-9).astype(X.dtype)

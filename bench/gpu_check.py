@@ -44,7 +44,7 @@ def _timer(xp):
 
 
 def step_table(ops, sizes, rounds):
-    from fastgrok.engines.gpu import XpDirectEngine, XpGramEngine
+    from fastgrok.engines import DirectEngine, GramEngine
     from fastgrok.sources import ArraySource
 
     xp = ops.xp
@@ -57,11 +57,11 @@ def step_table(ops, sizes, rounds):
         y = np.where(g.random(n) < 0.5, 1.0, -1.0)
         a = np.where(g.random(m) < 0.5, 1.0, -1.0) / np.sqrt(m)
         src = ArraySource(X, y, m, W0=W, a=a)
-        direct = XpDirectEngine([src], 1e-6, "float32", ops=ops)
+        direct = DirectEngine([src], 1e-6, "float32", ops=ops)
         Xd, Wd = direct.X, direct.W
         t_gemm = best(lambda: Xd @ Wd.T, rounds)
         t_direct = best(lambda: direct.step(prepare_eval=False), rounds)
-        gram = XpGramEngine([src], 1e-6, "float32", ops=ops)
+        gram = GramEngine([src], 1e-6, "float32", ops=ops)
         t_gram = best(lambda: gram.step(prepare_eval=False), rounds)
         t_torch = np.nan
         try:
@@ -105,9 +105,10 @@ def main():
     import fastgrok as fg
 
     if args.logic:
-        from fastgrok.kernels.gpu import NumpyOps
+        from fastgrok.engines.ops_cupy import CupyOps
+        from fastgrok.kernels.cuda import EmulatedKernels
 
-        step_table(NumpyOps(), [(20, 30, 5000), (10, 20, 2000)], rounds=2)
+        step_table(CupyOps(kernels=EmulatedKernels(), xp=np), [(20, 30, 5000), (10, 20, 2000)], rounds=2)
         presets("numba", runs=2)
         return 0
     if not fg.gpu_usable():
@@ -118,7 +119,7 @@ def main():
         rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", "gpu",
                               os.path.join(HERE, "..", "tests"), "-p", "no:cacheprovider"])
         print(f"gpu-marked tests: exit {rc} in {time.perf_counter() - t0:.0f} s")
-    from fastgrok.kernels.gpu import cupy_ops
+    from fastgrok.engines.ops_cupy import cupy_ops
 
     t0 = time.perf_counter()
     ops = cupy_ops()

@@ -7,7 +7,7 @@ CUDA; kernels are compiled on first use (see :func:`fastgrok.warmup`).
 from .api import fit, run, step
 from .config import PRESETS, Config, preset
 from .data import Dataset, xor_clusters
-from .engines import gpu_usable, warmup
+from .devices import gpu_usable, warmup
 
 
 def __getattr__(name):

@@ -7,24 +7,10 @@ import time
 import numpy as np
 
 from . import _validate as v
-from ._memory import check_fits
-from .config import Config, DTYPES
-from .driver import default_hist_steps, train
-from .engines import get_engine, gpu_usable, resolve_backend, resolve_method, warn_if_experimental
+from .config import DTYPES, Config, check_field
+from .driver import train
+from .plan import Plan, plan_arrays, plan_experiment, resolve_backend, warn_if_experimental
 from .sources import ArraySource, GeneratedSource, ReducedSource
-
-
-def _engine_for(method, backend, n, p, m, n_test, dtype, steps):
-    backend = resolve_backend(backend)
-    if backend == "cupy" and not gpu_usable():
-        raise RuntimeError("backend='cupy' needs CuPy (pip install fastgrok[gpu]) and a usable "
-                           "CUDA GPU; none was found. Use backend='numba' or 'auto'.")
-    warn_if_experimental(backend)
-    method = resolve_method(method, backend, n, p, m, n_test, steps)
-    cls = get_engine(method, backend)
-    check_fits(cls.estimate_bytes(n, p, m, n_test, dtype),
-               f"one {method}/{backend} run (n={n}, p={p}, m={m}, n_test={n_test}, {dtype})")
-    return cls
 
 
 def run(cfg: Config, progress: bool = True, n_threads=None):
@@ -36,7 +22,7 @@ def run(cfg: Config, progress: bool = True, n_threads=None):
     cfg : Config
         The experiment (see :func:`fastgrok.preset` for the paper's settings).
     progress : bool
-        Show a progress bar.
+        Show progress (a bar on a terminal, plain lines in a log).
     n_threads : int, optional
         CPU threads for the numba engines (default: all available); results do not depend on it.
 
@@ -46,34 +32,25 @@ def run(cfg: Config, progress: bool = True, n_threads=None):
     """
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a fastgrok.Config, got {type(cfg).__name__}")
-    rep, p, dtype = cfg.resolved_representation, cfg.working_p, cfg.working_dtype
-    method = "gram" if cfg.population_test and cfg.method == "auto" else cfg.method
-    cls = _engine_for(method, cfg.backend, cfg.n, p, cfg.m, cfg.n_test, dtype, cfg.steps)
-    hist = cfg.hist_steps if cfg.hist_steps is not None else default_hist_steps(cfg.steps)
-    Src = ReducedSource if rep == "reduced" else GeneratedSource
-
-    def sources(runs):
-        return [Src(cfg, r) for r in runs]
-
-    return _train(cfg.to_dict(), cls, sources, range(cfg.runs), cfg, p, dtype, hist, cfg.mu,
-                  progress, n_threads, representation=rep)
+    plan = plan_experiment(cfg)
+    Src = ReducedSource if plan.representation == "reduced" else GeneratedSource
+    return _train(plan, cfg.to_dict(), lambda ids: [Src(cfg, r) for r in ids], cfg.runs, cfg.lr,
+                  cfg.mu, progress, n_threads)
 
 
-def _train(config, cls, sources, runs, cfg, p, dtype, hist, mu_norm, progress, n_threads,
-           representation="full"):
-    """Shared by run and fit: batches, thread runtime, the driver, the Result."""
+def _train(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, progress, n_threads):
+    """Shared by run and fit: the thread runtime, the driver, the Result."""
     from .results import Result
 
-    batch = cls.max_batch(cfg.n, p, cfg.m, cfg.n_test, dtype)
     t0 = time.perf_counter()
-    with cls.runtime(n_threads) as threads:
-        rows, proj = train(lambda ids, on_built: cls(sources(ids), cfg.lr, dtype,
+    eng = plan.engine
+    with eng.runtime(n_threads) as threads:
+        rows, proj = train(lambda ids, on_built: eng(sources(ids), lr, plan.dtype,
                                                      n_threads=threads, on_built=on_built),
-                           list(runs), batch, cfg.steps, hist, mu_norm, progress=progress,
-                           desc=f"fastgrok {cls.method}/{cls.backend}")
-    info = {"engine": f"{cls.method}/{cls.backend}", "dtype": dtype,
-            "representation": representation, "working_p": p,
-            "wall_s": round(time.perf_counter() - t0, 3)}
+                           list(range(runs)), plan.batch, plan.steps, plan.hist_steps, mu_norm,
+                           progress=progress, desc=f"fastgrok {plan.engine_name}")
+    info = {"engine": plan.engine_name, "dtype": plan.dtype, "representation": plan.representation,
+            "working_p": plan.p, "wall_s": round(time.perf_counter() - t0, 3)}
     return Result(config, rows, proj, info)
 
 
@@ -123,14 +100,16 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
     """
     if dtype is None:
         dtype = str(np.asarray(X).dtype) if str(np.asarray(X).dtype) in DTYPES else "float64"
-    # Config validates the scalar arguments with the same messages as everywhere else.
+    # The scalar arguments are checked by the same validators as Config's fields.
+    checked = {name: check_field(name, value) for name, value in (
+        ("m", m), ("lr", lr), ("steps", steps), ("init_scale", init_scale), ("runs", runs),
+        ("seed", seed), ("method", method), ("backend", backend), ("dtype", dtype),
+        ("second_layer", second_layer_mode))}
+    m, steps, runs, seed = checked["m"], checked["steps"], checked["runs"], checked["seed"]
+    hist_steps = None if hist_steps is None else check_field("hist_steps", hist_steps, steps=steps)
     X = v.float_array("X", X, 2, dtype)
     n, p = X.shape
     y = v.labels("y", y, n, dtype)
-    m, steps = v.positive_int("m", m), v.positive_int("steps", steps)
-    cfg = Config(n=n, p=max(p, 2), m=m, n_test=1, lr=lr, steps=steps, runs=runs, seed=seed,
-                 init_scale=init_scale, method=method, backend=backend, dtype=dtype,
-                 second_layer=second_layer_mode, hist_steps=hist_steps)
     if (X_test is None) != (y_test is None):
         raise ValueError("X_test and y_test must be given together")
     n_test = 0
@@ -149,20 +128,17 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
             if mu.shape[0] != p:
                 raise ValueError(f"{name} has length {mu.shape[0]} but X has {p} columns")
         mu_norm = float(np.linalg.norm(np.asarray(mu1, dtype=np.float64)))
-    cfg = cfg.replace(n_test=max(n_test, 1))  # sizes for the engine's estimates
-    cls = _engine_for(cfg.method, cfg.backend, n, p, m, n_test, dtype, steps)
-    hist = cfg.hist_steps if cfg.hist_steps is not None else default_hist_steps(steps)
+    plan = plan_arrays(n, p, m, n_test, dtype, method, backend, steps, hist_steps)
 
-    def sources(runs):
-        return [ArraySource(X, y, m, cfg.init_scale, seed, r, second_layer_mode, X_test, y_test,
-                            mu1, mu2) for r in runs]
+    def sources(ids):
+        return [ArraySource(X, y, m, checked["init_scale"], seed, r, second_layer_mode, X_test,
+                            y_test, mu1, mu2) for r in ids]
 
-    config = {"n": n, "p": p, "m": m, "n_test": n_test, "lr": cfg.lr, "steps": steps,
-              "runs": cfg.runs, "seed": seed, "init_scale": cfg.init_scale,
+    config = {"n": n, "p": p, "m": m, "n_test": n_test, "lr": checked["lr"], "steps": steps,
+              "runs": runs, "seed": seed, "init_scale": checked["init_scale"],
               "second_layer": second_layer_mode, "method": method, "backend": backend,
-              "dtype": dtype, "hist_steps": list(hist)}
-    return _train(config, cls, sources, range(cfg.runs), cfg, p, dtype, hist, mu_norm, progress,
-                  n_threads)
+              "dtype": dtype, "hist_steps": list(plan.hist_steps)}
+    return _train(plan, config, sources, runs, checked["lr"], mu_norm, progress, n_threads)
 
 
 def step(X, y, W, a, lr, backend="auto", n_threads=None):
@@ -209,11 +185,8 @@ def step(X, y, W, a, lr, backend="auto", n_threads=None):
     a = v.float_array("a", a, 1, dt)
     if a.shape[0] != W.shape[0]:
         raise ValueError(f"a has length {a.shape[0]} but W has {W.shape[0]} rows")
-    lr = v.positive_float("lr", lr)
-    from .config import BACKENDS
-
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(map(repr, BACKENDS))}")
+    lr = check_field("lr", lr)
+    backend = check_field("backend", backend)
     on_device = xp is not np
     if backend == "auto":  # device arrays stay on their device; host arrays use the CPU engines
         backend = "cupy" if on_device else ("numba" if resolve_backend("auto") == "cupy"
@@ -222,10 +195,8 @@ def step(X, y, W, a, lr, backend="auto", n_threads=None):
         raise TypeError(f"backend={backend!r} takes {'CuPy' if backend == 'cupy' else 'NumPy'} "
                         f"arrays, got {type(W).__module__}.{type(W).__name__}")
     warn_if_experimental(backend)
-    if backend == "numba" and 1 not in (X.strides[0] // X.itemsize, X.strides[1] // X.itemsize):
-        # The CPU kernels hand column tiles of X to BLAS, which needs one unit stride (a view
-        # like X[:, ::2] has none): work on a contiguous copy, as the numpy backend does.
-        X = np.ascontiguousarray(X)
+    from .engines import get_engine
+
     get_engine("direct", backend).step_fn(X, y, W, a, lr, n_threads=n_threads)
     return W
 

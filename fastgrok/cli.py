@@ -6,31 +6,12 @@ import contextlib
 import sys
 from dataclasses import fields
 
-from .config import (BACKENDS, DEFAULT_PRESET, DTYPES, MEANS, METHODS, PRESETS, REPRESENTATIONS,
-                     SECOND_LAYER, Config)
-
-_CHOICES = {"method": METHODS, "backend": BACKENDS, "dtype": DTYPES,
-            "second_layer": SECOND_LAYER, "means": MEANS, "representation": REPRESENTATIONS}
-_INTS = {"n", "p", "m", "n_test", "steps", "runs", "seed", "population_test"}
+from .config import DEFAULT_PRESET, FIELDS, PRESETS, Config
 
 
 def _int(text):
-    """Integers written as 40000, 40_000 or 4e4 (the last only if it is integral)."""
-    try:
-        return int(text.replace("_", ""))
-    except ValueError:
-        value = float(text)
-        if not value.is_integer():
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        return int(value)
-
-
-def _float_or_none(text):
-    return None if text.lower() in ("none", "paper", "default") else float(text)
-
-
-def _steps_list(text):
-    return tuple(_int(t) for t in text.split(",") if t.strip())
+    """An integer option (40000, 40_000 or 4e4), read as the integer fields are."""
+    return FIELDS["n"].parse(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,20 +59,12 @@ def _executor_options(p):
 
 
 def _config_options(p):
-    """Every Config field as --field-name (None: keep the preset's value)."""
+    """Every Config field as --field-name (None: keep the preset's value), read and described
+    by the field's declaration (:data:`fastgrok.config.FIELDS`)."""
     for f in fields(Config):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name in _CHOICES:
-            p.add_argument(flag, choices=_CHOICES[f.name], default=None)
-        elif f.name in _INTS:
-            p.add_argument(flag, type=_int, default=None, metavar="INT")
-        elif f.name == "mu_norm":
-            p.add_argument(flag, type=_float_or_none, default=None, metavar="FLOAT|none",
-                             help="||mu|| (none: the paper's 2.5 sqrt(p/n))")
-        elif f.name == "hist_steps":
-            p.add_argument(flag, type=_steps_list, default=None, metavar="T1,T2,...")
-        else:
-            p.add_argument(flag, type=float, default=None, metavar="FLOAT")
+        spec = FIELDS[f.name]
+        p.add_argument("--" + f.name.replace("_", "-"), type=spec.parse, choices=spec.choices,
+                       default=None, metavar=spec.metavar, help=spec.help)
 
 
 def main(argv=None) -> int:
@@ -150,14 +123,6 @@ def _main(argv=None) -> int:
     return 0
 
 
-def _grid_value(name, text):
-    if name in _INTS:
-        return _int(text)
-    if name in _CHOICES:
-        return text
-    return _float_or_none(text) if name == "mu_norm" else float(text)
-
-
 def _sweep(parser, args, cfg) -> int:
     from .sweeps import sweep
 
@@ -166,7 +131,9 @@ def _sweep(parser, args, cfg) -> int:
         name, _, values = spec.partition("=")
         name = name.strip().replace("-", "_")
         try:
-            grid[name] = [_grid_value(name, v.strip()) for v in values.split(",") if v.strip()]
+            if name not in FIELDS:
+                raise ValueError(f"{name!r} is not a Config field")
+            grid[name] = [FIELDS[name].parse(v.strip()) for v in values.split(",") if v.strip()]
         except (ValueError, argparse.ArgumentTypeError) as exc:
             parser.error(f"--grid {spec!r}: {exc}")
     with _executor(parser, args) as executor:

@@ -5,10 +5,13 @@ before any data is drawn. Speed/memory knobs live in :mod:`fastgrok.tunables`, n
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field, fields
+
+from .plan import representation_for
 
 METHODS = ("auto", "direct", "gram")
 BACKENDS = ("auto", "numpy", "numba", "cupy")
@@ -18,31 +21,155 @@ MEANS = ("axis", "random")
 REPRESENTATIONS = ("auto", "full", "reduced")
 
 
-def _check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+class _Field:
+    """How one Config field is checked (:meth:`check`) and read from text (:meth:`parse`).
+
+    The same checks serve ``Config``, ``fg.fit``'s keyword arguments, the command line and sweep
+    grids, so the same mistake gives the same error everywhere: TypeError for a value of the
+    wrong type, ValueError for a value out of range.
+    """
+
+    numeric = False
+    metavar = None
+    choices = None
+
+    def __init__(self, help=""):
+        self.help = help
+
+    def check(self, name, value, **context):
+        return value
+
+    def parse(self, text):
+        return text
 
 
-def _check_float(name, value, *, positive=False, nonnegative=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    if nonnegative and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
+class _Int(_Field):
+    numeric, metavar = True, "INT"
+
+    def __init__(self, minimum=1, help=""):
+        super().__init__(help)
+        self.minimum = minimum
+
+    def check(self, name, value, **context):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        if value < self.minimum:
+            raise ValueError(f"{name} must be >= {self.minimum}, got {value}")
+        return int(value)
+
+    def parse(self, text):
+        """Integers written as 40000, 40_000 or 4e4 (the last only if it is integral)."""
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            if not value.is_integer():
+                raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            return int(value)
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
-    return value
+class _Float(_Field):
+    numeric, metavar = True, "FLOAT"
+
+    def __init__(self, low=None, high=None, low_open=False, high_open=False, optional=False,
+                 help=""):
+        super().__init__(help)
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+        self.optional = optional
+        if optional:
+            self.metavar = "FLOAT|none"
+
+    def check(self, name, value, **context):
+        if value is None and self.optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if below or above:
+            if self.high is None:
+                raise ValueError(f"{name} must be {'>' if self.low_open else '>='} {self.low:g}, "
+                                 f"got {value}")
+            raise ValueError(f"{name} must be in {'(' if self.low_open else '['}{self.low:g}, "
+                             f"{self.high:g}{')' if self.high_open else ']'}, got {value}")
+        return value
+
+    def parse(self, text):
+        if self.optional and text.lower() in ("none", "paper", "default"):
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+class _Choice(_Field):
+    def __init__(self, choices, help=""):
+        super().__init__(help)
+        self.choices = tuple(choices)
+
+    def check(self, name, value, **context):
+        if value not in self.choices:
+            raise ValueError(f"unknown {name} {value!r}; expected one of "
+                             f"{', '.join(map(repr, self.choices))}")
+        return value
+
+
+class _Steps(_Field):
+    """A sorted tuple of distinct steps in [0, steps], or None."""
+
+    metavar = "T1,T2,..."
+
+    def check(self, name, value, steps=None, **context):
+        if value is None:
+            return None
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise TypeError(f"{name} must be a sequence of ints, got {value!r}")
+        item = _Int(minimum=0)
+        hs = tuple(sorted({item.check(name, s) for s in value}))
+        if hs and steps is not None and hs[-1] > steps:
+            raise ValueError(f"{name} must be <= steps={steps}, got {hs[-1]}")
+        return hs
+
+    def parse(self, text):
+        return tuple(_Int().parse(t) for t in text.split(",") if t.strip())
+
+
+#: The one declaration of the experiment's fields: how each is checked and read from text.
+FIELDS = {
+    "n": _Int(1, "training samples"),
+    "p": _Int(1, "input dimension"),
+    "m": _Int(1, "hidden neurons"),
+    "n_test": _Int(1, "test samples"),
+    "mu_norm": _Float(0, low_open=True, optional=True,
+                      help="||mu1|| = ||mu2|| (none: the paper's 2.5 sqrt(p/n))"),
+    "noise_rate": _Float(0, 0.5, high_open=True, help="label-flip probability of training labels"),
+    "init_scale": _Float(0, help="standard deviation of the initial first-layer weights"),
+    "lr": _Float(0, low_open=True, help="step size alpha"),
+    "steps": _Int(1, "gradient steps"),
+    "runs": _Int(1, "independent runs"),
+    "seed": _Int(0, "master seed"),
+    "method": _Choice(METHODS, "formulation"),
+    "backend": _Choice(BACKENDS, "compute backend"),
+    "dtype": _Choice(DTYPES, "working precision"),
+    "second_layer": _Choice(SECOND_LAYER, "signs of the fixed second layer"),
+    "means": _Choice(MEANS, "cluster means: axis-aligned or a random orthogonal pair"),
+    "hist_steps": _Steps("steps at which W mu1, W mu2 are kept for histograms"),
+    "representation": _Choice(REPRESENTATIONS, "full p-dimensional draw or the reduced one"),
+    "population_test": _Int(0, "fresh test points per cluster for the population accuracy "
+                               "(0: the finite test set)"),
+}
+
+
+def check_field(name: str, value, **context):
+    """``value`` checked (and normalised) as the Config field ``name`` (see :data:`FIELDS`)."""
+    return FIELDS[name].check(name, value, **context)
 
 
 @dataclass(frozen=True)
@@ -113,30 +240,15 @@ class Config:
     population_test: int = 0
 
     def __post_init__(self):
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
-        for name in ("n", "p", "m", "n_test", "steps", "runs"):
-            set_(name, _check_int(name, getattr(self, name)))
-        set_("seed", _check_int("seed", self.seed, minimum=0))
-        set_("population_test", _check_int("population_test", self.population_test, minimum=0))
-        if self.mu_norm is not None:
-            set_("mu_norm", _check_float("mu_norm", self.mu_norm, positive=True))
-        eta = _check_float("noise_rate", self.noise_rate)
-        if not 0.0 <= eta < 0.5:
-            raise ValueError(f"noise_rate must be in [0, 0.5), got {eta}")
-        set_("noise_rate", eta)
-        set_("init_scale", _check_float("init_scale", self.init_scale, nonnegative=True))
-        set_("lr", _check_float("lr", self.lr, positive=True))
-        _check_choice("method", self.method, METHODS)
-        _check_choice("backend", self.backend, BACKENDS)
-        _check_choice("dtype", self.dtype, DTYPES)
-        _check_choice("second_layer", self.second_layer, SECOND_LAYER)
-        _check_choice("means", self.means, MEANS)
-        _check_choice("representation", self.representation, REPRESENTATIONS)
+        for f in fields(self):  # steps is checked before hist_steps, which needs it
+            object.__setattr__(self, f.name, check_field(f.name, getattr(self, f.name),
+                                                         steps=self.steps))
         N = self.n + self.n_test + self.m
         if self.representation == "reduced" and self.p - 2 < N:
             raise ValueError(f"representation='reduced' needs p - 2 >= n + n_test + m = {N}, "
                              f"got p={self.p}; use representation='full'")
-        if self.population_test and self.resolved_representation != "reduced":
+        if self.population_test and representation_for(
+                self.representation, self.n, self.n_test, self.m, self.p) != "reduced":
             raise ValueError("population_test > 0 needs representation='reduced' (fresh test "
                              f"points are exact draws there); p={self.p} with n + n_test + m = {N} "
                              f"and representation={self.representation!r} does not give it")
@@ -144,38 +256,6 @@ class Config:
             raise ValueError("population_test > 0 is implemented for method='gram' (or 'auto')")
         if self.means == "axis" and self.p < 2:
             raise ValueError(f"p must be >= 2 for two orthogonal means, got {self.p}")
-        if self.hist_steps is not None:
-            if isinstance(self.hist_steps, (str, bytes)) or not hasattr(self.hist_steps, "__iter__"):
-                raise TypeError(f"hist_steps must be a sequence of ints, got {self.hist_steps!r}")
-            hs = tuple(sorted({_check_int("hist_steps", s, minimum=0) for s in self.hist_steps}))
-            if hs and hs[-1] > self.steps:
-                raise ValueError(f"hist_steps must be <= steps={self.steps}, got {hs[-1]}")
-            set_("hist_steps", hs)
-
-    @property
-    def resolved_representation(self) -> str:
-        """"full" or "reduced": what ``representation`` means for this config."""
-        if self.representation != "auto":
-            return self.representation
-        # valid when p - 2 >= n + n_test + m, i.e. p >= d; cheaper (build and memory) when p > d
-        return "reduced" if self.p > self.n + self.n_test + self.m + 2 else "full"
-
-    @property
-    def working_p(self) -> int:
-        """The dimension the engines work in (d = n + n_test + m + 2 when reduced)."""
-        if self.resolved_representation == "reduced":
-            return self.n + self.n_test + self.m + 2
-        return self.p
-
-    @property
-    def working_dtype(self) -> str:
-        """``dtype``, except float64 for reduced runs at p beyond float32's safe range."""
-        from . import tunables
-
-        if (self.resolved_representation == "reduced" and self.dtype == "float32"
-                and self.p > tunables.REDUCED_FLOAT32_MAX_P):
-            return "float64"
-        return self.dtype
 
     @property
     def mu(self) -> float:

@@ -7,12 +7,30 @@ and draws only the initialisation.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._memory import check_fits, empty_aligned
 from .data import RunDraw, block_ranges
-from .engines import Problem
 from .model import init_block, second_layer
+
+
+@dataclass
+class Problem:
+    """Everything one run trains on, as arrays (float64 or the working dtype).
+
+    ``X_test``/``y_test`` and ``mu1``/``mu2`` may be None (``fg.fit`` on a user's data).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    W0: np.ndarray
+    a: np.ndarray
+    X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    mu1: np.ndarray | None = None
+    mu2: np.ndarray | None = None
 
 
 class Source:

@@ -25,10 +25,9 @@ import numpy as np
 import pandas as pd
 
 from ._io import TMP_PREFIX, atomic_path, write_table
-from .config import Config
+from .config import FIELDS, Config
 
-_NUMERIC = {f.name for f in dataclasses.fields(Config)
-            if f.type in ("int", "float", "float | None")}
+_NUMERIC = {name for name, spec in FIELDS.items() if spec.numeric}
 
 
 def _point_seed(base_seed: int, values: dict) -> int:

@@ -1,5 +1,6 @@
-"""The cupy engines. One test body runs with NumPy operations (everywhere: checks the engines'
-orchestration) and with CuPy operations (marked gpu: the CUDA kernels and cuBLAS calls)."""
+"""The GPU backend. One test body runs with the GPU operations on NumPy arrays and emulated
+kernels (everywhere: checks the orchestration, stacked runs and row indexing) and with CuPy and
+the compiled CUDA kernels (marked gpu: the kernels and cuBLAS calls themselves)."""
 import os
 import shutil
 import subprocess
@@ -11,23 +12,24 @@ import pytest
 import fastgrok as fg
 from conftest import random_problem
 from fastgrok import reference as ref
-from fastgrok.engines.gpu import XpDirectEngine, XpGramEngine
-from fastgrok.kernels.gpu import NumpyOps
+from fastgrok.engines import DirectEngine, GramEngine
+from fastgrok.engines.ops_cupy import CupyOps
+from fastgrok.kernels.cuda import EmulatedKernels
 from fastgrok.sources import ArraySource, GeneratedSource
 
 # The CuPy engines are experimental until verified on a GPU; that is what these tests verify.
-pytestmark = pytest.mark.filterwarnings("ignore::fastgrok.engines.ExperimentalWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::fastgrok.plan.ExperimentalWarning")
 
-_NO_GPU = "no usable CUDA GPU with CuPy here (the same test body runs with NumPy operations)"
+_NO_GPU = "no usable CUDA GPU with CuPy here (the same test body runs with emulated kernels)"
 
 
-@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+@pytest.fixture(params=["emulated", pytest.param("cupy", marks=pytest.mark.gpu)])
 def ops(request):
-    if request.param == "numpy":
-        return NumpyOps()
+    if request.param == "emulated":
+        return CupyOps(kernels=EmulatedKernels(), xp=np)
     if not fg.gpu_usable():
         pytest.skip(_NO_GPU)
-    from fastgrok.kernels.gpu import cupy_ops
+    from fastgrok.engines.ops_cupy import cupy_ops
 
     return cupy_ops()
 
@@ -42,7 +44,7 @@ def test_direct_engine_trajectory(ops, dtype):
     Xt, yt = X[::-1] + 0.3, -y[::-1]
     mu1, mu2 = 3 * np.eye(300)[0], 3 * np.eye(300)[1]
     src = ArraySource(X, y, 9, X_test=Xt, y_test=yt, mu1=mu1, mu2=mu2, W0=W.copy(), a=a)
-    eng = XpDirectEngine([src], 0.2, dtype, ops=ops)
+    eng = DirectEngine([src], 0.2, dtype, ops=ops)
     X64, Xt64, W64 = (v.astype(dtype).astype(np.float64) for v in (X, Xt, W))
     rel = 1e-9 if dtype == np.float64 else 1e-3
     for _ in range(10):
@@ -61,7 +63,7 @@ def test_direct_engine_trajectory(ops, dtype):
 def test_gram_engine_batched_runs_match_cpu_gram(ops, dtype):
     cfg = fg.Config(n=10, p=200, m=7, n_test=6, runs=3, lr=1e-2, init_scale=1e-2, dtype="float64")
     srcs = [GeneratedSource(cfg, r) for r in range(3)]
-    eng = XpGramEngine(srcs, cfg.lr, dtype, ops=ops)
+    eng = GramEngine(srcs, cfg.lr, dtype, ops=ops)
     cpu = fg.engines.ENGINES[("gram", "numpy")](srcs, cfg.lr, "float64")
     rel = 1e-9 if dtype == np.float64 else 1e-3
     for _ in range(8):
@@ -78,7 +80,7 @@ def test_single_step_matches_reference(ops):
     X, y, W, a = random_problem(3, 7, 50, 5)
     xp = ops.xp
     Wd = xp.asarray(W.copy())
-    XpDirectEngine.step_fn(xp.asarray(X), xp.asarray(y), Wd, xp.asarray(a), 0.1, ops=ops)
+    DirectEngine.step_fn(xp.asarray(X), xp.asarray(y), Wd, xp.asarray(a), 0.1, ops=ops)
     np.testing.assert_allclose(_host(ops, Wd), ref.step(X, y, W.copy(), a, 0.1), rtol=1e-12)
 
 

@@ -7,7 +7,8 @@ import fastgrok as fg
 from conftest import random_problem
 from fastgrok import reference as ref, tunables
 from fastgrok.engines import ENGINES
-from fastgrok.kernels import cpu_gram
+from fastgrok.engines.gram import build
+from fastgrok.engines.ops import NumbaOps
 from fastgrok.sources import ArraySource, GeneratedSource
 from test_numba_direct import _kink_free
 
@@ -73,7 +74,7 @@ def test_streamed_build_equals_build_from_materialised_arrays(small_blocks, mean
     pb = gen.problem("float64")
     arr = ArraySource(pb.X, pb.y, cfg.m, X_test=pb.X_test, y_test=pb.y_test, mu1=pb.mu1,
                       mu2=pb.mu2, W0=pb.W0, a=pb.a)
-    s1, s2 = cpu_gram.build([gen], "float64"), cpu_gram.build([arr], "float64")
+    s1, s2 = build([gen], "float64", NumbaOps()), build([arr], "float64", NumbaOps())
     M = np.stack([pb.mu1, pb.mu2])
     want = {"K": pb.X @ pb.X.T, "Kt": pb.X_test @ pb.X.T, "Z0": pb.X @ pb.W0.T,
             "Zt0": pb.X_test @ pb.W0.T, "XM": pb.X @ M.T, "W0M": pb.W0 @ M.T}
@@ -97,7 +98,7 @@ def test_batched_runs_equal_single_runs_and_thread_counts_agree():
 
 
 def test_auto_method_picks_gram_for_the_paper_presets():
-    from fastgrok.engines import resolve_method
+    from fastgrok.plan import resolve_method
 
     c = fg.preset("paper-fig1-left")
     assert resolve_method("auto", "numba", c.n, c.p, c.m, c.n_test, c.steps) == "gram"

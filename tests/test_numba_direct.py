@@ -9,7 +9,7 @@ import fastgrok as fg
 from conftest import random_problem
 from fastgrok import reference as ref, tunables
 from fastgrok.engines import ENGINES
-from fastgrok.kernels import cpu_blas
+from fastgrok.kernels import blas, threads as kthreads
 from fastgrok.sources import ArraySource
 
 Engine = ENGINES[("direct", "numba")]
@@ -110,14 +110,14 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
 def test_numpy_fallback_gemm_agrees(monkeypatch):
     X, y, W, a = random_problem(2, 12, 301, 7)
     W1 = fg.step(X, y, W.copy(), a, 0.1, backend="numba")
-    monkeypatch.setattr(cpu_blas, "FORCE_NUMPY_FALLBACK", True)
+    monkeypatch.setattr(blas, "FORCE_NUMPY_FALLBACK", True)
     W2 = fg.step(X, y, W.copy(), a, 0.1, backend="numba")
     np.testing.assert_allclose(W1, W2, rtol=1e-13, atol=1e-15)
 
 
 def test_cblas_found():
     """The fast path is the one in use (else the fallback is silently slower)."""
-    assert cpu_blas.cblas(), "no CBLAS gemm found in NumPy's BLAS: the numba engine falls back"
+    assert blas.cblas(), "no CBLAS gemm found in NumPy's BLAS: the numba engine falls back"
 
 
 def test_n_threads_is_honoured_and_restored(monkeypatch):
@@ -128,14 +128,14 @@ def test_n_threads_is_honoured_and_restored(monkeypatch):
     before_numba, before_blas = numba.get_num_threads(), blas_threads()
     X, y, W, a = random_problem(3, 5, 40, 3)
     seen = {}
-    real_pool = cpu_blas.pool
+    real_pool = kthreads.pool
 
     def spy(n):
         seen["n"] = n
         seen["blas"] = blas_threads()
         return real_pool(n)
 
-    monkeypatch.setattr(cpu_blas, "pool", spy)
+    monkeypatch.setattr(kthreads, "pool", spy)
     fg.step(X, y, W, a, 0.1, backend="numba", n_threads=2)
     assert seen["n"] == 2 and set(seen["blas"]) == {1}  # our threads, single-threaded BLAS
     assert numba.get_num_threads() == before_numba and blas_threads() == before_blas
@@ -152,14 +152,14 @@ def test_run_numba_equals_run_numpy_in_float64(small_cfg):
 
 def test_auto_backend_is_numba_even_with_a_gpu(small_cfg, monkeypatch):
     """The CuPy engines are unverified: "auto" must give the CPU engines on a GPU machine too."""
-    from fastgrok import engines
+    from fastgrok import devices, plan
 
-    monkeypatch.setattr(engines, "gpu_usable", lambda: True)
-    assert engines.resolve_backend("auto") == "numba"
+    monkeypatch.setattr(devices, "gpu_usable", lambda: True)
+    assert plan.resolve_backend("auto") == "numba"
     res = fg.run(small_cfg.replace(backend="auto", steps=1, runs=1), progress=False)
     assert res.info["engine"].endswith("/numba")
-    monkeypatch.setattr(engines, "CUPY_VERIFIED", True)  # the one line to flip after a GPU check
-    assert engines.resolve_backend("auto") == "cupy"
+    monkeypatch.setattr(plan, "CUPY_VERIFIED", True)  # the one line to flip after a GPU check
+    assert plan.resolve_backend("auto") == "cupy"
 
 
 @pytest.mark.parametrize("view", ["columns", "rows", "reversed"])

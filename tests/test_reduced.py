@@ -84,11 +84,13 @@ def test_same_labels_as_the_full_representation():
 
 
 def test_auto_representation_and_dtype():
-    assert fg.preset("paper-fig1-left").resolved_representation == "reduced"
-    assert fg.Config(n=200, p=1000, m=1000).resolved_representation == "full"
-    big = fg.preset("paper-fig1-left", p=10**12)
-    assert big.working_p == 200 + 200 + 1000 + 2 and big.working_dtype == "float64"
-    assert fg.preset("paper-fig1-left", p=10**6).working_dtype == "float32"
+    from fastgrok.plan import plan_experiment
+
+    assert plan_experiment(fg.preset("paper-fig1-left")).representation == "reduced"
+    assert plan_experiment(fg.Config(n=200, p=1000, m=1000)).representation == "full"
+    big = plan_experiment(fg.preset("paper-fig1-left", p=10**12))
+    assert big.p == 200 + 200 + 1000 + 2 and big.dtype == "float64"
+    assert plan_experiment(fg.preset("paper-fig1-left", p=10**6)).dtype == "float32"
 
 
 def test_reduced_needs_p_at_least_the_number_of_vectors():

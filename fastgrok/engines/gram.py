@@ -1,45 +1,91 @@
-"""Gram-method engines (docs/design.md 2.2): exact training whose per-step cost does not grow with p.
+"""The gram method (docs/design.md 2.2): exact training whose per-step cost does not grow with p.
 
-The state of each run is C (stored as Ct = C^T, (n, m)) with W = W0 + C X; training needs only
-the Gram blocks K, Kt, Z0, Zt0 and the mean products, built once in one pass over p
-(:func:`fastgrok.kernels.cpu_gram.build`). All runs of a batch are held together and stepped in
-parallel (one run per task), so the paper's 100-run presets keep both cores busy.
+One engine for every backend. The state of each run is C (stored as Ct = C^T, (n, m)) with
+W = W0 + C X; training needs only the Gram blocks K, Kt, Z0, Zt0 and the mean products, built
+once in one pass over the column blocks of every run (:func:`build`). All runs of a batch are
+held together, stacked, and stepped together by the backend's operations (one task per run on
+the CPU threads, one stacked launch on the GPU).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import reference, tunables
-from .._memory import check_fits, copy_aligned, zeros_aligned
-from . import Engine, register
+from .. import tunables
+from .._memory import check_fits
+from .base import Engine, run_metrics
+
+#: The stacked state arrays of a batch and the shape of one run's block.
+_BLOCKS = ("K", "Kt", "Z0", "Zt0", "XM", "W0M")
 
 
-def _cpu_threads(n_threads=None):
-    from ..kernels.cpu_blas import threads
+def build(sources, dtype, ops, n_threads=None, on_built=None) -> dict:
+    """The gram state of every run in ``sources``, in one pass over each run's column blocks.
 
-    return threads(n_threads)
+    Blocks are generated (and their products formed) in parallel on the host threads where the
+    backend allows; each run's block partials are summed in float64 in block order as they
+    arrive, so the result does not depend on the thread count and only one partial per run is
+    held. ``on_built()`` is called as each run is complete.
+
+    Returns
+    -------
+    dict of stacked arrays in ``dtype`` on the backend's device: K (R, n, n), Kt (R, nt, n),
+    Z0 (R, n, m), Zt0 (R, nt, m), XM (R, n, 2), W0M (R, m, 2).
+    """
+    from ..kernels.threads import map_ordered
+
+    s0 = sources[0]
+    n, m, nt = s0.n, s0.m, s0.n_test
+    dt = np.dtype(dtype)
+    R = len(sources)
+    shapes = {"K": (n, n), "Kt": (nt, n), "Z0": (n, m), "Zt0": (nt, m), "XM": (n, 2), "W0M": (m, 2)}
+    out = {k: ops.empty((R, *s), dt) for k, s in shapes.items()}
+    tasks = [(r, blk) for r, src in enumerate(sources) for blk in src.block_list()]
+
+    def task(t):
+        r, (k, j0, j1) = t
+        X, Xt, W0, M = sources[r].block(k, j0, j1, dt)
+        return ops.block_products(X, Xt, W0, M, dt)
+
+    results = map_ordered(task, tasks, n_threads if ops.host_threads else None)
+    acc, left = {}, {r: len(src.block_list()) for r, src in enumerate(sources)}
+    for (r, _), (G, W0M) in zip(tasks, results):
+        if r in acc:
+            acc[r][0] += G
+            acc[r][1] += W0M
+        else:
+            acc[r] = [G, W0M]
+        left[r] -= 1
+        if left[r] == 0:
+            G, W0M = acc.pop(r)
+            out["W0M"][r] = W0M
+            out["K"][r], out["Z0"][r], out["XM"][r] = G[:n, :n], G[:n, n:n + m], G[:n, n + m:]
+            out["Kt"][r], out["Zt0"][r] = G[n:, :n], G[n:, n:n + m]
+            if on_built:
+                on_built()
+    return out
 
 
 class GramEngine(Engine):
-    """Shared state, build, evaluation and weight reconstruction; backends differ in the step."""
+    """The gram method over any backend's operations: build, step, evaluation, W on demand."""
 
     method = "gram"
 
-    def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None):
-        from ..kernels import cpu_gram
-
+    def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, ops=None):
+        self.ops = ops = ops or self.operations()
         self.sources, self.lr, self.dtype = list(sources), float(lr), np.dtype(dtype)
         self.n_threads = n_threads
-        st = cpu_gram.build(self.sources, self.dtype, n_threads, on_built=on_built)
-        self.K, self.Kt, self.Z0, self.Zt0 = st["K"], st["Kt"], st["Z0"], st["Zt0"]
-        self.XM, self.W0M = st["XM"], st["W0M"]
+        st = build(self.sources, self.dtype, ops, n_threads, on_built=on_built)
+        self.K, self.Kt, self.Z0, self.Zt0, self.XM, self.W0M = (st[k] for k in _BLOCKS)
         R, n, m = self.Z0.shape
-        self.Ct = zeros_aligned((R, n, m), self.dtype)
-        self.Z = copy_aligned(self.Z0)
-        self.y = np.stack([np.asarray(s.y, np.float64) for s in self.sources])
-        self.a = np.stack([np.asarray(s.a, np.float64) for s in self.sources])
-        has_test = self.sources[0].n_test > 0
-        self.yt = np.stack([np.asarray(s.y_test, np.float64) for s in self.sources]) if has_test else None
+        self.Ct = ops.zeros((R, n, m), self.dtype)
+        self.Z = ops.empty((R, n, m), self.dtype)
+        self.Z[...] = self.Z0
+        host = lambda name: np.stack([np.asarray(getattr(s, name), np.float64)  # noqa: E731
+                                      for s in self.sources])
+        self.y, self.a = host("y"), host("a")
+        self.y_dev, self.a_dev = ops.asarray(self.y, np.float64), ops.asarray(self.a, np.float64)
+        self.population = any(getattr(s, "population_test", 0) for s in self.sources)
+        self.yt = host("y_test") if self.sources[0].n_test > 0 else None
         self.has_means = self.sources[0].mu_norm is not None
         self.steps_done = 0
 
@@ -56,96 +102,43 @@ class GramEngine(Engine):
 
     @classmethod
     def estimate_bytes(cls, n, p, m, n_test, dtype):
-        from ..data import block_ranges
-
-        width = min(p, next(iter(block_ranges(p)))[2])
+        width = min(p, tunables.DATA_BLOCK)
         # State of one run, plus per build thread: the float64 blocks, their working-dtype
         # copies and the block products.
-        build = width * (n + n_test + m + 2) * (8 + 2 * np.dtype(dtype).itemsize) \
+        build_bytes = width * (n + n_test + m + 2) * (8 + 2 * np.dtype(dtype).itemsize) \
             + 16 * (n + n_test) * (n + m + 2)
-        return cls.state_bytes(n, m, n_test, dtype) + 2 * build
-
-    def _map(self, fn, items):
-        """[fn(i) for i in items], the runs spread over the threads in contiguous chunks (runs
-        are independent, so any split gives the same bits)."""
-        if self.n_threads and self.n_threads > 1 and len(items) > 1:
-            from ..kernels.cpu_blas import pool
-
-            chunks = np.array_split(np.asarray(items), min(len(items), 4 * self.n_threads))
-            parts = pool(self.n_threads).map(lambda c: [fn(int(i)) for i in c], chunks)
-            return [x for part in parts for x in part]
-        return [fn(i) for i in items]
-
-    @staticmethod
-    def _outputs(Z, a):
-        """f = relu(Z) a in float64 (backends may fuse it)."""
-        return reference.forward_from_preactivations(Z, a)
-
-    def _evaluate_run(self, r, projections):
-        a, f = self.a[r], self._outputs(self.Z[r], self.a[r])
-        out = {"train_acc": reference.accuracy(self.y[r], f),
-               "train_loss": reference.logistic_loss(self.y[r], f),
-               "test_acc": np.nan, "test_loss": np.nan, "test_acc_se": np.nan,
-               "P1": None, "P2": None}
-        src = self.sources[r]
-        if getattr(src, "population_test", 0):
-            out["test_acc"], out["test_loss"], out["test_acc_se"] = src.population_accuracy(
-                self.weights(r), self.steps_done)
-        elif self.yt is not None:
-            Zt = self.Zt0[r] + self.Kt[r] @ self.Ct[r]
-            ft = self._outputs(Zt, a)
-            out["test_acc"] = reference.accuracy(self.yt[r], ft)
-            out["test_loss"] = reference.logistic_loss(self.yt[r], ft)
-        if projections and self.has_means:
-            P = self.W0M[r] + self.Ct[r].T @ self.XM[r]
-            out["P1"], out["P2"] = P[:, 0].astype(np.float64), P[:, 1].astype(np.float64)
-        return out
-
-    def evaluate(self, projections=True):
-        return self._map(lambda r: self._evaluate_run(r, projections), list(range(len(self.sources))))
+        return cls.state_bytes(n, m, n_test, dtype) + 2 * build_bytes
 
     def step(self, prepare_eval=True):
-        self._map(self._step_run, list(range(len(self.sources))))
+        self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr,
+                           self.n_threads)
         self.steps_done += 1
 
+    def evaluate(self, projections=True):
+        ops, nt = self.ops, self.n_threads
+        f = ops.outputs(self.Z, self.a_dev, nt)
+        ft = None
+        if self.yt is not None and not self.population:
+            ft = ops.outputs(ops.test_preactivations(self.Kt, self.Ct, self.Zt0, nt), self.a_dev, nt)
+        P = ops.projections(self.Ct, self.XM, self.W0M, nt) if projections and self.has_means else None
+        outs = [run_metrics(f[r], self.y[r], None if ft is None else ft[r],
+                            None if ft is None else self.yt[r], None if P is None else P[r])
+                for r in range(len(self.sources))]
+        if self.population:
+            from ..kernels.threads import map_runs
+
+            pop = map_runs(lambda r: self.sources[r].population_accuracy(self.weights(r), self.steps_done),
+                           list(range(len(self.sources))), nt if ops.host_threads else None)
+            for out, (acc, loss, se) in zip(outs, pop):
+                out["test_acc"], out["test_loss"], out["test_acc_se"] = acc, loss, se
+        return outs
+
     def weights(self, r=0):
-        """W(t) = W0 + C(t) X of run ``r`` (m, p), rebuilt block by block from its source."""
+        """W(t) = W0 + C(t) X of run ``r`` (m, p) on the host, rebuilt block by block."""
         src = self.sources[r]
         check_fits(src.m * src.p * self.dtype.itemsize, f"the weights W (m={src.m}, p={src.p})")
         W = np.empty((src.m, src.p), self.dtype)
-        C = self.Ct[r].T
+        C = self.ops.to_host(self.Ct[r]).T
         for j0, j1, X, _, W0, _ in src.blocks(self.dtype):
             W[:, j0:j1] = W0 + C @ X
         return W
-
-
-@register
-class NumpyGramEngine(GramEngine):
-    """The gram step in plain NumPy, mirroring the reference (readable; runs one at a time)."""
-
-    backend = "numpy"
-
-    def _step_run(self, r):
-        Z, a = self.Z[r], self.a[r]
-        f = reference.forward_from_preactivations(Z, a)
-        self.Ct[r] += reference.update_coefficients(Z, self.y[r], f, a, self.lr)
-        self.Z[r] = self.Z0[r] + self.K[r] @ self.Ct[r]
-
-
-@register
-class NumbaGramEngine(GramEngine):
-    """The gram step fused in one Numba kernel plus one in-place GEMM per run, runs in parallel."""
-
-    backend = "numba"
-    runtime = staticmethod(_cpu_threads)
-
-    @staticmethod
-    def _outputs(Z, a):
-        from ..kernels.cpu_direct import relu_outputs
-
-        return relu_outputs(np.ascontiguousarray(Z), a)
-
-    def _step_run(self, r):
-        from ..kernels.cpu_gram import step_run
-
-        step_run(self.K[r], self.Z0[r], self.Z[r], self.Ct[r], self.y[r], self.a[r], self.lr)

@@ -8,74 +8,22 @@ A training step is one pass over p. For each column tile [j0, j1) of X and W, st
 
 so X and W are read once and W written once per step, and nothing of size p is allocated. The
 (n, m) elementwise work between passes (ReLU outputs, logistic-loss weights, the masked and
-scaled coefficients V) is one Numba kernel. Tiles are grouped into a fixed number of chunks;
-each chunk accumulates its partial Z in float64 on one thread, and the chunks are summed in
-order, so the result does not depend on the thread count.
+scaled coefficients V) is one Numba kernel (:mod:`fastgrok.kernels.numba_fused`). Tiles are
+grouped into a fixed number of chunks; each chunk accumulates its partial Z in float64 on one
+thread, and the chunks are summed in order, so the result does not depend on the thread count.
 
-Importing this module compiles (or loads from Numba's cache) the kernels; fastgrok imports it
-only when a numba engine is first used.
+Importing this module compiles (or loads from Numba's cache) the fused kernels; fastgrok imports
+it only when a numba engine is first used.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from numba import njit
 
 from .. import tunables
 from .._memory import empty_aligned, zeros_aligned
-from .cpu_blas import gemm, map_chunks, ordered_sum, threads
-
-# (Z, y, a, lr, V, accumulate): Z float64 (direct: summed over p in float64) or float32 (gram).
-_SIG_COEF = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:,::1], boolean)"
-             for z, v in (("float64", "float32"), ("float64", "float64"), ("float32", "float32"))]
-
-
-# reassoc lets LLVM vectorise the row sums (a fixed, thread-independent summation order for a
-# given build); the mask is applied arithmetically so the loops are branch-free.
-_FAST = {"reassoc", "nsz"}
-
-
-@njit(_SIG_COEF, cache=True, nogil=True, fastmath=_FAST)
-def outputs_and_coefficients(Z, y, a, lr, V, accumulate=False):
-    """f = relu(Z) a, and the update coefficients (lr/n) sigmoid(-y f) y 1[Z > 0] a; returns f.
-
-    The coefficients are written into V, or added to it when ``accumulate`` (the gram method
-    adds them straight into its state C^T, so V is never stored).
-    """
-    n, m = Z.shape
-    f = np.empty(n)
-    scale = lr / n
-    for i in range(n):
-        s = 0.0
-        for j in range(m):
-            s += max(np.float64(Z[i, j]), 0.0) * a[j]
-        f[i] = s
-        z = y[i] * s
-        # sigmoid(-z) = exp(-softplus(z)), accurate in relative terms for large |z|
-        softplus = max(z, 0.0) + math.log1p(math.exp(-abs(z)))
-        c = scale * math.exp(-softplus) * y[i]
-        if accumulate:
-            for j in range(m):
-                V[i, j] += (c * a[j]) * (Z[i, j] > 0.0)
-        else:
-            for j in range(m):
-                V[i, j] = (c * a[j]) * (Z[i, j] > 0.0)
-    return f
-
-
-@njit(["float64[:](float64[:,::1], float64[::1])", "float64[:](float32[:,::1], float64[::1])"],
-      cache=True, nogil=True, fastmath=_FAST)
-def relu_outputs(Z, a):
-    """f = relu(Z) a, accumulated in float64."""
-    n, m = Z.shape
-    f = np.empty(n)
-    for i in range(n):
-        s = 0.0
-        for j in range(m):
-            s += max(np.float64(Z[i, j]), 0.0) * a[j]
-        f[i] = s
-    return f
+from .blas import gemm
+from .numba_fused import outputs_and_coefficients
+from .threads import map_chunks, ordered_sum, threads
 
 
 def tile_width(n, m, itemsize):
@@ -102,7 +50,7 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
     forward : bool
         Return Z = X W^T (False: only update, e.g. for a standalone step).
     n_threads : int, optional
-        Worker threads (default: all CPUs); must be called inside :func:`cpu_blas.threads`
+        Worker threads (default: all CPUs); must be called inside :func:`fastgrok.kernels.threads.threads`
         or BLAS may oversubscribe.
 
     Returns

@@ -1,11 +1,11 @@
-"""Single-threaded BLAS GEMM on strided NumPy views, and the CPU thread pool of fastgrok.
+"""GEMM through the CBLAS of NumPy's own BLAS, on strided views, in place (beta = 1).
 
 Why not ``numpy.matmul``? Two reasons. (1) The weight update must be in place (``beta = 1``) on a
 column tile of W, W[:, j0:j1] += V^T X[:, j0:j1], so that no m x p (or even m x tile) temporary
 is written and W is read and written once per step; NumPy has no GEMM with beta. (2) A
 multithreaded BLAS call gives results that depend on its thread count (OpenBLAS changes its
-blocking), so fastgrok runs BLAS single-threaded and parallelises itself over fixed chunks of
-column tiles, merging partial results in a fixed order: results do not depend on n_threads.
+blocking), so fastgrok runs BLAS single-threaded and parallelises itself over a fixed partition
+of the work (:mod:`fastgrok.kernels.threads`): results do not depend on n_threads.
 
 The CBLAS symbols are looked up in the BLAS library NumPy itself loaded (found through
 threadpoolctl). Where none is found, :func:`gemm` falls back to ``numpy.matmul`` (same results
@@ -14,16 +14,13 @@ for every thread count, slower, and with an m x tile temporary for the in-place 
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _lock = threading.Lock()
-_state = {"cblas": None, "controller": None, "pool": None, "pool_size": 0}
+_state = {"cblas": None}
 #: Set to True (tests do) to force the NumPy fallback.
 FORCE_NUMPY_FALLBACK = False
 
@@ -103,70 +100,3 @@ def gemm(A, B, C, beta=0.0):
     fns[kind](_ROW_MAJOR, ta, tb, M, N, K, 1.0, A.ctypes.data, lda, B.ctypes.data, ldb,
               beta, C.ctypes.data, ldc)
     return C
-
-
-def default_threads() -> int:
-    """Threads fastgrok uses by default: the CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def pool(n_threads: int) -> ThreadPoolExecutor:
-    """A shared thread pool with ``n_threads`` workers (recreated when the size changes)."""
-    with _lock:
-        if _state["pool"] is None or _state["pool_size"] != n_threads:
-            if _state["pool"] is not None:
-                _state["pool"].shutdown(wait=True)
-            _state["pool"] = ThreadPoolExecutor(n_threads, thread_name_prefix="fastgrok")
-            _state["pool_size"] = n_threads
-        return _state["pool"]
-
-
-@contextmanager
-def threads(n_threads=None):
-    """Run the enclosed block with ``n_threads`` fastgrok threads and single-threaded BLAS.
-
-    The previous BLAS and Numba thread settings are restored on exit.
-    """
-    import numba
-
-    n = default_threads() if n_threads is None else int(n_threads)
-    if n < 1:
-        raise ValueError(f"n_threads must be >= 1, got {n_threads!r}")
-    if _state["controller"] is None:
-        from threadpoolctl import ThreadpoolController
-
-        _state["controller"] = ThreadpoolController()
-    old_numba = numba.get_num_threads()
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    try:
-        with _state["controller"].limit(limits=1, user_api="blas"):
-            yield n
-    finally:
-        numba.set_num_threads(old_numba)
-
-
-def map_chunks(n_items, fn, n_threads, n_chunks):
-    """Run ``fn(items)`` on a fixed partition of range(n_items) into ``n_chunks`` contiguous
-    chunks, on the pool; return the results in chunk order.
-
-    The partition depends on ``n_chunks`` only, never on ``n_threads``, so any reduction of the
-    results in the returned order gives the same bits for every thread count.
-    """
-    n_chunks = max(1, min(n_chunks, n_items))
-    chunks = np.array_split(np.arange(n_items), n_chunks)
-    if n_threads in (None, 1) or n_chunks == 1:
-        return [fn(c) for c in chunks]
-    return list(pool(n_threads).map(fn, chunks))
-
-
-def ordered_sum(parts):
-    """Sum arrays in the given order, into the first (None stays None)."""
-    if parts[0] is None:
-        return None
-    total = parts[0]
-    for part in parts[1:]:
-        total += part
-    return total

@@ -1,0 +1,35 @@
+"""What this machine offers: a usable GPU, and compiling the kernels up front."""
+from __future__ import annotations
+
+import time
+
+
+def gpu_usable() -> bool:
+    """True when CuPy imports and sees a CUDA device (never raises)."""
+    try:
+        import cupy  # noqa: F401
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - any failure means "no usable GPU"
+        return False
+
+
+def warmup(backends=("numba",)) -> dict:
+    """Compile (or load from the on-disk cache) the kernels of ``backends`` now.
+
+    Returns the seconds each took. Training compiles on first use anyway; call this up front to
+    keep compile time out of a benchmark or a timed run.
+    """
+    times = {}
+    for b in backends:
+        t0 = time.perf_counter()
+        if b == "numba":
+            from .kernels import direct_cpu, gram_cpu  # noqa: F401  (explicit signatures compile)
+        elif b == "cupy":
+            from .engines.ops_cupy import cupy_ops
+
+            cupy_ops()  # compiles the CUDA module and fetches every kernel (needs a GPU)
+        else:
+            raise ValueError(f"unknown backend {b!r}; expected 'numba' or 'cupy'")
+        times[b] = time.perf_counter() - t0
+    return times

@@ -1,0 +1,95 @@
+"""The interface every engine implements, and the one place evaluation metrics are assembled."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reference
+
+
+class Engine:
+    """The training state of a batch of runs, for one method, over one backend's operations.
+
+    An engine knows how to build its state from run sources (:mod:`fastgrok.sources`), take one
+    gradient step for every run of the batch, and report the evaluation quantities. The step
+    loop, evaluation schedule, progress and history belong to the driver
+    (:mod:`fastgrok.driver`). Subclasses set ``method``; the registry binds each method to each
+    backend by setting ``backend`` (:func:`fastgrok.engines.register`).
+
+    Parameters
+    ----------
+    sources : list of fastgrok.sources.Source
+        One per run of the batch (at most :meth:`max_batch`).
+    lr : float
+        Step size.
+    dtype : {"float32", "float64"}
+        Working precision.
+    n_threads : int, optional
+        Threads, as yielded by :meth:`runtime`.
+    on_built : callable, optional
+        Called once per run when its state is ready (progress of long builds).
+    ops : operations object, optional
+        The backend's operations (default: those of ``backend``); tests pass NumPy operations
+        to run an engine's logic anywhere.
+    """
+
+    method = ""
+    backend = ""
+
+    @classmethod
+    def operations(cls):
+        """The operations object of this engine's backend."""
+        from .ops import get_ops
+
+        return get_ops(cls.backend)
+
+    @classmethod
+    def max_batch(cls, n, p, m, n_test, dtype) -> int:
+        """How many runs one engine may hold at once (1 unless the engine batches runs)."""
+        return 1
+
+    @classmethod
+    def runtime(cls, n_threads=None):
+        """Context manager around a whole training; yields the thread count to pass on."""
+        from .ops import runtime
+
+        return runtime(cls.backend, n_threads)
+
+    def step(self, prepare_eval: bool = True) -> None:
+        """Advance every run by one full-batch gradient-descent step.
+
+        ``prepare_eval`` says whether :meth:`evaluate` will be called before the next step, so
+        engines that can fuse the evaluation quantities into the step's pass over p do so.
+        """
+        raise NotImplementedError
+
+    def evaluate(self, projections: bool = True) -> list:
+        """One dict per run: train_acc, train_loss, test_acc, test_loss, test_acc_se and (if
+        asked and the means are known) the projections P1 = W mu1, P2 = W mu2."""
+        raise NotImplementedError
+
+    @staticmethod
+    def estimate_bytes(n, p, m, n_test, dtype) -> int:
+        """Bytes of state this engine allocates for one run (used to refuse what cannot fit)."""
+        raise NotImplementedError
+
+
+def run_metrics(f, y, ft=None, yt=None, P=None) -> dict:
+    """The evaluation dict of one run from host float64 outputs (every engine uses this).
+
+    Parameters
+    ----------
+    f, y : (n,) arrays
+        Training outputs and (noisy) labels.
+    ft, yt : (n_test,) arrays, optional
+        Test outputs and clean labels (NaN metrics without them).
+    P : (m, 2) array, optional
+        Projections W [mu1, mu2].
+    """
+    out = {"train_acc": reference.accuracy(y, f), "train_loss": reference.logistic_loss(y, f),
+           "test_acc": np.nan, "test_loss": np.nan, "test_acc_se": np.nan, "P1": None, "P2": None}
+    if ft is not None:
+        out["test_acc"], out["test_loss"] = reference.accuracy(yt, ft), reference.logistic_loss(yt, ft)
+    if P is not None:
+        P = np.asarray(P, dtype=np.float64)
+        out["P1"], out["P2"] = P[:, 0], P[:, 1]
+    return out

@@ -1,0 +1,203 @@
+"""Operations objects: what differs between backends, behind one small interface.
+
+The engines (:mod:`fastgrok.engines.direct`, :mod:`fastgrok.engines.gram`) are written once,
+against these operations; a backend is an operations object:
+
+* :class:`NumpyOps` - plain NumPy, mirroring :mod:`fastgrok.reference` (readable, serial);
+* :class:`NumbaOps` - the CPU kernels: fused Numba kernels, single-threaded BLAS inside
+  fastgrok's own thread pool (:mod:`fastgrok.kernels.threads`);
+* ``CupyOps`` (:mod:`fastgrok.engines.ops_cupy`) - CUDA kernels and cuBLAS on the GPU.
+
+Arrays of a gram batch are stacked over runs: Z, Z0, Ct (R, n, m); K (R, n, n); Kt (R, nt, n);
+Zt0 (R, nt, m); XM (R, n, 2); W0M (R, m, 2); y (R, n) and a (R, m) in float64. Outputs and
+projections come back to the host in float64; everything else stays where ``xp`` keeps it.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from .. import reference
+from .._memory import empty_aligned, zeros_aligned
+
+
+class NumpyOps:
+    """Plain NumPy on the host, the reference's arithmetic (the engines' logic on any machine)."""
+
+    name = "numpy"
+    xp = np
+    #: Whether the engines may call these operations from several host threads at once.
+    host_threads = True
+
+    # ------------------------------------------------------------------ memory
+    @staticmethod
+    def empty(shape, dtype):
+        return empty_aligned(shape, dtype)
+
+    @staticmethod
+    def zeros(shape, dtype):
+        return zeros_aligned(shape, dtype)
+
+    def asarray(self, x, dtype):
+        """``x`` in ``dtype`` on this backend's device, C-contiguous and aligned (None stays None)."""
+        if x is None:
+            return None
+        x = np.asarray(x)
+        if x.dtype == np.dtype(dtype) and x.flags.c_contiguous:
+            return x
+        out = self.empty(x.shape, dtype)
+        out[...] = x
+        return out
+
+    @staticmethod
+    def to_host(x):
+        """A NumPy view or copy of a device array."""
+        return np.asarray(x)
+
+    # ------------------------------------------------------------------ gram build
+    @staticmethod
+    def block_products(X, Xt, W0, M, dtype):
+        """Float64 partials of one column block: G = [X; Xt] [X; W0; M]^T, W0M = W0 M^T.
+
+        The products are formed in ``dtype`` (the working precision of the block) and returned
+        in float64, so that the sum over blocks is float64 on every backend.
+        """
+        B = np.concatenate([X, W0, M if M is not None else np.zeros((2, X.shape[1]), X.dtype)])
+        A = X if Xt is None else np.concatenate([X, Xt])
+        return (A @ B.T).astype(np.float64), (W0 @ B[-2:].T).astype(np.float64)
+
+    # ------------------------------------------------------------------ gram step (stacked)
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None):
+        """One step of every run, in place: Ct += V(Z); Z = Z0 + K Ct."""
+        for r in range(Z.shape[0]):
+            f = reference.forward_from_preactivations(Z[r], a[r])
+            Ct[r] += reference.update_coefficients(Z[r], y[r], f, a[r], lr)
+            Z[r] = Z0[r] + K[r] @ Ct[r]
+
+    def outputs(self, Z, a, n_threads=None):
+        """f = relu(Z) a for every run: (R, n) float64 on the host."""
+        return np.stack([reference.forward_from_preactivations(Z[r], a[r]) for r in range(len(Z))])
+
+    def test_preactivations(self, Kt, Ct, Zt0, n_threads=None):
+        """Zt = Zt0 + Kt C^T for every run (R, nt, m), in the working dtype."""
+        return np.stack([Zt0[r] + Kt[r] @ Ct[r] for r in range(len(Ct))])
+
+    def projections(self, Ct, XM, W0M, n_threads=None):
+        """W mu_k = W0 mu_k + C (X mu_k) for every run: (R, m, 2) float64 on the host."""
+        return np.stack([(W0M[r] + Ct[r].T @ XM[r]).astype(np.float64) for r in range(len(Ct))])
+
+    # ------------------------------------------------------------------ direct (one run)
+    @staticmethod
+    def coefficients(Z, y, a, lr, V):
+        """f = relu(Z) a; V = (lr/n) sigmoid(-y f) y 1[Z > 0] a, written into V; returns f."""
+        f = reference.forward_from_preactivations(Z, a)
+        V[...] = reference.update_coefficients(Z, y, f, a, lr)
+        return f
+
+    @staticmethod
+    def direct_outputs(Z, a):
+        """f = relu(Z) a of one run, float64 on the host."""
+        return reference.forward_from_preactivations(Z, a)
+
+    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+        """Apply the pending update W += V^T X (when V is given), then return the products of
+        the updated W: Z = X W^T (if ``forward``), Zt = Xt W^T, P = W mus^T (None where not
+        asked)."""
+        if V is not None:
+            W += V.T @ X
+        Z = X @ W.T if forward else None
+        Zt = Xt @ W.T if Xt is not None else None
+        # One product per mean, as the reference computes W mu1 and W mu2.
+        P = np.stack([W @ mu for mu in mus], axis=1) if mus is not None else None
+        return Z, Zt, P
+
+
+class NumbaOps(NumpyOps):
+    """The CPU kernels: fused Numba kernels and single-threaded BLAS on fastgrok's thread pool.
+
+    Runs of a gram batch are independent and spread over the threads (one task per run); the
+    direct method's pass over p is split into a fixed number of chunks merged in order.
+    """
+
+    name = "numba"
+
+    @staticmethod
+    def block_products(X, Xt, W0, M, dtype):
+        from ..kernels.gram_cpu import block_products
+
+        return block_products(X, Xt, W0, M, dtype)
+
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None):
+        from ..kernels.gram_cpu import step_run
+        from ..kernels.threads import map_runs
+
+        map_runs(lambda r: step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr),
+                 list(range(Z.shape[0])), n_threads)
+
+    def outputs(self, Z, a, n_threads=None):
+        from ..kernels.numba_fused import relu_outputs
+        from ..kernels.threads import map_runs
+
+        return np.stack(map_runs(lambda r: relu_outputs(Z[r], a[r]), list(range(len(Z))), n_threads))
+
+    def test_preactivations(self, Kt, Ct, Zt0, n_threads=None):
+        from ..kernels.threads import map_runs
+
+        return np.stack(map_runs(lambda r: Zt0[r] + Kt[r] @ Ct[r], list(range(len(Ct))), n_threads))
+
+    def projections(self, Ct, XM, W0M, n_threads=None):
+        from ..kernels.threads import map_runs
+
+        return np.stack(map_runs(lambda r: (W0M[r] + Ct[r].T @ XM[r]).astype(np.float64),
+                                 list(range(len(Ct))), n_threads))
+
+    @staticmethod
+    def coefficients(Z, y, a, lr, V):
+        from ..kernels.numba_fused import outputs_and_coefficients
+
+        return outputs_and_coefficients(Z, y, a, float(lr), V, False)
+
+    @staticmethod
+    def direct_outputs(Z, a):
+        from ..kernels.numba_fused import relu_outputs
+
+        return relu_outputs(Z, a)
+
+    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+        from ..kernels.direct_cpu import tile_pass
+
+        if 1 not in (X.strides[0] // X.itemsize, X.strides[1] // X.itemsize):
+            # BLAS takes column tiles of X with one unit stride; a view like X[:, ::2] has none.
+            X = np.ascontiguousarray(X)
+        return tile_pass(X, W, V=V, Xt=Xt, mus=mus, forward=forward, n_threads=n_threads)
+
+
+_OPS = {"numpy": NumpyOps, "numba": NumbaOps}
+_cache = {}
+
+
+def get_ops(backend: str):
+    """The (cached) operations object of ``backend`` ("numpy", "numba" or "cupy")."""
+    if backend not in _cache:
+        if backend == "cupy":
+            from .ops_cupy import cupy_ops
+
+            return cupy_ops()
+        if backend not in _OPS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of 'numpy', 'numba', 'cupy'")
+        _cache[backend] = _OPS[backend]()
+    return _cache[backend]
+
+
+def runtime(backend: str, n_threads=None):
+    """Context manager around a training with ``backend``; yields the thread count.
+
+    numba: fastgrok's thread pool with single-threaded BLAS (restored on exit); numpy and cupy:
+    nothing to set up (NumPy picks its own threads; the GPU needs none).
+    """
+    if backend == "numba":
+        from ..kernels.threads import threads
+
+        return threads(n_threads)
+    return contextlib.nullcontext(n_threads)

@@ -1,0 +1,94 @@
+"""GPU operations (backend "cupy"): the CUDA kernels of :mod:`fastgrok.kernels.cuda` and cuBLAS.
+
+The same engines as on the CPU (:mod:`fastgrok.engines.gram`, :mod:`fastgrok.engines.direct`)
+run over these operations. A gram batch is stacked on the device: one kernel launch computes
+every run's coefficients, and batched (strided) cuBLAS products give Z = Z0 + K C^T for all
+runs at once. Importing this module does not import CuPy; :func:`cupy_ops` does.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ops import NumpyOps
+
+_cache = {}
+
+
+class CupyOps(NumpyOps):
+    """Device arrays (``xp`` is CuPy); outputs and projections come back to the host."""
+
+    name = "cupy"
+    host_threads = False  # one host thread drives the device
+
+    def __init__(self, kernels=None, xp=None):
+        """``kernels`` and ``xp`` default to the compiled CUDA kernels and CuPy; the tests pass
+        :class:`fastgrok.kernels.cuda.EmulatedKernels` and NumPy to run this code anywhere."""
+        if xp is None:
+            import cupy as xp
+        if kernels is None:
+            from ..kernels.cuda import kernels as compiled
+
+            kernels = compiled()
+        self.xp, self.k = xp, kernels
+
+    def empty(self, shape, dtype):
+        return self.xp.empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        return self.xp.zeros(shape, dtype)
+
+    def asarray(self, x, dtype):
+        return None if x is None else self.xp.ascontiguousarray(self.xp.asarray(x), dtype=dtype)
+
+    def to_host(self, x):
+        return self.xp.asnumpy(x) if hasattr(self.xp, "asnumpy") else np.asarray(x)
+
+    def block_products(self, X, Xt, W0, M, dtype):
+        xp = self.xp
+        A = xp.asarray(X if Xt is None else np.concatenate([X, Xt]))
+        B = xp.asarray(np.concatenate([X, W0, M if M is not None else np.zeros((2, X.shape[1]), X.dtype)]))
+        # Products in the working dtype (cuBLAS), sums over blocks in float64, on the device.
+        return (A @ B.T).astype(xp.float64), (B[-2 - W0.shape[0]:-2] @ B[-2:].T).astype(xp.float64)
+
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None):
+        R, n, m = Z.shape
+        self.k.coefficients(Z.reshape(R * n, m), y.reshape(-1), a, lr, n, Ct.reshape(R * n, m), True)
+        self.xp.matmul(K, Ct, out=Z)
+        Z += Z0
+
+    def outputs(self, Z, a, n_threads=None):
+        R, n, m = Z.shape
+        return self.to_host(self.k.outputs(Z.reshape(R * n, m), a, n)).reshape(R, n)
+
+    def test_preactivations(self, Kt, Ct, Zt0, n_threads=None):
+        return self.xp.matmul(Kt, Ct) + Zt0
+
+    def projections(self, Ct, XM, W0M, n_threads=None):
+        P = self.xp.matmul(Ct.transpose(0, 2, 1), XM) + W0M
+        return self.to_host(P).astype(np.float64)
+
+    def coefficients(self, Z, y, a, lr, V):
+        return self.k.coefficients(Z, y, a, lr, Z.shape[0], V, False)
+
+    def direct_outputs(self, Z, a):
+        return self.to_host(self.k.outputs(Z, a, Z.shape[0]))
+
+    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+        if V is not None:
+            self.k.gemm_update(V, X, W)  # W += V^T X in place (cuBLAS beta = 1): no m x p temporary
+        Z = X @ W.T if forward else None
+        Zt = Xt @ W.T if Xt is not None else None
+        P = W @ mus.T if mus is not None else None
+        return Z, Zt, P
+
+
+def cupy_ops() -> CupyOps:
+    """The (cached) GPU operations; compiles the CUDA kernels on the first call."""
+    from ..devices import gpu_usable
+
+    if "ops" not in _cache:
+        if not gpu_usable():
+            raise RuntimeError("backend='cupy' needs CuPy (pip install fastgrok[gpu]) and a usable "
+                               "CUDA GPU; none was found. Use backend='numba' or 'auto'.")
+        _cache["ops"] = CupyOps()
+    return _cache["ops"]

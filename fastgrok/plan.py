@@ -1,0 +1,124 @@
+"""Planning: from what was asked to what will run, in one step.
+
+Every choice that turns an experiment (a :class:`~fastgrok.Config`, or a user's arrays) into
+engine work is made here and nowhere else: the representation (full or reduced), the working
+dimension and dtype, the backend, the method, the engine, the number of runs per batch, the
+histogram steps, and whether it fits in memory. :func:`fastgrok.run` and :func:`fastgrok.fit`
+plan, then hand the :class:`Plan` to the driver.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from . import tunables
+from ._memory import check_fits
+
+#: Whether the CuPy engines have passed ``bench/gpu_check.py`` on a real GPU. Until they have,
+#: backend="auto" never selects them (a user with a GPU gets the verified CPU engines) and an
+#: explicit backend="cupy" warns that it is experimental. Flip to True once the check passes.
+CUPY_VERIFIED = False
+
+
+class ExperimentalWarning(UserWarning):
+    """A backend that has not been verified on real hardware was selected."""
+
+
+def warn_if_experimental(backend: str) -> None:
+    """Warn when an unverified backend is used."""
+    if backend == "cupy" and not CUPY_VERIFIED:
+        warnings.warn("backend='cupy' is experimental: the CuPy engines have not yet been "
+                      "verified on a GPU (bench/gpu_check.py); backend='auto' uses the CPU "
+                      "engines until they are", ExperimentalWarning, stacklevel=4)
+
+
+def resolve_backend(backend: str) -> str:
+    """Map "auto" to the fastest available verified backend: cupy with a usable GPU once the
+    CuPy engines are verified (:data:`CUPY_VERIFIED`), else numba."""
+    if backend != "auto":
+        return backend
+    from .devices import gpu_usable
+
+    if CUPY_VERIFIED and gpu_usable():
+        return "cupy"
+    return "numba"
+
+
+def resolve_method(method: str, backend: str, n, p, m, n_test, steps) -> str:
+    """Map "auto" to the cheaper method by flop count.
+
+    direct: (steps + 1) x 4 n m p. gram: a build of 2 (n + n_test)(n + m) p, then steps x 2 n^2 m
+    (test quantities, 2 n_test n m, only at evaluation steps: counted at every step here).
+    """
+    if method != "auto":
+        return method
+    direct = (steps + 1) * 4 * n * m * p
+    gram = 2 * (n + n_test) * (n + m) * p + steps * 2 * n * m * (n + n_test)
+    return "gram" if gram < direct else "direct"
+
+
+def representation_for(representation: str, n, n_test, m, p) -> str:
+    """"full" or "reduced": what ``representation`` means for these sizes.
+
+    "auto" is reduced when it is valid and cheaper: valid when p - 2 >= n + n_test + m, cheaper
+    (build and memory) when p exceeds the reduced dimension d = n + n_test + m + 2.
+    """
+    if representation != "auto":
+        return representation
+    return "reduced" if p > n + n_test + m + 2 else "full"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What will run. ``p`` is the working dimension (d = n + n_test + m + 2 when reduced);
+    ``dtype`` the working dtype (float64 for reduced runs at p beyond float32's safe range)."""
+
+    method: str
+    backend: str
+    representation: str
+    dtype: str
+    n: int
+    p: int
+    m: int
+    n_test: int
+    steps: int
+    batch: int
+    engine: type
+    hist_steps: tuple
+
+    @property
+    def engine_name(self) -> str:
+        return f"{self.method}/{self.backend}"
+
+
+def plan_experiment(cfg) -> Plan:
+    """The plan of :func:`fastgrok.run` for the experiment ``cfg``."""
+    rep = representation_for(cfg.representation, cfg.n, cfg.n_test, cfg.m, cfg.p)
+    p = cfg.n + cfg.n_test + cfg.m + 2 if rep == "reduced" else cfg.p
+    dtype = cfg.dtype
+    if rep == "reduced" and dtype == "float32" and cfg.p > tunables.REDUCED_FLOAT32_MAX_P:
+        dtype = "float64"  # see tunables.REDUCED_FLOAT32_MAX_P
+    method = "gram" if cfg.population_test and cfg.method == "auto" else cfg.method
+    return plan_arrays(cfg.n, p, cfg.m, cfg.n_test, dtype, method, cfg.backend, cfg.steps,
+                       cfg.hist_steps, representation=rep)
+
+
+def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, hist_steps=None,
+                representation="full") -> Plan:
+    """The plan for training on arrays of these sizes (:func:`fastgrok.fit`)."""
+    from .devices import gpu_usable
+    from .driver import default_hist_steps
+    from .engines import get_engine
+
+    backend = resolve_backend(backend)
+    if backend == "cupy" and not gpu_usable():
+        raise RuntimeError("backend='cupy' needs CuPy (pip install fastgrok[gpu]) and a usable "
+                           "CUDA GPU; none was found. Use backend='numba' or 'auto'.")
+    warn_if_experimental(backend)
+    method = resolve_method(method, backend, n, p, m, n_test, steps)
+    engine = get_engine(method, backend)
+    check_fits(engine.estimate_bytes(n, p, m, n_test, dtype),
+               f"one {method}/{backend} run (n={n}, p={p}, m={m}, n_test={n_test}, {dtype})")
+    hist = tuple(hist_steps) if hist_steps is not None else default_hist_steps(steps)
+    return Plan(method, backend, representation, dtype, n, p, m, n_test, steps,
+                engine.max_batch(n, p, m, n_test, dtype), engine, hist)

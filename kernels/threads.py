@@ -1,0 +1,106 @@
+"""The CPU thread runtime of fastgrok: its own thread pool, single-threaded BLAS inside it, and
+fixed partitions of the work.
+
+Results never depend on the thread count: work is split into a partition that depends only on
+the problem (fixed chunks of column tiles, one task per run), each part is computed on one
+thread with single-threaded BLAS, and partial results are merged in a fixed order. The thread
+count only decides which thread computes a part.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+_lock = threading.Lock()
+_state = {"controller": None, "pool": None, "pool_size": 0}
+
+
+def default_threads() -> int:
+    """Threads fastgrok uses by default: the CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def pool(n_threads: int) -> ThreadPoolExecutor:
+    """A shared thread pool with ``n_threads`` workers (recreated when the size changes)."""
+    with _lock:
+        if _state["pool"] is None or _state["pool_size"] != n_threads:
+            if _state["pool"] is not None:
+                _state["pool"].shutdown(wait=True)
+            _state["pool"] = ThreadPoolExecutor(n_threads, thread_name_prefix="fastgrok")
+            _state["pool_size"] = n_threads
+        return _state["pool"]
+
+
+@contextmanager
+def threads(n_threads=None):
+    """Run the enclosed block with ``n_threads`` fastgrok threads and single-threaded BLAS.
+
+    The previous BLAS and Numba thread settings are restored on exit.
+    """
+    import numba
+
+    n = default_threads() if n_threads is None else int(n_threads)
+    if n < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads!r}")
+    if _state["controller"] is None:
+        from threadpoolctl import ThreadpoolController
+
+        _state["controller"] = ThreadpoolController()
+    old_numba = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with _state["controller"].limit(limits=1, user_api="blas"):
+            yield n
+    finally:
+        numba.set_num_threads(old_numba)
+
+
+def map_chunks(n_items, fn, n_threads, n_chunks):
+    """Run ``fn(items)`` on a fixed partition of range(n_items) into ``n_chunks`` contiguous
+    chunks, on the pool; return the results in chunk order.
+
+    The partition depends on ``n_chunks`` only, never on ``n_threads``, so any reduction of the
+    results in the returned order gives the same bits for every thread count.
+    """
+    n_chunks = max(1, min(n_chunks, n_items))
+    chunks = np.array_split(np.arange(n_items), n_chunks)
+    if n_threads in (None, 1) or n_chunks == 1:
+        return [fn(c) for c in chunks]
+    return list(pool(n_threads).map(fn, chunks))
+
+
+def ordered_sum(parts):
+    """Sum arrays in the given order, into the first (None stays None)."""
+    if parts[0] is None:
+        return None
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
+
+
+def map_runs(fn, items, n_threads):
+    """``[fn(i) for i in items]``, the items spread over the pool in contiguous chunks.
+
+    For independent runs: any split gives the same bits, so the split may follow n_threads.
+    """
+    if n_threads and n_threads > 1 and len(items) > 1:
+        chunks = np.array_split(np.asarray(items), min(len(items), 4 * n_threads))
+        parts = pool(n_threads).map(lambda c: [fn(int(i)) for i in c], chunks)
+        return [x for part in parts for x in part]
+    return [fn(i) for i in items]
+
+
+def map_ordered(fn, items, n_threads):
+    """``fn`` over ``items`` on the pool (or inline with one thread), results in item order,
+    as an iterator (results are consumed as they arrive, in order)."""
+    if not n_threads or n_threads == 1:
+        return map(fn, items)
+    return pool(n_threads).map(fn, items)
