@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 
 #: Prefix of the temporary files: a folder scan can recognise (and remove) leftovers of a kill.
@@ -44,3 +45,26 @@ def save_figure(fig, path, dpi=110):
     with atomic_path(path, suffix=os.path.splitext(os.fspath(path))[1]) as tmp:
         fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
+
+
+@contextlib.contextmanager
+def atomic_files(out):
+    """Write a set of files into the folder ``out`` all together or not at all.
+
+    Yields ``target(name) -> path`` that gives the path to write ``name`` to (a temporary
+    folder inside ``out``); when the block ends without an error every file is moved into
+    ``out`` (each move is atomic), else none is.
+    """
+    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=out)
+    names = []
+
+    def target(name):
+        names.append(name)
+        return os.path.join(tmp, name)
+
+    try:
+        yield target
+        for name in names:
+            os.replace(os.path.join(tmp, name), os.path.join(out, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -11,7 +11,6 @@ import math
 import numbers
 from dataclasses import dataclass, field, fields
 
-from .plan import representation_for
 
 METHODS = ("auto", "direct", "gram")
 BACKENDS = ("auto", "numpy", "numba", "cupy")
@@ -19,6 +18,18 @@ DTYPES = ("float32", "float64")
 SECOND_LAYER = ("random", "balanced")
 MEANS = ("axis", "random")
 REPRESENTATIONS = ("auto", "full", "reduced")
+
+
+def representation_for(representation: str, n, n_test, m, p) -> str:
+    """"full" or "reduced": what the field ``representation`` means for these sizes.
+
+    "auto" is reduced when it is valid and cheaper: valid when p - 2 >= n + n_test + m, cheaper
+    (build and memory) when p exceeds the reduced dimension d = n + n_test + m + 2. The planning
+    step (:mod:`fastgrok.plan`) resolves it; the Config checks that what it needs is possible.
+    """
+    if representation != "auto":
+        return representation
+    return "reduced" if p > n + n_test + m + 2 else "full"
 
 
 class _Field:

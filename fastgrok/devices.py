@@ -6,12 +6,9 @@ import time
 
 def gpu_usable() -> bool:
     """True when CuPy imports and sees a CUDA device (never raises)."""
-    try:
-        import cupy  # noqa: F401
+    from .kernels.cuda import gpu_usable as usable
 
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - any failure means "no usable GPU"
-        return False
+    return usable()
 
 
 def warmup(backends=("numba",)) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from . import tunables
 from ._memory import check_fits
+from .config import representation_for
 
 #: Whether the CuPy engines have passed ``bench/gpu_check.py`` on a real GPU. Until they have,
 #: backend="auto" never selects them (a user with a GPU gets the verified CPU engines) and an
@@ -37,9 +38,9 @@ def resolve_backend(backend: str) -> str:
     CuPy engines are verified (:data:`CUPY_VERIFIED`), else numba."""
     if backend != "auto":
         return backend
-    from .devices import gpu_usable
+    from . import devices
 
-    if CUPY_VERIFIED and gpu_usable():
+    if CUPY_VERIFIED and devices.gpu_usable():
         return "cupy"
     return "numba"
 
@@ -55,17 +56,6 @@ def resolve_method(method: str, backend: str, n, p, m, n_test, steps) -> str:
     direct = (steps + 1) * 4 * n * m * p
     gram = 2 * (n + n_test) * (n + m) * p + steps * 2 * n * m * (n + n_test)
     return "gram" if gram < direct else "direct"
-
-
-def representation_for(representation: str, n, n_test, m, p) -> str:
-    """"full" or "reduced": what ``representation`` means for these sizes.
-
-    "auto" is reduced when it is valid and cheaper: valid when p - 2 >= n + n_test + m, cheaper
-    (build and memory) when p exceeds the reduced dimension d = n + n_test + m + 2.
-    """
-    if representation != "auto":
-        return representation
-    return "reduced" if p > n + n_test + m + 2 else "full"
 
 
 @dataclass(frozen=True)
@@ -106,12 +96,12 @@ def plan_experiment(cfg) -> Plan:
 def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, hist_steps=None,
                 representation="full") -> Plan:
     """The plan for training on arrays of these sizes (:func:`fastgrok.fit`)."""
-    from .devices import gpu_usable
+    from . import devices
     from .driver import default_hist_steps
     from .engines import get_engine
 
     backend = resolve_backend(backend)
-    if backend == "cupy" and not gpu_usable():
+    if backend == "cupy" and not devices.gpu_usable():
         raise RuntimeError("backend='cupy' needs CuPy (pip install fastgrok[gpu]) and a usable "
                            "CUDA GPU; none was found. Use backend='numba' or 'auto'.")
     warn_if_experimental(backend)

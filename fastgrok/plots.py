@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._io import save_figure
+
 
 def _pyplot():
     import matplotlib
@@ -38,8 +40,7 @@ def accuracy_figure(summary, path, title=""):
     plot_accuracy(summary, ax)
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def histogram_figure(projections, path, title=""):
@@ -60,8 +61,7 @@ def histogram_figure(projections, path, title=""):
             ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
     fig.suptitle(f"positive neurons; {title}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def sweep_figures(points, names, out_dir, steps=None, runs=None, threshold=0.9) -> list:
@@ -75,8 +75,6 @@ def sweep_figures(points, names, out_dir, steps=None, runs=None, threshold=0.9) 
     import os
 
     from matplotlib.colors import LogNorm
-
-    from ._io import save_figure
 
     plt = _pyplot()
     if len(names) not in (1, 2):

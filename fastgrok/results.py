@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import pandas as pd
@@ -57,41 +55,37 @@ class Result:
     def save(self, out, figures=True) -> dict:
         """Write config.json, history.csv, summary.csv, projections.npz and the figures to ``out``.
 
-        Every file is first written to a temporary folder inside ``out`` and then moved into
-        place, so an interrupted save never leaves a half-written file.
+        The files are written into a temporary folder inside ``out`` and moved into place
+        together at the end, so a failed or interrupted save leaves none of them half-written.
 
         Returns
         -------
         dict
             File name -> path of everything written.
         """
+        from ._io import atomic_files
+
         out = _writable_dir(out)
-        tmp = tempfile.mkdtemp(prefix=".fastgrok-tmp-", dir=out)
-        try:
-            files = {}
-
-            def target(name):
-                files[name] = os.path.join(out, name)
-                return os.path.join(tmp, name)
-
+        with atomic_files(out) as target:
             with open(target("config.json"), "w") as fh:
                 json.dump({"config": self.config, "info": self.info}, fh, indent=2, default=_jsonable)
             self.history.to_csv(target("history.csv"), index=False)
             self.summary().to_csv(target("summary.csv"), index=False)
+            names = ["config.json", "history.csv", "summary.csv"]
             if self.projections:
                 np.savez_compressed(target("projections.npz"), **self.projections)
+                names.append("projections.npz")
             if figures:
                 from . import plots
 
-                plots.accuracy_figure(self.summary(), target("fig_accuracy.png"), title=_title(self.config))
+                plots.accuracy_figure(self.summary(), target("fig_accuracy.png"),
+                                      title=_title(self.config))
+                names.append("fig_accuracy.png")
                 if self.projections:
                     plots.histogram_figure(self.projections, target("fig_projections.png"),
                                            title=_title(self.config))
-            for name, final in files.items():
-                os.replace(os.path.join(tmp, name), final)
-            return files
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+                    names.append("fig_projections.png")
+        return {name: os.path.join(out, name) for name in names}
 
 
 def summarize(history: pd.DataFrame, by=()) -> pd.DataFrame:

@@ -55,15 +55,16 @@ def _sig(x: float) -> float:
 
 def _per_run(table: pd.DataFrame, names, threshold: float) -> pd.DataFrame:
     """One row per (point, run): final train/test accuracy, test accuracy at step 1, grok step."""
+    from .sweeps import grok_steps
+
+    grok = grok_steps(table, names, threshold)
     rows = []
     last = table.step.max()
     for key, g in table.groupby([*names, "run"], sort=True):
         g = g.set_index("step")
-        hit = g.index[g.test_acc.to_numpy() >= threshold]
         rows.append({**dict(zip([*names, "run"], key)), "final_train": g.train_acc.get(last, np.nan),
                      "final_test": g.test_acc.get(last, np.nan),
-                     "test_at_1": g.test_acc.get(1, np.nan),
-                     "grok": float(hit.min()) if len(hit) else np.inf})
+                     "test_at_1": g.test_acc.get(1, np.nan), "grok": float(grok.loc[key])})
     return pd.DataFrame(rows)
 
 

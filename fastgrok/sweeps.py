@@ -30,8 +30,14 @@ from .config import FIELDS, Config
 _NUMERIC = {name for name, spec in FIELDS.items() if spec.numeric}
 
 
+def point_key(values: dict) -> str:
+    """The canonical text of a grid point's values: the point's identity for its seed, its file
+    name and the check for repeated points."""
+    return json.dumps(values, sort_keys=True, default=str)
+
+
 def _point_seed(base_seed: int, values: dict) -> int:
-    key = zlib.crc32(json.dumps(values, sort_keys=True, default=str).encode())
+    key = zlib.crc32(point_key(values).encode())
     return int(np.random.SeedSequence(base_seed, spawn_key=(key,)).generate_state(1)[0] % 2**31)
 
 
@@ -87,7 +93,7 @@ def grid_points(base: Config, grid) -> list:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"grid point {values} is not a valid Config: {exc}") from None
         points.append((values, cfg))
-    if len({json.dumps(v, sort_keys=True, default=str) for v, _ in points}) < len(points):
+    if len({point_key(v) for v, _ in points}) < len(points):
         raise ValueError("grid has repeated points")
     return points
 
@@ -199,6 +205,15 @@ class SweepResult:
         self.threshold, self.figure = threshold, None
 
 
+def grok_steps(table: pd.DataFrame, by, threshold=0.9) -> pd.Series:
+    """Per run: the first evaluated step with test_acc >= ``threshold`` (inf if none).
+
+    Indexed by (*by, run); ``table`` has one row per (by..., run, step).
+    """
+    hit = table.step.where(table.test_acc >= threshold)
+    return hit.groupby([table[k] for k in [*by, "run"]], sort=True).min().fillna(np.inf)
+
+
 def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
     """Final medians and grokking times per grid point.
 
@@ -206,20 +221,17 @@ def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
     get there count in ``runs_never``. ``grok_step_median`` is <NA> when at least half the runs
     never grok (the median run never does).
     """
+    names = list(names)
+    grok = grok_steps(table, names, threshold)
     rows = []
-    for values, g in table.groupby(list(names), sort=False):
+    for values, g in table.groupby(names, sort=False):
         values = values if isinstance(values, tuple) else (values,)
         last = g[g.step == g.step.max()]
-        grok = []
-        for _, run in g.groupby("run"):
-            hit = run.loc[run.test_acc >= threshold, "step"]
-            grok.append(int(hit.min()) if len(hit) else None)
-        reached = sorted(s for s in grok if s is not None)
-        never = len(grok) - len(reached)
-        med = pd.NA
-        if never < len(grok) / 2:  # the median run groks: median with "never" as +infinity
-            med = int(np.median(reached + [np.iinfo(np.int64).max] * never)) if never else int(np.median(reached))
-        rows.append({**dict(zip(names, values)), "runs": len(grok),
+        steps = grok.loc[values].to_numpy() if len(names) > 1 else grok.loc[values[0]].to_numpy()
+        never = int(np.isinf(steps).sum())
+        # The median run groks unless at least half never do ("never" sorts as +infinity).
+        med = int(np.median(steps)) if never < len(steps) / 2 else pd.NA
+        rows.append({**dict(zip(names, values)), "runs": len(steps),
                      "final_train_acc_median": last.train_acc.median(),
                      "final_test_acc_median": last.test_acc.median(),
                      "grok_step_median": med, "runs_never": never})
@@ -349,7 +361,7 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
 
 def _point_path(pdir, values: dict) -> str:
     """The file of the point with these grid values (a hash of them: any order, any grid)."""
-    key = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = hashlib.sha1(point_key(values).encode()).hexdigest()[:16]
     return os.path.join(pdir, f"point-{key}.parquet")
 
 

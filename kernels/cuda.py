@@ -16,6 +16,16 @@ _NAMES = ("coefficients", "outputs")
 _cache = {}
 
 
+def gpu_usable() -> bool:
+    """True when CuPy imports and sees a CUDA device (never raises)."""
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - any failure means "no usable GPU"
+        return False
+
+
 class CudaKernels:
     """The compiled module and its kernels, fetched once: ``fn[(name, dtype)]``."""
 

@@ -201,3 +201,27 @@ def test_replace_with_fewer_steps_keeps_the_histogram_steps_that_exist():
     assert cfg.hist_steps == (0, 25, 100)
     with pytest.raises(ValueError, match="hist_steps"):
         fg.preset("paper-fig1-right").replace(steps=500, hist_steps=(1000,))
+
+
+@pytest.mark.parametrize("field,value,exc,match", [
+    ("m", 2.5, TypeError, "m must be an integer"), ("steps", 0, ValueError, "steps must be >= 1"),
+    ("lr", -1.0, ValueError, "lr must be > 0"), ("init_scale", -1.0, ValueError, "init_scale must be >= 0"),
+    ("method", "sgd", ValueError, "unknown method 'sgd'"), ("dtype", "float16", ValueError, "unknown dtype"),
+    ("runs", True, TypeError, "runs must be an integer"),
+])
+def test_the_same_mistake_gives_the_same_error_in_config_and_fit(field, value, exc, match):
+    with pytest.raises(exc, match=match):
+        fg.Config(**{field: value})
+    X, y, _, _ = random_problem(0, 6, 10, 1)
+    kw = dict(m=3, lr=0.1, steps=2)
+    kw[field] = value
+    with pytest.raises(exc, match=match):
+        fg.fit(X, y, **kw)
+
+
+def test_every_config_field_is_declared_once():
+    import dataclasses
+
+    from fastgrok.config import FIELDS
+
+    assert list(FIELDS) == [f.name for f in dataclasses.fields(fg.Config)]

@@ -84,7 +84,7 @@ class CupyOps(NumpyOps):
 
 def cupy_ops() -> CupyOps:
     """The (cached) GPU operations; compiles the CUDA kernels on the first call."""
-    from ..devices import gpu_usable
+    from ..kernels.cuda import gpu_usable
 
     if "ops" not in _cache:
         if not gpu_usable():
