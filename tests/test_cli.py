@@ -52,6 +52,7 @@ def test_cli_sweep_writes_table_points_and_figure(tmp_path, capsys):
     assert "grok_step_median" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_sweep_rejects_bad_grids_and_unreachable_schedulers(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["sweep", *TINY, "--grid", "bogus=1,2", "--out", str(tmp_path / "a")])

@@ -1,7 +1,7 @@
 """The gram method (docs/design.md 2.2) against the direct reference: the same trajectory to rounding."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
 import fastgrok as fg
 from conftest import random_problem
@@ -39,9 +39,12 @@ def test_trajectory_matches_direct_reference(small_blocks, n, p, m, seed, dtype,
     X64, Xt64, W64 = (v.astype(dtype).astype(np.float64) for v in (X, Xt, W))
     rel = 1e-9 if dtype == np.float64 else 2e-4
     margin = 1e3 * EPS[dtype] * (1 if dtype == np.float64 else 10)
+    assume(_kink_free(X64, W64, margin) and _kink_free(Xt64, W64, margin))
+    compared = 0
     for t in range(30):
         if not (_kink_free(X64, W64, margin) and _kink_free(Xt64, W64, margin)):
             break  # near a ReLU kink: the two exact methods may round to different masks
+        compared += 1
         want = ref.evaluate(X64, y, W64, a, Xt64, yt, mu1, mu2)
         (got,) = eng.evaluate()
         assert got["train_acc"] == want["train_acc"] and got["test_acc"] == want["test_acc"]
@@ -53,6 +56,7 @@ def test_trajectory_matches_direct_reference(small_blocks, n, p, m, seed, dtype,
             np.testing.assert_allclose(got[k], want[k], rtol=0, atol=rel * zscale)
         ref.step(X64, y, W64, a, lr)
         eng.step()
+    assume(compared >= 5)  # the problem itself reached a kink early: discard, not pass
     np.testing.assert_allclose(eng.weights(0), W64, rtol=0, atol=rel * np.abs(W64).max())
 
 

@@ -2,7 +2,7 @@
 import numba
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 from threadpoolctl import threadpool_info
 
 import fastgrok as fg
@@ -50,8 +50,8 @@ def test_step_matches_reference(tile, shape, seed, dtype):
     n, p, m = shape
     X, y, W, a = random_problem(seed, n, p, m, dtype=dtype)
     X64, W64 = X.astype(np.float64), W.astype(np.float64)  # the same (rounded) numbers
-    if not _kink_free(X64, W64, 1e3 * EPS[dtype]):
-        return  # a mask bit within rounding of its kink: no exact comparison is meaningful
+    # A mask bit within rounding of its kink: no exact comparison is meaningful; discard.
+    assume(_kink_free(X64, W64, 1e3 * EPS[dtype]))
     expected = ref.step(X64, y, W64.copy(), a, 0.05)
     got = fg.step(X, y, W.copy(), a, 0.05, backend="numba")
     assert got.dtype == dtype
@@ -74,6 +74,8 @@ def test_twenty_step_trajectory_matches_reference(tile, n, p, m, seed, dtype):
     X64, W64, Xt64 = X.astype(np.float64), W.astype(np.float64), Xt.astype(np.float64)
     rel = 1e-10 if dtype == np.float64 else 1e-4
     margin = 1e3 * EPS[dtype]
+    assume(_kink_free(X64, W64, margin) and _kink_free(Xt64, W64, margin))
+    compared = 0
     for t in range(21):
         if not _kink_free(X64, W64, margin) or not _kink_free(Xt64, W64, margin):
             break  # see _kink_free: beyond a near-kink step the trajectories may part
@@ -88,8 +90,10 @@ def test_twenty_step_trajectory_matches_reference(tile, n, p, m, seed, dtype):
         np.testing.assert_allclose(eng.Z, X64 @ W64.T, rtol=0,
                                    atol=rel * np.abs(X64).sum(1).max() * np.abs(W64).max())
         np.testing.assert_allclose(eng.W, W64, rtol=0, atol=rel * np.abs(W64).max())
+        compared += 1
         ref.step(X64, y, W64, a, lr)
         eng.step(prepare_eval=bool(t % 2))  # odd steps: evaluate() does its own pass
+    assume(compared >= 5)  # the problem itself reached a kink early: discard, not pass
 
 
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):

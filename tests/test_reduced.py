@@ -106,6 +106,7 @@ def test_paper_preset_at_p_1e12_trains(monkeypatch):
     assert res.history.loc[res.history.step == 1, "train_acc"].min() == 1.0
 
 
+@pytest.mark.slow
 def test_population_accuracy_agrees_with_a_large_finite_test_set():
     cfg = fg.Config(n=20, p=5000, m=20, n_test=3000, runs=3, steps=8, lr=1e-12,
                     init_scale=1e-15, dtype="float64", seed=3, hist_steps=(0,))

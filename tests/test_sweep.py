@@ -78,6 +78,7 @@ def test_a_grown_grid_reuses_the_finished_points(tmp_path, monkeypatch):
                                   small.table)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
     grid = {"mu_norm": [5.0, 10.0, 20.0, 40.0]}
     code = ("import fastgrok as fg, sys\n"
@@ -112,6 +113,7 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
     assert not [f for f in os.listdir(out / "points") if f.startswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_dask_local_cluster(tmp_path):
     distributed = pytest.importorskip("distributed", reason="dask[distributed] not installed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -131,6 +133,7 @@ def test_grokking_time_and_never():
     assert pd.isna(sw.point_summaries(t2, ["g"]).loc[0, "grok_step_median"])
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_can_sweep(tmp_path):
     """multiprocessing's spawn re-imports the main script in every worker: without an
     ``if __name__ == "__main__":`` guard, that used to start the sweep again in each worker."""
@@ -170,6 +173,7 @@ def _interrupt_cli_sweep(tmp_path, whole_group):
 
 
 @pytest.mark.parametrize("whole_group", [True, False], ids=["process-group", "main-only"])
+@pytest.mark.slow
 def test_ctrl_c_saves_finished_points_stops_workers_and_exits_130(tmp_path, whole_group):
     rc, stderr, workers, out, cmd = _interrupt_cli_sweep(tmp_path, whole_group)
     assert rc == 130, stderr

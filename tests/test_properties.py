@@ -1,0 +1,228 @@
+"""Hypothesis: every fast path against the float64 reference, on drawn arrays.
+
+Each test draws the problem itself (shapes and the arrays X, W, y, a, a test set), runs a fast
+path and the reference side by side, and compares at every step. A ReLU mask bit may
+legitimately differ between two correct computations where a pre-activation is within rounding
+of 0; beyond such a step the trajectories may part, so comparisons stop there. Kinks are
+judged on the reference alone (an engine's bug can never stop a comparison), a problem that
+starts on a kink is discarded with ``assume``, and so is one that reaches a kink before
+``MIN_STEPS`` steps: every passing example compared at least that many steps.
+
+Coverage (fast path x what is drawn):
+
+================================  ==========================================================
+fg.step, numba (3 tile widths)    shapes, X, W, y, a; float32/float64
+direct engine, numba ops          shapes, X, W, y, a, test set, means; 20 steps; dtypes
+direct engine, numpy ops          the same
+direct engine, GPU ops (emulated) the same
+gram engine, numba ops            1-3 runs stacked, each its own X, W, y, a, test set; dtypes
+gram engine, numpy ops            the same
+gram engine, GPU ops (emulated)   the same
+gram build, streamed              block width; against products of the whole arrays
+reduced representation            block width and the order the blocks are drawn in
+================================  ==========================================================
+"""
+import numpy as np
+import pytest
+from hypothesis import assume, given, note, strategies as st
+from hypothesis.extra.numpy import arrays
+
+import fastgrok as fg
+from fastgrok import reference as ref, tunables
+from fastgrok.engines import DirectEngine, GramEngine
+from fastgrok.engines.ops import NumbaOps, NumpyOps
+from fastgrok.engines.ops_cupy import CupyOps
+from fastgrok.kernels.cuda import EmulatedKernels
+from fastgrok.sources import ArraySource, ReducedSource
+
+EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
+MIN_STEPS = 5
+OPS = {"numba": NumbaOps, "numpy": NumpyOps, "gpu-emulated": lambda: CupyOps(EmulatedKernels(), np)}
+
+# Entries bounded away from 0 (a problem of zeros sits on every kink), either sign.
+_entries = st.one_of(st.floats(0.05, 1.0), st.floats(-1.0, -0.05))
+_signs = st.sampled_from([-1.0, 1.0])
+
+
+@st.composite
+def problems(draw, max_n=8, max_p=40, max_m=8, n=None, p=None, m=None, nt=None):
+    """(X, y, W, a, Xt, yt) in float64, every array drawn."""
+    n = n or draw(st.integers(1, max_n))
+    p = p or draw(st.integers(2, max_p))
+    m = m or draw(st.integers(1, max_m))
+    nt = nt or draw(st.integers(1, 6))
+    # Distinct entries: structured draws (equal rows, equal entries) put outputs exactly on a
+    # tie, which is legitimate but leaves nothing to compare.
+    X = draw(arrays(np.float64, (n, p), elements=_entries, unique=True))
+    W = 0.1 * draw(arrays(np.float64, (m, p), elements=_entries, unique=True))
+    y = draw(arrays(np.float64, n, elements=_signs))
+    a = draw(arrays(np.float64, m, elements=_signs)) / np.sqrt(m)
+    Xt = draw(arrays(np.float64, (nt, p), elements=_entries, unique=True))
+    yt = draw(arrays(np.float64, nt, elements=_signs))
+    return X, y, W, a, Xt, yt
+
+
+def _kink_free(X, W, rel):
+    """No pre-activation within ``rel`` (relative to its scale) of the ReLU kink."""
+    Z = X @ W.T
+    scale = np.abs(X).sum(1)[:, None] * np.abs(W).max(1)[None, :] + 1e-300
+    return bool((np.abs(Z) > rel * scale).all())
+
+
+def _decisive(X, W, a, rel):
+    """No output within ``rel`` of 0 relative to its terms' sizes: the sign of f, and so the
+    accuracy, is then the same in any correct rounding (neurons with equal rows and opposite a
+    cancel exactly, and their rounded outputs may take either sign)."""
+    H = np.maximum(X @ W.T, 0) * a
+    size = np.abs(H).sum(1)
+    # All-zero rows give f = 0 in every rounding (the masks agree away from kinks).
+    return bool(((np.abs(H.sum(1)) > rel * size) | (size == 0)).all())
+
+
+def _means(p, dtype):
+    return 3 * np.eye(p, dtype=dtype)[0], 3 * np.eye(p, dtype=dtype)[1]
+
+
+def _trajectories(engine, runs, dtype, lr, steps=20):
+    """Step ``engine`` and the reference for every run; compare; return the steps compared."""
+    rel = 1e-10 if dtype == np.float64 else 2e-4
+    margin = 1e3 * EPS[dtype] * (1 if dtype == np.float64 else 10)
+    # The reference runs on the numbers the engine saw (rounded to dtype), in float64.
+    state = [[v.astype(dtype).astype(np.float64) for v in (X, W, Xt)] + [y, a, yt]
+             for X, y, W, a, Xt, yt in runs]
+    p = runs[0][0].shape[1]
+    mu1, mu2 = (mu.astype(np.float64) for mu in _means(p, dtype))
+    # Rounding errors scale with the largest weights seen so far (a weight that an update has
+    # brought near 0 carries the rounding of its earlier size).
+    wmax = [np.abs(W).max() for _, W, *_ in state]
+    compared = 0
+    for t in range(steps + 1):
+        if not all(_kink_free(X, W, margin) and _kink_free(Xt, W, margin)
+                   and _decisive(X, W, a, margin) and _decisive(Xt, W, a, margin)
+                   for X, W, Xt, y, a, yt in state):
+            break
+        wmax = [max(w, np.abs(s[1]).max()) for w, s in zip(wmax, state)]
+        for got, (X, W, Xt, y, a, yt), wm in zip(engine.evaluate(), state, wmax):
+            want = ref.evaluate(X, y, W, a, Xt, yt, mu1, mu2)
+            assert got["train_acc"] == want["train_acc"] and got["test_acc"] == want["test_acc"]
+            for k in ("train_loss", "test_loss"):
+                assert got[k] == pytest.approx(want[k], rel=rel, abs=1e-300)
+            for k in ("P1", "P2"):
+                np.testing.assert_allclose(got[k], want[k], rtol=0, atol=rel * wm * 3 + 1e-300)
+        compared += 1
+        if t < steps:
+            for X, W, Xt, y, a, yt in state:
+                ref.step(X, y, W, a, lr)
+            engine.step(prepare_eval=bool(t % 2))
+    note(f"compared {compared} steps")
+    return compared, state, wmax
+
+
+def _sources(runs, dtype):
+    p = runs[0][0].shape[1]
+    mu1, mu2 = _means(p, dtype)
+    return [ArraySource(X, y, W.shape[0], X_test=Xt, y_test=yt, mu1=mu1, mu2=mu2, W0=W.copy(), a=a)
+            for X, y, W, a, Xt, yt in runs]
+
+
+@pytest.fixture(params=[7, 0], ids=["tile7", "tile-default"])
+def tile(request, monkeypatch):
+    monkeypatch.setattr(tunables, "DIRECT_TILE_COLS", request.param)
+
+
+@given(problems(max_p=40), st.sampled_from([np.float32, np.float64]))
+def test_fg_step_numba_matches_the_reference(tile, prob, dtype):
+    X, y, W, a, _, _ = prob
+    X, W = X.astype(dtype), W.astype(dtype)
+    X64, W64 = X.astype(np.float64), W.astype(np.float64)
+    assume(_kink_free(X64, W64, 1e3 * EPS[dtype]))
+    n, p = X.shape
+    expected = ref.step(X64, y, W64.copy(), a, 0.05)
+    got = fg.step(X, y, W.copy(), a, 0.05, backend="numba")
+    assert got.dtype == dtype
+    # float64: rounding only. float32: each product sums at most p + n float32 terms.
+    tol = 1e-10 if dtype == np.float64 else 4 * (p + n) * EPS[np.float32]
+    scale = np.abs(expected - W64).max() + np.abs(W64).max() * (dtype == np.float32)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tol * scale + 1e-300)
+
+
+@pytest.mark.parametrize("ops", list(OPS))
+@given(prob=problems(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_engine_trajectory_matches_the_reference(tile, ops, prob, dtype):
+    X, y, W, a, Xt, yt = prob
+    assume(_kink_free(X, W, 1e4 * EPS[dtype]) and _kink_free(Xt, W, 1e4 * EPS[dtype]))
+    engine = DirectEngine(_sources([prob], dtype), 0.2, dtype, ops=OPS[ops]())
+    compared, state, wmax = _trajectories(engine, [prob], dtype, 0.2)
+    assume(compared >= MIN_STEPS)
+    rel = 1e-10 if dtype == np.float64 else 2e-4
+    np.testing.assert_allclose(engine.ops.to_host(engine.W), state[0][1], rtol=0, atol=rel * wmax[0])
+
+
+@pytest.mark.parametrize("ops", list(OPS))
+@given(data=st.data(), runs=st.integers(1, 3), dtype=st.sampled_from([np.float32, np.float64]))
+def test_gram_engine_stacked_runs_match_the_reference(ops, data, runs, dtype):
+    n, p, m, nt = (data.draw(st.integers(1, 6)), data.draw(st.integers(2, 30)),
+                   data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4)))
+    probs = [data.draw(problems(n=n, p=p, m=m, nt=nt)) for _ in range(runs)]
+    margin = 1e4 * EPS[dtype]
+    assume(all(_kink_free(X, W, margin) and _kink_free(Xt, W, margin) for X, _, W, _, Xt, _ in probs))
+    engine = GramEngine(_sources(probs, dtype), 0.2, dtype, ops=OPS[ops]())
+    compared, state, wmax = _trajectories(engine, probs, dtype, 0.2)
+    assume(compared >= MIN_STEPS)
+    rel = 1e-9 if dtype == np.float64 else 2e-4
+    for r, (_, W64, *_) in enumerate(state):
+        np.testing.assert_allclose(engine.weights(r), W64, rtol=0, atol=rel * wmax[r])
+
+
+@given(prob=problems(), width=st.integers(1, 40), dtype=st.sampled_from(["float32", "float64"]))
+def test_gram_build_streamed_in_any_block_width_equals_whole_products(prob, width, dtype):
+    from fastgrok.engines.gram import build
+
+    X, y, W, a, Xt, yt = prob
+    mu1, mu2 = _means(X.shape[1], np.float64)
+    src = ArraySource(X, y, W.shape[0], X_test=Xt, y_test=yt, mu1=mu1, mu2=mu2, W0=W, a=a)
+    old = tunables.DATA_BLOCK
+    tunables.DATA_BLOCK = width
+    try:
+        st_ = build([src], dtype, NumbaOps())
+    finally:
+        tunables.DATA_BLOCK = old
+    dt = np.dtype(dtype)
+    X, Xt, W = (v.astype(dt).astype(np.float64) for v in (X, Xt, W))
+    M = np.stack([mu1, mu2])
+    want = {"K": X @ X.T, "Kt": Xt @ X.T, "Z0": X @ W.T, "Zt0": Xt @ W.T, "XM": X @ M.T,
+            "W0M": W @ M.T}
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for k, v in want.items():
+        scale = np.abs(v).max() + 1e-300
+        np.testing.assert_allclose(st_[k][0], v, rtol=0, atol=tol * scale * X.shape[1], err_msg=k)
+
+
+@given(width=st.integers(1, 40), order=st.randoms(use_true_random=False),
+       sizes=st.tuples(st.integers(1, 6), st.integers(1, 4), st.integers(1, 6)))
+def test_reduced_blocks_in_any_order_give_the_same_numbers_and_structure(width, order, sizes):
+    n, nt, m = sizes
+    cfg = fg.Config(n=n, n_test=nt, m=m, p=10**6, runs=1, init_scale=1.0, representation="reduced")
+    src = ReducedSource(cfg, 0)
+    old = tunables.DATA_BLOCK
+    try:
+        tunables.DATA_BLOCK = width
+        blocks = src.block_list()
+        shuffled = list(blocks)
+        order.shuffle(shuffled)
+        parts = {k: src.block(k, j0, j1) for k, j0, j1 in shuffled}  # drawn in a random order
+        again = {k: src.block(k, j0, j1) for k, j0, j1 in blocks}     # and in order
+    finally:
+        tunables.DATA_BLOCK = old
+    for k in again:
+        for i in range(3):
+            assert np.array_equal(again[k][i], parts[k][i])
+    # Assembled, the vectors (X, X_test, W0 rows) have the Bartlett structure: beyond the two
+    # mean coordinates, row k has entries only up to column k (lower triangular, positive
+    # diagonal ~ sqrt(p)).
+    rows = np.concatenate([np.concatenate([parts[k][i] for k, _, _ in blocks], axis=1)
+                           for i in range(3)])
+    L = rows[:, 2:]
+    assert L.shape == (n + nt + m, n + nt + m)
+    assert not np.triu(L, 1).any()
+    assert (np.diag(L) > 0.5 * np.sqrt(10**6)).all()
