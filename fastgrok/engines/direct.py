@@ -55,8 +55,8 @@ class DirectEngine(Engine):
             _, self.Zt, self.P = o.direct_pass(self.X, self.W, Xt=self.Xt, mus=self.mus,
                                                forward=False, n_threads=self.n_threads)
             self._eval_ready = True
-        f = o.direct_outputs(self.Z, self.a_dev)
-        ft = None if self.Zt is None else o.direct_outputs(self.Zt, self.a_dev)
+        f = o.outputs(self.Z, self.a_dev)
+        ft = None if self.Zt is None else o.outputs(self.Zt, self.a_dev)
         P = o.to_host(self.P) if projections and self.P is not None else None
         return [run_metrics(f, self.y, ft, self.yt, P)]
 

@@ -116,11 +116,9 @@ class GramEngine(Engine):
 
     def evaluate(self, projections=True):
         ops, nt = self.ops, self.n_threads
-        f = ops.outputs(self.Z, self.a_dev, nt)
-        ft = None
-        if self.yt is not None and not self.population:
-            ft = ops.outputs(ops.test_preactivations(self.Kt, self.Ct, self.Zt0, nt), self.a_dev, nt)
-        P = ops.projections(self.Ct, self.XM, self.W0M, nt) if projections and self.has_means else None
+        f, ft, P = ops.gram_evaluate(self.Z, self.Kt, self.Ct, self.Zt0, self.XM, self.W0M,
+                                     self.a_dev, test=self.yt is not None and not self.population,
+                                     means=projections and self.has_means, n_threads=nt)
         outs = [run_metrics(f[r], self.y[r], None if ft is None else ft[r],
                             None if ft is None else self.yt[r], None if P is None else P[r])
                 for r in range(len(self.sources))]

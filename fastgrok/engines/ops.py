@@ -75,17 +75,20 @@ class NumpyOps:
             Ct[r] += reference.update_coefficients(Z[r], y[r], f, a[r], lr)
             Z[r] = Z0[r] + K[r] @ Ct[r]
 
-    def outputs(self, Z, a, n_threads=None):
-        """f = relu(Z) a for every run: (R, n) float64 on the host."""
-        return np.stack([reference.forward_from_preactivations(Z[r], a[r]) for r in range(len(Z))])
+    def _evaluate_run(self, r, Z, Kt, Ct, Zt0, XM, W0M, a, test, means):
+        f = self.outputs(Z[r], a[r])
+        ft = self.outputs(Zt0[r] + Kt[r] @ Ct[r], a[r]) if test else None
+        P = (W0M[r] + Ct[r].T @ XM[r]).astype(np.float64) if means else None
+        return f, ft, P
 
-    def test_preactivations(self, Kt, Ct, Zt0, n_threads=None):
-        """Zt = Zt0 + Kt C^T for every run (R, nt, m), in the working dtype."""
-        return np.stack([Zt0[r] + Kt[r] @ Ct[r] for r in range(len(Ct))])
-
-    def projections(self, Ct, XM, W0M, n_threads=None):
-        """W mu_k = W0 mu_k + C (X mu_k) for every run: (R, m, 2) float64 on the host."""
-        return np.stack([(W0M[r] + Ct[r].T @ XM[r]).astype(np.float64) for r in range(len(Ct))])
+    def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, test=True, means=True, n_threads=None):
+        """Every run's evaluation quantities, on the host in float64: the outputs f (R, n); the
+        test outputs relu(Zt0 + Kt C^T) a (R, nt) if ``test``; the projections
+        W0 mu + C (X mu) (R, m, 2) if ``means`` (None where not asked). Each run's test
+        pre-activations are formed and reduced at once, never stacked."""
+        parts = [self._evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, test, means)
+                 for r in range(len(Z))]
+        return _stack_parts(parts)
 
     # ------------------------------------------------------------------ direct (one run)
     @staticmethod
@@ -96,7 +99,7 @@ class NumpyOps:
         return f
 
     @staticmethod
-    def direct_outputs(Z, a):
+    def outputs(Z, a):
         """f = relu(Z) a of one run, float64 on the host."""
         return reference.forward_from_preactivations(Z, a)
 
@@ -135,22 +138,13 @@ class NumbaOps(NumpyOps):
         map_runs(lambda r: step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr),
                  list(range(Z.shape[0])), n_threads)
 
-    def outputs(self, Z, a, n_threads=None):
-        from ..kernels.numba_fused import relu_outputs
+    def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, test=True, means=True, n_threads=None):
         from ..kernels.threads import map_runs
 
-        return np.stack(map_runs(lambda r: relu_outputs(Z[r], a[r]), list(range(len(Z))), n_threads))
-
-    def test_preactivations(self, Kt, Ct, Zt0, n_threads=None):
-        from ..kernels.threads import map_runs
-
-        return np.stack(map_runs(lambda r: Zt0[r] + Kt[r] @ Ct[r], list(range(len(Ct))), n_threads))
-
-    def projections(self, Ct, XM, W0M, n_threads=None):
-        from ..kernels.threads import map_runs
-
-        return np.stack(map_runs(lambda r: (W0M[r] + Ct[r].T @ XM[r]).astype(np.float64),
-                                 list(range(len(Ct))), n_threads))
+        # One task per run: outputs, test outputs and projections together.
+        return _stack_parts(map_runs(
+            lambda r: self._evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, test, means),
+            list(range(len(Z))), n_threads))
 
     @staticmethod
     def coefficients(Z, y, a, lr, V):
@@ -159,7 +153,7 @@ class NumbaOps(NumpyOps):
         return outputs_and_coefficients(Z, y, a, float(lr), V, False)
 
     @staticmethod
-    def direct_outputs(Z, a):
+    def outputs(Z, a):
         from ..kernels.numba_fused import relu_outputs
 
         return relu_outputs(Z, a)
@@ -171,6 +165,11 @@ class NumbaOps(NumpyOps):
             # BLAS takes column tiles of X with one unit stride; a view like X[:, ::2] has none.
             X = np.ascontiguousarray(X)
         return tile_pass(X, W, V=V, Xt=Xt, mus=mus, forward=forward, n_threads=n_threads)
+
+
+def _stack_parts(parts):
+    """[(f, ft, P), ...] per run -> (f, ft, P) stacked over runs (None stays None)."""
+    return tuple(None if parts[0][i] is None else np.stack([p[i] for p in parts]) for i in range(3))
 
 
 _OPS = {"numpy": NumpyOps, "numba": NumbaOps}

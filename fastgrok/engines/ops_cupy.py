@@ -56,21 +56,21 @@ class CupyOps(NumpyOps):
         self.xp.matmul(K, Ct, out=Z)
         Z += Z0
 
-    def outputs(self, Z, a, n_threads=None):
+    def _outputs(self, Z, a):
         R, n, m = Z.shape
         return self.to_host(self.k.outputs(Z.reshape(R * n, m), a, n)).reshape(R, n)
 
-    def test_preactivations(self, Kt, Ct, Zt0, n_threads=None):
-        return self.xp.matmul(Kt, Ct) + Zt0
-
-    def projections(self, Ct, XM, W0M, n_threads=None):
-        P = self.xp.matmul(Ct.transpose(0, 2, 1), XM) + W0M
-        return self.to_host(P).astype(np.float64)
+    def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, test=True, means=True, n_threads=None):
+        xp = self.xp
+        f = self._outputs(Z, a)
+        ft = self._outputs(xp.matmul(Kt, Ct) + Zt0, a) if test else None
+        P = self.to_host(xp.matmul(Ct.transpose(0, 2, 1), XM) + W0M).astype(np.float64) if means else None
+        return f, ft, P
 
     def coefficients(self, Z, y, a, lr, V):
         return self.k.coefficients(Z, y, a, lr, Z.shape[0], V, False)
 
-    def direct_outputs(self, Z, a):
+    def outputs(self, Z, a):
         return self.to_host(self.k.outputs(Z, a, Z.shape[0]))
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):

@@ -1,0 +1,61 @@
+"""The default paths of two fastgrok installs, timed side by side (before/after a change).
+
+    pip install --no-deps --target /tmp/old-fastgrok <old checkout>
+    python bench/bench_versions.py --other /tmp/old-fastgrok [--rounds 3]
+
+Each case runs in a fresh process per round, the two installs alternating, so a noisy spell on
+the shared machine hits both alike; the table gives the best wall time of each and the ratio.
+The kernels are compiled (or loaded) before timing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+CASES = {
+    "left panel (gram, 100 runs x 50 steps)": "fg.preset('paper-fig1-left')",
+    "right panel, 20 runs x 1000 steps": "fg.preset('paper-fig1-right', runs=20, steps=1000)",
+    "direct/numba, 200x1000x40k, 20 runs x 5 steps":
+        "fg.preset('paper-fig1-left', runs=20, steps=5, method='direct', representation='full')",
+}
+
+_CHILD = """
+import time, fastgrok as fg
+cfg = {cfg}
+fg.run(cfg.replace(runs=1, steps=2, hist_steps=(0,)), progress=False)  # compile / load kernels
+t0 = time.perf_counter()
+fg.run(cfg, progress=False)
+print("RESULT", time.perf_counter() - t0, fg.__file__)
+"""
+
+
+def _time(cfg, path):
+    env = dict(os.environ)
+    if path:
+        env["PYTHONPATH"] = path + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", _CHILD.format(cfg=cfg)], env=env, cwd="/",
+                         capture_output=True, text=True, check=True).stdout
+    line = [ln for ln in out.splitlines() if ln.startswith("RESULT")][0].split()
+    return float(line[1]), line[2]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--other", required=True, help="a folder holding another install of fastgrok")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    print(f"{'case':<48} {'this s':>8} {'other s':>8} {'other/this':>10}")
+    for name, cfg in CASES.items():
+        best = {"this": float("inf"), "other": float("inf")}
+        for _ in range(args.rounds):
+            for who, path in (("other", args.other), ("this", None)):
+                t, where = _time(cfg, path)
+                assert (who == "other") == where.startswith(os.path.abspath(args.other)), where
+                best[who] = min(best[who], t)
+        print(f"{name:<48} {best['this']:8.2f} {best['other']:8.2f} {best['other'] / best['this']:10.3f}")
+
+
+if __name__ == "__main__":
+    main()
