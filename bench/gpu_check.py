@@ -1,20 +1,26 @@
-"""Every GPU check and benchmark in one short call (budget: under 6 minutes on an H200).
+"""Every GPU check and benchmark in one call, ending with a verdict (budget: under 6 minutes on
+an H200).
 
     pip install --no-deps --no-build-isolation -e . && python bench/gpu_check.py
 
-1. runs the gpu-marked tests (the same test bodies as on the CPU, with CuPy operations);
-2. prints one table: per-step time of the cupy direct engine vs a PyTorch CUDA step vs the
-   cuBLAS SGEMM rate measured in the same run, at (400, 1000, 1e6) and (200, 1000, 4e4);
-   the gram engine's per-step time; and the wall times of the paper-fig1-left and
-   paper-fig1-right presets (100 runs each) on the GPU.
+1. the GPU tests (tests/test_gpu.py alone: it imports no Numba) with FASTGROK_REQUIRE_GPU=1, so
+   a GPU test that cannot run fails with its reason; a skipped test counts as a failure here;
+2. the CUDA module's compile time (what ``fg.warmup(("cupy",))`` measures);
+3. one table: per-step time of the direct engine on the GPU vs a PyTorch CUDA step vs the cuBLAS
+   SGEMM rate of the same run, at (400, 1000, 1e6) and (200, 1000, 4e4), and the gram step;
+4. the wall times of the paper-fig1-left and paper-fig1-right presets (100 runs each);
+5. one line per claim of the README's GPU section, confirmed or not, and the verdict: whether
+   ``fastgrok.plan.CUPY_VERIFIED`` may be flipped.
 
-``--logic`` runs the same code paths with NumPy operations at tiny sizes (no GPU needed), which
-is how the script itself is tested on machines without one.
+``--logic`` runs the whole check on this machine with the CPU stand-in for CuPy (every launch
+checked against the kernels' signatures and emulated) at tiny sizes: how the script itself is
+tested without a GPU.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -27,7 +33,7 @@ sys.path.insert(0, HERE)
 
 def _timer(xp):
     """best-of-k wall time of fn() with device synchronisation."""
-    sync = (lambda: xp.cuda.Device().synchronize()) if xp.__name__ == "cupy" else (lambda: None)
+    sync = (lambda: xp.cuda.Device().synchronize()) if hasattr(xp, "cuda") else (lambda: None)
 
     def best(fn, rounds=5):
         fn()
@@ -41,6 +47,25 @@ def _timer(xp):
         return min(t)
 
     return best
+
+
+def run_tests(logic):
+    """pytest on tests/test_gpu.py; returns (ok, summary line). Skips count as failures."""
+    env = dict(os.environ, FASTGROK_REQUIRE_GPU="0" if logic else "1")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+           os.path.join(HERE, "..", "tests", "test_gpu.py")]
+    if logic:
+        cmd += ["-m", "not gpu"]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    summary = lines[-1] if lines else out.stderr[-300:]
+    skipped = int((re.search(r"(\d+) skipped", summary) or [0, 0])[1])
+    ok = out.returncode == 0 and (logic or skipped == 0) and " passed" in summary
+    if not ok:
+        print(out.stdout[-4000:], out.stderr[-2000:])
+    print(f"GPU tests: {summary} ({time.perf_counter() - t0:.0f} s){'' if ok else '  <- FAILED'}")
+    return ok, summary
 
 
 def step_table(ops, sizes, rounds):
@@ -67,7 +92,7 @@ def step_table(ops, sizes, rounds):
         try:
             from _engines import make_torch
 
-            dev = "cuda" if xp.__name__ == "cupy" else "cpu"
+            dev = "cuda" if hasattr(xp, "cuda") else "cpu"
             t_torch = best(make_torch(X, y, W, a, device=dev)[0], rounds)
         except ImportError:
             pass
@@ -97,36 +122,97 @@ def presets(backend, runs):
               f"{res.info['representation']}; {med}")
 
 
+def readme_claims(ops, backend):
+    """Check the README's GPU claims one by one; returns [(claim, ok)]."""
+    import warnings
+
+    import fastgrok as fg
+    from fastgrok.engines import DirectEngine
+
+    xp = ops.xp
+    out = []
+    g = np.random.default_rng(1)
+    X, W = g.standard_normal((9, 80)), 0.1 * g.standard_normal((6, 80))
+    y, a = np.where(g.random(9) < 0.5, 1.0, -1.0), np.where(g.random(6) < 0.5, 1.0, -1.0) / np.sqrt(6)
+    from fastgrok import reference
+
+    want = reference.step(X, y, W.copy(), a, 0.1)
+    Wd = xp.asarray(W.copy())
+    if backend == "cupy":
+        got = fg.step(xp.asarray(X), xp.asarray(y), Wd, xp.asarray(a), 0.1)
+    else:  # the stand-in: the same engine call fg.step makes for device arrays
+        got = DirectEngine.step_fn(xp.asarray(X), xp.asarray(y), Wd, xp.asarray(a), 0.1, ops=ops)
+    out.append(("fg.step with CuPy arrays updates W in place on the device",
+                got is Wd and np.allclose(ops.to_host(Wd), want, rtol=1e-12)))
+    cfg = fg.Config(n=20, p=3000, m=30, n_test=40, runs=2, steps=5, dtype="float64",
+                    representation="full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cpu = fg.run(cfg.replace(backend="numpy", method="direct"), progress=False).history
+        ok = True
+        for method in ("direct", "gram"):
+            if backend == "cupy":
+                h = fg.run(cfg.replace(backend="cupy", method=method), progress=False).history
+            else:
+                from fastgrok.engines import ENGINES
+                from fastgrok.sources import GeneratedSource
+
+                eng = ENGINES[(method, "numpy")]([GeneratedSource(cfg, 0)], cfg.lr, "float64", ops=ops)
+                h = None
+                ok &= np.isfinite(eng.evaluate()[0]["train_loss"])
+            if h is not None:
+                ok &= np.allclose(h["train_loss"], cpu["train_loss"], rtol=1e-9)
+    out.append(("fg.run(cfg.replace(backend='cupy')) takes host data and matches the CPU", bool(ok)))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--logic", action="store_true", help="tiny sizes, NumPy operations, no GPU")
+    ap.add_argument("--logic", action="store_true", help="tiny sizes, CPU stand-in for CuPy, no GPU")
     ap.add_argument("--skip-tests", action="store_true")
     args = ap.parse_args()
     import fastgrok as fg
+    from fastgrok.kernels import cuda
 
+    if not args.logic and cuda.gpu_status() != "ok":
+        print(f"no usable CUDA GPU with CuPy ({cuda.gpu_status()}): nothing to check (try --logic)")
+        return 2
+    tests_ok = True
+    if not args.skip_tests:
+        tests_ok, _ = run_tests(args.logic)
     if args.logic:
         from fastgrok.engines.ops_cupy import CupyOps
-        from fastgrok.kernels.cuda import EmulatedKernels
+        from fastgrok.kernels.cuda_standin import StandInCupy
 
-        step_table(CupyOps(kernels=EmulatedKernels(), xp=np), [(20, 30, 5000), (10, 20, 2000)], rounds=2)
-        presets("numba", runs=2)
-        return 0
-    if not fg.gpu_usable():
-        print("no usable CUDA GPU with CuPy: nothing to check (try --logic)")
-        return 2
-    if not args.skip_tests:
         t0 = time.perf_counter()
-        rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", "gpu",
-                              os.path.join(HERE, "..", "tests"), "-p", "no:cacheprovider"])
-        print(f"gpu-marked tests: exit {rc} in {time.perf_counter() - t0:.0f} s")
-    from fastgrok.engines.ops_cupy import cupy_ops
+        ops = CupyOps(kernels=cuda.CudaKernels(cupy=StandInCupy()), xp=StandInCupy())
+        print(f"CUDA module (stand-in) compiled in {time.perf_counter() - t0:.2f} s")
+        step_table(ops, [(20, 30, 5000), (10, 20, 2000)], rounds=2)
+        presets("numba", runs=2)
+        backend = "standin"
+    else:
+        t0 = time.perf_counter()
+        times = fg.warmup(("cupy",))
+        print(f"CUDA module compiled and its kernels fetched in {times['cupy']:.1f} s "
+              f"(wall {time.perf_counter() - t0:.1f} s)")
+        from fastgrok.engines.ops_cupy import cupy_ops
 
-    t0 = time.perf_counter()
-    ops = cupy_ops()
-    print(f"CUDA module compiled in {time.perf_counter() - t0:.1f} s")
-    step_table(ops, [(400, 1000, 1_000_000), (200, 1000, 40_000)], rounds=5)
-    presets("cupy", runs=None)
-    return 0
+        ops = cupy_ops()
+        step_table(ops, [(400, 1000, 1_000_000), (200, 1000, 40_000)], rounds=5)
+        presets("cupy", runs=None)
+        backend = "cupy"
+    claims = readme_claims(ops, backend)
+    print()
+    for claim, ok in [("the GPU tests pass with no test skipped", tests_ok), *claims]:
+        print(f"{'CONFIRMED' if ok else 'NOT CONFIRMED'}: {claim}")
+    verified = tests_ok and all(ok for _, ok in claims)
+    if args.logic:
+        print(f"\nverdict (stand-in, not a GPU): the check's logic {'runs' if verified else 'FAILS'}")
+    else:
+        print("\nverdict: " + ("the CuPy engines are verified on this GPU; set "
+                               "fastgrok.plan.CUPY_VERIFIED = True" if verified else
+                               "NOT verified; keep fastgrok.plan.CUPY_VERIFIED = False"))
+    return 0 if verified else 1
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Input checks shared by the public API: clear errors that name the argument."""
 from __future__ import annotations
 
+import collections
 import numbers
 
 import numpy as np
+
+_checked = collections.OrderedDict()  # device buffers already checked (see once_per_buffer)
 
 
 def _xp(x):
@@ -60,3 +63,25 @@ def positive_float(name, v):
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
     return float(v)
+
+
+def once_per_buffer(arr, check):
+    """``check(arr)``, but for a device array only the first time its buffer is seen.
+
+    Every check of a device array (finite? labels +-1?) is a device synchronisation and a read
+    of the whole array; ``fg.step`` on the same device arrays step after step would pay it on
+    every call. A buffer (address, shape, strides, dtype) that passed unchanged is not checked
+    again. Host arrays are always checked (it is cheap next to the step).
+    """
+    if _xp(arr) is np:
+        return check(arr)
+    key = (arr.data.ptr, arr.shape, arr.strides, arr.dtype.str)
+    if key in _checked:
+        _checked.move_to_end(key)
+        return arr
+    out = check(arr)
+    if out is arr:  # only arrays that needed no conversion can be reused as they are
+        _checked[key] = True
+        while len(_checked) > 64:
+            _checked.popitem(last=False)
+    return out

@@ -149,7 +149,9 @@ def step(X, y, W, a, lr, backend="auto", n_threads=None):
     Parameters
     ----------
     X : (n, p) array
-        Inputs; converted to W's dtype if it differs.
+        Inputs; converted to W's dtype if it differs. On CuPy arrays each array is checked
+        (finite, labels +-1) the first time its buffer is passed, not at every call: a check is
+        a device synchronisation.
     y : (n,) array
         Labels in {-1, +1}.
     W : (m, p) float32 or float64 array
@@ -174,15 +176,24 @@ def step(X, y, W, a, lr, backend="auto", n_threads=None):
         raise ValueError(f"W must be 2-dimensional (m, p), got shape {W.shape}")
     if not W.flags.c_contiguous or (xp is np and not W.flags.writeable):
         raise ValueError("W must be a writable C-contiguous array (it is updated in place)")
-    if not bool(xp.isfinite(W).all()):
-        raise ValueError("W contains NaN or inf")
+
+    def finite(arr):
+        if not bool(xp.isfinite(arr).all()):
+            raise ValueError("W contains NaN or inf")
+        return arr
+
+    v.once_per_buffer(W, finite)
     dt = W.dtype
-    X = v.float_array("X", X, 2, dt)
+    X = v.once_per_buffer(X, lambda arr: v.float_array("X", arr, 2, dt)) if hasattr(X, "shape") \
+        else v.float_array("X", X, 2, dt)
     n, p = X.shape
     if W.shape[1] != p:
         raise ValueError(f"W has {W.shape[1]} columns but X has {p}")
-    y = v.labels("y", y, n, dt)
-    a = v.float_array("a", a, 1, dt)
+    # Labels and second layer in float64, as every engine uses them.
+    y = v.once_per_buffer(y, lambda arr: v.labels("y", arr, n, np.float64)) if hasattr(y, "shape") \
+        else v.labels("y", y, n, np.float64)
+    a = v.once_per_buffer(a, lambda arr: v.float_array("a", arr, 1, np.float64)) if hasattr(a, "shape") \
+        else v.float_array("a", a, 1, np.float64)
     if a.shape[0] != W.shape[0]:
         raise ValueError(f"a has length {a.shape[0]} but W has {W.shape[0]} rows")
     lr = check_field("lr", lr)

@@ -1,18 +1,26 @@
-"""The CUDA kernels of gpu_kernels.cu, compiled by CuPy on first use and launched from here.
+"""The CUDA kernels of gpu_kernels.cu: compiled by CuPy on first use, launched from here.
 
-Nothing here imports CuPy at module import. :func:`kernels` compiles the module and fetches
+Nothing here imports CuPy at module import. :class:`CudaKernels` compiles the module and fetches
 every kernel once (CuPy compiles a ``RawModule`` lazily, when a function is first fetched, so
 fetching them all up front is what makes :func:`fastgrok.warmup` and its timing real).
+
+The launch contract is read from the ``extern "C"`` signatures of gpu_kernels.cu itself
+(:func:`signatures`) and every launch is checked against it before it runs (:func:`check_launch`):
+argument count, pointer dtypes, C-contiguity, int and double scalars. A pointer of the wrong
+dtype would otherwise make a kernel read or write past a buffer.
 """
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
 _CU = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_kernels.cu")
-THREADS = 256  # threads per block; must equal FG_THREADS in gpu_kernels.cu
-_NAMES = ("coefficients", "outputs")
+#: Threads per block of every launch; passed to the compiler as -DFG_THREADS (the kernels'
+#: shared arrays are sized by it, and it must be a power of two: the source checks both).
+THREADS = 256
+_C_TYPES = {"float": np.float32, "double": np.float64, "int": np.int32}
 _cache = {}
 
 
@@ -26,18 +34,81 @@ def gpu_usable() -> bool:
         return False
 
 
-class CudaKernels:
-    """The compiled module and its kernels, fetched once: ``fn[(name, dtype)]``."""
-
-    def __init__(self):
+def gpu_status() -> str:
+    """"ok", or why no GPU is usable (the exception CuPy raised, as text)."""
+    try:
         import cupy
 
+        count = cupy.cuda.runtime.getDeviceCount()
+        return "ok" if count > 0 else "CuPy sees no CUDA device"
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+
+
+def source() -> str:
+    with open(_CU) as fh:
+        return fh.read()
+
+
+def signatures(src=None) -> dict:
+    """{kernel name: [(C type, is_pointer), ...]} from the ``__global__`` declarations."""
+    src = source() if src is None else src
+    out = {}
+    for name, args in re.findall(r"__global__\s+void\s+(\w+)\s*\(([^)]*)\)", src):
+        if "<" in name:
+            continue
+        params = []
+        for arg in args.split(","):
+            words = arg.replace("const", " ").replace("*", " * ").split()
+            params.append((words[0], "*" in words))
+        out[name] = params
+    return {k: v for k, v in out.items() if k.endswith(("_f32", "_f64"))}
+
+
+def check_launch(name, args, contract=None):
+    """Raise TypeError unless ``args`` match the kernel's C signature (see the module doc)."""
+    params = (contract or signatures())[name]
+    if len(args) != len(params):
+        raise TypeError(f"{name}: {len(args)} arguments for {len(params)} parameters")
+    for i, ((ctype, pointer), arg) in enumerate(zip(params, args)):
+        want = _C_TYPES[ctype]
+        if pointer:
+            if not hasattr(arg, "dtype") or arg.dtype != want:
+                raise TypeError(f"{name}: argument {i} must be a {np.dtype(want)} array "
+                                f"({ctype}*), got {getattr(arg, 'dtype', type(arg).__name__)}")
+            if not arg.flags.c_contiguous:
+                raise TypeError(f"{name}: argument {i} ({ctype}*) must be C-contiguous")
+        elif type(arg) is not want:
+            raise TypeError(f"{name}: argument {i} must be a {np.dtype(want)} scalar ({ctype}), "
+                            f"got {type(arg).__name__}")
+
+
+class CudaKernels:
+    """The compiled module and its kernels, fetched once, launched with checked arguments.
+
+    Parameters
+    ----------
+    cupy : module, optional
+        CuPy (default), or a stand-in with the same ``RawModule`` interface
+        (:mod:`fastgrok.kernels.cuda_standin`) that checks and emulates launches on the CPU.
+    """
+
+    def __init__(self, cupy=None):
+        if cupy is None:
+            import cupy
         self.cupy = cupy
-        with open(_CU) as fh:
-            src = fh.read()
-        self.module = cupy.RawModule(code=src, options=("--std=c++14",))
-        self.fn = {(name, dt): self.module.get_function(f"{name}_{suffix}")
-                   for name in _NAMES for dt, suffix in ((np.float32, "f32"), (np.float64, "f64"))}
+        self.contract = signatures()
+        self.module = cupy.RawModule(code=source(), options=("--std=c++14", f"-DFG_THREADS={THREADS}"))
+        # Fetching compiles the module: done here, once, so that a launch never compiles.
+        self.fn = {name: self.module.get_function(name) for name in self.contract}
+
+    def _launch(self, name, rows, args):
+        check_launch(name, args, self.contract)
+        self.fn[name]((rows,), (THREADS,), args)
+
+    @staticmethod
+    def _suffix(dtype):
+        return "f32" if dtype == np.float32 else "f64"
 
     def outputs(self, Z, a, n_per_run):
         """f (rows,) float64 = relu(Z) a per row, rows grouped by run (a: (R, m))."""
@@ -45,7 +116,8 @@ class CudaKernels:
         rows, m = Z.shape
         f = cp.empty(rows, cp.float64)
         a = cp.ascontiguousarray(a, dtype=cp.float64)
-        self.fn[("outputs", Z.dtype.type)]((rows,), (THREADS,), (Z, a, np.int32(n_per_run), np.int32(m), f))
+        self._launch(f"outputs_{self._suffix(Z.dtype)}", rows,
+                     (Z, a, np.int32(n_per_run), np.int32(m), f))
         return f
 
     def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate):
@@ -55,34 +127,42 @@ class CudaKernels:
         f = cp.empty(rows, cp.float64)
         y = cp.ascontiguousarray(y, dtype=cp.float64)
         a = cp.ascontiguousarray(a, dtype=cp.float64)
-        self.fn[("coefficients", Z.dtype.type)](
-            (rows,), (THREADS,),
-            (Z, y, a, np.float64(lr), np.int32(n_per_run), np.int32(m), V, f, np.int32(accumulate)))
+        self._launch(f"coefficients_{self._suffix(Z.dtype)}", rows,
+                     (Z, y, a, np.float64(lr), np.int32(n_per_run), np.int32(m), V, f,
+                      np.int32(accumulate)))
         return f
 
-
-    @staticmethod
-    def gemm_update(V, X, W):
+    def gemm_update(self, V, X, W):
         """W += V^T X in place with cuBLAS (beta = 1): no m x p temporary."""
-        from cupy import cublas
-
+        cublas = getattr(self.cupy, "cublas", None)
+        if cublas is None:
+            from cupy import cublas
         cublas.gemm("T", "N", V, X, out=W, alpha=1.0, beta=1.0)
+
+
+def kernels() -> CudaKernels:
+    """The (cached) compiled kernels; compiles on the first call (needs CuPy and a GPU)."""
+    if "k" not in _cache:
+        _cache["k"] = CudaKernels()
+    return _cache["k"]
 
 
 class EmulatedKernels:
     """The CUDA kernels' arithmetic in NumPy, as the launches compute it: one block per row
     (a (run, sample) pair), the row's run ``row // n_per_run`` and its second layer, each of
     the THREADS threads summing a strided slice of the row in order, then a fixed tree over the
-    threads' partial sums. Lets the GPU engine's orchestration (stacked runs, row-to-run
-    indexing, accumulate flags) run and be tested on any machine. (The device may contract a
-    multiply-add into an FMA, so the GPU agrees with this to rounding, not to the bit.)"""
+    threads' partial sums; V in double, rounded once. Lets the GPU engine's orchestration
+    (stacked runs, row-to-run indexing, accumulate flags) run and be tested on any machine.
+    (The device may contract a multiply-add into an FMA, so the GPU agrees with this to
+    rounding, not to the bit.)"""
 
     @staticmethod
-    def _row_sums(Z, a, n_per_run):
+    def row_sums(Z, a, n_per_run):
+        """(f, A): the rows' outputs summed as the kernel does, and each row's second layer."""
         rows, m = Z.shape
         A = np.asarray(a, np.float64).reshape(-1, m)
         run = np.arange(rows) // n_per_run
-        terms = np.maximum(Z.astype(np.float64), 0.0) * A[run]
+        terms = np.maximum(np.asarray(Z, np.float64), 0.0) * A[run]
         k = -(-m // THREADS)
         padded = np.zeros((rows, k * THREADS))
         padded[:, :m] = terms
@@ -96,27 +176,18 @@ class EmulatedKernels:
         return partial[:, 0], A[run]
 
     def outputs(self, Z, a, n_per_run):
-        return self._row_sums(Z, a, n_per_run)[0]
+        return self.row_sums(Z, a, n_per_run)[0]
 
     def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate):
-        f, A = self._row_sums(Z, a, n_per_run)
-        yf = np.asarray(y, np.float64) * f
+        f, A = self.row_sums(Z, a, n_per_run)
+        y = np.asarray(y, np.float64)
+        yf = y * f
         softplus = np.maximum(yf, 0.0) + np.log1p(np.exp(-np.abs(yf)))
-        c = lr / n_per_run * np.exp(-softplus) * np.asarray(y, np.float64)
-        vals = (c[:, None] * A * (Z.astype(np.float64) > 0.0)).astype(V.dtype)
-        if accumulate:
-            V += vals
-        else:
-            V[...] = vals
+        c = lr / n_per_run * np.exp(-softplus) * y
+        vals = c[:, None] * A * (np.asarray(Z, np.float64) > 0.0)
+        V[...] = (V.astype(np.float64) + vals) if accumulate else vals
         return f
 
     @staticmethod
     def gemm_update(V, X, W):
         W += V.T @ X
-
-
-def kernels() -> CudaKernels:
-    """The (cached) compiled kernels; compiles on the first call (needs CuPy and a GPU)."""
-    if "k" not in _cache:
-        _cache["k"] = CudaKernels()
-    return _cache["k"]

@@ -1,20 +1,32 @@
-// CUDA kernels of fastgrok, compiled lazily by CuPy (cupy.RawModule) on first use.
+// CUDA kernels of fastgrok, compiled by CuPy (cupy.RawModule) on first use.
 //
 // One launch fuses the ReLU forward pass from the pre-activations, the logistic-loss weights
 // and the masked, scaled update coefficients (docs/design.md section 1):
 //   f_i = sum_j relu(Z_ij) a_j                         (row reduction in double)
 //   c_i = (lr / n) * sigmoid(-y_i f_i) * y_i
 //   V_ij = c_i a_j 1[Z_ij > 0]      (written, or added into V when accumulate != 0)
-// The big products (X W^T, V^T X, K C^T) go through cuBLAS from Python.
+// The big products (X W^T, V^T X, K C^T) go through cuBLAS from Python. As on the CPU, V is
+// computed in double and rounded to T once (when accumulating: the old value is added in double
+// and the sum rounded once, which is what the Numba kernel does).
+//
+// The extern "C" signatures at the end are the launch contract: fastgrok/kernels/cuda.py reads
+// them from this file and checks every launch's arguments against them.
 //
 // Rows are (run, sample) pairs: Z is (rows, m) for R runs stacked, row r belongs to run
 // r / n_per_run, whose second layer is a + (r / n_per_run) * m. One block per row.
 
-#define FG_THREADS 256
+// Threads per block, passed by the launcher (-DFG_THREADS=...) so that the launch and the shared
+// array below cannot disagree; the tree reduction halves it, so it must be a power of two.
+#ifndef FG_THREADS
+#error "compile with -DFG_THREADS=<threads per block>; fastgrok/kernels/cuda.py passes it"
+#endif
+static_assert(FG_THREADS > 0 && (FG_THREADS & (FG_THREADS - 1)) == 0,
+              "FG_THREADS must be a power of two (tree reduction)");
 
 template <typename T>
 __device__ double row_output(const T* __restrict__ z, const double* __restrict__ a, int m,
                              double* shared) {
+    if (blockDim.x != FG_THREADS) __trap();  // launched with another block size: stop loudly
     double s = 0.0;
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
         double v = (double)z[j];
@@ -46,8 +58,8 @@ __device__ void coefficients(const T* __restrict__ Z, const double* __restrict__
     double c = lr / n_per_run * exp(-softplus) * y[row];
     T* v = V + row * m;
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
-        T val = (T)(c * ar[j] * ((double)z[j] > 0.0 ? 1.0 : 0.0));
-        v[j] = accumulate ? v[j] + val : val;
+        double val = c * ar[j] * ((double)z[j] > 0.0 ? 1.0 : 0.0);
+        v[j] = (T)(accumulate ? (double)v[j] + val : val);
     }
 }
 

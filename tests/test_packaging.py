@@ -115,3 +115,13 @@ def test_bench_sizes_take_any_nxmxp():
     for bad in ("400x1000", "ax2x3", "1.5x2x3"):
         with pytest.raises(ValueError, match="size"):
             parse_size(bad)
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_its_whole_logic_here():
+    """`python bench/gpu_check.py --logic`: the first GPU lease must not be spent debugging it."""
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gpu_check.py"), "--logic"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "the check's logic runs" in done.stdout
+    assert done.stdout.count("CONFIRMED:") >= 3 and "NOT CONFIRMED" not in done.stdout

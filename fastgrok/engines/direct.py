@@ -66,6 +66,8 @@ class DirectEngine(Engine):
         coefficients, then the update pass."""
         o = ops or cls.operations()
         xp = o.xp
+        if X.dtype != W.dtype:  # the products, and so Z and the kernels, take W's dtype
+            X = X.astype(W.dtype)
         with cls.runtime(n_threads) as nt:
             Z = o.direct_pass(X, W, n_threads=nt)[0]
             V = o.empty(Z.shape, W.dtype)
