@@ -100,7 +100,6 @@ def step_table(ops, sizes, rounds):
         rate = 4 * n * m * p / t_direct / 1e9
         rows.append((f"{n}x{m}x{p:.0e}", t_direct, rate, rate / gemm_rate, t_torch / t_direct,
                      gemm_rate, t_gram))
-        del direct, gram, Xd, Wd
     print(f"\n{'size':<16} {'direct s/step':>13} {'GFLOP/s':>8} {'of SGEMM':>8} {'torch/this':>10} "
           f"{'SGEMM GF/s':>10} {'gram s/step':>11}")
     for r in rows:
