@@ -250,3 +250,20 @@ def test_the_gpu_path_and_its_tests_need_no_numba(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout
+
+
+def test_population_accuracy_and_weights_on_the_gpu_path(ops):
+    """The GPU gram engine is the CPU's: it has weights() and population test accuracy."""
+    from fastgrok.sources import ReducedSource
+
+    cfg = fg.Config(n=12, p=10**6, m=8, n_test=4, runs=2, lr=1e-3, init_scale=1e-3,
+                    population_test=50, dtype="float64")
+    srcs = [ReducedSource(cfg, r) for r in range(2)]
+    eng = GramEngine(srcs, cfg.lr, "float64", ops=ops)
+    cpu = GramEngine(srcs, cfg.lr, "float64", ops=NumpyOps())
+    for _ in range(3):
+        eng.step()
+        cpu.step()
+    for got, want in zip(eng.evaluate(), cpu.evaluate()):
+        assert got["test_acc"] == want["test_acc"] and got["test_acc_se"] == want["test_acc_se"]
+    np.testing.assert_allclose(eng.weights(1), cpu.weights(1), rtol=1e-12, atol=1e-300)

@@ -154,7 +154,7 @@ def _interrupt_cli_sweep(tmp_path, whole_group):
     """Start `fastgrok sweep` (2 workers, 6 points), Ctrl-C it after its first point."""
     out = tmp_path / "ctrl-c"
     cmd = [sys.executable, "-m", "fastgrok.cli", "sweep", "--preset", "quick", "--runs", "2",
-           "--steps", "150", "--m", "20", "--p", "3000", "--workers", "2", "--out", str(out),
+           "--steps", "1000", "--m", "20", "--p", "3000", "--workers", "2", "--out", str(out),
            "--grid", "noise_rate=0,0.02,0.04,0.06,0.08,0.1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
