@@ -45,12 +45,16 @@ def _train(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, pro
     t0 = time.perf_counter()
     eng = plan.engine
     with eng.runtime(n_threads) as threads:
-        rows, proj = train(lambda ids, on_built: eng(sources(ids), lr, plan.dtype,
+        rows, proj, counts = train(lambda ids, on_built: eng(sources(ids), lr, plan.dtype,
                                                      n_threads=threads, on_built=on_built),
                            list(range(runs)), plan.batch, plan.steps, plan.hist_steps, mu_norm,
                            progress=progress, desc=f"fastgrok {plan.engine_name}")
     info = {"engine": plan.engine_name, "dtype": plan.dtype, "representation": plan.representation,
             "working_p": plan.p, "wall_s": round(time.perf_counter() - t0, 3)}
+    if counts.get("run_steps"):  # the gram linear regime (docs/design.md 2.4)
+        info["linear_fraction"] = round(counts["linear_run_steps"] / counts["run_steps"], 6)
+        info["pattern_changes_per_step"] = round(
+            counts["pattern_changes"] / max(counts["linear_run_steps"], 1), 1)
     return Result(config, rows, proj, info)
 
 

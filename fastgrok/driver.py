@@ -74,6 +74,8 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
         One per (run, evaluated step), sorted by run then step: run, step and :data:`METRICS`.
     projections : dict
         "steps" (H,), "P1", "P2" (R, H, m) and "a" (R, m); empty without means.
+    counts : dict
+        The engines' counters (``engine.stats()``) summed over batches.
     """
     from .progress import progress_bar
 
@@ -81,7 +83,7 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
     hist_set = set(int(s) for s in hist_steps)
     eval_set = set(schedule.tolist())
     runs = list(runs)
-    rows, proj = [], {}  # proj: run -> ([P1 at hist steps], [P2 ...], a)
+    rows, proj, counts = [], {}, {}  # proj: run -> ([P1 at hist steps], [P2 ...], a)
     # One bar over all runs x steps; a batch's build shows as the bar's phase, not a second bar.
     bar = progress_bar(len(runs) * steps, desc, "step", enabled=progress)
     try:
@@ -112,6 +114,8 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
                 if t < steps:
                     engine.step(prepare_eval=(t + 1) in eval_set)
                     bar.update(len(ids))
+            for k, val in (engine.stats() if hasattr(engine, "stats") else {}).items():
+                counts[k] = counts.get(k, 0) + val
             del engine
     finally:
         bar.close()
@@ -123,7 +127,7 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
                        "P1": np.stack([np.stack(proj[r][0]) for r in order]),
                        "P2": np.stack([np.stack(proj[r][1]) for r in order]),
                        "a": np.stack([proj[r][2] for r in order])}
-    return rows, projections
+    return rows, projections, counts
 
 
 def _host(x):

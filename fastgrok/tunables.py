@@ -42,6 +42,17 @@ DIRECT_CHUNKS = 8
 #: small per-run products keep every core busy).
 GRAM_BATCH_BYTES = 2 << 30
 
+#: Gram method, CPU: take incremental steps while a run is in the linear regime (every loss
+#: weight equal to its value at 0 in the working precision; docs/design.md 2.4). The same
+#: recursion as the dense step, with different rounding; False gives dense steps only. Off by
+#: default until the 100-run comparison with dense steps has been made and the README's numbers
+#: regenerated with it (the linear-regime issue).
+GRAM_LINEAR_REGIME = False
+
+#: Linear regime: every this many incremental steps, D = K V and Z = Z0 + K C^T are recomputed
+#: exactly, so the float64 rounding of the increments cannot accumulate.
+GRAM_LINEAR_REFRESH = 1000
+
 #: Reduced representation: largest p run in float32. Inner products of the reduced vectors mix
 #: diagonal terms ~p with cross terms ~sqrt(p); in float32 the diagonal's rounding, eps32 * p,
 #: is a fraction eps32 * sqrt(p) of the cross terms: 6e-4 at p = 1e8, 2e-3 at 1e9, 6e-2 at 1e12.

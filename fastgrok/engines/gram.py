@@ -88,6 +88,7 @@ class GramEngine(Engine):
         self.yt = host("y_test") if self.sources[0].n_test > 0 else None
         self.has_means = self.sources[0].mu_norm is not None
         self.steps_done = 0
+        self.state = ops.gram_state(R, self.dtype)  # e.g. the CPU's linear regime
 
     @classmethod
     def max_batch(cls, n, p, m, n_test, dtype):
@@ -111,10 +112,24 @@ class GramEngine(Engine):
 
     def step(self, prepare_eval=True):
         self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr,
-                           self.n_threads)
+                           self.n_threads, state=self.state)
         self.steps_done += 1
 
+    def sync(self):
+        """Bring Z and Ct up to date with the backend's state before they are read."""
+        self.ops.gram_sync(self.state, self.Z, self.Ct, self.Z0, self.K)
+
+    def stats(self) -> dict:
+        """Counts for ``Result.info``: run-steps taken, and how many incrementally (linear
+        regime) with how many pattern changes."""
+        st = self.state
+        if st is None:
+            return {}
+        return {"run_steps": st.run_steps, "linear_run_steps": st.linear_run_steps,
+                "pattern_changes": st.changes}
+
     def evaluate(self, projections=True):
+        self.sync()
         ops, nt = self.ops, self.n_threads
         f, ft, P = ops.gram_evaluate(self.Z, self.Kt, self.Ct, self.Zt0, self.XM, self.W0M,
                                      self.a_dev, test=self.yt is not None and not self.population,
@@ -135,6 +150,7 @@ class GramEngine(Engine):
         """W(t) = W0 + C(t) X of run ``r`` (m, p) on the host, rebuilt block by block."""
         src = self.sources[r]
         check_fits(src.m * src.p * self.dtype.itemsize, f"the weights W (m={src.m}, p={src.p})")
+        self.sync()
         W = np.empty((src.m, src.p), self.dtype)
         C = self.ops.to_host(self.Ct[r]).T
         for j0, j1, X, _, W0, _ in src.blocks(self.dtype):

@@ -18,7 +18,7 @@ import contextlib
 
 import numpy as np
 
-from .. import reference
+from .. import reference, tunables
 from .._memory import empty_aligned, zeros_aligned
 
 
@@ -68,7 +68,14 @@ class NumpyOps:
         return (A @ B.T).astype(np.float64), (W0 @ B[-2:].T).astype(np.float64)
 
     # ------------------------------------------------------------------ gram step (stacked)
-    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None):
+    def gram_state(self, R, dtype):
+        """Backend state a gram engine keeps beside its arrays (None: nothing)."""
+        return None
+
+    def gram_sync(self, state, Z, Ct, Z0, K):
+        """Bring Z and Ct up to date from ``state`` before they are read (nothing here)."""
+
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None, state=None):
         """One step of every run, in place: Ct += V(Z); Z = Z0 + K Ct."""
         for r in range(Z.shape[0]):
             f = reference.forward_from_preactivations(Z[r], a[r])
@@ -131,12 +138,28 @@ class NumbaOps(NumpyOps):
 
         return block_products(X, Xt, W0, M, dtype)
 
-    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None):
+    def gram_state(self, R, dtype):
+        return LinearRegime(R, dtype)
+
+    def gram_sync(self, state, Z, Ct, Z0, K):
+        if state is not None:
+            for r in range(len(state.runs)):
+                state.sync(r, Z, Ct)
+
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None, state=None):
         from ..kernels.gram_cpu import step_run
         from ..kernels.threads import map_runs
 
-        map_runs(lambda r: step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr),
-                 list(range(Z.shape[0])), n_threads)
+        if state is None or not tunables.GRAM_LINEAR_REGIME:
+            map_runs(lambda r: step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr),
+                     list(range(Z.shape[0])), n_threads)
+            return
+
+        def one(r):
+            if not state.linear_step(r, K, Z0, Z, Ct, y, a, lr):
+                step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr)
+
+        map_runs(one, list(range(Z.shape[0])), n_threads)
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, test=True, means=True, n_threads=None):
         from ..kernels.threads import map_runs
@@ -165,6 +188,83 @@ class NumbaOps(NumpyOps):
             # BLAS takes column tiles of X with one unit stride; a view like X[:, ::2] has none.
             X = np.ascontiguousarray(X)
         return tile_pass(X, W, V=V, Xt=Xt, mus=mus, forward=forward, n_threads=n_threads)
+
+
+class LinearRegime:
+    """The gram method's linear regime on the CPU, per run (docs/design.md 2.4).
+
+    A run enters at the first step where every loss weight equals g(0) = 1/2 in the working
+    precision, takes incremental steps (:func:`fastgrok.kernels.gram_linear.linear_step`) while
+    that holds, and leaves for good (dense steps) the first time it does not. The engine's Z and
+    Ct are brought up to date (:meth:`sync`) before anything reads them.
+    """
+
+    G0 = 0.5  # -l'(0) of the logistic loss
+
+    def __init__(self, R, dtype):
+        self.single = np.dtype(dtype) == np.float32
+        self.runs = [None] * R        # per run: its incremental state, while in the regime
+        self.left = [False] * R       # runs that left the regime (dense from then on)
+        self.run_steps = self.linear_run_steps = self.changes = 0
+
+    def _enter(self, r, K, Z, Ct, y, a, lr):
+        from ..kernels.gram_linear import frozen
+        from ..kernels.numba_fused import relu_outputs
+
+        f = relu_outputs(Z[r], a[r])
+        if not frozen(f, y[r], self.G0, self.single):
+            return None
+        n = Z.shape[1]
+        st = {"c": (lr / n) * self.G0 * y[r], "a": a[r], "f": f, "steps": 0,
+              "K64": np.asarray(K[r], np.float64), "Ct0": np.asarray(Ct[r], np.float64).copy()}
+        st["ZT"] = np.ascontiguousarray(np.asarray(Z[r], np.float64).T)
+        st["MT"] = (st["ZT"] > 0).astype(np.uint8)
+        st["ST"] = np.zeros(st["MT"].shape, np.int32)  # < 2^31 steps
+        self._refresh_d(st)
+        return st
+
+    @staticmethod
+    def _refresh_d(st):
+        """D^T = (K (c * M))^T, exactly (one product)."""
+        V = st["c"][:, None] * st["a"][None, :] * st["MT"].T
+        st["DT"] = np.ascontiguousarray((st["K64"] @ V).T)
+
+    @staticmethod
+    def _ct(st):
+        """C^T = C^T at entry + c * (steps each entry was active), float64."""
+        return st["Ct0"] + (st["c"][:, None] * st["a"][None, :]) * st["ST"].T
+
+    def linear_step(self, r, K, Z0, Z, Ct, y, a, lr) -> bool:
+        """Take run r's step incrementally if it is in the regime; False: take a dense step."""
+        from ..kernels.gram_linear import frozen, linear_step
+
+        self.run_steps += 1
+        if self.left[r]:
+            return False
+        st = self.runs[r]
+        if st is None:
+            st = self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr)
+            if st is None:
+                return False
+        elif not frozen(st["f"], y[r], self.G0, self.single):
+            self.sync(r, Z, Ct)  # the dense step continues from the incremental state
+            self.runs[r], self.left[r] = None, True
+            return False
+        self.changes += linear_step(K[r], st["ZT"], st["DT"], st["MT"], st["ST"], st["c"], a[r],
+                                    st["f"])
+        self.linear_run_steps += 1
+        st["steps"] += 1
+        if st["steps"] % tunables.GRAM_LINEAR_REFRESH == 0:  # exact recompute: no drift
+            st["ZT"][...] = (np.asarray(Z0[r], np.float64) + st["K64"] @ self._ct(st)).T
+            self._refresh_d(st)
+        return True
+
+    def sync(self, r, Z, Ct):
+        """Write run r's incremental state into the engine's Z and Ct (working dtype)."""
+        st = self.runs[r]
+        if st is not None:
+            Ct[r] = self._ct(st)
+            Z[r] = st["ZT"].T
 
 
 def _stack_parts(parts):

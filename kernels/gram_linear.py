@@ -1,0 +1,69 @@
+"""Numba kernels of the gram method's linear regime (docs/design.md 2.4).
+
+While every loss weight g_i is the same number at every step in the working precision (tiny
+outputs: the logistic loss's g = 1/2), the coefficients are V = c * M with a fixed
+c_ij = (lr/n) g y_i a_j and M the activation pattern. Keeping D = K V, a step is
+
+    C^T += V(t);  Z(t+1) = Z(t) + D(t);  M(t+1) = 1[Z(t+1) > 0];  D(t+1) = D(t) + K (c * dM)
+
+and only the entries whose pattern changes cost O(n) each, instead of O(n^2 m) for the product.
+The state is held transposed, (m, n), so that the update of D for a changed entry (i, j) is
+the contiguous row D^T[j, :] += K[i, :] c_i a_j dM (K is symmetric). Everything is float64:
+the increments are exact sums of exact terms in a fixed order, so rounding only accumulates
+at float64 level (and the engine refreshes D and Z exactly every so many steps).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_SIG_STEP = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], uint8[:,::1], int32[:,::1], "
+             "float64[::1], float64[::1], float64[::1])" for k in ("float32", "float64")]
+
+
+@njit(_SIG_STEP, cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+def linear_step(K, ZT, DT, MT, ST, c, a, f_next):
+    """One step in the linear regime, in place; returns the number of pattern changes.
+
+    ZT, DT (m, n) float64: pre-activations and D^T; MT (m, n) the pattern; ST (m, n) how many
+    steps each entry has been active (C^T = C0^T + c * S); c (n,) = (lr/n) g y; a (m,).
+    ``f_next`` receives the outputs relu(Z(t+1)) a, for the next step's regime check. Row by
+    row of the transposed state: a row's update and its pattern changes touch only that row
+    (K is symmetric), so each row is read once, from cache.
+    """
+    m, n = ZT.shape
+    for i in range(n):
+        f_next[i] = 0.0
+    changes = 0
+    for j in range(m):
+        aj = a[j]
+        for i in range(n):
+            ST[j, i] += MT[j, i]
+            z = ZT[j, i] + DT[j, i]
+            ZT[j, i] = z
+            f_next[i] += max(z, 0.0) * aj
+        for i in range(n):
+            new = np.uint8(ZT[j, i] > 0.0)
+            if new != MT[j, i]:
+                delta = (np.float64(new) - np.float64(MT[j, i])) * c[i] * aj
+                MT[j, i] = new
+                for k in range(n):
+                    DT[j, k] += K[i, k] * delta
+                changes += 1
+    return changes
+
+
+@njit("boolean(float64[::1], float64[::1], float64, boolean)", cache=True, nogil=True)
+def frozen(f, y, g0, single):
+    """True when every loss weight sigmoid(-y_i f_i) equals g0 in the working precision."""
+    for i in range(f.shape[0]):
+        z = y[i] * f[i]
+        g = math.exp(-(max(z, 0.0) + math.log1p(math.exp(-abs(z)))))
+        if single:
+            if np.float32(g) != np.float32(g0):
+                return False
+        elif g != g0:
+            return False
+    return True

@@ -1,0 +1,117 @@
+"""The gram method's linear regime (docs/design.md 2.4): incremental steps are the dense
+recursion with other rounding; runs that leave the regime continue densely."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import fastgrok as fg
+from fastgrok import tunables
+from fastgrok.engines import GramEngine
+from fastgrok.engines.ops import NumbaOps
+from fastgrok.sources import ArraySource, GeneratedSource
+
+
+def _pair(sources, lr, dtype, monkeypatch):
+    """The same batch stepped incrementally (A) and densely (B)."""
+    engines = []
+    for flag in (True, False):
+        monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", flag)
+        engines.append(GramEngine(sources, lr, dtype, ops=NumbaOps()))
+    return engines
+
+
+def _step(eng, flag, monkeypatch):
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", flag)
+    eng.step()
+
+
+@given(st.integers(1, 6), st.integers(2, 40), st.integers(1, 12), st.integers(0, 2**31 - 1),
+       st.integers(1, 3))
+def test_frozen_weights_incremental_equals_dense_in_float64(monkeypatch, n, p, m, seed, runs):
+    """Tiny weights and step (|f| < 1e-17, so every g is exactly 1/2 in float64): the two
+    recursions agree at every step - accuracies exactly, Z and losses to 1e-12 relative."""
+    g = np.random.default_rng(seed)
+    srcs = []
+    for r in range(runs):
+        X = g.standard_normal((n, p))
+        y = np.where(g.random(n) < 0.5, 1.0, -1.0)
+        a = np.where(g.random(m) < 0.5, 1.0, -1.0) / np.sqrt(m)
+        srcs.append(ArraySource(X, y, m, X_test=X[::-1] + 0.1, y_test=-y[::-1],
+                                W0=1e-21 * g.standard_normal((m, p)), a=a))
+    A, B = _pair(srcs, 1e-21, "float64", monkeypatch)
+    for t in range(30):
+        A.sync()
+        scale = np.abs(B.Z).max() + 1e-300
+        near_kink = np.abs(B.Z) < 1e-9 * scale
+        for ea, eb in zip(A.evaluate(), B.evaluate()):
+            assert ea["train_acc"] == eb["train_acc"] and ea["test_acc"] == eb["test_acc"]
+            assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-12)
+        np.testing.assert_allclose(A.Z[~near_kink], B.Z[~near_kink], rtol=1e-12, atol=1e-12 * scale)
+        if near_kink.any():
+            break  # a pattern bit at rounding level: beyond it the two may part
+        _step(A, True, monkeypatch)
+        _step(B, False, monkeypatch)
+    stats = A.stats()
+    assert stats["linear_run_steps"] == stats["run_steps"] > 0  # the regime was used
+
+
+def test_a_run_that_leaves_the_regime_continues_densely_and_matches(monkeypatch):
+    """A step size at which outputs grow: the run enters the regime, leaves it when g moves
+    off 1/2, and from then on matches the dense-only run to float64 rounding."""
+    cfg = fg.Config(n=20, p=300, m=16, n_test=10, runs=2, lr=1e-18, init_scale=1e-22,
+                    dtype="float64", representation="full")
+    srcs = [GeneratedSource(cfg, r) for r in range(2)]
+    A, B = _pair(srcs, cfg.lr, "float64", monkeypatch)
+    for _ in range(60):
+        _step(A, True, monkeypatch)
+        _step(B, False, monkeypatch)
+    stats = A.stats()
+    assert 0 < stats["linear_run_steps"] < stats["run_steps"]  # entered, then left
+    assert all(A.state.left)
+    for ea, eb in zip(A.evaluate(), B.evaluate()):
+        assert ea["train_acc"] == eb["train_acc"] and ea["test_acc"] == eb["test_acc"]
+        assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-9)
+    np.testing.assert_allclose(A.Ct, B.Ct, rtol=1e-9, atol=1e-9 * np.abs(B.Ct).max())
+
+
+def test_float32_incremental_rounding_stays_below_the_dense_steps(monkeypatch):
+    """float32 paper regime: against a float64 dense run of the same recursion, the
+    incremental trajectory's error in Z never exceeds the dense float32 trajectory's."""
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REFRESH", 50)
+    from fastgrok.sources import ReducedSource
+
+    cfg = fg.preset("paper-fig1-right", runs=2, m=100, steps=400)
+    srcs = [ReducedSource(cfg, r) for r in range(2)]
+    A, B = _pair(srcs, cfg.lr, "float32", monkeypatch)
+    # The truth: the same recursion in float64 on exactly the float32 numbers A and B start from.
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", False)
+    truth = GramEngine(srcs, cfg.lr, "float64", ops=NumbaOps())
+    for name in ("K", "Kt", "Z0", "Zt0", "XM", "W0M"):
+        getattr(truth, name)[...] = getattr(B, name)
+    truth.Z[...] = truth.Z0
+    for t in range(400):
+        _step(A, True, monkeypatch)
+        _step(B, False, monkeypatch)
+        _step(truth, False, monkeypatch)
+        if t % 50 == 49:
+            A.sync()
+            err_incr = np.linalg.norm(A.Z - truth.Z)
+            err_dense = np.linalg.norm(B.Z - truth.Z)
+            assert err_incr <= err_dense, (t, err_incr, err_dense)
+    assert A.stats()["linear_run_steps"] == 800
+
+
+def test_run_reports_the_regime_and_matches_dense_medians():
+    cfg = fg.preset("paper-fig1-right", runs=6, m=60, steps=300)
+    old = tunables.GRAM_LINEAR_REGIME
+    try:
+        tunables.GRAM_LINEAR_REGIME = True
+        fast = fg.run(cfg, progress=False)
+        tunables.GRAM_LINEAR_REGIME = False
+        dense = fg.run(cfg, progress=False)
+    finally:
+        tunables.GRAM_LINEAR_REGIME = old
+    assert fast.info["linear_fraction"] == 1.0 and fast.info["pattern_changes_per_step"] > 0
+    assert "linear_fraction" not in dense.info or dense.info["linear_fraction"] == 0
+    diff = (fast.history[["train_acc", "test_acc"]] != dense.history[["train_acc", "test_acc"]])
+    assert diff.to_numpy().mean() < 0.02  # accuracies agree but where a pattern bit sits on its kink
