@@ -50,7 +50,7 @@ class CupyOps(NumpyOps):
         # Products in the working dtype (cuBLAS), sums over blocks in float64, on the device.
         return (A @ B.T).astype(xp.float64), (B[-2 - W0.shape[0]:-2] @ B[-2:].T).astype(xp.float64)
 
-    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None):
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None, state=None):
         R, n, m = Z.shape
         self.k.coefficients(Z.reshape(R * n, m), y.reshape(-1), a, lr, n, Ct.reshape(R * n, m), True)
         self.xp.matmul(K, Ct, out=Z)
