@@ -54,6 +54,16 @@ def ops(request):
     return cupy_ops()
 
 
+def _gram_pair(srcs, lr, dtype, ops, steps):
+    """The gram engine over ``ops`` and over NumPy, both stepped ``steps`` times."""
+    eng = GramEngine(srcs, lr, dtype, ops=ops)
+    cpu = GramEngine(srcs, lr, dtype, ops=NumpyOps())
+    for _ in range(steps):
+        eng.step()
+        cpu.step()
+    return eng, cpu
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_direct_engine_trajectory(ops, dtype):
     X, y, W, a = random_problem(0, 12, 300, 9, scale=0.1)
@@ -106,12 +116,7 @@ def test_float32_gram_on_the_gpu_path_stays_within_float32_rounding_of_the_cpu(o
     losses and projections to 1e-6 relative over 20 steps."""
     cfg = fg.Config(n=30, p=2000, m=40, n_test=20, runs=2, lr=1e-3, init_scale=1e-3,
                     representation="full")
-    srcs = [GeneratedSource(cfg, r) for r in range(2)]
-    eng = GramEngine(srcs, cfg.lr, "float32", ops=ops)
-    cpu = GramEngine(srcs, cfg.lr, "float32", ops=NumpyOps())
-    for _ in range(20):
-        eng.step()
-        cpu.step()
+    eng, cpu = _gram_pair([GeneratedSource(cfg, r) for r in range(2)], cfg.lr, "float32", ops, 20)
     for got, want in zip(eng.evaluate(), cpu.evaluate()):
         assert got["train_acc"] == want["train_acc"] and got["test_acc"] == want["test_acc"]
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-6)
@@ -258,12 +263,7 @@ def test_population_accuracy_and_weights_on_the_gpu_path(ops):
 
     cfg = fg.Config(n=12, p=10**6, m=8, n_test=4, runs=2, lr=1e-3, init_scale=1e-3,
                     population_test=50, dtype="float64")
-    srcs = [ReducedSource(cfg, r) for r in range(2)]
-    eng = GramEngine(srcs, cfg.lr, "float64", ops=ops)
-    cpu = GramEngine(srcs, cfg.lr, "float64", ops=NumpyOps())
-    for _ in range(3):
-        eng.step()
-        cpu.step()
+    eng, cpu = _gram_pair([ReducedSource(cfg, r) for r in range(2)], cfg.lr, "float64", ops, 3)
     for got, want in zip(eng.evaluate(), cpu.evaluate()):
         assert got["test_acc"] == want["test_acc"] and got["test_acc_se"] == want["test_acc_se"]
     np.testing.assert_allclose(eng.weights(1), cpu.weights(1), rtol=1e-12, atol=1e-300)
