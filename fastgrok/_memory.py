@@ -64,10 +64,3 @@ def empty_aligned(shape, dtype, zero=False):
 def zeros_aligned(shape, dtype):
     """:func:`empty_aligned`, filled with zeros."""
     return empty_aligned(shape, dtype, zero=True)
-
-
-def copy_aligned(a):
-    """An aligned C-contiguous copy of ``a``."""
-    out = empty_aligned(a.shape, a.dtype)
-    out[...] = a
-    return out

@@ -9,7 +9,7 @@ import numpy as np
 from . import _validate as v
 from .config import DTYPES, Config, check_field
 from .driver import train
-from .plan import Plan, plan_arrays, plan_experiment, resolve_backend, warn_if_experimental
+from .plan import Plan, plan_arrays, plan_experiment, warn_if_experimental
 from .sources import ArraySource, GeneratedSource, ReducedSource
 
 
@@ -188,24 +188,20 @@ def step(X, y, W, a, lr, backend="auto", n_threads=None):
 
     v.once_per_buffer(W, finite)
     dt = W.dtype
-    X = v.once_per_buffer(X, lambda arr: v.float_array("X", arr, 2, dt)) if hasattr(X, "shape") \
-        else v.float_array("X", X, 2, dt)
+    X = v.once_per_buffer(X, lambda arr: v.float_array("X", arr, 2, dt))
     n, p = X.shape
     if W.shape[1] != p:
         raise ValueError(f"W has {W.shape[1]} columns but X has {p}")
     # Labels and second layer in float64, as every engine uses them.
-    y = v.once_per_buffer(y, lambda arr: v.labels("y", arr, n, np.float64)) if hasattr(y, "shape") \
-        else v.labels("y", y, n, np.float64)
-    a = v.once_per_buffer(a, lambda arr: v.float_array("a", arr, 1, np.float64)) if hasattr(a, "shape") \
-        else v.float_array("a", a, 1, np.float64)
+    y = v.once_per_buffer(y, lambda arr: v.labels("y", arr, n, np.float64))
+    a = v.once_per_buffer(a, lambda arr: v.float_array("a", arr, 1, np.float64))
     if a.shape[0] != W.shape[0]:
         raise ValueError(f"a has length {a.shape[0]} but W has {W.shape[0]} rows")
     lr = check_field("lr", lr)
     backend = check_field("backend", backend)
     on_device = xp is not np
-    if backend == "auto":  # device arrays stay on their device; host arrays use the CPU engines
-        backend = "cupy" if on_device else ("numba" if resolve_backend("auto") == "cupy"
-                                            else resolve_backend("auto"))
+    if backend == "auto":  # device arrays stay on their device; host arrays use the CPU kernels
+        backend = "cupy" if on_device else "numba"
     if (backend == "cupy") != on_device:
         raise TypeError(f"backend={backend!r} takes {'CuPy' if backend == 'cupy' else 'NumPy'} "
                         f"arrays, got {type(W).__module__}.{type(W).__name__}")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+from . import tunables
+
 
 def gpu_usable() -> bool:
     """True when CuPy imports and sees a CUDA device (never raises)."""
@@ -22,6 +24,9 @@ def warmup(backends=("numba",)) -> dict:
         t0 = time.perf_counter()
         if b == "numba":
             from .kernels import direct_cpu, gram_cpu  # noqa: F401  (explicit signatures compile)
+
+            if tunables.GRAM_LINEAR_REGIME:
+                from .kernels import gram_linear  # noqa: F401
         elif b == "cupy":
             from .engines.ops_cupy import cupy_ops
 

@@ -96,14 +96,14 @@ def plan_experiment(cfg) -> Plan:
 def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, hist_steps=None,
                 representation="full") -> Plan:
     """The plan for training on arrays of these sizes (:func:`fastgrok.fit`)."""
-    from . import devices
     from .driver import default_hist_steps
     from .engines import get_engine
 
     backend = resolve_backend(backend)
-    if backend == "cupy" and not devices.gpu_usable():
-        raise RuntimeError("backend='cupy' needs CuPy (pip install fastgrok[gpu]) and a usable "
-                           "CUDA GPU; none was found. Use backend='numba' or 'auto'.")
+    if backend == "cupy":
+        from .engines.ops_cupy import require_gpu
+
+        require_gpu()  # before any data is drawn
     warn_if_experimental(backend)
     method = resolve_method(method, backend, n, p, m, n_test, steps)
     engine = get_engine(method, backend)

@@ -33,12 +33,6 @@ class _Null:
     def close(self):
         pass
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 class _Bar(_Null):
     def __init__(self, total, desc, unit, initial, stream):

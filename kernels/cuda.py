@@ -26,12 +26,7 @@ _cache = {}
 
 def gpu_usable() -> bool:
     """True when CuPy imports and sees a CUDA device (never raises)."""
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - any failure means "no usable GPU"
-        return False
+    return gpu_status() == "ok"
 
 
 def gpu_status() -> str:

@@ -1,9 +1,10 @@
 """A stand-in for the parts of CuPy the GPU backend uses, on the CPU with NumPy arrays.
 
-``CudaKernels(cupy=StandInCupy())`` compiles nothing: ``RawModule`` checks the compile options,
-``get_function`` returns a function that checks every launch against the kernel's C signature
-(:func:`fastgrok.kernels.cuda.check_launch`) and the launch shape (one block of THREADS threads
-per row), records it, and computes what the kernel computes (:class:`EmulatedKernels`);
+``CudaKernels(cupy=StandInCupy())`` compiles nothing: ``RawModule`` checks the compile options;
+``get_function`` returns a function that checks the launch shape (one block of THREADS threads
+per row), records the launch and computes what the kernel computes (:class:`EmulatedKernels`).
+The arguments are checked against the kernel's C signature by ``CudaKernels`` before every
+launch, real or not;
 ``cublas.gemm`` checks its operands and computes alpha op(a) op(b) + beta out in place. So the
 whole GPU code path, launches included, runs and is checked on a machine without a GPU
 (``tests/test_gpu.py``, ``python bench/gpu_check.py --logic``).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cuda import THREADS, EmulatedKernels, check_launch, signatures
+from .cuda import THREADS, EmulatedKernels, signatures
 
 
 class _Function:
@@ -20,7 +21,7 @@ class _Function:
         self.name, self.module = name, module
 
     def __call__(self, grid, block, args):
-        check_launch(self.name, args, self.module.contract)
+        # The arguments were checked against the contract by CudaKernels before the launch.
         m = int(args[3]) if self.name.startswith("outputs") else int(args[5])
         rows = args[0].size // m
         if block != (THREADS,) or grid != (rows,):

@@ -2,7 +2,7 @@
 recursion with other rounding; runs that leave the regime continue densely."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
 import fastgrok as fg
 from fastgrok import tunables
@@ -12,7 +12,8 @@ from fastgrok.sources import ArraySource, GeneratedSource
 
 
 def _pair(sources, lr, dtype, monkeypatch):
-    """The same batch stepped incrementally (A) and densely (B)."""
+    """The same batch, to be stepped incrementally (A) and densely (B): the switch is read
+    when an engine is built."""
     engines = []
     for flag in (True, False):
         monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", flag)
@@ -20,9 +21,9 @@ def _pair(sources, lr, dtype, monkeypatch):
     return engines
 
 
-def _step(eng, flag, monkeypatch):
-    monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", flag)
-    eng.step()
+def _step(*engines):
+    for eng in engines:
+        eng.step()
 
 
 @given(st.integers(1, 6), st.integers(2, 40), st.integers(1, 12), st.integers(0, 2**31 - 1),
@@ -39,6 +40,7 @@ def test_frozen_weights_incremental_equals_dense_in_float64(monkeypatch, n, p, m
         srcs.append(ArraySource(X, y, m, X_test=X[::-1] + 0.1, y_test=-y[::-1],
                                 W0=1e-21 * g.standard_normal((m, p)), a=a))
     A, B = _pair(srcs, 1e-21, "float64", monkeypatch)
+    compared = 0
     for t in range(30):
         A.sync()
         scale = np.abs(B.Z).max() + 1e-300
@@ -47,10 +49,11 @@ def test_frozen_weights_incremental_equals_dense_in_float64(monkeypatch, n, p, m
             assert ea["train_acc"] == eb["train_acc"] and ea["test_acc"] == eb["test_acc"]
             assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-12)
         np.testing.assert_allclose(A.Z[~near_kink], B.Z[~near_kink], rtol=1e-12, atol=1e-12 * scale)
+        compared += 1
         if near_kink.any():
             break  # a pattern bit at rounding level: beyond it the two may part
-        _step(A, True, monkeypatch)
-        _step(B, False, monkeypatch)
+        _step(A, B)
+    assume(compared >= 5)  # the problem itself reached a kink early: discard, not pass
     stats = A.stats()
     assert stats["linear_run_steps"] == stats["run_steps"] > 0  # the regime was used
 
@@ -63,8 +66,7 @@ def test_a_run_that_leaves_the_regime_continues_densely_and_matches(monkeypatch)
     srcs = [GeneratedSource(cfg, r) for r in range(2)]
     A, B = _pair(srcs, cfg.lr, "float64", monkeypatch)
     for _ in range(60):
-        _step(A, True, monkeypatch)
-        _step(B, False, monkeypatch)
+        _step(A, B)
     stats = A.stats()
     assert 0 < stats["linear_run_steps"] < stats["run_steps"]  # entered, then left
     assert all(A.state.left)
@@ -90,9 +92,7 @@ def test_float32_incremental_rounding_stays_below_the_dense_steps(monkeypatch):
         getattr(truth, name)[...] = getattr(B, name)
     truth.Z[...] = truth.Z0
     for t in range(400):
-        _step(A, True, monkeypatch)
-        _step(B, False, monkeypatch)
-        _step(truth, False, monkeypatch)
+        _step(A, B, truth)
         if t % 50 == 49:
             A.sync()
             err_incr = np.linalg.norm(A.Z - truth.Z)

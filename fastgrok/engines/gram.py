@@ -117,7 +117,7 @@ class GramEngine(Engine):
 
     def sync(self):
         """Bring Z and Ct up to date with the backend's state before they are read."""
-        self.ops.gram_sync(self.state, self.Z, self.Ct, self.Z0, self.K)
+        self.ops.gram_sync(self.state, self.Z, self.Ct)
 
     def stats(self) -> dict:
         """Counts for ``Result.info``: run-steps taken, and how many incrementally (linear

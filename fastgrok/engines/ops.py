@@ -63,16 +63,16 @@ class NumpyOps:
         The products are formed in ``dtype`` (the working precision of the block) and returned
         in float64, so that the sum over blocks is float64 on every backend.
         """
-        B = np.concatenate([X, W0, M if M is not None else np.zeros((2, X.shape[1]), X.dtype)])
-        A = X if Xt is None else np.concatenate([X, Xt])
-        return (A @ B.T).astype(np.float64), (W0 @ B[-2:].T).astype(np.float64)
+        A, B = block_operands(X, Xt, W0, M)
+        m = W0.shape[0]
+        return (A @ B.T).astype(np.float64), (B[-2 - m:-2] @ B[-2:].T).astype(np.float64)
 
     # ------------------------------------------------------------------ gram step (stacked)
     def gram_state(self, R, dtype):
         """Backend state a gram engine keeps beside its arrays (None: nothing)."""
         return None
 
-    def gram_sync(self, state, Z, Ct, Z0, K):
+    def gram_sync(self, state, Z, Ct):
         """Bring Z and Ct up to date from ``state`` before they are read (nothing here)."""
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None, state=None):
@@ -139,9 +139,11 @@ class NumbaOps(NumpyOps):
         return block_products(X, Xt, W0, M, dtype)
 
     def gram_state(self, R, dtype):
-        return LinearRegime(R, dtype)
+        """The linear regime's state when ``tunables.GRAM_LINEAR_REGIME`` is on (read when
+        the engine is built), else None."""
+        return LinearRegime(R, dtype) if tunables.GRAM_LINEAR_REGIME else None
 
-    def gram_sync(self, state, Z, Ct, Z0, K):
+    def gram_sync(self, state, Z, Ct):
         if state is not None:
             for r in range(len(state.runs)):
                 state.sync(r, Z, Ct)
@@ -150,13 +152,8 @@ class NumbaOps(NumpyOps):
         from ..kernels.gram_cpu import step_run
         from ..kernels.threads import map_runs
 
-        if state is None or not tunables.GRAM_LINEAR_REGIME:
-            map_runs(lambda r: step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr),
-                     list(range(Z.shape[0])), n_threads)
-            return
-
         def one(r):
-            if not state.linear_step(r, K, Z0, Z, Ct, y, a, lr):
+            if state is None or not state.linear_step(r, K, Z0, Z, Ct, y, a, lr):
                 step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr)
 
         map_runs(one, list(range(Z.shape[0])), n_threads)
@@ -202,17 +199,19 @@ class LinearRegime:
     G0 = 0.5  # -l'(0) of the logistic loss
 
     def __init__(self, R, dtype):
+        from ..kernels import gram_linear  # compiles (or loads) its kernels once, here
+
+        self.kernels = gram_linear
         self.single = np.dtype(dtype) == np.float32
         self.runs = [None] * R        # per run: its incremental state, while in the regime
         self.left = [False] * R       # runs that left the regime (dense from then on)
         self.run_steps = self.linear_run_steps = self.changes = 0
 
     def _enter(self, r, K, Z, Ct, y, a, lr):
-        from ..kernels.gram_linear import frozen
         from ..kernels.numba_fused import relu_outputs
 
         f = relu_outputs(Z[r], a[r])
-        if not frozen(f, y[r], self.G0, self.single):
+        if not self.kernels.frozen(f, y[r], self.G0, self.single):
             return None
         n = Z.shape[1]
         st = {"c": (lr / n) * self.G0 * y[r], "a": a[r], "f": f, "steps": 0,
@@ -236,8 +235,6 @@ class LinearRegime:
 
     def linear_step(self, r, K, Z0, Z, Ct, y, a, lr) -> bool:
         """Take run r's step incrementally if it is in the regime; False: take a dense step."""
-        from ..kernels.gram_linear import frozen, linear_step
-
         self.run_steps += 1
         if self.left[r]:
             return False
@@ -246,12 +243,12 @@ class LinearRegime:
             st = self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr)
             if st is None:
                 return False
-        elif not frozen(st["f"], y[r], self.G0, self.single):
+        elif not self.kernels.frozen(st["f"], y[r], self.G0, self.single):
             self.sync(r, Z, Ct)  # the dense step continues from the incremental state
             self.runs[r], self.left[r] = None, True
             return False
-        self.changes += linear_step(K[r], st["ZT"], st["DT"], st["MT"], st["ST"], st["c"], a[r],
-                                    st["f"])
+        self.changes += self.kernels.linear_step(K[r], st["ZT"], st["DT"], st["MT"], st["ST"],
+                                                 st["c"], a[r], st["f"])
         self.linear_run_steps += 1
         st["steps"] += 1
         if st["steps"] % tunables.GRAM_LINEAR_REFRESH == 0:  # exact recompute: no drift
@@ -265,6 +262,13 @@ class LinearRegime:
         if st is not None:
             Ct[r] = self._ct(st)
             Z[r] = st["ZT"].T
+
+
+def block_operands(X, Xt, W0, M):
+    """(A, B) = ([X; Xt], [X; W0; M]) of one column block (zero rows for missing means)."""
+    A = X if Xt is None else np.concatenate([X, Xt])
+    B = np.concatenate([X, W0, M if M is not None else np.zeros((2, X.shape[1]), X.dtype)])
+    return A, B
 
 
 def _stack_parts(parts):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ops import NumpyOps
+from .ops import NumpyOps, block_operands
 
 _cache = {}
 
@@ -45,10 +45,10 @@ class CupyOps(NumpyOps):
 
     def block_products(self, X, Xt, W0, M, dtype):
         xp = self.xp
-        A = xp.asarray(X if Xt is None else np.concatenate([X, Xt]))
-        B = xp.asarray(np.concatenate([X, W0, M if M is not None else np.zeros((2, X.shape[1]), X.dtype)]))
+        A, B = (xp.asarray(v) for v in block_operands(X, Xt, W0, M))
+        m = W0.shape[0]
         # Products in the working dtype (cuBLAS), sums over blocks in float64, on the device.
-        return (A @ B.T).astype(xp.float64), (B[-2 - W0.shape[0]:-2] @ B[-2:].T).astype(xp.float64)
+        return (A @ B.T).astype(xp.float64), (B[-2 - m:-2] @ B[-2:].T).astype(xp.float64)
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None, state=None):
         R, n, m = Z.shape
@@ -82,13 +82,19 @@ class CupyOps(NumpyOps):
         return Z, Zt, P
 
 
+def require_gpu() -> None:
+    """RuntimeError saying what is missing unless CuPy sees a usable CUDA GPU."""
+    from ..kernels.cuda import gpu_status
+
+    status = gpu_status()
+    if status != "ok":
+        raise RuntimeError("backend='cupy' needs CuPy (pip install fastgrok[gpu]) and a usable "
+                           f"CUDA GPU ({status}). Use backend='numba' or 'auto'.")
+
+
 def cupy_ops() -> CupyOps:
     """The (cached) GPU operations; compiles the CUDA kernels on the first call."""
-    from ..kernels.cuda import gpu_usable
-
     if "ops" not in _cache:
-        if not gpu_usable():
-            raise RuntimeError("backend='cupy' needs CuPy (pip install fastgrok[gpu]) and a usable "
-                               "CUDA GPU; none was found. Use backend='numba' or 'auto'.")
+        require_gpu()
         _cache["ops"] = CupyOps()
     return _cache["ops"]
