@@ -44,7 +44,8 @@ GRAM_BATCH_BYTES = 2 << 30
 
 #: Gram method, CPU: take incremental steps while a run is in the linear regime (every loss
 #: weight equal to its value at 0 in the working precision; docs/design.md 2.4). The same
-#: recursion as the dense step, with different rounding; False gives dense steps only. Off by
+#: recursion as the dense step, with different rounding; False gives dense steps only. Read
+#: when an engine is built. Off by
 #: default until the 100-run comparison with dense steps has been made and the README's numbers
 #: regenerated with it (the linear-regime issue).
 GRAM_LINEAR_REGIME = False
