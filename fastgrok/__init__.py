@@ -6,7 +6,7 @@ CUDA; kernels are compiled on first use (see :func:`fastgrok.warmup`).
 """
 from .api import fit, run, step
 from .config import PRESETS, Config, preset
-from .data import Dataset, xor_clusters
+from .data import Dataset, linear_clusters, xor_clusters
 from .devices import gpu_usable, warmup
 
 
@@ -24,5 +24,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'fastgrok' has no attribute {name!r}")
 
 __version__ = "0.1.0"
-__all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "xor_clusters", "Dataset",
+__all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "xor_clusters", "linear_clusters", "Dataset",
            "gpu_usable", "warmup", "sweep", "study", "__version__"]

@@ -9,6 +9,7 @@ import numpy as np
 from . import _validate as v
 from .config import DTYPES, Config, check_field
 from .driver import train
+from .model import Model
 from .plan import Plan, plan_arrays, plan_experiment, warn_if_experimental
 from .sources import ArraySource, GeneratedSource, ReducedSource
 
@@ -35,10 +36,11 @@ def run(cfg: Config, progress: bool = True, n_threads=None):
     plan = plan_experiment(cfg)
     Src = ReducedSource if plan.representation == "reduced" else GeneratedSource
     return _train(plan, cfg.to_dict(), lambda ids: [Src(cfg, r) for r in ids], cfg.runs, cfg.lr,
-                  cfg.mu, progress, n_threads)
+                  cfg.mu, progress, n_threads, Model.of(cfg), second_mean=cfg.data == "xor")
 
 
-def _train(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, progress, n_threads):
+def _train(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, progress, n_threads,
+           model, second_mean=True):
     """Shared by run and fit: the thread runtime, the driver, the Result."""
     from .results import Result
 
@@ -46,9 +48,11 @@ def _train(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, pro
     eng = plan.engine
     with eng.runtime(n_threads) as threads:
         rows, proj, counts = train(lambda ids, on_built: eng(sources(ids), lr, plan.dtype,
-                                                     n_threads=threads, on_built=on_built),
+                                                     n_threads=threads, on_built=on_built,
+                                                     model=model),
                            list(range(runs)), plan.batch, plan.steps, plan.hist_steps, mu_norm,
-                           progress=progress, desc=f"fastgrok {plan.engine_name}")
+                           progress=progress, desc=f"fastgrok {plan.engine_name}",
+                           second_mean=second_mean)
     info = {"engine": plan.engine_name, "dtype": plan.dtype, "representation": plan.representation,
             "working_p": plan.p, "wall_s": round(time.perf_counter() - t0, 3)}
     if counts.get("run_steps"):  # the gram linear regime (docs/design.md 2.4)
@@ -60,8 +64,9 @@ def _train(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, pro
 
 def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, init_scale=1e-15,
         second_layer_mode="random", runs=1, seed=0, method="auto", backend="auto", dtype=None,
-        hist_steps=None, progress=False, n_threads=None):
-    """Train the paper's network on the caller's data.
+        hist_steps=None, progress=False, n_threads=None, activation="relu", leak=None,
+        loss="logistic"):
+    """Train the paper's network (or another member of its family) on the caller's data.
 
     Parameters
     ----------
@@ -97,11 +102,14 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
         Show a progress bar.
     n_threads : int, optional
         CPU threads for the numba engines.
+    activation, leak, loss
+        The network's activation and loss, as the Config fields of the same names.
 
     Returns
     -------
     Result
     """
+    model = Model(activation, leak, loss)  # checked first, like every other argument
     if dtype is None:
         dtype = str(np.asarray(X).dtype) if str(np.asarray(X).dtype) in DTYPES else "float64"
     # The scalar arguments are checked by the same validators as Config's fields.
@@ -141,14 +149,17 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
     config = {"n": n, "p": p, "m": m, "n_test": n_test, "lr": checked["lr"], "steps": steps,
               "runs": runs, "seed": seed, "init_scale": checked["init_scale"],
               "second_layer": second_layer_mode, "method": method, "backend": backend,
-              "dtype": dtype, "hist_steps": list(plan.hist_steps)}
-    return _train(plan, config, sources, runs, checked["lr"], mu_norm, progress, n_threads)
+              "dtype": dtype, "hist_steps": list(plan.hist_steps), "activation": model.activation,
+              "leak": model.leak, "loss": model.loss}
+    return _train(plan, config, sources, runs, checked["lr"], mu_norm, progress, n_threads, model)
 
 
-def step(X, y, W, a, lr, backend="auto", n_threads=None):
-    """One full-batch gradient-descent step on the logistic loss, in place on ``W``.
+def step(X, y, W, a, lr, backend="auto", n_threads=None, activation="relu", leak=None,
+         loss="logistic"):
+    """One full-batch gradient-descent step on the mean loss, in place on ``W``.
 
-    w_j <- w_j + (lr a_j / n) sum_i g_i 1[<w_j, x_i> > 0] y_i x_i with g_i = 1 / (1 + exp(y_i f_i)).
+    w_j <- w_j + (lr a_j / n) sum_i g_i phi'(<w_j, x_i>) y_i x_i with g_i = -l'(y_i f_i)
+    (logistic loss: g_i = 1 / (1 + exp(y_i f_i)); ReLU: phi'(z) = 1[z > 0]).
 
     Parameters
     ----------
@@ -168,11 +179,14 @@ def step(X, y, W, a, lr, backend="auto", n_threads=None):
         Compute backend.
     n_threads : int, optional
         CPU threads for the numba backend (restored afterwards).
+    activation, leak, loss
+        The network's activation and loss, as the Config fields of the same names.
 
     Returns
     -------
     W : the same array, updated.
     """
+    model = Model(activation, leak, loss)
     xp = v._xp(W)
     if not hasattr(W, "dtype") or W.dtype not in (np.float32, np.float64):
         raise TypeError(f"W must be a float32 or float64 array, got {getattr(W, 'dtype', type(W))}")
@@ -208,7 +222,7 @@ def step(X, y, W, a, lr, backend="auto", n_threads=None):
     warn_if_experimental(backend)
     from .engines import get_engine
 
-    get_engine("direct", backend).step_fn(X, y, W, a, lr, n_threads=n_threads)
+    get_engine("direct", backend).step_fn(X, y, W, a, lr, n_threads=n_threads, model=model)
     return W
 
 

@@ -18,6 +18,9 @@ DTYPES = ("float32", "float64")
 SECOND_LAYER = ("random", "balanced")
 MEANS = ("axis", "random")
 REPRESENTATIONS = ("auto", "full", "reduced")
+ACTIVATIONS = ("relu", "leaky_relu")
+LOSSES = ("logistic", "exponential", "hinge")
+DATA = ("xor", "linear")
 
 
 def representation_for(representation: str, n, n_test, m, p) -> str:
@@ -175,6 +178,11 @@ FIELDS = {
     "representation": _Choice(REPRESENTATIONS, "full p-dimensional draw or the reduced one"),
     "population_test": _Int(0, "fresh test points per cluster for the population accuracy "
                                "(0: the finite test set)"),
+    "activation": _Choice(ACTIVATIONS, "phi(z) = max(z, leak z): relu (leak 0) or leaky_relu"),
+    "leak": _Float(0, 1, high_open=True, optional=True,
+                   help="leaky_relu's slope for z < 0, in [0, 1) (none: 0.1)"),
+    "loss": _Choice(LOSSES, "training loss of the margin y f"),
+    "data": _Choice(DATA, "xor: +-mu1 -> +1, +-mu2 -> -1 (the paper); linear: y mu1 + noise"),
 }
 
 
@@ -228,6 +236,18 @@ class Config:
         clean test accuracy, estimated at each evaluation from k fresh test points per cluster
         (exact draws in the reduced representation; needs it, and the gram method), with its
         Monte Carlo standard error in the history column test_acc_se.
+    activation : {"relu", "leaky_relu"}
+        phi(z) = max(z, leak z); "relu" is leak 0.
+    leak : float or None
+        leaky_relu's slope for negative pre-activations, in [0, 1) (None: 0.1). An error with
+        "relu".
+    loss : {"logistic", "exponential", "hinge"}
+        log(1 + exp(-z)) (the paper), exp(-z) or max(0, 1 - z) of the margin z = y f; the mean
+        over samples is minimised, and the history's losses are this loss.
+    data : {"xor", "linear"}
+        "xor": the paper's four clusters, +-mu1 -> +1 and +-mu2 -> -1. "linear": two clusters,
+        x = y_clean mu1 + noise (the noisy linear model of Frei, Chatterji and Bartlett 2022);
+        mu2 is unused and its alignment columns are NaN. Labels flip at ``noise_rate`` in both.
     """
 
     n: int = 200
@@ -249,6 +269,10 @@ class Config:
     hist_steps: tuple | None = field(default=None)
     representation: str = "auto"
     population_test: int = 0
+    activation: str = "relu"
+    leak: float | None = None
+    loss: str = "logistic"
+    data: str = "xor"
 
     def __post_init__(self):
         for f in fields(self):  # steps is checked before hist_steps, which needs it
@@ -265,6 +289,9 @@ class Config:
                              f"and representation={self.representation!r} does not give it")
         if self.population_test and self.method == "direct":
             raise ValueError("population_test > 0 is implemented for method='gram' (or 'auto')")
+        from .model import check_model
+
+        check_model(self.activation, self.leak)
         if self.means == "axis" and self.p < 2:
             raise ValueError(f"p must be >= 2 for two orthogonal means, got {self.p}")
 

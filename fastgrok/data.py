@@ -1,4 +1,5 @@
-"""XOR-cluster data (Xu et al. 2024, Definition 2.1) and the random streams of a run.
+"""XOR-cluster data (Xu et al. 2024, Definition 2.1), noisy linear (two-cluster) data, and the
+random streams of a run.
 
 Every random quantity of run ``run`` under master seed ``seed`` comes from its own stream, an
 SFC64 generator seeded by ``SeedSequence(seed, spawn_key=(run, stream, block))``. The p-sized
@@ -47,6 +48,17 @@ def gaussian_block(seed, run, stream, k, rows, cols, dtype="float64"):
     return z if np.dtype(dtype) == np.float32 else z.astype(dtype)
 
 
+#: Clusters of each data model, as (mean, sign, clean label): cluster k is x = sign mu_mean + xi.
+CLUSTERS = {"xor": ((1, 1.0, 1.0), (1, -1.0, 1.0), (2, 1.0, -1.0), (2, -1.0, -1.0)),
+            "linear": ((1, 1.0, 1.0), (1, -1.0, -1.0))}
+
+
+def _clean_labels(clusters, data):
+    """The clean label of each sample from its cluster index (see :data:`CLUSTERS`)."""
+    labels = np.array([label for _, _, label in CLUSTERS[data]])
+    return labels[clusters]
+
+
 def _cluster_signs(clusters):
     """Coefficients (s1, s2) with xbar = s1 mu1 + s2 mu2 for clusters 0:+mu1 1:-mu1 2:+mu2 3:-mu2."""
     s1 = np.where(clusters == 0, 1.0, np.where(clusters == 1, -1.0, 0.0))
@@ -73,19 +85,22 @@ class RunDraw:
         Stream keys.
     means : {"axis", "random"}
         mu1 = mu_norm e_1, mu2 = mu_norm e_2, or a random orthogonal pair.
+    data : {"xor", "linear"}
+        Four clusters +-mu1 -> +1, +-mu2 -> -1; or two, +mu1 -> +1, -mu1 -> -1 (mu2 unused).
     """
 
-    def __init__(self, n, p, n_test, mu_norm, noise_rate, seed, run, means="axis"):
+    def __init__(self, n, p, n_test, mu_norm, noise_rate, seed, run, means="axis", data="xor"):
         self.n, self.p, self.n_test = n, p, n_test
         self.mu_norm, self.noise_rate = float(mu_norm), float(noise_rate)
-        self.seed, self.run, self.means = seed, run, means
+        self.seed, self.run, self.means, self.data = seed, run, means, data
+        k = len(CLUSTERS[data])
         g = rng(seed, run, STREAM_LABELS)
-        self.clusters = g.integers(0, 4, size=n)
+        self.clusters = g.integers(0, k, size=n)
         self.flipped = g.random(n) < noise_rate
-        self.y_clean = np.where(self.clusters < 2, 1.0, -1.0)  # +-mu1 -> +1, +-mu2 -> -1
+        self.y_clean = _clean_labels(self.clusters, data)
         self.y = np.where(self.flipped, -self.y_clean, self.y_clean)
-        self.clusters_test = rng(seed, run, STREAM_TEST_LABELS).integers(0, 4, size=n_test)
-        self.y_test = np.where(self.clusters_test < 2, 1.0, -1.0)
+        self.clusters_test = rng(seed, run, STREAM_TEST_LABELS).integers(0, k, size=n_test)
+        self.y_test = _clean_labels(self.clusters_test, data)
         self._s = _cluster_signs(self.clusters)
         self._s_test = _cluster_signs(self.clusters_test)
         self._mean_coef = self._random_mean_coefficients() if means == "random" else None
@@ -142,7 +157,7 @@ class RunDraw:
 
 @dataclass
 class Dataset:
-    """A materialised XOR-cluster data set.
+    """A materialised data set (XOR clusters or noisy linear).
 
     Attributes
     ----------
@@ -158,7 +173,8 @@ class Dataset:
     mu1, mu2 : (p,) arrays
         The cluster means.
     clusters, clusters_test : int arrays
-        Cluster index of each sample: 0 = +mu1, 1 = -mu1, 2 = +mu2, 3 = -mu2.
+        Cluster index of each sample: 0 = +mu1, 1 = -mu1, 2 = +mu2, 3 = -mu2 (linear data: 0
+        and 1 only).
     flipped : (n,) bool array
         Which training labels were flipped.
     """
@@ -215,13 +231,30 @@ def xor_clusters(n, p, n_test=200, mu_norm=None, noise_rate=0.05, seed=0, run=0,
     -------
     Dataset
     """
+    return _dataset("xor", n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype)
+
+
+def linear_clusters(n, p, n_test=200, mu_norm=None, noise_rate=0.05, seed=0, run=0,
+                    means="axis", dtype="float64") -> Dataset:
+    """Draw noisy linear data (Frei, Chatterji and Bartlett 2022): x = y_clean mu1 + xi.
+
+    The clean label is uniform on {-1, +1}, xi ~ N(0, I_p); training labels flip with
+    probability ``noise_rate``; test labels are clean. ``mu2`` is returned (the second mean of
+    the same draw) but no sample uses it. Parameters as :func:`xor_clusters`.
+    """
+    return _dataset("linear", n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype)
+
+
+def _dataset(data, n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype) -> Dataset:
     from .config import Config  # validation lives in one place
 
     cfg = Config(n=n, p=p, n_test=n_test, mu_norm=mu_norm, noise_rate=noise_rate, seed=seed,
-                 means=means, dtype=str(np.dtype(dtype)) if _is_dtype(dtype) else dtype, runs=1)
+                 means=means, dtype=str(np.dtype(dtype)) if _is_dtype(dtype) else dtype, runs=1,
+                 data=data)
     if isinstance(run, bool) or not isinstance(run, (int, np.integer)) or run < 0:
         raise ValueError(f"run must be a non-negative integer, got {run!r}")
-    draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, int(run), cfg.means)
+    draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, int(run), cfg.means,
+                   cfg.data)
     return materialize(draw, cfg.dtype)
 
 

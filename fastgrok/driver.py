@@ -47,7 +47,8 @@ def alignment_summaries(P1, P2, a, mu_norm) -> dict:
     return out
 
 
-def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, desc="fastgrok"):
+def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, desc="fastgrok",
+          second_mean=True):
     """Train every run and collect the history and the histogram projections.
 
     Parameters
@@ -67,6 +68,9 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
         ||mu||, to normalise the alignment summaries (None: no means known).
     progress : bool
         Show a progress bar over all runs x steps.
+    second_mean : bool
+        False when the data do not use mu2 (linear data): its projections and alignment
+        columns are NaN rather than numbers about a direction no sample has.
 
     Returns
     -------
@@ -104,6 +108,8 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
                     evs = engine.evaluate(projections=mu_norm is not None)
                     for r, a, ev in zip(ids, A, evs):
                         P1, P2 = _host(ev["P1"]), _host(ev["P2"])
+                        if P2 is not None and not second_mean:
+                            P2 = np.full_like(P2, np.nan)
                         rows.append({"run": r, "step": t,
                                      **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
                                      **alignment_summaries(P1, P2, a, mu_norm or 1.0)})

@@ -1,10 +1,73 @@
-"""The network's initialisation (Xu et al. 2024, section 2; docs/design.md section 1): fixed second layer a and first layer W0."""
+"""The network: its activation and loss (:class:`Model`), and its initialisation (Xu et al.
+2024, section 2; docs/design.md section 1): fixed second layer a and first layer W0."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
+from .config import LOSSES, check_field
 from ._memory import check_fits, empty_aligned
 from .data import STREAM_A, STREAM_W0, block_ranges, gaussian_block, rng
+
+
+#: The leak of "leaky_relu" when none is given.
+DEFAULT_LEAK = 0.1
+
+
+@dataclass(frozen=True)
+class Model:
+    """The network's activation and training loss (docs/design.md section 1).
+
+    phi(z) = max(z, leak z) with leak = 0 for "relu" (so ReLU is the leak-0 member of one
+    formula, and every kernel computes both with the same branch-free arithmetic); the loss is
+    one of :data:`LOSSES`, entering training only through the per-sample weight g_i = -l'(y_i f_i).
+
+    Parameters
+    ----------
+    activation : {"relu", "leaky_relu"}
+    leak : float or None
+        Slope for negative pre-activations, in [0, 1); only with "leaky_relu" (None: 0.1).
+    loss : {"logistic", "exponential", "hinge"}
+        l(z) = log(1 + exp(-z)), exp(-z) or max(0, 1 - z) of the margin z = y f.
+    """
+
+    activation: str = "relu"
+    leak: float | None = None
+    loss: str = "logistic"
+
+    def __post_init__(self):
+        for name in ("activation", "leak", "loss"):
+            object.__setattr__(self, name, check_field(name, getattr(self, name)))
+        check_model(self.activation, self.leak)
+
+    @property
+    def slope(self) -> float:
+        """The leak the kernels use: 0.0 for ReLU."""
+        if self.activation == "relu":
+            return 0.0
+        return DEFAULT_LEAK if self.leak is None else float(self.leak)
+
+    @property
+    def loss_code(self) -> int:
+        """The loss as the kernels' integer code (its index in :data:`LOSSES`)."""
+        return LOSSES.index(self.loss)
+
+    @property
+    def g0(self) -> float:
+        """-l'(0): the loss weight of every sample while the outputs are tiny."""
+        return 0.5 if self.loss == "logistic" else 1.0
+
+    @classmethod
+    def of(cls, cfg) -> "Model":
+        """The model of a Config (or anything with activation, leak and loss attributes)."""
+        return cls(cfg.activation, cfg.leak, cfg.loss)
+
+
+def check_model(activation, leak):
+    """ValueError when ``leak`` is given with activation="relu" (whose leak is 0 by definition)."""
+    if activation == "relu" and leak is not None:
+        raise ValueError(f"leak={leak} needs activation='leaky_relu' (ReLU has no leak)")
 
 
 def second_layer(m, seed=0, run=0, mode="random") -> np.ndarray:

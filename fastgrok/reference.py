@@ -14,15 +14,25 @@ def relu(z):
     return np.maximum(z, 0)
 
 
-def forward(X, W, a):
-    """Pre-activations Z = X W^T (n, m) and outputs f = relu(Z) a (n,)."""
+def activation(z, leak=0.0):
+    """phi(z) = max(z, leak z): ReLU for leak = 0, leaky ReLU for 0 < leak < 1."""
+    return relu(z) if leak == 0 else np.maximum(z, leak * z)
+
+
+def activation_derivative(z, leak=0.0):
+    """phi'(z) = 1 if z > 0 else leak (the derivative at the kink z = 0 is taken as leak)."""
+    return np.where(z > 0, 1.0, leak)
+
+
+def forward(X, W, a, leak=0.0):
+    """Pre-activations Z = X W^T (n, m) and outputs f = phi(Z) a (n,)."""
     Z = X @ W.T
-    return Z, forward_from_preactivations(Z, a)
+    return Z, forward_from_preactivations(Z, a, leak)
 
 
-def forward_from_preactivations(Z, a):
-    """Outputs f = relu(Z) a (n,) from pre-activations Z (n, m), in float64."""
-    return relu(np.asarray(Z, dtype=np.float64)) @ np.asarray(a, dtype=np.float64)
+def forward_from_preactivations(Z, a, leak=0.0):
+    """Outputs f = phi(Z) a (n,) from pre-activations Z (n, m), in float64."""
+    return activation(np.asarray(Z, dtype=np.float64), leak) @ np.asarray(a, dtype=np.float64)
 
 
 def softplus(z):
@@ -30,33 +40,68 @@ def softplus(z):
     return np.logaddexp(0, z)
 
 
+def loss_values(z, loss="logistic"):
+    """l(z) of each margin z = y f: log(1 + exp(-z)), exp(-z) or max(0, 1 - z).
+
+    Stable for any finite z: the logistic loss through softplus; the exponential loss of a
+    margin below about -709 is inf (it is larger than any double), without a warning.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if loss == "logistic":
+        return softplus(-z)
+    if loss == "exponential":
+        with np.errstate(over="ignore"):
+            return np.exp(-z)
+    if loss == "hinge":
+        return np.maximum(0.0, 1.0 - z)
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def mean_loss(y, f, loss="logistic"):
+    """Mean loss (1/n) sum_i l(y_i f_i)."""
+    return float(np.mean(loss_values(y * f, loss)))
+
+
 def logistic_loss(y, f):
     """Mean logistic loss (1/n) sum_i log(1 + exp(-y_i f_i))."""
-    return float(np.mean(softplus(-y * f)))
+    return mean_loss(y, f, "logistic")
 
 
-def loss_weights(y, f):
-    """g_i = -l'(y_i f_i) = 1 / (1 + exp(y_i f_i)), accurate in relative terms for large |y f|."""
-    return np.exp(-softplus(y * f))
+def loss_weights(y, f, loss="logistic"):
+    """g_i = -l'(y_i f_i).
+
+    logistic: 1 / (1 + exp(y f)), accurate in relative terms for large |y f|; exponential:
+    exp(-y f) (inf below a margin of about -709: a diverged run); hinge: 1 if y f < 1 else 0
+    (at the kink y f = 1 the weight is 0, the convention of automatic differentiation).
+    """
+    z = np.asarray(y * f, dtype=np.float64)
+    if loss == "logistic":
+        return np.exp(-softplus(z))
+    if loss == "exponential":
+        with np.errstate(over="ignore"):
+            return np.exp(-z)
+    if loss == "hinge":
+        return (z < 1.0).astype(np.float64)
+    raise ValueError(f"unknown loss {loss!r}")
 
 
-def update_coefficients(Z, y, f, a, lr):
-    """V = (lr / n) (g * y)[:, None] * 1[Z > 0] * a[None, :]  (n, m); one step is W += V^T X."""
+def update_coefficients(Z, y, f, a, lr, leak=0.0, loss="logistic"):
+    """V = (lr / n) (g * y)[:, None] * phi'(Z) * a[None, :]  (n, m); one step is W += V^T X."""
     n = Z.shape[0]
-    g = loss_weights(y, f)
-    return (lr / n) * (g * y)[:, None] * (Z > 0) * a[None, :]
+    g = loss_weights(y, f, loss)
+    return (lr / n) * (g * y)[:, None] * activation_derivative(Z, leak) * a[None, :]
 
 
-def gradient(X, y, W, a):
-    """Gradient of the mean logistic loss with respect to W (m, p) (the ReLU derivative at 0 is 0)."""
-    Z, f = forward(X, W, a)
-    return -update_coefficients(Z, y, f, a, 1.0).T @ X
+def gradient(X, y, W, a, leak=0.0, loss="logistic"):
+    """Gradient of the mean loss with respect to W (m, p) (phi'(0) = leak)."""
+    Z, f = forward(X, W, a, leak)
+    return -update_coefficients(Z, y, f, a, 1.0, leak, loss).T @ X
 
 
-def step(X, y, W, a, lr):
+def step(X, y, W, a, lr, leak=0.0, loss="logistic"):
     """One full-batch gradient-descent step, in place on W; returns W."""
-    Z, f = forward(X, W, a)
-    W += update_coefficients(Z, y, f, a, lr).T @ X
+    Z, f = forward(X, W, a, leak)
+    W += update_coefficients(Z, y, f, a, lr, leak, loss).T @ X
     return W
 
 
@@ -65,21 +110,22 @@ def accuracy(y, f):
     return float(np.mean(y * f > 0))
 
 
-def evaluate(X, y, W, a, X_test=None, y_test=None, mu1=None, mu2=None):
+def evaluate(X, y, W, a, X_test=None, y_test=None, mu1=None, mu2=None, leak=0.0,
+             loss="logistic"):
     """The evaluation quantities of docs/design.md section 1.
 
     Returns
     -------
     dict
         train_acc, train_loss (noisy labels), test_acc, test_loss (clean labels; NaN without a
-        test set), and the projections P1 = W mu1, P2 = W mu2 (None without means).
+        test set; losses are the mean ``loss``), and the projections P1 = W mu1, P2 = W mu2 (None without means).
     """
-    _, f = forward(X, W, a)
-    out = {"train_acc": accuracy(y, f), "train_loss": logistic_loss(y, f),
+    _, f = forward(X, W, a, leak)
+    out = {"train_acc": accuracy(y, f), "train_loss": mean_loss(y, f, loss),
            "test_acc": np.nan, "test_loss": np.nan, "P1": None, "P2": None}
     if X_test is not None:
-        _, ft = forward(X_test, W, a)
-        out["test_acc"], out["test_loss"] = accuracy(y_test, ft), logistic_loss(y_test, ft)
+        _, ft = forward(X_test, W, a, leak)
+        out["test_acc"], out["test_loss"] = accuracy(y_test, ft), mean_loss(y_test, ft, loss)
     if mu1 is not None:
         out["P1"], out["P2"] = W @ mu1, W @ mu2
     return out

@@ -83,7 +83,8 @@ class GeneratedSource(Source):
     """Run ``run`` of the experiment ``cfg``: data, second layer and W0 from (cfg.seed, run)."""
 
     def __init__(self, cfg, run):
-        self.draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, run, cfg.means)
+        self.draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, run, cfg.means,
+                            cfg.data)
         self.n, self.p, self.m, self.n_test = cfg.n, cfg.p, cfg.m, cfg.n_test
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
@@ -162,7 +163,8 @@ class ReducedSource(Source):
             raise ValueError(
                 f"representation='reduced' needs p - 2 >= n + n_test + m = {N}, got p={cfg.p}; "
                 "use representation='full' (it is cheap at this size)")
-        self.draw = RunDraw(cfg.n, 2, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, run, "axis")
+        self.draw = RunDraw(cfg.n, 2, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, run, "axis",
+                            cfg.data)
         self.N, self.p_nominal = N, cfg.p
         self.n, self.p, self.m, self.n_test = cfg.n, N + 2, cfg.m, cfg.n_test
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
@@ -171,32 +173,35 @@ class ReducedSource(Source):
         self.mu_norm = cfg.mu
         self.population_test = cfg.population_test
 
-    def population_accuracy(self, W, step):
+    def population_accuracy(self, W, step, model):
         """Clean test accuracy and loss over the population, from fresh test points.
 
         A fresh x = +-||mu|| e_k + xi has W x = +-||mu|| W e_k + W xi, and since every row of W
         lies in the span of the reduced coordinates, W xi = W g with g ~ N(0, I_d) exactly.
         ``population_test`` points per cluster (independent across clusters, from the stream
-        (seed, run, POPULATION, step)).
+        (seed, run, POPULATION, step)); ``model`` gives the activation and the loss.
 
         Returns
         -------
         acc, loss, se : float
-            Mean over the four clusters, and the Monte Carlo standard error of acc.
+            Mean over the clusters (four for XOR data, two for linear data), and the Monte
+            Carlo standard error of acc.
         """
-        from .data import STREAM_POPULATION, rng
+        from . import reference
+        from .data import CLUSTERS, STREAM_POPULATION, rng
 
         k = self.population_test
         g = rng(self.seed, self.run, STREAM_POPULATION, step)
         W = np.asarray(W, dtype=np.float64)
         accs, losses = [], []
-        for coord, sign, label in ((0, 1.0, 1.0), (0, -1.0, 1.0), (1, 1.0, -1.0), (1, -1.0, -1.0)):
+        for mean, sign, label in CLUSTERS[self.draw.data]:
+            coord = mean - 1  # mu1 = ||mu|| e0, mu2 = ||mu|| e1
             U = W @ g.standard_normal((self.p, k)) + (sign * self.mu_norm) * W[:, coord:coord + 1]
-            f = np.maximum(U, 0).T @ self.a
+            f = reference.activation(U, model.slope).T @ self.a
             accs.append(np.mean(label * f > 0))
-            losses.append(np.mean(np.logaddexp(0, -label * f)))
+            losses.append(reference.mean_loss(label, f, model.loss))
         accs = np.array(accs)
-        se = np.sqrt(np.sum(accs * (1 - accs) / k)) / 4
+        se = np.sqrt(np.sum(accs * (1 - accs) / k)) / len(accs)
         return float(accs.mean()), float(np.mean(losses)), float(se)
 
     def _columns(self, k, j0, j1):

@@ -105,18 +105,18 @@ class CudaKernels:
     def _suffix(dtype):
         return "f32" if dtype == np.float32 else "f64"
 
-    def outputs(self, Z, a, n_per_run):
-        """f (rows,) float64 = relu(Z) a per row, rows grouped by run (a: (R, m))."""
+    def outputs(self, Z, a, n_per_run, leak=0.0):
+        """f (rows,) float64 = phi(Z) a per row, rows grouped by run (a: (R, m))."""
         cp = self.cupy
         rows, m = Z.shape
         f = cp.empty(rows, cp.float64)
         a = cp.ascontiguousarray(a, dtype=cp.float64)
         self._launch(f"outputs_{self._suffix(Z.dtype)}", rows,
-                     (Z, a, np.int32(n_per_run), np.int32(m), f))
+                     (Z, a, np.int32(n_per_run), np.int32(m), f, np.float64(leak)))
         return f
 
-    def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate):
-        """f = relu(Z) a; V (=, or += when accumulate) (lr/n) sigmoid(-y f) y a 1[Z > 0]."""
+    def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate, leak=0.0, loss=0):
+        """f = phi(Z) a; V (=, or += when accumulate) (lr/n) g(y f) y a phi'(Z)."""
         cp = self.cupy
         rows, m = Z.shape
         f = cp.empty(rows, cp.float64)
@@ -124,7 +124,7 @@ class CudaKernels:
         a = cp.ascontiguousarray(a, dtype=cp.float64)
         self._launch(f"coefficients_{self._suffix(Z.dtype)}", rows,
                      (Z, y, a, np.float64(lr), np.int32(n_per_run), np.int32(m), V, f,
-                      np.int32(accumulate)))
+                      np.int32(accumulate), np.float64(leak), np.int32(loss)))
         return f
 
     def gemm_update(self, V, X, W):
@@ -152,12 +152,13 @@ class EmulatedKernels:
     rounding, not to the bit.)"""
 
     @staticmethod
-    def row_sums(Z, a, n_per_run):
+    def row_sums(Z, a, n_per_run, leak=0.0):
         """(f, A): the rows' outputs summed as the kernel does, and each row's second layer."""
         rows, m = Z.shape
         A = np.asarray(a, np.float64).reshape(-1, m)
         run = np.arange(rows) // n_per_run
-        terms = np.maximum(np.asarray(Z, np.float64), 0.0) * A[run]
+        z = np.asarray(Z, np.float64)
+        terms = np.where(z > 0.0, z, leak * z) * A[run]
         k = -(-m // THREADS)
         padded = np.zeros((rows, k * THREADS))
         padded[:, :m] = terms
@@ -170,16 +171,24 @@ class EmulatedKernels:
             stride //= 2
         return partial[:, 0], A[run]
 
-    def outputs(self, Z, a, n_per_run):
-        return self.row_sums(Z, a, n_per_run)[0]
+    @staticmethod
+    def loss_weights(z, loss):
+        """g = -l'(z) per row, as the kernel's loss_weight computes it."""
+        if loss == 0:
+            return np.exp(-(np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))))
+        if loss == 1:
+            with np.errstate(over="ignore"):
+                return np.exp(-z)
+        return np.where(z < 1.0, 1.0, 0.0)
 
-    def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate):
-        f, A = self.row_sums(Z, a, n_per_run)
+    def outputs(self, Z, a, n_per_run, leak=0.0):
+        return self.row_sums(Z, a, n_per_run, leak)[0]
+
+    def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate, leak=0.0, loss=0):
+        f, A = self.row_sums(Z, a, n_per_run, leak)
         y = np.asarray(y, np.float64)
-        yf = y * f
-        softplus = np.maximum(yf, 0.0) + np.log1p(np.exp(-np.abs(yf)))
-        c = lr / n_per_run * np.exp(-softplus) * y
-        vals = c[:, None] * A * (np.asarray(Z, np.float64) > 0.0)
+        c = lr / n_per_run * self.loss_weights(y * f, loss) * y
+        vals = c[:, None] * A * np.where(np.asarray(Z, np.float64) > 0.0, 1.0, leak)
         V[...] = (V.astype(np.float64) + vals) if accumulate else vals
         return f
 

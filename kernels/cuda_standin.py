@@ -30,12 +30,12 @@ class _Function:
         self.module.launches.append(self.name)
         em = EmulatedKernels()
         if self.name.startswith("outputs"):
-            Z, a, n_per_run, _, f = args
-            f[...] = em.outputs(Z.reshape(rows, m), a, int(n_per_run))
+            Z, a, n_per_run, _, f, leak = args
+            f[...] = em.outputs(Z.reshape(rows, m), a, int(n_per_run), float(leak))
         else:
-            Z, y, a, lr, n_per_run, _, V, f, acc = args
+            Z, y, a, lr, n_per_run, _, V, f, acc, leak, loss = args
             f[...] = em.coefficients(Z.reshape(rows, m), y, a, float(lr), int(n_per_run),
-                                     V.reshape(rows, m), bool(acc))
+                                     V.reshape(rows, m), bool(acc), float(leak), int(loss))
 
 
 class _RawModule:

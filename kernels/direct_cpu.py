@@ -12,8 +12,9 @@ scaled coefficients V) is one Numba kernel (:mod:`fastgrok.kernels.numba_fused`)
 grouped into a fixed number of chunks; each chunk accumulates its partial Z in float64 on one
 thread, and the chunks are summed in order, so the result does not depend on the thread count.
 
-Importing this module compiles (or loads from Numba's cache) the fused kernels; fastgrok imports
-it only when a numba engine is first used.
+The engine (:class:`fastgrok.engines.direct.DirectEngine` over the CPU operations) calls the
+passes and the fused kernel in turn; fastgrok imports this module only when a numba engine is
+first used.
 """
 from __future__ import annotations
 
@@ -22,8 +23,7 @@ import numpy as np
 from .. import tunables
 from .._memory import empty_aligned, zeros_aligned
 from .blas import gemm
-from .numba_fused import outputs_and_coefficients
-from .threads import map_chunks, ordered_sum, threads
+from .threads import map_chunks, ordered_sum
 
 
 def tile_width(n, m, itemsize):
@@ -87,17 +87,3 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
 
     parts = map_chunks(len(starts), chunk, n_threads, tunables.DIRECT_CHUNKS)
     return tuple(ordered_sum([pt[k] for pt in parts]) for k in range(3))
-
-
-def step(X, y, W, a, lr, n_threads=None):
-    """One in-place GD step on the caller's arrays: a forward pass, then an update pass."""
-    with threads(n_threads) as nt:
-        Z = tile_pass(X, W, n_threads=nt)[0]
-        V = empty_aligned(Z.shape, W.dtype)
-        outputs_and_coefficients(Z, _f64(y), _f64(a), float(lr), V, False)
-        tile_pass(X, W, V=V, forward=False, n_threads=nt)
-    return W
-
-
-def _f64(v):
-    return np.ascontiguousarray(v, dtype=np.float64)

@@ -1,10 +1,13 @@
 // CUDA kernels of fastgrok, compiled by CuPy (cupy.RawModule) on first use.
 //
-// One launch fuses the ReLU forward pass from the pre-activations, the logistic-loss weights
-// and the masked, scaled update coefficients (docs/design.md section 1):
-//   f_i = sum_j relu(Z_ij) a_j                         (row reduction in double)
-//   c_i = (lr / n) * sigmoid(-y_i f_i) * y_i
-//   V_ij = c_i a_j 1[Z_ij > 0]      (written, or added into V when accumulate != 0)
+// One launch fuses the forward pass from the pre-activations, the loss weights and the masked,
+// scaled update coefficients (docs/design.md section 1):
+//   f_i = sum_j phi(Z_ij) a_j                          (row reduction in double)
+//   c_i = (lr / n) * g(y_i f_i) * y_i                  (g = -l', one per row)
+//   V_ij = c_i a_j phi'(Z_ij)        (written, or added into V when accumulate != 0)
+// with phi(z) = max(z, leak z), phi'(z) = 1 if z > 0 else leak (ReLU: leak = 0), and the loss
+// code 0 logistic, 1 exponential, 2 hinge (the order of fastgrok.config.LOSSES). The loss is
+// a per-row scalar, uniform over the block: its switch never diverges threads.
 // The big products (X W^T, V^T X, K C^T) go through cuBLAS from Python. As on the CPU, V is
 // computed in double and rounded to T once (when accumulating: the old value is added in double
 // and the sum rounded once, which is what the Numba kernel does).
@@ -23,14 +26,23 @@
 static_assert(FG_THREADS > 0 && (FG_THREADS & (FG_THREADS - 1)) == 0,
               "FG_THREADS must be a power of two (tree reduction)");
 
+__device__ double loss_weight(double z, int loss) {
+    if (loss == 0) {
+        // sigmoid(-z) = exp(-softplus(z)), softplus computed without overflow
+        return exp(-(fmax(z, 0.0) + log1p(exp(-fabs(z)))));
+    }
+    if (loss == 1) return exp(-z);
+    return z < 1.0 ? 1.0 : 0.0;
+}
+
 template <typename T>
 __device__ double row_output(const T* __restrict__ z, const double* __restrict__ a, int m,
-                             double* shared) {
+                             double leak, double* shared) {
     if (blockDim.x != FG_THREADS) __trap();  // launched with another block size: stop loudly
     double s = 0.0;
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
         double v = (double)z[j];
-        s += (v > 0.0 ? v : 0.0) * a[j];
+        s += (v > 0.0 ? v : leak * v) * a[j];
     }
     shared[threadIdx.x] = s;
     __syncthreads();
@@ -45,46 +57,48 @@ __device__ double row_output(const T* __restrict__ z, const double* __restrict__
 template <typename T>
 __device__ void coefficients(const T* __restrict__ Z, const double* __restrict__ y,
                              const double* __restrict__ a, double lr, int n_per_run, int m,
-                             T* __restrict__ V, double* __restrict__ f, int accumulate) {
+                             T* __restrict__ V, double* __restrict__ f, int accumulate,
+                             double leak, int loss) {
     __shared__ double shared[FG_THREADS];
     const long row = blockIdx.x;
     const T* z = Z + row * m;
     const double* ar = a + (row / n_per_run) * m;
-    double fi = row_output(z, ar, m, shared);
+    double fi = row_output(z, ar, m, leak, shared);
     if (threadIdx.x == 0) f[row] = fi;
-    double yf = y[row] * fi;
-    // sigmoid(-yf) = exp(-softplus(yf)), softplus computed without overflow
-    double softplus = fmax(yf, 0.0) + log1p(exp(-fabs(yf)));
-    double c = lr / n_per_run * exp(-softplus) * y[row];
+    double c = lr / n_per_run * loss_weight(y[row] * fi, loss) * y[row];
     T* v = V + row * m;
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
-        double val = c * ar[j] * ((double)z[j] > 0.0 ? 1.0 : 0.0);
+        double val = c * ar[j] * ((double)z[j] > 0.0 ? 1.0 : leak);
         v[j] = (T)(accumulate ? (double)v[j] + val : val);
     }
 }
 
 template <typename T>
 __device__ void outputs(const T* __restrict__ Z, const double* __restrict__ a, int n_per_run,
-                        int m, double* __restrict__ f) {
+                        int m, double* __restrict__ f, double leak) {
     __shared__ double shared[FG_THREADS];
     const long row = blockIdx.x;
-    double fi = row_output(Z + row * m, a + (row / n_per_run) * m, m, shared);
+    double fi = row_output(Z + row * m, a + (row / n_per_run) * m, m, leak, shared);
     if (threadIdx.x == 0) f[row] = fi;
 }
 
 extern "C" {
 __global__ void coefficients_f32(const float* Z, const double* y, const double* a, double lr,
-                                 int n_per_run, int m, float* V, double* f, int accumulate) {
-    coefficients<float>(Z, y, a, lr, n_per_run, m, V, f, accumulate);
+                                 int n_per_run, int m, float* V, double* f, int accumulate,
+                                 double leak, int loss) {
+    coefficients<float>(Z, y, a, lr, n_per_run, m, V, f, accumulate, leak, loss);
 }
 __global__ void coefficients_f64(const double* Z, const double* y, const double* a, double lr,
-                                 int n_per_run, int m, double* V, double* f, int accumulate) {
-    coefficients<double>(Z, y, a, lr, n_per_run, m, V, f, accumulate);
+                                 int n_per_run, int m, double* V, double* f, int accumulate,
+                                 double leak, int loss) {
+    coefficients<double>(Z, y, a, lr, n_per_run, m, V, f, accumulate, leak, loss);
 }
-__global__ void outputs_f32(const float* Z, const double* a, int n_per_run, int m, double* f) {
-    outputs<float>(Z, a, n_per_run, m, f);
+__global__ void outputs_f32(const float* Z, const double* a, int n_per_run, int m, double* f,
+                            double leak) {
+    outputs<float>(Z, a, n_per_run, m, f, leak);
 }
-__global__ void outputs_f64(const double* Z, const double* a, int n_per_run, int m, double* f) {
-    outputs<double>(Z, a, n_per_run, m, f);
+__global__ void outputs_f64(const double* Z, const double* a, int n_per_run, int m, double* f,
+                            double leak) {
+    outputs<double>(Z, a, n_per_run, m, f, leak);
 }
 }

@@ -48,12 +48,14 @@ def block_products(X, Xt, W0, M, dtype):
     return G.astype(np.float64), W0M.astype(np.float64)
 
 
-def step_run(K, Z0, Z, Ct, y, a, lr):
+def step_run(K, Z0, Z, Ct, y, a, lr, leak=0.0, loss=0):
     """One GD step of one run, in place: Ct += V(Z) (fused, V never stored); Z = Z0 + K Ct.
+
+    ``leak`` and ``loss`` are the model's kernel scalars (:class:`fastgrok.model.Model`).
 
     Z is recomputed from Ct rather than accumulated (Z += K V costs the same), so it never
     drifts from the state it describes.
     """
-    outputs_and_coefficients(Z, y, a, lr, Ct, True)
+    outputs_and_coefficients(Z, y, a, lr, Ct, True, leak, loss)
     np.copyto(Z, Z0)
     gemm(K, Ct, Z, beta=1.0)

@@ -1,10 +1,12 @@
 """Numba kernels of the gram method's linear regime (docs/design.md 2.4).
 
 While every loss weight g_i is the same number at every step in the working precision (tiny
-outputs: the logistic loss's g = 1/2), the coefficients are V = c * M with a fixed
-c_ij = (lr/n) g y_i a_j and M the activation pattern. Keeping D = K V, a step is
+outputs: g = -l'(0), 1/2 for the logistic loss and 1 for the exponential and hinge losses), the
+coefficients are V = c * phi'(Z) with a fixed c_ij = (lr/n) g y_i a_j, and phi'(Z) =
+leak + (1 - leak) M with M the activation pattern 1[Z > 0]. Keeping D = K V, a step is
 
-    C^T += V(t);  Z(t+1) = Z(t) + D(t);  M(t+1) = 1[Z(t+1) > 0];  D(t+1) = D(t) + K (c * dM)
+    C^T += V(t);  Z(t+1) = Z(t) + D(t);  M(t+1) = 1[Z(t+1) > 0];
+    D(t+1) = D(t) + (1 - leak) K (c * dM)
 
 and only the entries whose pattern changes cost O(n) each, instead of O(n^2 m) for the product.
 The state is held transposed, (m, n), so that the update of D for a changed entry (i, j) is
@@ -14,26 +16,28 @@ at float64 level (and the engine refreshes D and Z exactly every so many steps).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
+from .numba_fused import loss_weight
+
 _SIG_STEP = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], uint8[:,::1], int32[:,::1], "
-             "float64[::1], float64[::1], float64[::1])" for k in ("float32", "float64")]
+             "float64[::1], float64[::1], float64[::1], float64)" for k in ("float32", "float64")]
 
 
 @njit(_SIG_STEP, cache=True, nogil=True, fastmath={"reassoc", "nsz"})
-def linear_step(K, ZT, DT, MT, ST, c, a, f_next):
+def linear_step(K, ZT, DT, MT, ST, c, a, f_next, leak):
     """One step in the linear regime, in place; returns the number of pattern changes.
 
     ZT, DT (m, n) float64: pre-activations and D^T; MT (m, n) the pattern; ST (m, n) how many
-    steps each entry has been active (C^T = C0^T + c * S); c (n,) = (lr/n) g y; a (m,).
-    ``f_next`` receives the outputs relu(Z(t+1)) a, for the next step's regime check. Row by
+    steps each entry has been active (C^T = C0^T + c * (leak steps + (1 - leak) S));
+    c (n,) = (lr/n) g y; a (m,). ``f_next`` receives the outputs phi(Z(t+1)) a, for the next
+    step's regime check. Row by
     row of the transposed state: a row's update and its pattern changes touch only that row
     (K is symmetric), so each row is read once, from cache.
     """
     m, n = ZT.shape
+    rise = 1.0 - leak
     for i in range(n):
         f_next[i] = 0.0
     changes = 0
@@ -43,11 +47,11 @@ def linear_step(K, ZT, DT, MT, ST, c, a, f_next):
             ST[j, i] += MT[j, i]
             z = ZT[j, i] + DT[j, i]
             ZT[j, i] = z
-            f_next[i] += max(z, 0.0) * aj
+            f_next[i] += max(z, leak * z) * aj
         for i in range(n):
             new = np.uint8(ZT[j, i] > 0.0)
             if new != MT[j, i]:
-                delta = (np.float64(new) - np.float64(MT[j, i])) * c[i] * aj
+                delta = (np.float64(new) - np.float64(MT[j, i])) * rise * c[i] * aj
                 MT[j, i] = new
                 for k in range(n):
                     DT[j, k] += K[i, k] * delta
@@ -55,12 +59,11 @@ def linear_step(K, ZT, DT, MT, ST, c, a, f_next):
     return changes
 
 
-@njit("boolean(float64[::1], float64[::1], float64, boolean)", cache=True, nogil=True)
-def frozen(f, y, g0, single):
-    """True when every loss weight sigmoid(-y_i f_i) equals g0 in the working precision."""
+@njit("boolean(float64[::1], float64[::1], float64, boolean, int64)", cache=True, nogil=True)
+def frozen(f, y, g0, single, loss):
+    """True when every loss weight -l'(y_i f_i) equals g0 in the working precision."""
     for i in range(f.shape[0]):
-        z = y[i] * f[i]
-        g = math.exp(-(max(z, 0.0) + math.log1p(math.exp(-abs(z)))))
+        g = loss_weight(y[i] * f[i], loss)
         if single:
             if np.float32(g) != np.float32(g0):
                 return False

@@ -1,9 +1,16 @@
 """Numba kernels for the elementwise work between the big products, shared by both methods.
 
-One pass over the (n, m) pre-activations gives the outputs f = relu(Z) a (summed in float64)
-and the update coefficients V = (lr/n) sigmoid(-y f) y 1[Z > 0] a (docs/design.md section 1),
-written into V (direct method) or added straight into the gram state C^T (gram method, so V is
-never stored). Compiled on first use with explicit float32/float64 signatures, cached on disk.
+One pass over the (n, m) pre-activations gives the outputs f = phi(Z) a (summed in float64)
+and the update coefficients V = (lr/n) g(y f) y phi'(Z) a (docs/design.md section 1), written
+into V (direct method) or added straight into the gram state C^T (gram method, so V is never
+stored). Compiled on first use with explicit float32/float64 signatures, cached on disk.
+
+The model enters as two scalars. The activation is one branch-free formula for every member,
+phi(z) = max(z, leak z) and phi'(z) = leak + (1 - leak) 1[z > 0], so ReLU (leak = 0) gives
+exactly the bits it always did (max(z, -0.0) adds a signed zero, which changes no sum; the
+derivative is 0 + 1 * 1[z > 0]). The loss enters only through the per-sample weight
+g_i = -l'(y_i f_i), one scalar per row computed between the row's reduction and its update,
+so its switch runs n times per step, never in the (n, m) element loops.
 """
 from __future__ import annotations
 
@@ -12,8 +19,13 @@ import math
 import numpy as np
 from numba import njit
 
-# (Z, y, a, lr, V, accumulate): Z float64 (direct: summed over p in float64) or float32 (gram).
-_SIG_COEF = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:,::1], boolean)"
+#: Loss codes of the kernels: the index in fastgrok.config.LOSSES.
+LOGISTIC, EXPONENTIAL, HINGE = 0, 1, 2
+
+# (Z, y, a, lr, V, accumulate, leak, loss): Z float64 (direct: summed over p in float64) or
+# float32 (gram).
+_SIG_COEF = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:,::1], boolean, "
+             "float64, int64)"
              for z, v in (("float64", "float32"), ("float64", "float64"), ("float32", "float32"))]
 
 
@@ -22,9 +34,20 @@ _SIG_COEF = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:
 _FAST = {"reassoc", "nsz"}
 
 
+@njit("float64(float64, int64)", cache=True, nogil=True, inline="always")
+def loss_weight(z, loss):
+    """g = -l'(z) of one margin z = y f (see :func:`fastgrok.reference.loss_weights`)."""
+    if loss == LOGISTIC:
+        # sigmoid(-z) = exp(-softplus(z)), accurate in relative terms for large |z|
+        return math.exp(-(max(z, 0.0) + math.log1p(math.exp(-abs(z)))))
+    if loss == EXPONENTIAL:
+        return math.exp(-z)
+    return 1.0 if z < 1.0 else 0.0
+
+
 @njit(_SIG_COEF, cache=True, nogil=True, fastmath=_FAST)
-def outputs_and_coefficients(Z, y, a, lr, V, accumulate=False):
-    """f = relu(Z) a, and the update coefficients (lr/n) sigmoid(-y f) y 1[Z > 0] a; returns f.
+def outputs_and_coefficients(Z, y, a, lr, V, accumulate, leak, loss):
+    """f = phi(Z) a, and the update coefficients (lr/n) g(y f) y phi'(Z) a; returns f.
 
     The coefficients are written into V, or added to it when ``accumulate`` (the gram method
     adds them straight into its state C^T, so V is never stored).
@@ -32,33 +55,34 @@ def outputs_and_coefficients(Z, y, a, lr, V, accumulate=False):
     n, m = Z.shape
     f = np.empty(n)
     scale = lr / n
+    rise = 1.0 - leak
     for i in range(n):
         s = 0.0
         for j in range(m):
-            s += max(np.float64(Z[i, j]), 0.0) * a[j]
+            z = np.float64(Z[i, j])
+            s += max(z, leak * z) * a[j]
         f[i] = s
-        z = y[i] * s
-        # sigmoid(-z) = exp(-softplus(z)), accurate in relative terms for large |z|
-        softplus = max(z, 0.0) + math.log1p(math.exp(-abs(z)))
-        c = scale * math.exp(-softplus) * y[i]
+        c = scale * loss_weight(y[i] * s, loss) * y[i]
         if accumulate:
             for j in range(m):
-                V[i, j] += (c * a[j]) * (Z[i, j] > 0.0)
+                V[i, j] += (c * a[j]) * (leak + rise * (Z[i, j] > 0.0))
         else:
             for j in range(m):
-                V[i, j] = (c * a[j]) * (Z[i, j] > 0.0)
+                V[i, j] = (c * a[j]) * (leak + rise * (Z[i, j] > 0.0))
     return f
 
 
-@njit(["float64[:](float64[:,::1], float64[::1])", "float64[:](float32[:,::1], float64[::1])"],
+@njit(["float64[:](float64[:,::1], float64[::1], float64)",
+       "float64[:](float32[:,::1], float64[::1], float64)"],
       cache=True, nogil=True, fastmath=_FAST)
-def relu_outputs(Z, a):
-    """f = relu(Z) a, accumulated in float64."""
+def outputs(Z, a, leak):
+    """f = phi(Z) a, accumulated in float64."""
     n, m = Z.shape
     f = np.empty(n)
     for i in range(n):
         s = 0.0
         for j in range(m):
-            s += max(np.float64(Z[i, j]), 0.0) * a[j]
+            z = np.float64(Z[i, j])
+            s += max(z, leak * z) * a[j]
         f[i] = s
     return f

@@ -30,6 +30,8 @@ class Engine:
     ops : operations object, optional
         The backend's operations (default: those of ``backend``); tests pass NumPy operations
         to run an engine's logic anywhere.
+    model : fastgrok.model.Model, optional
+        Activation and loss (default: ReLU and the logistic loss, the paper's network).
     """
 
     method = ""
@@ -73,7 +75,7 @@ class Engine:
         raise NotImplementedError
 
 
-def run_metrics(f, y, ft=None, yt=None, P=None) -> dict:
+def run_metrics(f, y, ft=None, yt=None, P=None, loss="logistic") -> dict:
     """The evaluation dict of one run from host float64 outputs (every engine uses this).
 
     Parameters
@@ -84,11 +86,13 @@ def run_metrics(f, y, ft=None, yt=None, P=None) -> dict:
         Test outputs and clean labels (NaN metrics without them).
     P : (m, 2) array, optional
         Projections W [mu1, mu2].
+    loss : str
+        The training loss, whose mean the losses report.
     """
-    out = {"train_acc": reference.accuracy(y, f), "train_loss": reference.logistic_loss(y, f),
+    out = {"train_acc": reference.accuracy(y, f), "train_loss": reference.mean_loss(y, f, loss),
            "test_acc": np.nan, "test_loss": np.nan, "test_acc_se": np.nan, "P1": None, "P2": None}
     if ft is not None:
-        out["test_acc"], out["test_loss"] = reference.accuracy(yt, ft), reference.logistic_loss(yt, ft)
+        out["test_acc"], out["test_loss"] = reference.accuracy(yt, ft), reference.mean_loss(yt, ft, loss)
     if P is not None:
         P = np.asarray(P, dtype=np.float64)
         out["P1"], out["P2"] = P[:, 0], P[:, 1]

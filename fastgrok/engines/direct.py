@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tunables
+from ..model import Model
 from .base import Engine, run_metrics
 
 
@@ -21,7 +22,8 @@ class DirectEngine(Engine):
 
     method = "direct"
 
-    def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, ops=None):
+    def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, ops=None,
+                 model=None):
         if any(getattr(s, "population_test", 0) for s in sources):
             raise NotImplementedError("population_test is implemented for the gram method only")
         self.ops = o = ops or self.operations()
@@ -34,6 +36,7 @@ class DirectEngine(Engine):
         self.y, self.a, self.yt = f64(pb.y), f64(pb.a), f64(pb.y_test)
         self.y_dev, self.a_dev = o.asarray(self.y, np.float64), o.asarray(self.a, np.float64)
         self.lr, self.n_threads = float(lr), n_threads
+        self.model = model or Model()
         self.V = o.empty((self.X.shape[0], self.W.shape[0]), self.W.dtype)
         self._pass(update=False, with_eval=True)
         if on_built:
@@ -46,7 +49,7 @@ class DirectEngine(Engine):
         self._eval_ready = with_eval
 
     def step(self, prepare_eval=True):
-        self.ops.coefficients(self.Z, self.y_dev, self.a_dev, self.lr, self.V)
+        self.ops.coefficients(self.Z, self.y_dev, self.a_dev, self.lr, self.V, self.model)
         self._pass(update=True, with_eval=prepare_eval)
 
     def evaluate(self, projections=True):
@@ -55,23 +58,25 @@ class DirectEngine(Engine):
             _, self.Zt, self.P = o.direct_pass(self.X, self.W, Xt=self.Xt, mus=self.mus,
                                                forward=False, n_threads=self.n_threads)
             self._eval_ready = True
-        f = o.outputs(self.Z, self.a_dev)
-        ft = None if self.Zt is None else o.outputs(self.Zt, self.a_dev)
+        f = o.outputs(self.Z, self.a_dev, self.model)
+        ft = None if self.Zt is None else o.outputs(self.Zt, self.a_dev, self.model)
         P = o.to_host(self.P) if projections and self.P is not None else None
-        return [run_metrics(f, self.y, ft, self.yt, P)]
+        return [run_metrics(f, self.y, ft, self.yt, P, self.model.loss)]
 
     @classmethod
-    def step_fn(cls, X, y, W, a, lr, n_threads=None, ops=None):
+    def step_fn(cls, X, y, W, a, lr, n_threads=None, ops=None, model=None):
         """One in-place step on the caller's arrays (``fg.step``): a forward pass, the fused
         coefficients, then the update pass."""
         o = ops or cls.operations()
+        model = model or Model()
         xp = o.xp
         if X.dtype != W.dtype:  # the products, and so Z and the kernels, take W's dtype
             X = X.astype(W.dtype)
         with cls.runtime(n_threads) as nt:
             Z = o.direct_pass(X, W, n_threads=nt)[0]
             V = o.empty(Z.shape, W.dtype)
-            o.coefficients(Z, xp.asarray(y, dtype=xp.float64), xp.asarray(a, dtype=xp.float64), lr, V)
+            o.coefficients(Z, xp.asarray(y, dtype=xp.float64), xp.asarray(a, dtype=xp.float64), lr,
+                           V, model)
             o.direct_pass(X, W, V=V, forward=False, n_threads=nt)
         return W
 

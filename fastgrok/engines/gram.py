@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import tunables
 from .._memory import check_fits
+from ..model import Model
 from .base import Engine, run_metrics
 
 #: The stacked state arrays of a batch and the shape of one run's block.
@@ -70,8 +71,10 @@ class GramEngine(Engine):
 
     method = "gram"
 
-    def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, ops=None):
+    def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, ops=None,
+                 model=None):
         self.ops = ops = ops or self.operations()
+        self.model = model or Model()
         self.sources, self.lr, self.dtype = list(sources), float(lr), np.dtype(dtype)
         self.n_threads = n_threads
         st = build(self.sources, self.dtype, ops, n_threads, on_built=on_built)
@@ -88,7 +91,7 @@ class GramEngine(Engine):
         self.yt = host("y_test") if self.sources[0].n_test > 0 else None
         self.has_means = self.sources[0].mu_norm is not None
         self.steps_done = 0
-        self.state = ops.gram_state(R, self.dtype)  # e.g. the CPU's linear regime
+        self.state = ops.gram_state(R, self.dtype, self.model)  # e.g. the CPU's linear regime
 
     @classmethod
     def max_batch(cls, n, p, m, n_test, dtype):
@@ -112,7 +115,7 @@ class GramEngine(Engine):
 
     def step(self, prepare_eval=True):
         self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr,
-                           self.n_threads, state=self.state)
+                           self.model, self.n_threads, state=self.state)
         self.steps_done += 1
 
     def sync(self):
@@ -132,15 +135,17 @@ class GramEngine(Engine):
         self.sync()
         ops, nt = self.ops, self.n_threads
         f, ft, P = ops.gram_evaluate(self.Z, self.Kt, self.Ct, self.Zt0, self.XM, self.W0M,
-                                     self.a_dev, test=self.yt is not None and not self.population,
+                                     self.a_dev, self.model, test=self.yt is not None and not self.population,
                                      means=projections and self.has_means, n_threads=nt)
         outs = [run_metrics(f[r], self.y[r], None if ft is None else ft[r],
-                            None if ft is None else self.yt[r], None if P is None else P[r])
+                            None if ft is None else self.yt[r], None if P is None else P[r],
+                            self.model.loss)
                 for r in range(len(self.sources))]
         if self.population:
             from ..kernels.threads import map_runs
 
-            pop = map_runs(lambda r: self.sources[r].population_accuracy(self.weights(r), self.steps_done),
+            pop = map_runs(lambda r: self.sources[r].population_accuracy(
+                               self.weights(r), self.steps_done, self.model),
                            list(range(len(self.sources))), nt if ops.host_threads else None)
             for out, (acc, loss, se) in zip(outs, pop):
                 out["test_acc"], out["test_loss"], out["test_acc_se"] = acc, loss, se

@@ -11,6 +11,7 @@ against these operations; a backend is an operations object:
 Arrays of a gram batch are stacked over runs: Z, Z0, Ct (R, n, m); K (R, n, n); Kt (R, nt, n);
 Zt0 (R, nt, m); XM (R, n, 2); W0M (R, m, 2); y (R, n) and a (R, m) in float64. Outputs and
 projections come back to the host in float64; everything else stays where ``xp`` keeps it.
+``model`` is the network's activation and loss (:class:`fastgrok.model.Model`).
 """
 from __future__ import annotations
 
@@ -68,47 +69,52 @@ class NumpyOps:
         return (A @ B.T).astype(np.float64), (B[-2 - m:-2] @ B[-2:].T).astype(np.float64)
 
     # ------------------------------------------------------------------ gram step (stacked)
-    def gram_state(self, R, dtype):
+    def gram_state(self, R, dtype, model):
         """Backend state a gram engine keeps beside its arrays (None: nothing)."""
         return None
 
     def gram_sync(self, state, Z, Ct):
         """Bring Z and Ct up to date from ``state`` before they are read (nothing here)."""
 
-    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None, state=None):
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None):
         """One step of every run, in place: Ct += V(Z); Z = Z0 + K Ct."""
         for r in range(Z.shape[0]):
-            f = reference.forward_from_preactivations(Z[r], a[r])
-            Ct[r] += reference.update_coefficients(Z[r], y[r], f, a[r], lr)
+            self.coefficients(Z[r], y[r], a[r], lr, Ct[r], model, accumulate=True)
             Z[r] = Z0[r] + K[r] @ Ct[r]
 
-    def _evaluate_run(self, r, Z, Kt, Ct, Zt0, XM, W0M, a, test, means):
-        f = self.outputs(Z[r], a[r])
-        ft = self.outputs(Zt0[r] + Kt[r] @ Ct[r], a[r]) if test else None
+    def _evaluate_run(self, r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means):
+        f = self.outputs(Z[r], a[r], model)
+        ft = self.outputs(Zt0[r] + Kt[r] @ Ct[r], a[r], model) if test else None
         P = (W0M[r] + Ct[r].T @ XM[r]).astype(np.float64) if means else None
         return f, ft, P
 
-    def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, test=True, means=True, n_threads=None):
+    def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
+                      n_threads=None):
         """Every run's evaluation quantities, on the host in float64: the outputs f (R, n); the
-        test outputs relu(Zt0 + Kt C^T) a (R, nt) if ``test``; the projections
+        test outputs phi(Zt0 + Kt C^T) a (R, nt) if ``test``; the projections
         W0 mu + C (X mu) (R, m, 2) if ``means`` (None where not asked). Each run's test
         pre-activations are formed and reduced at once, never stacked."""
-        parts = [self._evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, test, means)
+        parts = [self._evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means)
                  for r in range(len(Z))]
         return _stack_parts(parts)
 
     # ------------------------------------------------------------------ direct (one run)
     @staticmethod
-    def coefficients(Z, y, a, lr, V):
-        """f = relu(Z) a; V = (lr/n) sigmoid(-y f) y 1[Z > 0] a, written into V; returns f."""
-        f = reference.forward_from_preactivations(Z, a)
-        V[...] = reference.update_coefficients(Z, y, f, a, lr)
+    def coefficients(Z, y, a, lr, V, model, accumulate=False):
+        """f = phi(Z) a; V = (lr/n) g(y f) y phi'(Z) a written into V (added to it when
+        ``accumulate``); returns f."""
+        f = reference.forward_from_preactivations(Z, a, model.slope)
+        coef = reference.update_coefficients(Z, y, f, a, lr, model.slope, model.loss)
+        if accumulate:
+            V += coef
+        else:
+            V[...] = coef
         return f
 
     @staticmethod
-    def outputs(Z, a):
-        """f = relu(Z) a of one run, float64 on the host."""
-        return reference.forward_from_preactivations(Z, a)
+    def outputs(Z, a, model):
+        """f = phi(Z) a of one run, float64 on the host."""
+        return reference.forward_from_preactivations(Z, a, model.slope)
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
         """Apply the pending update W += V^T X (when V is given), then return the products of
@@ -138,45 +144,47 @@ class NumbaOps(NumpyOps):
 
         return block_products(X, Xt, W0, M, dtype)
 
-    def gram_state(self, R, dtype):
+    def gram_state(self, R, dtype, model):
         """The linear regime's state when ``tunables.GRAM_LINEAR_REGIME`` is on (read when
         the engine is built), else None."""
-        return LinearRegime(R, dtype) if tunables.GRAM_LINEAR_REGIME else None
+        return LinearRegime(R, dtype, model) if tunables.GRAM_LINEAR_REGIME else None
 
     def gram_sync(self, state, Z, Ct):
         if state is not None:
             for r in range(len(state.runs)):
                 state.sync(r, Z, Ct)
 
-    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None, state=None):
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None):
         from ..kernels.gram_cpu import step_run
         from ..kernels.threads import map_runs
 
         def one(r):
             if state is None or not state.linear_step(r, K, Z0, Z, Ct, y, a, lr):
-                step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr)
+                step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
 
         map_runs(one, list(range(Z.shape[0])), n_threads)
 
-    def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, test=True, means=True, n_threads=None):
+    def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
+                      n_threads=None):
         from ..kernels.threads import map_runs
 
         # One task per run: outputs, test outputs and projections together.
         return _stack_parts(map_runs(
-            lambda r: self._evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, test, means),
+            lambda r: self._evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means),
             list(range(len(Z))), n_threads))
 
     @staticmethod
-    def coefficients(Z, y, a, lr, V):
+    def coefficients(Z, y, a, lr, V, model, accumulate=False):
         from ..kernels.numba_fused import outputs_and_coefficients
 
-        return outputs_and_coefficients(Z, y, a, float(lr), V, False)
+        return outputs_and_coefficients(Z, y, a, float(lr), V, accumulate, model.slope,
+                                        model.loss_code)
 
     @staticmethod
-    def outputs(Z, a):
-        from ..kernels.numba_fused import relu_outputs
+    def outputs(Z, a, model):
+        from ..kernels.numba_fused import outputs
 
-        return relu_outputs(Z, a)
+        return outputs(Z, a, model.slope)
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
         from ..kernels.direct_cpu import tile_pass
@@ -190,31 +198,30 @@ class NumbaOps(NumpyOps):
 class LinearRegime:
     """The gram method's linear regime on the CPU, per run (docs/design.md 2.4).
 
-    A run enters at the first step where every loss weight equals g(0) = 1/2 in the working
-    precision, takes incremental steps (:func:`fastgrok.kernels.gram_linear.linear_step`) while
+    A run enters at the first step where every loss weight equals -l'(0) (1/2 for the logistic
+    loss, 1 for the others) in the working precision, takes incremental steps (:func:`fastgrok.kernels.gram_linear.linear_step`) while
     that holds, and leaves for good (dense steps) the first time it does not. The engine's Z and
     Ct are brought up to date (:meth:`sync`) before anything reads them.
     """
 
-    G0 = 0.5  # -l'(0) of the logistic loss
-
-    def __init__(self, R, dtype):
+    def __init__(self, R, dtype, model):
         from ..kernels import gram_linear  # compiles (or loads) its kernels once, here
 
         self.kernels = gram_linear
         self.single = np.dtype(dtype) == np.float32
+        self.g0, self.leak, self.loss = model.g0, model.slope, model.loss_code
         self.runs = [None] * R        # per run: its incremental state, while in the regime
         self.left = [False] * R       # runs that left the regime (dense from then on)
         self.run_steps = self.linear_run_steps = self.changes = 0
 
     def _enter(self, r, K, Z, Ct, y, a, lr):
-        from ..kernels.numba_fused import relu_outputs
+        from ..kernels.numba_fused import outputs
 
-        f = relu_outputs(Z[r], a[r])
-        if not self.kernels.frozen(f, y[r], self.G0, self.single):
+        f = outputs(Z[r], a[r], self.leak)
+        if not self._frozen(f, y[r]):
             return None
         n = Z.shape[1]
-        st = {"c": (lr / n) * self.G0 * y[r], "a": a[r], "f": f, "steps": 0,
+        st = {"c": (lr / n) * self.g0 * y[r], "a": a[r], "f": f, "steps": 0,
               "K64": np.asarray(K[r], np.float64), "Ct0": np.asarray(Ct[r], np.float64).copy()}
         st["ZT"] = np.ascontiguousarray(np.asarray(Z[r], np.float64).T)
         st["MT"] = (st["ZT"] > 0).astype(np.uint8)
@@ -222,16 +229,19 @@ class LinearRegime:
         self._refresh_d(st)
         return st
 
-    @staticmethod
-    def _refresh_d(st):
-        """D^T = (K (c * M))^T, exactly (one product)."""
-        V = st["c"][:, None] * st["a"][None, :] * st["MT"].T
+    def _frozen(self, f, y):
+        return self.kernels.frozen(f, y, self.g0, self.single, self.loss)
+
+    def _refresh_d(self, st):
+        """D^T = (K (c * phi'(Z)))^T, exactly (one product)."""
+        V = st["c"][:, None] * st["a"][None, :] * (self.leak + (1.0 - self.leak) * st["MT"].T)
         st["DT"] = np.ascontiguousarray((st["K64"] @ V).T)
 
-    @staticmethod
-    def _ct(st):
-        """C^T = C^T at entry + c * (steps each entry was active), float64."""
-        return st["Ct0"] + (st["c"][:, None] * st["a"][None, :]) * st["ST"].T
+    def _ct(self, st):
+        """C^T = C^T at entry + c * (sum over the steps of phi'), float64: an entry active S of
+        the run's incremental steps summed phi' = leak steps + (1 - leak) S."""
+        slopes = self.leak * st["steps"] + (1.0 - self.leak) * st["ST"].T
+        return st["Ct0"] + (st["c"][:, None] * st["a"][None, :]) * slopes
 
     def linear_step(self, r, K, Z0, Z, Ct, y, a, lr) -> bool:
         """Take run r's step incrementally if it is in the regime; False: take a dense step."""
@@ -243,12 +253,12 @@ class LinearRegime:
             st = self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr)
             if st is None:
                 return False
-        elif not self.kernels.frozen(st["f"], y[r], self.G0, self.single):
+        elif not self._frozen(st["f"], y[r]):
             self.sync(r, Z, Ct)  # the dense step continues from the incremental state
             self.runs[r], self.left[r] = None, True
             return False
         self.changes += self.kernels.linear_step(K[r], st["ZT"], st["DT"], st["MT"], st["ST"],
-                                                 st["c"], a[r], st["f"])
+                                                 st["c"], a[r], st["f"], self.leak)
         self.linear_run_steps += 1
         st["steps"] += 1
         if st["steps"] % tunables.GRAM_LINEAR_REFRESH == 0:  # exact recompute: no drift

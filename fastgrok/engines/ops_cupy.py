@@ -50,28 +50,31 @@ class CupyOps(NumpyOps):
         # Products in the working dtype (cuBLAS), sums over blocks in float64, on the device.
         return (A @ B.T).astype(xp.float64), (B[-2 - m:-2] @ B[-2:].T).astype(xp.float64)
 
-    def gram_step(self, K, Z0, Z, Ct, y, a, lr, n_threads=None, state=None):
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None):
         R, n, m = Z.shape
-        self.k.coefficients(Z.reshape(R * n, m), y.reshape(-1), a, lr, n, Ct.reshape(R * n, m), True)
+        self.k.coefficients(Z.reshape(R * n, m), y.reshape(-1), a, lr, n, Ct.reshape(R * n, m), True,
+                            model.slope, model.loss_code)
         self.xp.matmul(K, Ct, out=Z)
         Z += Z0
 
-    def _outputs(self, Z, a):
+    def _outputs(self, Z, a, model):
         R, n, m = Z.shape
-        return self.to_host(self.k.outputs(Z.reshape(R * n, m), a, n)).reshape(R, n)
+        return self.to_host(self.k.outputs(Z.reshape(R * n, m), a, n, model.slope)).reshape(R, n)
 
-    def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, test=True, means=True, n_threads=None):
+    def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
+                      n_threads=None):
         xp = self.xp
-        f = self._outputs(Z, a)
-        ft = self._outputs(xp.matmul(Kt, Ct) + Zt0, a) if test else None
+        f = self._outputs(Z, a, model)
+        ft = self._outputs(xp.matmul(Kt, Ct) + Zt0, a, model) if test else None
         P = self.to_host(xp.matmul(Ct.transpose(0, 2, 1), XM) + W0M).astype(np.float64) if means else None
         return f, ft, P
 
-    def coefficients(self, Z, y, a, lr, V):
-        return self.k.coefficients(Z, y, a, lr, Z.shape[0], V, False)
+    def coefficients(self, Z, y, a, lr, V, model, accumulate=False):
+        return self.k.coefficients(Z, y, a, lr, Z.shape[0], V, accumulate, model.slope,
+                                   model.loss_code)
 
-    def outputs(self, Z, a):
-        return self.to_host(self.k.outputs(Z, a, Z.shape[0]))
+    def outputs(self, Z, a, model):
+        return self.to_host(self.k.outputs(Z, a, Z.shape[0], model.slope))
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
         if V is not None:
