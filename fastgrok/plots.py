@@ -48,10 +48,13 @@ def histogram_figure(projections, path, title=""):
     plt = _pyplot()
     steps = projections["steps"]
     pos = projections["a"] > 0  # (R, m)
+    # Linear data have no second mean: their P2 is NaN and gets no row.
+    keys = ("P1", "P2") if np.isfinite(projections["P2"]).any() else ("P1",)
     # Shared x per column: the narrow mu2 projections are then visibly narrow next to mu1.
-    fig, axes = plt.subplots(2, len(steps), figsize=(2.6 * len(steps), 4.4), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(len(keys), len(steps), figsize=(2.6 * len(steps), 2.2 * len(keys) + 0.4),
+                             squeeze=False, sharex="col")
     for col, t in enumerate(steps):
-        for row, key in enumerate(("P1", "P2")):
+        for row, key in enumerate(keys):
             ax = axes[row, col]
             vals = projections[key][:, col, :][pos]
             ax.hist(vals, bins=40, color="C0" if row == 0 else "C3")

@@ -112,7 +112,14 @@ def summarize(history: pd.DataFrame, by=()) -> pd.DataFrame:
 
 def _title(cfg: dict) -> str:
     keys = ("n", "p", "m", "lr", "init_scale", "noise_rate", "runs")
-    return ", ".join(f"{k}={cfg[k]:g}" for k in keys if isinstance(cfg.get(k), (int, float)))
+    text = ", ".join(f"{k}={cfg[k]:g}" for k in keys if isinstance(cfg.get(k), (int, float)))
+    # Name the model where it is not the paper's (ReLU, logistic loss, XOR data).
+    model = [cfg.get("activation", "relu") if cfg.get("leak") is None
+             else f"{cfg['activation']}({cfg['leak']:g})",
+             f"{cfg.get('loss', 'logistic')} loss", f"{cfg.get('data', 'xor')} data"]
+    if model != ["relu", "logistic loss", "xor data"]:
+        text += "\n" + ", ".join(model)
+    return text
 
 
 def _jsonable(x):

@@ -8,6 +8,8 @@
 ``snr``        How small can ||mu|| be? A grid of ||mu|| around the paper's value for three p.
 ``init``       Initialization against step size: the grokking delay as a function of
                omega_init / alpha (the paper's two panels are two points of it).
+``loss``       The same delay for the logistic, exponential and hinge losses (at the
+               preset's alpha), and whether it collapses on omega_init / (alpha (-l'(0))).
 =============  =======================================================================
 
 ``fastgrok study NAME`` (or :func:`study`) runs one through :func:`fastgrok.sweep`, so it
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ._io import save_figure
-from .config import Config, preset
+from .config import LOSSES, Config, preset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,6 +255,47 @@ def _init_figure(res, base: Config, path):
     plt.close(fig)
 
 
+LOSS_RATIOS = INIT_RATIOS
+
+
+def _loss_points(base: Config):
+    return [{"loss": loss, "init_scale": _sig(r * base.lr)} for loss in LOSSES for r in LOSS_RATIOS]
+
+
+def _loss_figure(res, base: Config, path):
+    from .model import Model
+    from .plots import _pyplot
+
+    plt = _pyplot()
+    runs = _per_run(res.table, ["loss", "init_scale"], res.threshold)
+    runs["ratio"] = (runs.init_scale / base.lr).map(_sig)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for i, loss in enumerate(LOSSES):
+        d = runs[runs.loss == loss]
+        if d.empty:
+            continue
+        g0 = Model(loss=loss).g0
+        style = ("-o", "--s", ":^")[i]
+        med = _grok_median(d, "ratio")
+        _grok_plot(axes[0], lambda v: v, med, f"{loss} (-l'(0) = {g0:g})", f"C{i}", base.steps)
+        _band(axes[1], lambda v: v, d, "ratio", "final_test", loss, f"C{i}", style)
+        # While the outputs are tiny the dynamics see alpha only through alpha (-l'(0)):
+        # against omega_init / (alpha (-l'(0))) the losses should fall on one curve.
+        _grok_plot(axes[2], lambda v, g0=g0: v / g0, med, loss, f"C{i}", base.steps)
+    axes[0].set_xlabel("init_scale / lr  (omega_init / alpha)")
+    axes[1].set_xlabel("init_scale / lr  (omega_init / alpha)")
+    axes[1].set_ylabel(f"test accuracy at step {base.steps} (median, 20-80%)")
+    axes[1].set_ylim(0.3, 1.02)
+    axes[2].set_xlabel("omega_init / (alpha (-l'(0)))")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.legend(fontsize=8, loc="center left")
+    fig.suptitle(f"loss: logistic, exponential and hinge; n={base.n} p={base.p} m={base.m} "
+                 f"lr={base.lr:g}, {base.runs} runs per point", fontsize=9)
+    _save(fig, path)
+    plt.close(fig)
+
+
 # The paper's data (n = 200, p = 40000, ||mu|| = 2.5 sqrt(p/n), eta = 0.05, omega_init = 1e-15,
 # alpha = 1e-12). The sweeps use m = 100 neurons instead of 1000 and 10-20 runs per point so that
 # each study takes minutes on two cores (the step cost is ~ n^2 m); --m 1000 --runs 100 gives the
@@ -267,6 +310,9 @@ STUDIES = {
                  dict(m=100, runs=20, steps=1000, hist_steps=()), _snr_points, _snr_figure),
     "init": Study("init", "Grokking delay against init_scale / lr", "paper-fig1-left",
                   dict(m=100, runs=10, steps=20_000, hist_steps=()), _init_points, _init_figure),
+    "loss": Study("loss", "Logistic, exponential or hinge loss: grokking delay against "
+                  "init_scale / lr", "paper-fig1-left",
+                  dict(m=100, runs=10, steps=20_000, hist_steps=()), _loss_points, _loss_figure),
 }
 
 
@@ -277,7 +323,7 @@ def study(name: str, out=None, executor=None, n_workers=None, threshold=0.9, pro
     Parameters
     ----------
     name : str
-        One of :data:`STUDIES`: "long", "dimension", "snr", "init".
+        One of :data:`STUDIES`: "long", "dimension", "snr", "init", "loss".
     out : path, optional
         Folder for the sweep's files and ``fig_study.png``; rerunning with the same folder
         resumes. Without it nothing is written.

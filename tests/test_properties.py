@@ -8,14 +8,19 @@ judged on the reference alone (an engine's bug can never stop a comparison), a p
 starts on a kink is discarded with ``assume``, and so is one that reaches a kink before
 ``MIN_STEPS`` steps: every passing example compared at least that many steps.
 
-Coverage (fast path x what is drawn):
+The model family: every test that steps runs once per (activation, loss) pair, six in all
+(:data:`FAMILY`: relu and leaky_relu x logistic, exponential and hinge), the leak drawn in
+[0.01, 0.9]. The hinge loss has a second kink, at the margin y f = 1 (the weight jumps from 1
+to 0); it is judged like the ReLU kink, on the reference alone.
+
+Coverage (fast path x what is drawn; each row x the six pairs x float32/float64):
 
 ================================  ==========================================================
-fg.step, numba (3 tile widths)    shapes, X, W, y, a; float32/float64
-direct engine, numba ops          shapes, X, W, y, a, test set, means; 20 steps; dtypes
+fg.step, numba (2 tile widths)    shapes, X, W, y, a, leak
+direct engine, numba ops          shapes, X, W, y, a, test set, means, leak; 20 steps
 direct engine, numpy ops          the same
 direct engine, GPU ops (emulated) the same
-gram engine, numba ops            1-3 runs stacked, each its own X, W, y, a, test set; dtypes
+gram engine, numba ops            1-3 runs stacked, each its own X, W, y, a, test set; leak
 gram engine, numpy ops            the same
 gram engine, GPU ops (emulated)   the same
 gram build, streamed              block width; against products of the whole arrays
@@ -33,6 +38,7 @@ from fastgrok.engines import DirectEngine, GramEngine
 from fastgrok.engines.ops import NumbaOps, NumpyOps
 from fastgrok.engines.ops_cupy import CupyOps
 from fastgrok.kernels.cuda import EmulatedKernels
+from fastgrok.model import Model
 from fastgrok.sources import ArraySource, ReducedSource
 
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
@@ -42,6 +48,20 @@ OPS = {"numba": NumbaOps, "numpy": NumpyOps, "gpu-emulated": lambda: CupyOps(Emu
 # Entries bounded away from 0 (a problem of zeros sits on every kink), either sign.
 _entries = st.one_of(st.floats(0.05, 1.0), st.floats(-1.0, -0.05))
 _signs = st.sampled_from([-1.0, 1.0])
+_leaks = st.floats(0.01, 0.9)
+
+FAMILY = [(act, loss) for act in ("relu", "leaky_relu") for loss in ("logistic", "exponential", "hinge")]
+
+
+@pytest.fixture(params=FAMILY, ids=[f"{a}-{l}" for a, l in FAMILY])
+def family(request):
+    """(activation, loss); a test makes its Model with a drawn leak (:func:`_model`)."""
+    return request.param
+
+
+def _model(family, leak):
+    activation, loss = family
+    return Model(activation, leak if activation == "leaky_relu" else None, loss)
 
 
 @st.composite
@@ -69,21 +89,25 @@ def _kink_free(X, W, rel):
     return bool((np.abs(Z) > rel * scale).all())
 
 
-def _decisive(X, W, a, rel):
+def _decisive(X, W, a, rel, model, y=None):
     """No output within ``rel`` of 0 relative to its terms' sizes: the sign of f, and so the
     accuracy, is then the same in any correct rounding (neurons with equal rows and opposite a
-    cancel exactly, and their rounded outputs may take either sign)."""
-    H = np.maximum(X @ W.T, 0) * a
+    cancel exactly, and their rounded outputs may take either sign). With the hinge loss and
+    labels ``y``, also no margin y f within ``rel`` of the hinge's kink at 1."""
+    H = ref.activation(X @ W.T, model.slope) * a
     size = np.abs(H).sum(1)
     # All-zero rows give f = 0 in every rounding (the masks agree away from kinks).
-    return bool(((np.abs(H.sum(1)) > rel * size) | (size == 0)).all())
+    ok = ((np.abs(H.sum(1)) > rel * size) | (size == 0)).all()
+    if model.loss == "hinge" and y is not None:
+        ok &= (np.abs(y * H.sum(1) - 1.0) > rel * (size + 1.0)).all()
+    return bool(ok)
 
 
 def _means(p, dtype):
     return 3 * np.eye(p, dtype=dtype)[0], 3 * np.eye(p, dtype=dtype)[1]
 
 
-def _trajectories(engine, runs, dtype, lr, steps=20):
+def _trajectories(engine, runs, dtype, lr, model, steps=20):
     """Step ``engine`` and the reference for every run; compare; return the steps compared."""
     rel = 1e-10 if dtype == np.float64 else 2e-4
     margin = 1e3 * EPS[dtype] * (1 if dtype == np.float64 else 10)
@@ -98,12 +122,12 @@ def _trajectories(engine, runs, dtype, lr, steps=20):
     compared = 0
     for t in range(steps + 1):
         if not all(_kink_free(X, W, margin) and _kink_free(Xt, W, margin)
-                   and _decisive(X, W, a, margin) and _decisive(Xt, W, a, margin)
+                   and _decisive(X, W, a, margin, model, y) and _decisive(Xt, W, a, margin, model)
                    for X, W, Xt, y, a, yt in state):
             break
         wmax = [max(w, np.abs(s[1]).max()) for w, s in zip(wmax, state)]
         for got, (X, W, Xt, y, a, yt), wm in zip(engine.evaluate(), state, wmax):
-            want = ref.evaluate(X, y, W, a, Xt, yt, mu1, mu2)
+            want = ref.evaluate(X, y, W, a, Xt, yt, mu1, mu2, model.slope, model.loss)
             assert got["train_acc"] == want["train_acc"] and got["test_acc"] == want["test_acc"]
             for k in ("train_loss", "test_loss"):
                 assert got[k] == pytest.approx(want[k], rel=rel, abs=1e-300)
@@ -112,7 +136,7 @@ def _trajectories(engine, runs, dtype, lr, steps=20):
         compared += 1
         if t < steps:
             for X, W, Xt, y, a, yt in state:
-                ref.step(X, y, W, a, lr)
+                ref.step(X, y, W, a, lr, model.slope, model.loss)
             engine.step(prepare_eval=bool(t % 2))
     note(f"compared {compared} steps")
     return compared, state, wmax
@@ -130,15 +154,17 @@ def tile(request, monkeypatch):
     monkeypatch.setattr(tunables, "DIRECT_TILE_COLS", request.param)
 
 
-@given(problems(max_p=40), st.sampled_from([np.float32, np.float64]))
-def test_fg_step_numba_matches_the_reference(tile, prob, dtype):
+@given(problems(max_p=40), st.sampled_from([np.float32, np.float64]), _leaks)
+def test_fg_step_numba_matches_the_reference(tile, family, prob, dtype, leak):
     X, y, W, a, _, _ = prob
+    model = _model(family, leak)
     X, W = X.astype(dtype), W.astype(dtype)
     X64, W64 = X.astype(np.float64), W.astype(np.float64)
-    assume(_kink_free(X64, W64, 1e3 * EPS[dtype]))
+    assume(_kink_free(X64, W64, 1e3 * EPS[dtype]) and _decisive(X64, W64, a, 1e3 * EPS[dtype], model, y))
     n, p = X.shape
-    expected = ref.step(X64, y, W64.copy(), a, 0.05)
-    got = fg.step(X, y, W.copy(), a, 0.05, backend="numba")
+    expected = ref.step(X64, y, W64.copy(), a, 0.05, model.slope, model.loss)
+    got = fg.step(X, y, W.copy(), a, 0.05, backend="numba", activation=model.activation,
+                  leak=model.leak, loss=model.loss)
     assert got.dtype == dtype
     # float64: rounding only. float32: each product sums at most p + n float32 terms.
     tol = 1e-10 if dtype == np.float64 else 4 * (p + n) * EPS[np.float32]
@@ -147,27 +173,30 @@ def test_fg_step_numba_matches_the_reference(tile, prob, dtype):
 
 
 @pytest.mark.parametrize("ops", list(OPS))
-@given(prob=problems(), dtype=st.sampled_from([np.float32, np.float64]))
-def test_direct_engine_trajectory_matches_the_reference(tile, ops, prob, dtype):
+@given(prob=problems(), dtype=st.sampled_from([np.float32, np.float64]), leak=_leaks)
+def test_direct_engine_trajectory_matches_the_reference(tile, family, ops, prob, dtype, leak):
     X, y, W, a, Xt, yt = prob
+    model = _model(family, leak)
     assume(_kink_free(X, W, 1e4 * EPS[dtype]) and _kink_free(Xt, W, 1e4 * EPS[dtype]))
-    engine = DirectEngine(_sources([prob], dtype), 0.2, dtype, ops=OPS[ops]())
-    compared, state, wmax = _trajectories(engine, [prob], dtype, 0.2)
+    engine = DirectEngine(_sources([prob], dtype), 0.2, dtype, ops=OPS[ops](), model=model)
+    compared, state, wmax = _trajectories(engine, [prob], dtype, 0.2, model)
     assume(compared >= MIN_STEPS)
     rel = 1e-10 if dtype == np.float64 else 2e-4
     np.testing.assert_allclose(engine.ops.to_host(engine.W), state[0][1], rtol=0, atol=rel * wmax[0])
 
 
 @pytest.mark.parametrize("ops", list(OPS))
-@given(data=st.data(), runs=st.integers(1, 3), dtype=st.sampled_from([np.float32, np.float64]))
-def test_gram_engine_stacked_runs_match_the_reference(ops, data, runs, dtype):
+@given(data=st.data(), runs=st.integers(1, 3), dtype=st.sampled_from([np.float32, np.float64]),
+       leak=_leaks)
+def test_gram_engine_stacked_runs_match_the_reference(family, ops, data, runs, dtype, leak):
+    model = _model(family, leak)
     n, p, m, nt = (data.draw(st.integers(1, 6)), data.draw(st.integers(2, 30)),
                    data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4)))
     probs = [data.draw(problems(n=n, p=p, m=m, nt=nt)) for _ in range(runs)]
     margin = 1e4 * EPS[dtype]
     assume(all(_kink_free(X, W, margin) and _kink_free(Xt, W, margin) for X, _, W, _, Xt, _ in probs))
-    engine = GramEngine(_sources(probs, dtype), 0.2, dtype, ops=OPS[ops]())
-    compared, state, wmax = _trajectories(engine, probs, dtype, 0.2)
+    engine = GramEngine(_sources(probs, dtype), 0.2, dtype, ops=OPS[ops](), model=model)
+    compared, state, wmax = _trajectories(engine, probs, dtype, 0.2, model)
     assume(compared >= MIN_STEPS)
     rel = 1e-9 if dtype == np.float64 else 2e-4
     for r, (_, W64, *_) in enumerate(state):
