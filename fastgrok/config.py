@@ -334,6 +334,18 @@ PRESETS = {
     "paper-fig1-right": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=None, noise_rate=0.05,
                              init_scale=1e-15, lr=1e-16, steps=5000, runs=100,
                              hist_steps=(0, 25, 100, 1000, 2000, 5000)),
+    # Benign overfitting without linearity (Frei, Chatterji and Bartlett 2022): leaky ReLU
+    # (leak 0.1), logistic loss, noisy two-cluster data. Their results are asymptotic (no sizes
+    # stated), so the XOR preset's sizes, noise, initialisation and step size are kept, except
+    # ||mu||: their theorem needs p >> n ||mu||^2 (the training noise must dominate the mean's
+    # pull for noisy labels to be fitted; the XOR default of 2.5 sqrt(p/n) gives n ||mu||^2 =
+    # 6.25 p, and 6% of the training labels are then never fitted) and bounds the test error
+    # by eta + exp(-c n ||mu||^4 / p). ||mu|| = 7 gives p = 4.1 n ||mu||^2 and
+    # n ||mu||^4 / p = 12 (docs/design.md section 5).
+    "frei2022-leaky-linear": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=7.0,
+                                  noise_rate=0.05, init_scale=1e-15, lr=1e-12, steps=50, runs=100,
+                                  hist_steps=(0, 1, 2, 3, 10), activation="leaky_relu", leak=0.1,
+                                  loss="logistic", data="linear"),
     # The left panel's data and step size with fewer neurons and runs: shows the phenomenon in
     # about a minute on two cores even with the NumPy reference direct engine.
     "quick": dict(n=200, p=40_000, m=100, n_test=200, mu_norm=None, noise_rate=0.05,
@@ -351,7 +363,8 @@ def preset(name: str, **overrides) -> Config:
     Parameters
     ----------
     name : str
-        One of :data:`PRESETS` ("paper-fig1-left", "paper-fig1-right", "quick").
+        One of :data:`PRESETS` ("paper-fig1-left", "paper-fig1-right", "quick",
+        "frei2022-leaky-linear").
     **overrides
         Config fields to change, e.g. ``runs=10``.
     """

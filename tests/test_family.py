@@ -170,3 +170,15 @@ def test_leaky_relu_default_leak_and_the_cli_options(tmp_path):
                           "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert bad.returncode == 2 and "leak=0.2 needs activation='leaky_relu'" in bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_the_leaky_linear_preset_overfits_benignly():
+    """Every noisy training label fitted after one step, while the clean test accuracy is near 1
+    (a few runs of the preset)."""
+    res = fg.run(fg.preset("frei2022-leaky-linear", runs=4), progress=False)
+    h = res.history
+    assert (h[h.step >= 1].train_acc == 1.0).all()
+    assert (h[h.step >= 1].test_acc >= 0.97).all()
+    assert h.pos_mu2.isna().all() and h.pos_mu1.notna().all()
+    with pytest.raises(ValueError, match="needs activation='leaky_relu'"):
+        fg.preset("frei2022-leaky-linear", activation="relu")  # leak stays: a clear error
