@@ -41,6 +41,7 @@ class Study:
     settings: dict
     points: Callable[[Config], object]  # base Config -> grid (dict) or list of points
     figure: Callable[["object", Config, str], None]  # (SweepResult, base, path)
+    paired: tuple = ()  # grid fields whose points share data and initialisation
 
     def base(self, **overrides) -> Config:
         """The study's base Config with the user's overrides."""
@@ -312,7 +313,8 @@ STUDIES = {
                   dict(m=100, runs=10, steps=20_000, hist_steps=()), _init_points, _init_figure),
     "loss": Study("loss", "Logistic, exponential or hinge loss: grokking delay against "
                   "init_scale / lr", "paper-fig1-left",
-                  dict(m=100, runs=10, steps=20_000, hist_steps=()), _loss_points, _loss_figure),
+                  dict(m=100, runs=10, steps=20_000, hist_steps=()), _loss_points, _loss_figure,
+                  paired=("loss",)),
 }
 
 
@@ -351,7 +353,7 @@ def study(name: str, out=None, executor=None, n_workers=None, threshold=0.9, pro
     if clash:
         raise ValueError(f"study {name!r} sweeps {', '.join(clash)}; it cannot be overridden")
     res = sweep(base, grid, out=out, executor=executor, n_workers=n_workers, threshold=threshold,
-                progress=progress, figures=False)
+                progress=progress, figures=False, paired=st.paired)
     if out is not None and figures:
         res.figure = os.path.join(os.fspath(out), "fig_study.png")
         st.figure(res, base, res.figure)

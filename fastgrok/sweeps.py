@@ -41,7 +41,7 @@ def _point_seed(base_seed: int, values: dict) -> int:
     return int(np.random.SeedSequence(base_seed, spawn_key=(key,)).generate_state(1)[0] % 2**31)
 
 
-def grid_points(base: Config, grid) -> list:
+def grid_points(base: Config, grid, paired=()) -> list:
     """Validate ``grid`` and return [(values, Config), ...] for every point, before any work.
 
     Parameters
@@ -52,6 +52,10 @@ def grid_points(base: Config, grid) -> list:
         ``{field: [v1, v2, ...]}``: the Cartesian product of the lists; or
         ``[{field: v, ...}, ...]``: these points exactly (all with the same fields), for grids
         whose axes are not independent (e.g. init_scale = ratio x lr).
+    paired : sequence of str
+        Grid fields left out of the point seeds: points that differ only in these fields draw
+        the same data and initialisation, a paired comparison (e.g. ``("loss",)``: each loss
+        trains the same networks on the same data). By default every point has its own seed.
 
     Raises
     ------
@@ -76,6 +80,9 @@ def grid_points(base: Config, grid) -> list:
         raise ValueError("grid must be a non-empty dict {field: [values, ...]} or a non-empty "
                          f"list of dicts {{field: value}}, got {grid!r}")
     fields = {f.name for f in dataclasses.fields(Config)}
+    stray = sorted(set(paired) - set(names))
+    if stray:
+        raise ValueError(f"paired fields {stray} are not grid fields ({names})")
     for i, name in enumerate(names):
         if name not in fields or name in ("seed", "hist_steps"):
             raise ValueError(f"grid field {name!r} is not a Config field that can be swept")
@@ -89,7 +96,8 @@ def grid_points(base: Config, grid) -> list:
         values = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in zip(names, combo)}
         try:
             cfg = base.replace(**values)
-            cfg = cfg.replace(seed=_point_seed(base.seed, values))
+            cfg = cfg.replace(seed=_point_seed(
+                base.seed, {k: v for k, v in values.items() if k not in paired}))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"grid point {values} is not a valid Config: {exc}") from None
         points.append((values, cfg))
@@ -240,7 +248,7 @@ def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
 
 
 def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, threshold=0.9,
-          progress=True, figures=True) -> SweepResult:
+          progress=True, figures=True, paired=()) -> SweepResult:
     """Run every grid point of ``grid`` over ``base``; resumable when ``out`` is given.
 
     Parameters
@@ -264,10 +272,12 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
         Show a progress bar over the points.
     figures : bool
         With ``out``: also write fig_sweep.png (line plots over one axis, heatmaps over two).
+    paired : sequence of str
+        Grid fields whose points share seeds (see :func:`grid_points`).
     """
     from .progress import progress_bar
 
-    points = grid_points(base, grid)
+    points = grid_points(base, grid, paired)
     require_sweep_extras()
     names = list(points[0][0])
     done = {}
@@ -284,13 +294,17 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
         # A folder belongs to one base experiment; its points are keyed by their values, so the
         # same folder can take a grid with points added (the finished ones are reused: a
         # point's seed depends only on the base seed and its values) or removed.
-        spec = {"base": base.to_dict()}
+        spec = {"base": base.to_dict(), "paired": sorted(paired)}
         spec_path = os.path.join(out, "sweep.json")
         if os.path.exists(spec_path):
             with open(spec_path) as fh:
-                if json.load(fh)["base"] != json.loads(json.dumps(spec, default=str))["base"]:
-                    raise ValueError(f"out={out!r} holds a sweep over a different base Config; "
-                                     "use another folder")
+                old = json.load(fh)
+            if old["base"] != json.loads(json.dumps(spec, default=str))["base"]:
+                raise ValueError(f"out={out!r} holds a sweep over a different base Config; "
+                                 "use another folder")
+            if old.get("paired", []) != spec["paired"]:
+                raise ValueError(f"out={out!r} holds a sweep with paired={old.get('paired', [])} "
+                                 "(its points have other seeds); use another folder")
         else:
             with atomic_path(spec_path) as tmp, open(tmp, "w") as fh:
                 json.dump(spec, fh, indent=2, default=str)

@@ -110,6 +110,45 @@ def test_gram_m_beyond_one_block_two_stacked_runs_match_the_numpy_engine(ops, n_
     np.testing.assert_allclose(ops.to_host(eng.Ct), cpu.Ct, rtol=1e-12, atol=1e-300)
 
 
+FAMILY = [(act, leak, loss) for act, leak in (("relu", None), ("leaky_relu", 0.2))
+          for loss in ("logistic", "exponential", "hinge")]
+
+
+@pytest.mark.parametrize("act,leak,loss", FAMILY, ids=[f"{a}-{l}" for a, _, l in FAMILY])
+def test_every_activation_and_loss_matches_the_numpy_engines(ops, act, leak, loss):
+    """The model family through the GPU kernels: the gram engine against NumPy's over 8 steps
+    that leave the tiny-output regime (so the losses differ), and one direct step against
+    the reference, float64."""
+    from fastgrok.model import Model
+
+    model = Model(act, leak, loss)
+    cfg = fg.Config(n=10, p=600, m=20, n_test=6, runs=2, lr=3e-2, init_scale=3e-2,
+                    dtype="float64", representation="full")
+    srcs = [GeneratedSource(cfg, r) for r in range(2)]
+    eng = GramEngine(srcs, cfg.lr, "float64", ops=ops, model=model)
+    cpu = GramEngine(srcs, cfg.lr, "float64", ops=NumpyOps(), model=model)
+    for _ in range(8):
+        eng.step()
+        cpu.step()
+    for got, want in zip(eng.evaluate(), cpu.evaluate()):
+        assert got["train_acc"] == want["train_acc"] and got["test_acc"] == want["test_acc"]
+        for k in ("train_loss", "test_loss"):
+            assert got[k] == pytest.approx(want[k], rel=1e-12)
+    np.testing.assert_allclose(ops.to_host(eng.Ct), cpu.Ct, rtol=1e-11, atol=1e-300)
+    assert abs(cpu.evaluate()[0]["train_loss"] - cfg_loss0(loss)) > 1e-6  # outputs not tiny
+    X, y, W, a = random_problem(3, 7, 50, 5)
+    xp = ops.xp
+    Wd = xp.asarray(W.copy())
+    DirectEngine.step_fn(xp.asarray(X), xp.asarray(y), Wd, xp.asarray(a), 0.1, ops=ops, model=model)
+    want = ref.step(X, y, W.copy(), a, 0.1, model.slope, model.loss)
+    np.testing.assert_allclose(ops.to_host(Wd), want, rtol=1e-12)
+
+
+def cfg_loss0(loss):
+    """The loss of a zero output: log 2 (logistic) or 1 (exponential, hinge)."""
+    return np.log(2) if loss == "logistic" else 1.0
+
+
 def test_float32_gram_on_the_gpu_path_stays_within_float32_rounding_of_the_cpu(ops):
     """The documented difference: the GPU sums a row in a tree (the CPU in a vectorised loop),
     so float32 runs agree to rounding, not to the bit. Its size, measured here: accuracies equal,

@@ -8,16 +8,21 @@ import fastgrok as fg
 from fastgrok import tunables
 from fastgrok.engines import GramEngine
 from fastgrok.engines.ops import NumbaOps
+from fastgrok.model import Model
 from fastgrok.sources import ArraySource, GeneratedSource
 
 
-def _pair(sources, lr, dtype, monkeypatch):
+FAMILY = [Model(act, leak, loss) for act, leak in (("relu", None), ("leaky_relu", 0.1), ("leaky_relu", 0.6))
+          for loss in ("logistic", "exponential", "hinge")]
+
+
+def _pair(sources, lr, dtype, monkeypatch, model=None):
     """The same batch, to be stepped incrementally (A) and densely (B): the switch is read
     when an engine is built."""
     engines = []
     for flag in (True, False):
         monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", flag)
-        engines.append(GramEngine(sources, lr, dtype, ops=NumbaOps()))
+        engines.append(GramEngine(sources, lr, dtype, ops=NumbaOps(), model=model))
     return engines
 
 
@@ -27,10 +32,11 @@ def _step(*engines):
 
 
 @given(st.integers(1, 6), st.integers(2, 40), st.integers(1, 12), st.integers(0, 2**31 - 1),
-       st.integers(1, 3))
-def test_frozen_weights_incremental_equals_dense_in_float64(monkeypatch, n, p, m, seed, runs):
-    """Tiny weights and step (|f| < 1e-17, so every g is exactly 1/2 in float64): the two
-    recursions agree at every step - accuracies exactly, Z and losses to 1e-12 relative."""
+       st.integers(1, 3), st.sampled_from(FAMILY))
+def test_frozen_weights_incremental_equals_dense_in_float64(monkeypatch, n, p, m, seed, runs, model):
+    """Tiny weights and step (|f| < 1e-17, so every g is exactly -l'(0) in float64): the two
+    recursions agree at every step - accuracies exactly, Z and losses to 1e-12 relative - for
+    every activation and loss of the family."""
     g = np.random.default_rng(seed)
     srcs = []
     for r in range(runs):
@@ -39,7 +45,7 @@ def test_frozen_weights_incremental_equals_dense_in_float64(monkeypatch, n, p, m
         a = np.where(g.random(m) < 0.5, 1.0, -1.0) / np.sqrt(m)
         srcs.append(ArraySource(X, y, m, X_test=X[::-1] + 0.1, y_test=-y[::-1],
                                 W0=1e-21 * g.standard_normal((m, p)), a=a))
-    A, B = _pair(srcs, 1e-21, "float64", monkeypatch)
+    A, B = _pair(srcs, 1e-21, "float64", monkeypatch, model)
     compared = 0
     for t in range(30):
         A.sync()
@@ -58,13 +64,16 @@ def test_frozen_weights_incremental_equals_dense_in_float64(monkeypatch, n, p, m
     assert stats["linear_run_steps"] == stats["run_steps"] > 0  # the regime was used
 
 
-def test_a_run_that_leaves_the_regime_continues_densely_and_matches(monkeypatch):
+@pytest.mark.parametrize("model", [m for m in FAMILY if m.loss != "hinge"],
+                         ids=lambda m: f"{m.activation}{m.leak or ''}-{m.loss}")
+def test_a_run_that_leaves_the_regime_continues_densely_and_matches(monkeypatch, model):
     """A step size at which outputs grow: the run enters the regime, leaves it when g moves
-    off 1/2, and from then on matches the dense-only run to float64 rounding."""
+    off -l'(0), and from then on matches the dense-only run to float64 rounding. (The hinge
+    loss's weight stays exactly 1 until a margin reaches 1, far beyond this run.)"""
     cfg = fg.Config(n=20, p=300, m=16, n_test=10, runs=2, lr=1e-18, init_scale=1e-22,
                     dtype="float64", representation="full")
     srcs = [GeneratedSource(cfg, r) for r in range(2)]
-    A, B = _pair(srcs, cfg.lr, "float64", monkeypatch)
+    A, B = _pair(srcs, cfg.lr, "float64", monkeypatch, model)
     for _ in range(60):
         _step(A, B)
     stats = A.stats()

@@ -40,6 +40,30 @@ def test_points_have_their_own_seeds_independent_of_the_grid():
         assert seeds[tuple(v.values())] == c.seed
 
 
+def test_paired_fields_share_seeds_and_a_folder_keeps_its_pairing(tmp_path):
+    grid = {"loss": ["logistic", "exponential", "hinge"], "noise_rate": [0.0, 0.1]}
+    pts = sw.grid_points(BASE, grid, paired=("loss",))
+    seeds = {}
+    for v, c in pts:
+        seeds.setdefault(v["noise_rate"], set()).add(c.seed)
+    assert all(len(s) == 1 for s in seeds.values()) and len(set.union(*seeds.values())) == 2
+    with pytest.raises(ValueError, match="not grid fields"):
+        sw.grid_points(BASE, grid, paired=("mu_norm",))
+    # While the outputs are tiny the exponential loss's weight exp(-y f) is 1 to about |f|,
+    # and the hinge's is exactly 1: paired, their points train the same networks on the same
+    # data, to the same accuracies (unpaired, the data would differ).
+    tiny = BASE.replace(lr=1e-9, init_scale=1e-12)
+    res = sw.sweep(tiny, {"loss": ["exponential", "hinge"]}, out=tmp_path,
+                   n_workers=1, progress=False, figures=False, paired=("loss",))
+    t = res.table
+    hinge, expo = (t[t.loss == k].reset_index(drop=True) for k in ("hinge", "exponential"))
+    assert (hinge[["train_acc", "test_acc"]] == expo[["train_acc", "test_acc"]]).all().all()
+    np.testing.assert_allclose(hinge[["pos_mu1", "neg_mu2"]], expo[["pos_mu1", "neg_mu2"]], rtol=1e-6)
+    with pytest.raises(ValueError, match="paired"):
+        sw.sweep(tiny, {"loss": ["exponential", "hinge"]}, out=tmp_path,
+                 n_workers=1, progress=False, figures=False)
+
+
 def test_local_sweep_table_points_and_resume(tmp_path, monkeypatch):
     res = fg.sweep(BASE, GRID, out=tmp_path / "s", n_workers=2, progress=False)
     t = res.table
