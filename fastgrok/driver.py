@@ -103,7 +103,8 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
             engine = make_engine(ids, on_built)
             bar.phase("")
             A = [np.asarray(s.a, dtype=np.float64) for s in engine.sources]
-            for t in range(steps + 1):
+            t = 0
+            while True:
                 if t in eval_set:
                     evs = engine.evaluate(projections=mu_norm is not None)
                     for r, a, ev in zip(ids, A, evs):
@@ -117,9 +118,15 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
                             entry = proj.setdefault(r, ([], [], a))
                             entry[0].append(P1)
                             entry[1].append(P2)
-                if t < steps:
-                    engine.step(prepare_eval=(t + 1) in eval_set)
-                    bar.update(len(ids))
+                if t == steps:
+                    break
+                # Up to the next evaluation in one call (at most tunables.STEPS_PER_CALL,
+                # so the progress bar keeps moving).
+                next_eval = int(schedule[np.searchsorted(schedule, t, side="right")])
+                k = min(next_eval - t, tunables.STEPS_PER_CALL)
+                engine.advance(k, prepare_eval=(t + k) in eval_set)
+                bar.update(k * len(ids))
+                t += k
             for k, val in (engine.stats() if hasattr(engine, "stats") else {}).items():
                 counts[k] = counts.get(k, 0) + val
             del engine

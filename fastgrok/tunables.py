@@ -50,6 +50,11 @@ GRAM_BATCH_BYTES = 2 << 30
 #: regenerated with it (the linear-regime issue).
 GRAM_LINEAR_REGIME = False
 
+#: Most steps the driver asks an engine to take in one call between evaluations. The gram
+#: engines take a run's steps together while its state is in cache (the linear regime fuses
+#: them row by row); the progress bar moves once per call. The numbers do not depend on it.
+STEPS_PER_CALL = 64
+
 #: Linear regime: every this many incremental steps, D = K V and Z = Z0 + K C^T are recomputed
 #: exactly, so the float64 rounding of the increments cannot accumulate.
 GRAM_LINEAR_REFRESH = 1000

@@ -21,41 +21,46 @@ from numba import njit
 
 from .numba_fused import loss_weight
 
-_SIG_STEP = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], uint8[:,::1], int32[:,::1], "
-             "float64[::1], float64[::1], float64[::1], float64)" for k in ("float32", "float64")]
+_SIG_STEPS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], uint8[:,::1], int32[:,::1], "
+              "float64[::1], float64[::1], float64[:,::1], float64)" for k in ("float32", "float64")]
 
 
-@njit(_SIG_STEP, cache=True, nogil=True, fastmath={"reassoc", "nsz"})
-def linear_step(K, ZT, DT, MT, ST, c, a, f_next, leak):
-    """One step in the linear regime, in place; returns the number of pattern changes.
+@njit(_SIG_STEPS, cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+def linear_steps(K, ZT, DT, MT, ST, c, a, F, leak):
+    """k = F.shape[0] steps in the linear regime, in place; returns the number of pattern changes.
 
     ZT, DT (m, n) float64: pre-activations and D^T; MT (m, n) the pattern; ST (m, n) how many
     steps each entry has been active (C^T = C0^T + c * (leak steps + (1 - leak) S));
-    c (n,) = (lr/n) g y; a (m,). ``f_next`` receives the outputs phi(Z(t+1)) a, for the next
-    step's regime check. Row by
-    row of the transposed state: a row's update and its pattern changes touch only that row
-    (K is symmetric), so each row is read once, from cache.
+    c (n,) = (lr/n) g y; a (m,). ``F[s]`` receives the outputs phi(Z) a after step s + 1, for
+    the regime checks (the caller checks them afterwards and redoes fewer steps if one fails).
+
+    Row by row of the transposed state, all k steps of a row at a time: a row's update and its
+    pattern changes touch only that row (K is symmetric), so a row (4 n numbers) stays in L1
+    for the k steps, and the run's state is read from memory once per call instead of once per
+    step. Every row and every F[s, i] sees the same operations in the same order as k calls of
+    one step, so the numbers do not depend on k.
     """
     m, n = ZT.shape
+    k = F.shape[0]
     rise = 1.0 - leak
-    for i in range(n):
-        f_next[i] = 0.0
+    F[...] = 0.0
     changes = 0
     for j in range(m):
         aj = a[j]
-        for i in range(n):
-            ST[j, i] += MT[j, i]
-            z = ZT[j, i] + DT[j, i]
-            ZT[j, i] = z
-            f_next[i] += max(z, leak * z) * aj
-        for i in range(n):
-            new = np.uint8(ZT[j, i] > 0.0)
-            if new != MT[j, i]:
-                delta = (np.float64(new) - np.float64(MT[j, i])) * rise * c[i] * aj
-                MT[j, i] = new
-                for k in range(n):
-                    DT[j, k] += K[i, k] * delta
-                changes += 1
+        for s in range(k):
+            for i in range(n):
+                ST[j, i] += MT[j, i]
+                z = ZT[j, i] + DT[j, i]
+                ZT[j, i] = z
+                F[s, i] += max(z, leak * z) * aj
+            for i in range(n):
+                new = np.uint8(ZT[j, i] > 0.0)
+                if new != MT[j, i]:
+                    delta = (np.float64(new) - np.float64(MT[j, i])) * rise * c[i] * aj
+                    MT[j, i] = new
+                    for q in range(n):
+                        DT[j, q] += K[i, q] * delta
+                    changes += 1
     return changes
 
 

@@ -124,3 +124,25 @@ def test_run_reports_the_regime_and_matches_dense_medians():
     assert "linear_fraction" not in dense.info or dense.info["linear_fraction"] == 0
     diff = (fast.history[["train_acc", "test_acc"]] != dense.history[["train_acc", "test_acc"]])
     assert diff.to_numpy().mean() < 0.02  # accuracies agree but where a pattern bit sits on its kink
+
+
+def test_many_steps_in_one_call_equal_one_step_at_a_time(monkeypatch):
+    """The fused kernel takes k steps row by row; a run that leaves the regime inside a call
+    is rolled back and retaken: either way the numbers are those of single steps, bit for
+    bit (refreshes included)."""
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REFRESH", 17)
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", True)
+    cfg = fg.Config(n=20, p=300, m=16, n_test=10, runs=3, lr=1e-18, init_scale=1e-22,
+                    dtype="float64", representation="full")
+    srcs = [GeneratedSource(cfg, r) for r in range(3)]
+    one, many = (GramEngine(srcs, cfg.lr, "float64", ops=NumbaOps()) for _ in range(2))
+    for _ in range(60):
+        one.step()
+    many.advance(25)
+    many.advance(35)
+    assert 0 < one.stats()["linear_run_steps"] < one.stats()["run_steps"]  # entered, left
+    assert one.stats() == many.stats()
+    one.sync()
+    many.sync()
+    np.testing.assert_array_equal(one.Ct, many.Ct)
+    np.testing.assert_array_equal(one.Z, many.Z)

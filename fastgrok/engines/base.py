@@ -64,6 +64,13 @@ class Engine:
         """
         raise NotImplementedError
 
+    def advance(self, steps: int, prepare_eval: bool = True) -> None:
+        """Advance every run by ``steps`` steps (no evaluation in between); ``prepare_eval``
+        is about the state after the last. Engines that gain from taking several steps in one
+        call (the gram engine: a run's state stays in cache) override this."""
+        for i in range(steps):
+            self.step(prepare_eval=prepare_eval and i == steps - 1)
+
     def evaluate(self, projections: bool = True) -> list:
         """One dict per run: train_acc, train_loss, test_acc, test_loss, test_acc_se and (if
         asked and the means are known) the projections P1 = W mu1, P2 = W mu2."""

@@ -114,9 +114,14 @@ class GramEngine(Engine):
         return cls.state_bytes(n, m, n_test, dtype) + 2 * build_bytes
 
     def step(self, prepare_eval=True):
+        self.advance(1, prepare_eval)
+
+    def advance(self, steps, prepare_eval=True):
+        """``steps`` steps of every run in one call: on the CPU each run takes its steps in
+        one task, its state in cache (the numbers are those of one step at a time)."""
         self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr,
-                           self.model, self.n_threads, state=self.state)
-        self.steps_done += 1
+                           self.model, self.n_threads, state=self.state, steps=steps)
+        self.steps_done += steps
 
     def sync(self):
         """Bring Z and Ct up to date with the backend's state before they are read."""

@@ -76,11 +76,12 @@ class NumpyOps:
     def gram_sync(self, state, Z, Ct):
         """Bring Z and Ct up to date from ``state`` before they are read (nothing here)."""
 
-    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None):
-        """One step of every run, in place: Ct += V(Z); Z = Z0 + K Ct."""
-        for r in range(Z.shape[0]):
-            self.coefficients(Z[r], y[r], a[r], lr, Ct[r], model, accumulate=True)
-            Z[r] = Z0[r] + K[r] @ Ct[r]
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
+        """``steps`` steps of every run, in place: Ct += V(Z); Z = Z0 + K Ct."""
+        for _ in range(steps):
+            for r in range(Z.shape[0]):
+                self.coefficients(Z[r], y[r], a[r], lr, Ct[r], model, accumulate=True)
+                Z[r] = Z0[r] + K[r] @ Ct[r]
 
     def _evaluate_run(self, r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means):
         f = self.outputs(Z[r], a[r], model)
@@ -154,12 +155,15 @@ class NumbaOps(NumpyOps):
             for r in range(len(state.runs)):
                 state.sync(r, Z, Ct)
 
-    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None):
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
         from ..kernels.gram_cpu import step_run
         from ..kernels.threads import map_runs
 
         def one(r):
-            if state is None or not state.linear_step(r, K, Z0, Z, Ct, y, a, lr):
+            # All of a run's steps in one task: its state stays in cache between steps, and
+            # the runs are independent, so the numbers are those of one step at a time.
+            done = 0 if state is None else state.advance(r, K, Z0, Z, Ct, y, a, lr, steps)
+            for _ in range(steps - done):
                 step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
 
         map_runs(one, list(range(Z.shape[0])), n_threads)
@@ -199,7 +203,7 @@ class LinearRegime:
     """The gram method's linear regime on the CPU, per run (docs/design.md 2.4).
 
     A run enters at the first step where every loss weight equals -l'(0) (1/2 for the logistic
-    loss, 1 for the others) in the working precision, takes incremental steps (:func:`fastgrok.kernels.gram_linear.linear_step`) while
+    loss, 1 for the others) in the working precision, takes incremental steps (:func:`fastgrok.kernels.gram_linear.linear_steps`) while
     that holds, and leaves for good (dense steps) the first time it does not. The engine's Z and
     Ct are brought up to date (:meth:`sync`) before anything reads them.
     """
@@ -243,28 +247,54 @@ class LinearRegime:
         slopes = self.leak * st["steps"] + (1.0 - self.leak) * st["ST"].T
         return st["Ct0"] + (st["c"][:, None] * st["a"][None, :]) * slopes
 
-    def linear_step(self, r, K, Z0, Z, Ct, y, a, lr) -> bool:
-        """Take run r's step incrementally if it is in the regime; False: take a dense step."""
-        self.run_steps += 1
+    def advance(self, r, K, Z0, Z, Ct, y, a, lr, steps) -> int:
+        """Take up to ``steps`` of run r's steps incrementally, while it is in the regime;
+        returns how many were taken (the caller takes the rest densely)."""
+        self.run_steps += steps
         if self.left[r]:
-            return False
+            return 0
         st = self.runs[r]
         if st is None:
             st = self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr)
             if st is None:
-                return False
-        elif not self._frozen(st["f"], y[r]):
-            self.sync(r, Z, Ct)  # the dense step continues from the incremental state
-            self.runs[r], self.left[r] = None, True
-            return False
-        self.changes += self.kernels.linear_step(K[r], st["ZT"], st["DT"], st["MT"], st["ST"],
-                                                 st["c"], a[r], st["f"], self.leak)
-        self.linear_run_steps += 1
-        st["steps"] += 1
-        if st["steps"] % tunables.GRAM_LINEAR_REFRESH == 0:  # exact recompute: no drift
-            st["ZT"][...] = (np.asarray(Z0[r], np.float64) + st["K64"] @ self._ct(st)).T
-            self._refresh_d(st)
-        return True
+                return 0
+        done = 0
+        while done < steps:
+            if not self._frozen(st["f"], y[r]):
+                self.sync(r, Z, Ct)  # the dense steps continue from the incremental state
+                self.runs[r], self.left[r] = None, True
+                break
+            # Chunks end at the exact refreshes, so the numbers do not depend on the chunking.
+            done += self._steps(st, K[r], a[r], y[r],
+                                min(steps - done, tunables.GRAM_LINEAR_REFRESH
+                                    - st["steps"] % tunables.GRAM_LINEAR_REFRESH))
+            if st["steps"] % tunables.GRAM_LINEAR_REFRESH == 0:  # exact recompute: no drift
+                st["ZT"][...] = (np.asarray(Z0[r], np.float64) + st["K64"] @ self._ct(st)).T
+                self._refresh_d(st)
+        self.linear_run_steps += done
+        return done
+
+    def _steps(self, st, K, a, y, k) -> int:
+        """Up to k incremental steps, the regime holding before each; returns how many."""
+        keys = ("ZT", "DT", "MT", "ST")
+        saved = [st[key].copy() for key in keys] if k > 1 else None
+        F = np.empty((k, st["ZT"].shape[1]))
+        changes = self.kernels.linear_steps(K, st["ZT"], st["DT"], st["MT"], st["ST"], st["c"], a,
+                                            F, self.leak)
+        # The kernel took all k steps; step s + 2 was allowed only if the outputs after step
+        # s + 1 (F[s]) left every weight frozen. If not, go back and take s + 1 steps.
+        bad = next((s for s in range(k - 1) if not self._frozen(F[s], y)), None)
+        if bad is not None:
+            for key, old in zip(keys, saved):
+                st[key][...] = old
+            k = bad + 1
+            F = np.empty((k, st["ZT"].shape[1]))
+            changes = self.kernels.linear_steps(K, st["ZT"], st["DT"], st["MT"], st["ST"], st["c"],
+                                                a, F, self.leak)
+        st["f"] = F[-1]
+        st["steps"] += k
+        self.changes += changes
+        return k
 
     def sync(self, r, Z, Ct):
         """Write run r's incremental state into the engine's Z and Ct (working dtype)."""
