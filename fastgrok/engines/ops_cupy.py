@@ -50,12 +50,13 @@ class CupyOps(NumpyOps):
         # Products in the working dtype (cuBLAS), sums over blocks in float64, on the device.
         return (A @ B.T).astype(xp.float64), (B[-2 - m:-2] @ B[-2:].T).astype(xp.float64)
 
-    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None):
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
         R, n, m = Z.shape
-        self.k.coefficients(Z.reshape(R * n, m), y.reshape(-1), a, lr, n, Ct.reshape(R * n, m), True,
-                            model.slope, model.loss_code)
-        self.xp.matmul(K, Ct, out=Z)
-        Z += Z0
+        for _ in range(steps):  # every run stacked in each launch
+            self.k.coefficients(Z.reshape(R * n, m), y.reshape(-1), a, lr, n, Ct.reshape(R * n, m),
+                                True, model.slope, model.loss_code)
+            self.xp.matmul(K, Ct, out=Z)
+            Z += Z0
 
     def _outputs(self, Z, a, model):
         R, n, m = Z.shape
