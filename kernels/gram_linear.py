@@ -75,3 +75,29 @@ def frozen(f, y, g0, single, loss):
         elif g != g0:
             return False
     return True
+
+
+_SIG_SYNC = [f"void(float64[:,::1], int32[:,::1], float64[:,::1], float64[::1], float64[::1], "
+             f"float64, int64, {t}[:,::1], {t}[:,::1], boolean)" for t in ("float32", "float64")]
+
+
+@njit(_SIG_SYNC, cache=True, nogil=True)
+def write_state(ZT, ST, Ct0, c, a, leak, steps, Z, Ct, with_z):
+    """C^T = Ct0 + (c a) (leak steps + (1 - leak) S^T) and, if ``with_z``, Z = ZT^T, in the
+    working dtype.
+
+    The same arithmetic, in the same order, as the engine's NumPy expression for C^T, so both
+    give the same bits (no fastmath here). Row by row of the outputs, so the writes and the
+    reads of Ct0 are contiguous; an evaluation needs only C^T (the train outputs after the last
+    step come from the kernel), which halves the memory traffic.
+    """
+    m, n = ZT.shape
+    rise = 1.0 - leak
+    base = leak * steps
+    for i in range(n):
+        ci = c[i]
+        for j in range(m):
+            Ct[i, j] = Ct0[i, j] + (ci * a[j]) * (base + rise * ST[j, i])
+        if with_z:
+            for j in range(m):
+                Z[i, j] = ZT[j, i]

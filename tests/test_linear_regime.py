@@ -12,6 +12,12 @@ from fastgrok.model import Model
 from fastgrok.sources import ArraySource, GeneratedSource
 
 
+@pytest.fixture(autouse=True)
+def enter_at_once(monkeypatch):
+    """These tests step one step at a time: let runs enter the regime in calls of one step."""
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_MIN_STEPS", 1)
+
+
 FAMILY = [Model(act, leak, loss) for act, leak in (("relu", None), ("leaky_relu", 0.1), ("leaky_relu", 0.6))
           for loss in ("logistic", "exponential", "hinge")]
 
@@ -146,3 +152,42 @@ def test_many_steps_in_one_call_equal_one_step_at_a_time(monkeypatch):
     many.sync()
     np.testing.assert_array_equal(one.Ct, many.Ct)
     np.testing.assert_array_equal(one.Z, many.Z)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_state_written_for_evaluation_is_the_incremental_state(monkeypatch, dtype):
+    """sync writes Z and C^T with a fused kernel: the same bits as the NumPy expressions."""
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", True)
+    cfg = fg.preset("paper-fig1-right", runs=2, m=30, steps=40, activation="leaky_relu", leak=0.3)
+    if dtype == "float64":  # frozen in float64 only while |f| < 1e-17
+        cfg = cfg.replace(lr=1e-24, init_scale=1e-24)
+    from fastgrok.model import Model
+    from fastgrok.sources import ReducedSource
+
+    eng = GramEngine([ReducedSource(cfg, r) for r in range(2)], cfg.lr, dtype, ops=NumbaOps(),
+                     model=Model.of(cfg))
+    eng.advance(40)
+    eng.sync()
+    for r in range(2):
+        st = eng.state.runs[r]
+        assert st is not None and st["steps"] == 40
+        np.testing.assert_array_equal(eng.Ct[r], eng.state._ct(st).astype(dtype))
+        np.testing.assert_array_equal(eng.Z[r], st["ZT"].T.astype(dtype))
+
+
+def test_short_calls_do_not_enter_the_regime(monkeypatch):
+    """Entering costs about a dense step: calls shorter than GRAM_LINEAR_MIN_STEPS stay dense
+    (the left panel, evaluated at every step), longer ones enter."""
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_MIN_STEPS", 8)
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", True)
+    cfg = fg.preset("paper-fig1-right", runs=2, m=20)
+    from fastgrok.sources import ReducedSource
+
+    eng = GramEngine([ReducedSource(cfg, r) for r in range(2)], cfg.lr, "float32", ops=NumbaOps())
+    for _ in range(10):
+        eng.advance(7)
+    assert eng.stats()["linear_run_steps"] == 0
+    eng.advance(8)
+    assert eng.stats()["linear_run_steps"] == 16
+    eng.advance(1)  # once in, a run stays in
+    assert eng.stats()["linear_run_steps"] == 18

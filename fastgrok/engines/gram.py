@@ -125,7 +125,7 @@ class GramEngine(Engine):
 
     def sync(self):
         """Bring Z and Ct up to date with the backend's state before they are read."""
-        self.ops.gram_sync(self.state, self.Z, self.Ct)
+        self.ops.gram_sync(self.state, self.Z, self.Ct, self.n_threads)
 
     def stats(self) -> dict:
         """Counts for ``Result.info``: run-steps taken, and how many incrementally (linear
@@ -137,11 +137,13 @@ class GramEngine(Engine):
                 "pattern_changes": st.changes}
 
     def evaluate(self, projections=True):
-        self.sync()
+        # Only C^T: the outputs of runs in the linear regime come from its state.
+        self.ops.gram_sync(self.state, self.Z, self.Ct, self.n_threads, with_z=False)
         ops, nt = self.ops, self.n_threads
         f, ft, P = ops.gram_evaluate(self.Z, self.Kt, self.Ct, self.Zt0, self.XM, self.W0M,
                                      self.a_dev, self.model, test=self.yt is not None and not self.population,
-                                     means=projections and self.has_means, n_threads=nt)
+                                     means=projections and self.has_means, n_threads=nt,
+                                     state=self.state)
         outs = [run_metrics(f[r], self.y[r], None if ft is None else ft[r],
                             None if ft is None else self.yt[r], None if P is None else P[r],
                             self.model.loss)

@@ -73,8 +73,9 @@ class NumpyOps:
         """Backend state a gram engine keeps beside its arrays (None: nothing)."""
         return None
 
-    def gram_sync(self, state, Z, Ct):
-        """Bring Z and Ct up to date from ``state`` before they are read (nothing here)."""
+    def gram_sync(self, state, Z, Ct, n_threads=None, with_z=True):
+        """Bring Ct (and Z, if ``with_z``) up to date from ``state`` before they are read
+        (nothing here)."""
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
         """``steps`` steps of every run, in place: Ct += V(Z); Z = Z0 + K Ct."""
@@ -83,19 +84,22 @@ class NumpyOps:
                 self.coefficients(Z[r], y[r], a[r], lr, Ct[r], model, accumulate=True)
                 Z[r] = Z0[r] + K[r] @ Ct[r]
 
-    def _evaluate_run(self, r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means):
-        f = self.outputs(Z[r], a[r], model)
+    def _evaluate_run(self, r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means, state=None):
+        f = state.outputs(r) if state is not None else None
+        if f is None:
+            f = self.outputs(Z[r], a[r], model)
         ft = self.outputs(Zt0[r] + Kt[r] @ Ct[r], a[r], model) if test else None
         P = (W0M[r] + Ct[r].T @ XM[r]).astype(np.float64) if means else None
         return f, ft, P
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
-                      n_threads=None):
+                      n_threads=None, state=None):
         """Every run's evaluation quantities, on the host in float64: the outputs f (R, n); the
         test outputs phi(Zt0 + Kt C^T) a (R, nt) if ``test``; the projections
         W0 mu + C (X mu) (R, m, 2) if ``means`` (None where not asked). Each run's test
-        pre-activations are formed and reduced at once, never stacked."""
-        parts = [self._evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means)
+        pre-activations are formed and reduced at once, never stacked. ``state`` (the CPU's
+        linear regime) gives the outputs of the runs it holds."""
+        parts = [self._evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means, state)
                  for r in range(len(Z))]
         return _stack_parts(parts)
 
@@ -150,10 +154,12 @@ class NumbaOps(NumpyOps):
         the engine is built), else None."""
         return LinearRegime(R, dtype, model) if tunables.GRAM_LINEAR_REGIME else None
 
-    def gram_sync(self, state, Z, Ct):
+    def gram_sync(self, state, Z, Ct, n_threads=None, with_z=True):
         if state is not None:
-            for r in range(len(state.runs)):
-                state.sync(r, Z, Ct)
+            from ..kernels.threads import map_runs
+
+            map_runs(lambda r: state.sync(r, Z, Ct, with_z), list(range(len(state.runs))),
+                     n_threads)
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
         from ..kernels.gram_cpu import step_run
@@ -169,12 +175,12 @@ class NumbaOps(NumpyOps):
         map_runs(one, list(range(Z.shape[0])), n_threads)
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
-                      n_threads=None):
+                      n_threads=None, state=None):
         from ..kernels.threads import map_runs
 
         # One task per run: outputs, test outputs and projections together.
         return _stack_parts(map_runs(
-            lambda r: self._evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means),
+            lambda r: self._evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means, state),
             list(range(len(Z))), n_threads))
 
     @staticmethod
@@ -255,6 +261,8 @@ class LinearRegime:
             return 0
         st = self.runs[r]
         if st is None:
+            if steps < tunables.GRAM_LINEAR_MIN_STEPS:  # entering would not pay for itself
+                return 0
             st = self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr)
             if st is None:
                 return 0
@@ -296,12 +304,19 @@ class LinearRegime:
         self.changes += changes
         return k
 
-    def sync(self, r, Z, Ct):
-        """Write run r's incremental state into the engine's Z and Ct (working dtype)."""
+    def sync(self, r, Z, Ct, with_z=True):
+        """Write run r's incremental state into the engine's Ct and (``with_z``) Z, in the
+        working dtype."""
         st = self.runs[r]
         if st is not None:
-            Ct[r] = self._ct(st)
-            Z[r] = st["ZT"].T
+            self.kernels.write_state(st["ZT"], st["ST"], st["Ct0"], st["c"], st["a"], self.leak,
+                                     st["steps"], Z[r], Ct[r], with_z)
+
+    def outputs(self, r):
+        """Run r's outputs phi(Z) a after its last step, from the float64 state (None when the
+        run is not in the regime: then they come from the engine's Z)."""
+        st = self.runs[r]
+        return None if st is None else st["f"].copy()
 
 
 def block_operands(X, Xt, W0, M):

@@ -63,7 +63,7 @@ class CupyOps(NumpyOps):
         return self.to_host(self.k.outputs(Z.reshape(R * n, m), a, n, model.slope)).reshape(R, n)
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
-                      n_threads=None):
+                      n_threads=None, state=None):
         xp = self.xp
         f = self._outputs(Z, a, model)
         ft = self._outputs(xp.matmul(Kt, Ct) + Zt0, a, model) if test else None
