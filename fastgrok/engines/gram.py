@@ -162,7 +162,9 @@ class GramEngine(Engine):
         """W(t) = W0 + C(t) X of run ``r`` (m, p) on the host, rebuilt block by block."""
         src = self.sources[r]
         check_fits(src.m * src.p * self.dtype.itemsize, f"the weights W (m={src.m}, p={src.p})")
-        self.sync()
+        # This run's C only, on the calling thread (weights may be asked for from the pool's
+        # threads, one run each, as the population accuracy does).
+        self.ops.gram_sync(self.state, self.Z, self.Ct, with_z=False, runs=[r])
         W = np.empty((src.m, src.p), self.dtype)
         C = self.ops.to_host(self.Ct[r]).T
         for j0, j1, X, _, W0, _ in src.blocks(self.dtype):

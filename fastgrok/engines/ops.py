@@ -73,9 +73,9 @@ class NumpyOps:
         """Backend state a gram engine keeps beside its arrays (None: nothing)."""
         return None
 
-    def gram_sync(self, state, Z, Ct, n_threads=None, with_z=True):
-        """Bring Ct (and Z, if ``with_z``) up to date from ``state`` before they are read
-        (nothing here)."""
+    def gram_sync(self, state, Z, Ct, n_threads=None, with_z=True, runs=None):
+        """Bring Ct (and Z, if ``with_z``) of ``runs`` (default all) up to date from ``state``
+        before they are read (nothing here)."""
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
         """``steps`` steps of every run, in place: Ct += V(Z); Z = Z0 + K Ct."""
@@ -154,12 +154,12 @@ class NumbaOps(NumpyOps):
         the engine is built), else None."""
         return LinearRegime(R, dtype, model) if tunables.GRAM_LINEAR_REGIME else None
 
-    def gram_sync(self, state, Z, Ct, n_threads=None, with_z=True):
+    def gram_sync(self, state, Z, Ct, n_threads=None, with_z=True, runs=None):
         if state is not None:
             from ..kernels.threads import map_runs
 
-            map_runs(lambda r: state.sync(r, Z, Ct, with_z), list(range(len(state.runs))),
-                     n_threads)
+            runs = list(range(len(state.runs))) if runs is None else list(runs)
+            map_runs(lambda r: state.sync(r, Z, Ct, with_z), runs, n_threads)
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
         from ..kernels.gram_cpu import step_run
