@@ -78,7 +78,7 @@ def measure(max_p=1e6):
     builds = [RUNS * _build_seconds(p) for p in ps]
     out["fastgrok gram (full representation)"] = [b + reduced for b in builds]
     out["fastgrok gram (reduced representation)"] = [reduced] * len(ps)
-    print(f"gram builds (100 runs): " + ", ".join(f"p={p:g}: {b:.1f} s" for p, b in zip(ps, builds)))
+    print("gram builds (100 runs): " + ", ".join(f"p={p:g}: {b:.1f} s" for p, b in zip(ps, builds)))
     print(f"reduced experiment: {reduced:.1f} s")
     return out
 
