@@ -334,6 +334,15 @@ PRESETS = {
     "paper-fig1-right": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=None, noise_rate=0.05,
                              init_scale=1e-15, lr=1e-16, steps=5000, runs=100,
                              hist_steps=(0, 25, 100, 1000, 2000, 5000)),
+    # The right panel as the paper plots it. Its curve is twice as fast in t as the settings
+    # its text states (the preset above). While the outputs are tiny the dynamics depend on
+    # alpha, omega_init and the loss only through kappa = alpha (-l'(0)) / omega_init, and
+    # doubling alpha (or halving omega_init, or the exponential loss with -l'(0) = 1 instead
+    # of 1/2) matches the plotted medians: largest gap 0.03 over 17 read-off points, against
+    # 0.19 for the stated settings (docs/design.md section 1).
+    "paper-fig1-right-plotted": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=None,
+                                     noise_rate=0.05, init_scale=1e-15, lr=2e-16, steps=5000,
+                                     runs=100, hist_steps=(0, 25, 100, 1000, 2000, 5000)),
     # Benign overfitting without linearity (Frei, Chatterji and Bartlett 2022): leaky ReLU
     # (leak 0.1), logistic loss, noisy two-cluster data. Their results are asymptotic (no sizes
     # stated), so the XOR preset's sizes, noise, initialisation and step size are kept, except
@@ -363,8 +372,8 @@ def preset(name: str, **overrides) -> Config:
     Parameters
     ----------
     name : str
-        One of :data:`PRESETS` ("paper-fig1-left", "paper-fig1-right", "quick",
-        "frei2022-leaky-linear").
+        One of :data:`PRESETS` ("paper-fig1-left", "paper-fig1-right",
+        "paper-fig1-right-plotted", "quick", "frei2022-leaky-linear").
     **overrides
         Config fields to change, e.g. ``runs=10``.
     """

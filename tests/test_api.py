@@ -72,6 +72,9 @@ def test_preset_matches_the_paper():
         assert c.mu == pytest.approx(2.5 * np.sqrt(40_000 / 200))
     assert (left.lr, left.steps, right.lr, right.steps) == (1e-12, 50, 1e-16, 5000)
     assert fg.preset("paper-fig1-left", runs=10).runs == 10
+    # The plotted right panel: the stated one with kappa = alpha (-l'(0)) / omega_init doubled
+    # through alpha, nothing else changed.
+    assert fg.preset("paper-fig1-right-plotted") == right.replace(lr=2e-16)
 
 
 def test_fit_on_user_data_and_step_in_place():
