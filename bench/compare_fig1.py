@@ -31,7 +31,8 @@ def median_at(history, col, t, rng, boot=400):
     else:
         w = (np.log(t + 1) - np.log(lo + 1)) / (np.log(hi + 1) - np.log(lo + 1))
         v = (1 - w) * piv[lo].to_numpy() + w * piv[hi].to_numpy()
-    return float(np.median(v)), float(np.std([np.median(rng.choice(v, v.size)) for _ in range(boot)]))
+    boots = [np.median(rng.choice(v, v.size)) for _ in range(boot)]
+    return float(np.median(v)), float(np.std(boots))
 
 
 def compare(path):
