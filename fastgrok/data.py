@@ -60,10 +60,11 @@ def _clean_labels(clusters, data):
 
 
 def _cluster_signs(clusters):
-    """Coefficients (s1, s2) with xbar = s1 mu1 + s2 mu2 for clusters 0:+mu1 1:-mu1 2:+mu2 3:-mu2."""
-    s1 = np.where(clusters == 0, 1.0, np.where(clusters == 1, -1.0, 0.0))
-    s2 = np.where(clusters == 2, 1.0, np.where(clusters == 3, -1.0, 0.0))
-    return s1, s2
+    """Coefficients (s1, s2) with xbar = s1 mu1 + s2 mu2 for each cluster index (the XOR table
+    of :data:`CLUSTERS`; linear data use its first two clusters)."""
+    table = np.array([[sign if mean == k else 0.0 for k in (1, 2)]
+                      for mean, sign, _ in CLUSTERS["xor"]])
+    return table[clusters, 0], table[clusters, 1]
 
 
 class RunDraw:

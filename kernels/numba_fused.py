@@ -45,6 +45,18 @@ def loss_weight(z, loss):
     return 1.0 if z < 1.0 else 0.0
 
 
+@njit(["float64(float64[:,::1], int64, float64[::1], float64)",
+       "float64(float32[:,::1], int64, float64[::1], float64)"],
+      cache=True, nogil=True, fastmath=_FAST, inline="always")
+def row_output(Z, i, a, leak):
+    """f_i = sum_j phi(Z_ij) a_j, accumulated in float64."""
+    s = 0.0
+    for j in range(Z.shape[1]):
+        z = np.float64(Z[i, j])
+        s += max(z, leak * z) * a[j]
+    return s
+
+
 @njit(_SIG_COEF, cache=True, nogil=True, fastmath=_FAST)
 def outputs_and_coefficients(Z, y, a, lr, V, accumulate, leak, loss):
     """f = phi(Z) a, and the update coefficients (lr/n) g(y f) y phi'(Z) a; returns f.
@@ -57,10 +69,7 @@ def outputs_and_coefficients(Z, y, a, lr, V, accumulate, leak, loss):
     scale = lr / n
     rise = 1.0 - leak
     for i in range(n):
-        s = 0.0
-        for j in range(m):
-            z = np.float64(Z[i, j])
-            s += max(z, leak * z) * a[j]
+        s = row_output(Z, i, a, leak)
         f[i] = s
         c = scale * loss_weight(y[i] * s, loss) * y[i]
         if accumulate:
@@ -77,12 +86,7 @@ def outputs_and_coefficients(Z, y, a, lr, V, accumulate, leak, loss):
       cache=True, nogil=True, fastmath=_FAST)
 def outputs(Z, a, leak):
     """f = phi(Z) a, accumulated in float64."""
-    n, m = Z.shape
-    f = np.empty(n)
-    for i in range(n):
-        s = 0.0
-        for j in range(m):
-            z = np.float64(Z[i, j])
-            s += max(z, leak * z) * a[j]
-        f[i] = s
+    f = np.empty(Z.shape[0])
+    for i in range(Z.shape[0]):
+        f[i] = row_output(Z, i, a, leak)
     return f
