@@ -156,7 +156,8 @@ def test_many_steps_in_one_call_equal_one_step_at_a_time(monkeypatch):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_state_written_for_evaluation_is_the_incremental_state(monkeypatch, dtype):
-    """sync writes Z and C^T with a fused kernel: the same bits as the NumPy expressions."""
+    """sync writes Z and C^T with a fused kernel: the same bits as the NumPy expressions
+    C^T = C0^T + (c a) (leak steps + (1 - leak) S^T) and Z = ZT^T."""
     monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", True)
     cfg = fg.preset("paper-fig1-right", runs=2, m=30, steps=40, activation="leaky_relu", leak=0.3)
     if dtype == "float64":  # frozen in float64 only while |f| < 1e-17
@@ -171,7 +172,10 @@ def test_the_state_written_for_evaluation_is_the_incremental_state(monkeypatch, 
     for r in range(2):
         st = eng.state.runs[r]
         assert st is not None and st["steps"] == 40
-        np.testing.assert_array_equal(eng.Ct[r], eng.state._ct(st).astype(dtype))
+        leak = eng.state.leak
+        slopes = leak * st["steps"] + (1.0 - leak) * st["ST"].T
+        ct = st["Ct0"] + (st["c"][:, None] * st["a"][None, :]) * slopes
+        np.testing.assert_array_equal(eng.Ct[r], ct.astype(dtype))
         np.testing.assert_array_equal(eng.Z[r], st["ZT"].T.astype(dtype))
 
 

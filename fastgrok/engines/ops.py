@@ -209,9 +209,10 @@ class LinearRegime:
     """The gram method's linear regime on the CPU, per run (docs/design.md 2.4).
 
     A run enters at the first step where every loss weight equals -l'(0) (1/2 for the logistic
-    loss, 1 for the others) in the working precision, takes incremental steps (:func:`fastgrok.kernels.gram_linear.linear_steps`) while
-    that holds, and leaves for good (dense steps) the first time it does not. The engine's Z and
-    Ct are brought up to date (:meth:`sync`) before anything reads them.
+    loss, 1 for the others) in the working precision, takes incremental steps
+    (:func:`fastgrok.kernels.gram_linear.linear_steps`) while that holds, and leaves for good
+    (dense steps) the first time it does not. The engine's Z and Ct are brought up to date
+    (:meth:`sync`) before anything reads them.
     """
 
     def __init__(self, R, dtype, model):
@@ -247,11 +248,12 @@ class LinearRegime:
         V = st["c"][:, None] * st["a"][None, :] * (self.leak + (1.0 - self.leak) * st["MT"].T)
         st["DT"] = np.ascontiguousarray((st["K64"] @ V).T)
 
-    def _ct(self, st):
-        """C^T = C^T at entry + c * (sum over the steps of phi'), float64: an entry active S of
-        the run's incremental steps summed phi' = leak steps + (1 - leak) S."""
-        slopes = self.leak * st["steps"] + (1.0 - self.leak) * st["ST"].T
-        return st["Ct0"] + (st["c"][:, None] * st["a"][None, :]) * slopes
+    def _write(self, st, Z, Ct, with_z):
+        """C^T = C^T at entry + c * (sum over the steps of phi') into Ct (an entry active S of
+        the run's incremental steps summed phi' = leak steps + (1 - leak) S), and Z = ZT^T
+        if ``with_z``; in Ct's dtype."""
+        self.kernels.write_state(st["ZT"], st["ST"], st["Ct0"], st["c"], st["a"], self.leak,
+                                 st["steps"], Z, Ct, with_z)
 
     def advance(self, r, K, Z0, Z, Ct, y, a, lr, steps) -> int:
         """Take up to ``steps`` of run r's steps incrementally, while it is in the regime;
@@ -277,7 +279,9 @@ class LinearRegime:
                                 min(steps - done, tunables.GRAM_LINEAR_REFRESH
                                     - st["steps"] % tunables.GRAM_LINEAR_REFRESH))
             if st["steps"] % tunables.GRAM_LINEAR_REFRESH == 0:  # exact recompute: no drift
-                st["ZT"][...] = (np.asarray(Z0[r], np.float64) + st["K64"] @ self._ct(st)).T
+                ct = np.empty(st["Ct0"].shape)
+                self._write(st, ct, ct, with_z=False)  # C^T in float64 (Z is not written)
+                st["ZT"][...] = (np.asarray(Z0[r], np.float64) + st["K64"] @ ct).T
                 self._refresh_d(st)
         self.linear_run_steps += done
         return done
@@ -285,10 +289,14 @@ class LinearRegime:
     def _steps(self, st, K, a, y, k) -> int:
         """Up to k incremental steps, the regime holding before each; returns how many."""
         keys = ("ZT", "DT", "MT", "ST")
+
+        def take(k):
+            F = np.empty((k, st["ZT"].shape[1]))
+            return F, self.kernels.linear_steps(K, *(st[key] for key in keys), st["c"], a, F,
+                                                self.leak)
+
         saved = [st[key].copy() for key in keys] if k > 1 else None
-        F = np.empty((k, st["ZT"].shape[1]))
-        changes = self.kernels.linear_steps(K, st["ZT"], st["DT"], st["MT"], st["ST"], st["c"], a,
-                                            F, self.leak)
+        F, changes = take(k)
         # The kernel took all k steps; step s + 2 was allowed only if the outputs after step
         # s + 1 (F[s]) left every weight frozen. If not, go back and take s + 1 steps.
         bad = next((s for s in range(k - 1) if not self._frozen(F[s], y)), None)
@@ -296,9 +304,7 @@ class LinearRegime:
             for key, old in zip(keys, saved):
                 st[key][...] = old
             k = bad + 1
-            F = np.empty((k, st["ZT"].shape[1]))
-            changes = self.kernels.linear_steps(K, st["ZT"], st["DT"], st["MT"], st["ST"], st["c"],
-                                                a, F, self.leak)
+            F, changes = take(k)
         st["f"] = F[-1]
         st["steps"] += k
         self.changes += changes
@@ -309,8 +315,7 @@ class LinearRegime:
         working dtype."""
         st = self.runs[r]
         if st is not None:
-            self.kernels.write_state(st["ZT"], st["ST"], st["Ct0"], st["c"], st["a"], self.leak,
-                                     st["steps"], Z[r], Ct[r], with_z)
+            self._write(st, Z[r], Ct[r], with_z)
 
     def outputs(self, r):
         """Run r's outputs phi(Z) a after its last step, from the float64 state (None when the
