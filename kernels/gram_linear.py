@@ -21,46 +21,81 @@ from numba import njit
 
 from .numba_fused import loss_weight
 
-_SIG_STEPS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], uint8[:,::1], int32[:,::1], "
-              "float64[::1], float64[::1], float64[:,::1], float64)" for k in ("float32", "float64")]
+_SIG_STEPS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], float64[::1], "
+              "float64[::1], float64[:,::1], float64, int64)" for k in ("float32", "float64")]
 
 
 @njit(_SIG_STEPS, cache=True, nogil=True, fastmath={"reassoc", "nsz"})
-def linear_steps(K, ZT, DT, MT, ST, c, a, F, leak):
+def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0):
     """k = F.shape[0] steps in the linear regime, in place; returns the number of pattern changes.
 
-    ZT, DT (m, n) float64: pre-activations and D^T; MT (m, n) the pattern; ST (m, n) how many
-    steps each entry has been active (C^T = C0^T + c * (leak steps + (1 - leak) S));
-    c (n,) = (lr/n) g y; a (m,). ``F[s]`` receives the outputs phi(Z) a after step s + 1, for
-    the regime checks (the caller checks them afterwards and redoes fewer steps if one fails).
+    ZT, DT (m, n) float64: pre-activations and D^T. The pattern is never stored: it is
+    M = 1[ZT > 0], so a change is a sign change of an entry of ZT. SX (m, n) int32 encodes how
+    many steps each entry has been active, S = SX + M t after t regime steps (``t0`` before this
+    call); it changes only where M does, by (M_old - M_new) t. c (n,) = (lr/n) g y; a (m,).
+    ``F[s]`` receives the outputs phi(Z) a after step s + 1, for the regime checks (the caller
+    checks them afterwards and redoes fewer steps if one fails).
 
     Row by row of the transposed state, all k steps of a row at a time: a row's update and its
-    pattern changes touch only that row (K is symmetric), so a row (4 n numbers) stays in L1
+    pattern changes touch only that row (K is symmetric), so a row (3 n numbers) stays in L1
     for the k steps, and the run's state is read from memory once per call instead of once per
-    step. Every row and every F[s, i] sees the same operations in the same order as k calls of
-    one step, so the numbers do not depend on k.
+    step. The pass over a row is branch-free (it vectorises): it marks the sign changes in a
+    byte per entry, found afterwards eight at a time; the changes of one row and step are then
+    added to D^T[j, :] four K rows per pass. Every row and every F[s, i] sees the same
+    operations in the same order as k calls of one step, so the numbers do not depend on k.
     """
     m, n = ZT.shape
     k = F.shape[0]
     rise = 1.0 - leak
     F[...] = 0.0
+    words = (n + 7) // 8
+    flags = np.zeros(8 * words, np.uint8)
+    packed = flags.view(np.uint64)
+    idx = np.empty(n, np.int64)
+    dl = np.empty(n, np.float64)
     changes = 0
     for j in range(m):
         aj = a[j]
         for s in range(k):
+            flips = 0
             for i in range(n):
-                ST[j, i] += MT[j, i]
-                z = ZT[j, i] + DT[j, i]
+                old = ZT[j, i]
+                z = old + DT[j, i]
                 ZT[j, i] = z
                 F[s, i] += max(z, leak * z) * aj
-            for i in range(n):
-                new = np.uint8(ZT[j, i] > 0.0)
-                if new != MT[j, i]:
-                    delta = (np.float64(new) - np.float64(MT[j, i])) * rise * c[i] * aj
-                    MT[j, i] = new
-                    for q in range(n):
-                        DT[j, q] += K[i, q] * delta
-                    changes += 1
+                flip = np.uint8((z > 0.0) != (old > 0.0))
+                flags[i] = flip
+                flips += flip
+            if flips == 0:
+                continue
+            t = np.int32(t0 + s + 1)
+            cnt = 0
+            for w in range(words):
+                if packed[w] == 0:
+                    continue
+                for i in range(8 * w, min(8 * w + 8, n)):
+                    if flags[i]:
+                        if ZT[j, i] > 0.0:  # 0 -> 1
+                            dl[cnt] = rise * c[i] * aj
+                            SX[j, i] -= t
+                        else:
+                            dl[cnt] = -1.0 * rise * c[i] * aj
+                            SX[j, i] += t
+                        idx[cnt] = i
+                        cnt += 1
+            changes += cnt
+            e = 0
+            while e + 4 <= cnt:
+                i0, i1, i2, i3 = idx[e], idx[e + 1], idx[e + 2], idx[e + 3]
+                d0, d1, d2, d3 = dl[e], dl[e + 1], dl[e + 2], dl[e + 3]
+                for q in range(n):
+                    DT[j, q] += (K[i0, q] * d0 + K[i1, q] * d1) + (K[i2, q] * d2 + K[i3, q] * d3)
+                e += 4
+            while e < cnt:
+                i0, d0 = idx[e], dl[e]
+                for q in range(n):
+                    DT[j, q] += K[i0, q] * d0
+                e += 1
     return changes
 
 
@@ -82,8 +117,9 @@ _SIG_SYNC = [f"void(float64[:,::1], int32[:,::1], float64[:,::1], float64[::1], 
 
 
 @njit(_SIG_SYNC, cache=True, nogil=True)
-def write_state(ZT, ST, Ct0, c, a, leak, steps, Z, Ct, with_z):
-    """C^T = Ct0 + (c a) (leak steps + (1 - leak) S^T) and, if ``with_z``, Z = ZT^T, in the
+def write_state(ZT, SX, Ct0, c, a, leak, steps, Z, Ct, with_z):
+    """C^T = Ct0 + (c a) (leak steps + (1 - leak) S^T), S = SX + 1[ZT > 0] steps (the steps
+    each entry has been active, :func:`linear_steps`), and, if ``with_z``, Z = ZT^T, in the
     working dtype.
 
     The same arithmetic, in the same order, as the engine's NumPy expression for C^T, so both
@@ -97,7 +133,8 @@ def write_state(ZT, ST, Ct0, c, a, leak, steps, Z, Ct, with_z):
     for i in range(n):
         ci = c[i]
         for j in range(m):
-            Ct[i, j] = Ct0[i, j] + (ci * a[j]) * (base + rise * ST[j, i])
+            active = SX[j, i] + (steps if ZT[j, i] > 0.0 else 0)
+            Ct[i, j] = Ct0[i, j] + (ci * a[j]) * (base + rise * active)
         if with_z:
             for j in range(m):
                 Z[i, j] = ZT[j, i]

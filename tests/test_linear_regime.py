@@ -42,7 +42,8 @@ def _step(*engines):
 def test_frozen_weights_incremental_equals_dense_in_float64(monkeypatch, n, p, m, seed, runs, model):
     """Tiny weights and step (|f| < 1e-17, so every g is exactly -l'(0) in float64): the two
     recursions agree at every step - accuracies exactly, Z and losses to 1e-12 relative - for
-    every activation and loss of the family."""
+    every activation and loss of the family, exact refreshes included."""
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REFRESH", 7)
     g = np.random.default_rng(seed)
     srcs = []
     for r in range(runs):
@@ -173,7 +174,8 @@ def test_the_state_written_for_evaluation_is_the_incremental_state(monkeypatch, 
         st = eng.state.runs[r]
         assert st is not None and st["steps"] == 40
         leak = eng.state.leak
-        slopes = leak * st["steps"] + (1.0 - leak) * st["ST"].T
+        active = st["SX"] + (st["ZT"] > 0) * st["steps"]  # steps each entry has been active
+        slopes = leak * st["steps"] + (1.0 - leak) * active.T
         ct = st["Ct0"] + (st["c"][:, None] * st["a"][None, :]) * slopes
         np.testing.assert_array_equal(eng.Ct[r], ct.astype(dtype))
         np.testing.assert_array_equal(eng.Z[r], st["ZT"].T.astype(dtype))

@@ -235,8 +235,8 @@ class LinearRegime:
         st = {"c": (lr / n) * self.g0 * y[r], "a": a[r], "f": f, "steps": 0,
               "K64": np.asarray(K[r], np.float64), "Ct0": np.asarray(Ct[r], np.float64).copy()}
         st["ZT"] = np.ascontiguousarray(np.asarray(Z[r], np.float64).T)
-        st["MT"] = (st["ZT"] > 0).astype(np.uint8)
-        st["ST"] = np.zeros(st["MT"].shape, np.int32)  # < 2^31 steps
+        # Steps active: S = SX + 1[ZT > 0] steps, SX changing only with the pattern (< 2^31 steps).
+        st["SX"] = np.zeros(st["ZT"].shape, np.int32)
         self._refresh_d(st)
         return st
 
@@ -244,15 +244,15 @@ class LinearRegime:
         return self.kernels.frozen(f, y, self.g0, self.single, self.loss)
 
     def _refresh_d(self, st):
-        """D^T = (K (c * phi'(Z)))^T, exactly (one product)."""
-        V = st["c"][:, None] * st["a"][None, :] * (self.leak + (1.0 - self.leak) * st["MT"].T)
+        """D^T = (K (c * phi'(Z)))^T, exactly (one product), with the pattern 1[ZT > 0]."""
+        V = st["c"][:, None] * st["a"][None, :] * (self.leak + (1.0 - self.leak) * (st["ZT"].T > 0))
         st["DT"] = np.ascontiguousarray((st["K64"] @ V).T)
 
     def _write(self, st, Z, Ct, with_z):
         """C^T = C^T at entry + c * (sum over the steps of phi') into Ct (an entry active S of
         the run's incremental steps summed phi' = leak steps + (1 - leak) S), and Z = ZT^T
         if ``with_z``; in Ct's dtype."""
-        self.kernels.write_state(st["ZT"], st["ST"], st["Ct0"], st["c"], st["a"], self.leak,
+        self.kernels.write_state(st["ZT"], st["SX"], st["Ct0"], st["c"], st["a"], self.leak,
                                  st["steps"], Z, Ct, with_z)
 
     def advance(self, r, K, Z0, Z, Ct, y, a, lr, steps) -> int:
@@ -281,19 +281,23 @@ class LinearRegime:
             if st["steps"] % tunables.GRAM_LINEAR_REFRESH == 0:  # exact recompute: no drift
                 ct = np.empty(st["Ct0"].shape)
                 self._write(st, ct, ct, with_z=False)  # C^T in float64 (Z is not written)
+                before = st["ZT"] > 0
                 st["ZT"][...] = (np.asarray(Z0[r], np.float64) + st["K64"] @ ct).T
+                # An entry whose sign the exact Z changes keeps its count: S is continuous.
+                st["SX"] += ((before.astype(np.int32) - (st["ZT"] > 0)) * st["steps"]).astype(np.int32)
                 self._refresh_d(st)
         self.linear_run_steps += done
         return done
 
     def _steps(self, st, K, a, y, k) -> int:
         """Up to k incremental steps, the regime holding before each; returns how many."""
-        keys = ("ZT", "DT", "MT", "ST")
+        keys = ("ZT", "DT", "SX")
+        t0 = st["steps"]
 
         def take(k):
             F = np.empty((k, st["ZT"].shape[1]))
             return F, self.kernels.linear_steps(K, *(st[key] for key in keys), st["c"], a, F,
-                                                self.leak)
+                                                self.leak, t0)
 
         saved = [st[key].copy() for key in keys] if k > 1 else None
         F, changes = take(k)
