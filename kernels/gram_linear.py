@@ -112,6 +112,9 @@ def frozen(f, y, g0, single, loss):
     return True
 
 
+#: Rows of the (m, n) state per tile of :func:`write_state`'s transpose.
+_TILE = 64
+
 _SIG_SYNC = [f"void(float64[:,::1], int32[:,::1], float64[:,::1], float64[::1], float64[::1], "
              f"float64, int64, {t}[:,::1], {t}[:,::1], boolean)" for t in ("float32", "float64")]
 
@@ -123,18 +126,25 @@ def write_state(ZT, SX, Ct0, c, a, leak, steps, Z, Ct, with_z):
     working dtype.
 
     The same arithmetic, in the same order, as the engine's NumPy expression for C^T, so both
-    give the same bits (no fastmath here). Row by row of the outputs, so the writes and the
-    reads of Ct0 are contiguous; an evaluation needs only C^T (the train outputs after the last
-    step come from the kernel), which halves the memory traffic.
+    give the same bits (no fastmath here). A transpose: tiles of ``_TILE`` rows of the state
+    (columns of the outputs), so that the state's cache lines are reused across the tile's
+    outputs instead of one line read per entry written. An evaluation needs only C^T (the
+    train outputs after the last step come from the kernel), which halves the memory traffic.
     """
     m, n = ZT.shape
     rise = 1.0 - leak
     base = leak * steps
-    for i in range(n):
-        ci = c[i]
-        for j in range(m):
-            active = SX[j, i] + (steps if ZT[j, i] > 0.0 else 0)
-            Ct[i, j] = Ct0[i, j] + (ci * a[j]) * (base + rise * active)
-        if with_z:
-            for j in range(m):
-                Z[i, j] = ZT[j, i]
+    fs = np.float64(steps)  # S in float64 (exact below 2^53): int64 -> double has no AVX2 form
+    for j0 in range(0, m, _TILE):
+        j1 = min(j0 + _TILE, m)
+        for i in range(n):
+            ci = c[i]
+            for j in range(j0, j1):
+                active = np.float64(SX[j, i]) + fs * (ZT[j, i] > 0.0)  # branch-free
+                Ct[i, j] = Ct0[i, j] + (ci * a[j]) * (base + rise * active)
+    if with_z:  # a separate pass: inside the loop above it keeps that loop from vectorising
+        for j0 in range(0, m, _TILE):
+            j1 = min(j0 + _TILE, m)
+            for i in range(n):
+                for j in range(j0, j1):
+                    Z[i, j] = ZT[j, i]
