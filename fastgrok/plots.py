@@ -57,7 +57,9 @@ def histogram_figure(projections, path, title=""):
         for row, key in enumerate(keys):
             ax = axes[row, col]
             vals = projections[key][:, col, :][pos]
-            ax.hist(vals, bins=40, color="C0" if row == 0 else "C3")
+            # One filled step artist per panel (ax.hist draws a patch per bin: 10x slower).
+            counts, edges = np.histogram(vals, bins=40)
+            ax.stairs(counts, edges, fill=True, color="C0" if row == 0 else "C3")
             ax.set_title(f"t = {t}", fontsize=9)
             ax.set_xlabel(f"<w_j, mu{row + 1}>", fontsize=8)
             ax.tick_params(labelsize=7)

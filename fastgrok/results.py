@@ -73,7 +73,9 @@ class Result:
             self.summary().to_csv(target("summary.csv"), index=False)
             names = ["config.json", "history.csv", "summary.csv"]
             if self.projections:
-                np.savez_compressed(target("projections.npz"), **self.projections)
+                # Uncompressed: the projections are float64 noise to zlib (it saved 45% of
+                # 8 MB in 0.9 s, a tenth of the left panel's run).
+                np.savez(target("projections.npz"), **self.projections)
                 names.append("projections.npz")
             if figures:
                 from . import plots

@@ -49,11 +49,13 @@ GRAM_BATCH_BYTES = 2 << 30
 #: test medians at every evaluated step as dense steps, with 1 of 25 200 accuracies different.
 GRAM_LINEAR_REGIME = True
 
-#: Linear regime: a run enters it only in a call of at least this many steps. Entering costs
-#: about a dense step, and every evaluation a pass over the state, so with evaluations at
-#: every step (the first EVAL_EVERY_STEP_UP_TO steps: all of the left panel) dense steps are
-#: as fast. A run in the regime stays in it whatever the call.
-GRAM_LINEAR_MIN_STEPS = 8
+#: Linear regime: most pattern changes per step, as a fraction of a run's n m pattern entries,
+#: at which incremental steps are taken. A change costs O(n) (a row of K added to D), a dense
+#: step O(n^2 m) with GEMM efficiency, so incremental steps stop paying at about a tenth of
+#: the entries changing per step. A run enters the regime after a dense step that changed at
+#: most half of this fraction (the left panel's first three steps change 47%, 24% and 12% of
+#: the pattern, then 2%), and leaves for dense steps when its incremental steps change more.
+GRAM_LINEAR_MAX_CHANGES = 1 / 16
 
 #: Most steps the driver asks an engine to take in one call between evaluations. The gram
 #: engines take a run's steps together while its state is in cache (the linear regime fuses

@@ -112,39 +112,33 @@ def frozen(f, y, g0, single, loss):
     return True
 
 
-#: Rows of the (m, n) state per tile of :func:`write_state`'s transpose.
-_TILE = 64
+@njit("int64(float64[:,::1], float64[::1], float64, boolean, int64)", cache=True, nogil=True)
+def first_thawed(F, y, g0, single, loss):
+    """The first s at which the outputs F[s] leave a loss weight off g0 (-1: none does)."""
+    for s in range(F.shape[0]):
+        if not frozen(F[s], y, g0, single, loss):
+            return s
+    return -1
 
-_SIG_SYNC = [f"void(float64[:,::1], int32[:,::1], float64[:,::1], float64[::1], float64[::1], "
-             f"float64, int64, {t}[:,::1], {t}[:,::1], boolean)" for t in ("float32", "float64")]
+
+_SIG_C = [f"void(float64[:,::1], int32[:,::1], float64[:,::1], float64[::1], float64[::1], "
+          f"float64, int64, {t}[:,::1])" for t in ("float32", "float64")]
 
 
-@njit(_SIG_SYNC, cache=True, nogil=True)
-def write_state(ZT, SX, Ct0, c, a, leak, steps, Z, Ct, with_z):
-    """C^T = Ct0 + (c a) (leak steps + (1 - leak) S^T), S = SX + 1[ZT > 0] steps (the steps
-    each entry has been active, :func:`linear_steps`), and, if ``with_z``, Z = ZT^T, in the
-    working dtype.
+@njit(_SIG_C, cache=True, nogil=True)
+def write_c(ZT, SX, Ct0T, c, a, leak, steps, C):
+    """C = C0 + (a c) (leak steps + (1 - leak) S), (m, n) in the state's layout and C's dtype,
+    with S = SX + 1[ZT > 0] steps the steps each entry has been active (:func:`linear_steps`).
 
-    The same arithmetic, in the same order, as the engine's NumPy expression for C^T, so both
-    give the same bits (no fastmath here). A transpose: tiles of ``_TILE`` rows of the state
-    (columns of the outputs), so that the state's cache lines are reused across the tile's
-    outputs instead of one line read per entry written. An evaluation needs only C^T (the
-    train outputs after the last step come from the kernel), which halves the memory traffic.
+    Contiguous and branch-free, so it streams at memory speed; the engine's C^T is its
+    transpose. No fastmath: the engine's NumPy expression for C gives the same bits.
     """
     m, n = ZT.shape
     rise = 1.0 - leak
     base = leak * steps
     fs = np.float64(steps)  # S in float64 (exact below 2^53): int64 -> double has no AVX2 form
-    for j0 in range(0, m, _TILE):
-        j1 = min(j0 + _TILE, m)
+    for j in range(m):
+        aj = a[j]
         for i in range(n):
-            ci = c[i]
-            for j in range(j0, j1):
-                active = np.float64(SX[j, i]) + fs * (ZT[j, i] > 0.0)  # branch-free
-                Ct[i, j] = Ct0[i, j] + (ci * a[j]) * (base + rise * active)
-    if with_z:  # a separate pass: inside the loop above it keeps that loop from vectorising
-        for j0 in range(0, m, _TILE):
-            j1 = min(j0 + _TILE, m)
-            for i in range(n):
-                for j in range(j0, j1):
-                    Z[i, j] = ZT[j, i]
+            active = np.float64(SX[j, i]) + fs * (ZT[j, i] > 0.0)
+            C[j, i] = Ct0T[j, i] + (c[i] * aj) * (base + rise * active)

@@ -14,8 +14,9 @@ from fastgrok.sources import ArraySource, GeneratedSource
 
 @pytest.fixture(autouse=True)
 def enter_at_once(monkeypatch):
-    """These tests step one step at a time: let runs enter the regime in calls of one step."""
-    monkeypatch.setattr(tunables, "GRAM_LINEAR_MIN_STEPS", 1)
+    """Runs enter the regime after their first (dense) step however much of the pattern it
+    changed (the tests below that check the cost rule set their own limit)."""
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_MAX_CHANGES", 2.0)
 
 
 FAMILY = [Model(act, leak, loss) for act, leak in (("relu", None), ("leaky_relu", 0.1), ("leaky_relu", 0.6))
@@ -68,7 +69,8 @@ def test_frozen_weights_incremental_equals_dense_in_float64(monkeypatch, n, p, m
         _step(A, B)
     assume(compared >= 5)  # the problem itself reached a kink early: discard, not pass
     stats = A.stats()
-    assert stats["linear_run_steps"] == stats["run_steps"] > 0  # the regime was used
+    # The regime was used for every step but each run's first (dense) one.
+    assert stats["linear_run_steps"] == stats["run_steps"] - runs > 0
 
 
 @pytest.mark.parametrize("model", [m for m in FAMILY if m.loss != "hinge"],
@@ -114,7 +116,7 @@ def test_float32_incremental_rounding_stays_below_the_dense_steps(monkeypatch):
             err_incr = np.linalg.norm(A.Z - truth.Z)
             err_dense = np.linalg.norm(B.Z - truth.Z)
             assert err_incr <= err_dense, (t, err_incr, err_dense)
-    assert A.stats()["linear_run_steps"] == 800
+    assert A.stats()["linear_run_steps"] == 800 - 2  # all but the first step of each run
 
 
 def test_run_reports_the_regime_and_matches_dense_medians():
@@ -127,7 +129,9 @@ def test_run_reports_the_regime_and_matches_dense_medians():
         dense = fg.run(cfg, progress=False)
     finally:
         tunables.GRAM_LINEAR_REGIME = old
-    assert fast.info["linear_fraction"] == 1.0 and fast.info["pattern_changes_per_step"] > 0
+    # Every step but each run's first (dense) one.
+    assert fast.info["linear_fraction"] == round(1 - 1 / 300, 6)
+    assert fast.info["pattern_changes_per_step"] > 0
     assert "linear_fraction" not in dense.info or dense.info["linear_fraction"] == 0
     diff = (fast.history[["train_acc", "test_acc"]] != dense.history[["train_acc", "test_acc"]])
     assert diff.to_numpy().mean() < 0.02  # accuracies agree but where a pattern bit sits on its kink
@@ -157,7 +161,7 @@ def test_many_steps_in_one_call_equal_one_step_at_a_time(monkeypatch):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_state_written_for_evaluation_is_the_incremental_state(monkeypatch, dtype):
-    """sync writes Z and C^T with a fused kernel: the same bits as the NumPy expressions
+    """sync writes Z and C^T with a kernel: the same bits as the NumPy expressions
     C^T = C0^T + (c a) (leak steps + (1 - leak) S^T) and Z = ZT^T."""
     monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", True)
     cfg = fg.preset("paper-fig1-right", runs=2, m=30, steps=40, activation="leaky_relu", leak=0.3)
@@ -172,28 +176,62 @@ def test_the_state_written_for_evaluation_is_the_incremental_state(monkeypatch, 
     eng.sync()
     for r in range(2):
         st = eng.state.runs[r]
-        assert st is not None and st["steps"] == 40
+        assert st is not None and st["steps"] == 39  # the first step is dense
         leak = eng.state.leak
         active = st["SX"] + (st["ZT"] > 0) * st["steps"]  # steps each entry has been active
         slopes = leak * st["steps"] + (1.0 - leak) * active.T
-        ct = st["Ct0"] + (st["c"][:, None] * st["a"][None, :]) * slopes
+        ct = st["Ct0T"].T + (st["c"][:, None] * st["a"][None, :]) * slopes
         np.testing.assert_array_equal(eng.Ct[r], ct.astype(dtype))
         np.testing.assert_array_equal(eng.Z[r], st["ZT"].T.astype(dtype))
 
 
-def test_short_calls_do_not_enter_the_regime(monkeypatch):
-    """Entering costs about a dense step: calls shorter than GRAM_LINEAR_MIN_STEPS stay dense
-    (the left panel, evaluated at every step), longer ones enter."""
-    monkeypatch.setattr(tunables, "GRAM_LINEAR_MIN_STEPS", 8)
-    monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", True)
-    cfg = fg.preset("paper-fig1-right", runs=2, m=20)
+def test_runs_enter_when_dense_steps_change_little_of_the_pattern(monkeypatch):
+    """The left panel's first steps change much of the pattern (dense steps are cheaper
+    then): a run enters after the first dense step that changed at most half of
+    GRAM_LINEAR_MAX_CHANGES of its entries, not before."""
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_MAX_CHANGES", 1 / 16)
     from fastgrok.sources import ReducedSource
 
+    cfg = fg.preset("paper-fig1-left", runs=2, m=40)
     eng = GramEngine([ReducedSource(cfg, r) for r in range(2)], cfg.lr, "float32", ops=NumbaOps())
-    for _ in range(10):
-        eng.advance(7)
-    assert eng.stats()["linear_run_steps"] == 0
-    eng.advance(8)
-    assert eng.stats()["linear_run_steps"] == 16
-    eng.advance(1)  # once in, a run stays in
-    assert eng.stats()["linear_run_steps"] == 18
+    n, m, st = cfg.n, cfg.m, eng.state
+    entered = [None, None]
+    for t in range(12):
+        flips = list(st.flips)
+        eng.step()
+        for r in range(2):
+            if entered[r] is None and st.runs[r] is not None:
+                entered[r] = t
+                assert flips[r] is not None and flips[r] <= n * m / 32  # the step before
+            elif entered[r] is None and t > 0:
+                assert st.flips[r] is not None  # every dense step of a candidate is counted
+    assert all(e is not None and e >= 2 for e in entered), entered  # 47%, 24%, ...: dense first
+    assert eng.stats()["linear_run_steps"] == sum(12 - e for e in entered)
+
+
+def test_a_run_whose_steps_change_too_much_goes_dense_and_comes_back(monkeypatch):
+    """Incremental steps that change more than GRAM_LINEAR_MAX_CHANGES of the pattern send
+    the run to dense steps (not for good); it re-enters when a dense step changes less than
+    half of it; and the trajectory is still the dense one, to float64 rounding."""
+    cfg = fg.Config(n=20, p=300, m=16, n_test=10, runs=2, lr=1e-21, init_scale=1e-22,
+                    dtype="float64", representation="full")
+    srcs = [GeneratedSource(cfg, r) for r in range(2)]
+    A, B = _pair(srcs, cfg.lr, "float64", monkeypatch)
+    for _ in range(5):
+        _step(A, B)
+    assert all(run is not None for run in A.state.runs)
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_MAX_CHANGES", 0.0)  # any change is too many
+    for _ in range(20):
+        _step(A, B)
+    out = [r for r in range(2) if A.state.runs[r] is None]
+    assert out and not any(A.state.left)  # some run changed its pattern: dense, not for good
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_MAX_CHANGES", 2.0)
+    for _ in range(5):
+        _step(A, B)
+    assert all(run is not None for run in A.state.runs)  # back in
+    A.sync()
+    for ea, eb in zip(A.evaluate(), B.evaluate()):
+        assert ea["train_acc"] == eb["train_acc"] and ea["test_acc"] == eb["test_acc"]
+        assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-12)
+    np.testing.assert_allclose(A.Ct, B.Ct, rtol=1e-9, atol=1e-9 * np.abs(B.Ct).max())
+    np.testing.assert_allclose(A.Z, B.Z, rtol=1e-9, atol=1e-9 * np.abs(B.Z).max())

@@ -137,8 +137,7 @@ class GramEngine(Engine):
                 "pattern_changes": st.changes}
 
     def evaluate(self, projections=True):
-        # Only C^T: the outputs of runs in the linear regime come from its state.
-        self.ops.gram_sync(self.state, self.Z, self.Ct, self.n_threads, with_z=False)
+        # Runs in the CPU's linear regime are evaluated from its state (gram_evaluate).
         ops, nt = self.ops, self.n_threads
         f, ft, P = ops.gram_evaluate(self.Z, self.Kt, self.Ct, self.Zt0, self.XM, self.W0M,
                                      self.a_dev, self.model, test=self.yt is not None and not self.population,

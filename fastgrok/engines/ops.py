@@ -85,11 +85,12 @@ class NumpyOps:
                 Z[r] = Z0[r] + K[r] @ Ct[r]
 
     def _evaluate_run(self, r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means, state=None):
-        f = state.outputs(r) if state is not None else None
+        # A run in the CPU's linear regime: its outputs and C from its own state.
+        f, ct = (state.outputs(r), state.coefficients(r)) if state is not None else (None, None)
         if f is None:
-            f = self.outputs(Z[r], a[r], model)
-        ft = self.outputs(Zt0[r] + Kt[r] @ Ct[r], a[r], model) if test else None
-        P = (W0M[r] + Ct[r].T @ XM[r]).astype(np.float64) if means else None
+            f, ct = self.outputs(Z[r], a[r], model), Ct[r]
+        ft = self.outputs(Zt0[r] + Kt[r] @ ct, a[r], model) if test else None
+        P = (W0M[r] + ct.T @ XM[r]).astype(np.float64) if means else None
         return f, ft, P
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
@@ -168,8 +169,9 @@ class NumbaOps(NumpyOps):
         def one(r):
             # All of a run's steps in one task: its state stays in cache between steps, and
             # the runs are independent, so the numbers are those of one step at a time.
-            done = 0 if state is None else state.advance(r, K, Z0, Z, Ct, y, a, lr, steps)
-            for _ in range(steps - done):
+            if state is not None:
+                return state.advance(r, K, Z0, Z, Ct, y, a, lr, steps, model)
+            for _ in range(steps):
                 step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
 
         map_runs(one, list(range(Z.shape[0])), n_threads)
@@ -208,32 +210,67 @@ class NumbaOps(NumpyOps):
 class LinearRegime:
     """The gram method's linear regime on the CPU, per run (docs/design.md 2.4).
 
-    A run enters at the first step where every loss weight equals -l'(0) (1/2 for the logistic
-    loss, 1 for the others) in the working precision, takes incremental steps
+    A run takes its first step densely. It enters the regime after a dense step that changed
+    at most half of ``tunables.GRAM_LINEAR_MAX_CHANGES`` of its activation pattern, if every
+    loss weight then equals -l'(0) (1/2 for the logistic loss, 1 for the others) in the working
+    precision; it takes incremental steps
     (:func:`fastgrok.kernels.gram_linear.linear_steps`) while that holds, and leaves for good
-    (dense steps) the first time it does not. The engine's Z and Ct are brought up to date
-    (:meth:`sync`) before anything reads them.
+    (dense steps) the first time it does not. A run whose incremental steps change more than
+    that fraction of the pattern (they would cost more than dense steps) takes dense steps
+    until they change less than half of it again. The engine's Z and Ct are brought up to
+    date (:meth:`sync`) before anything but an evaluation (:meth:`coefficients`) reads them.
     """
 
     def __init__(self, R, dtype, model):
         from ..kernels import gram_linear  # compiles (or loads) its kernels once, here
 
         self.kernels = gram_linear
-        self.single = np.dtype(dtype) == np.float32
+        self.dtype = np.dtype(dtype)
+        self.single = self.dtype == np.float32
         self.g0, self.leak, self.loss = model.g0, model.slope, model.loss_code
         self.runs = [None] * R        # per run: its incremental state, while in the regime
-        self.left = [False] * R       # runs that left the regime (dense from then on)
-        self.run_steps = self.linear_run_steps = self.changes = 0
+        self.left = [False] * R       # runs whose loss weights moved off g0 (dense from then on)
+        self.flips = [None] * R       # per run: pattern changes of its last dense step
+        # Per run (each is stepped by one thread at a time): run-steps, incremental run-steps,
+        # pattern changes.
+        self.counts = np.zeros((R, 3), np.int64)
+
+    run_steps = property(lambda self: int(self.counts[:, 0].sum()))
+    linear_run_steps = property(lambda self: int(self.counts[:, 1].sum()))
+    changes = property(lambda self: int(self.counts[:, 2].sum()))
+
+    def advance(self, r, K, Z0, Z, Ct, y, a, lr, steps, model):
+        """Run r's next ``steps`` steps: incremental while it is in the regime, else dense."""
+        from ..kernels.gram_cpu import step_run
+
+        self.counts[r, 0] += steps
+        limit = tunables.GRAM_LINEAR_MAX_CHANGES * Z.shape[1] * Z.shape[2]
+        done = 0
+        while done < steps:
+            if self.runs[r] is None and not self.left[r] and self.flips[r] is not None \
+                    and self.flips[r] <= limit / 2:
+                self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr)
+            if self.runs[r] is not None:
+                done += self._incremental(r, K, Z0, Z, Ct, y, a, steps - done, limit)
+                continue
+            before = None if self.left[r] else Z[r] > 0
+            step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
+            if before is not None:  # a candidate: how much of its pattern did the step change?
+                self.flips[r] = int(np.count_nonzero(before != (Z[r] > 0)))
+            done += 1
 
     def _enter(self, r, K, Z, Ct, y, a, lr):
         from ..kernels.numba_fused import outputs
 
         f = outputs(Z[r], a[r], self.leak)
         if not self._frozen(f, y[r]):
+            self.left[r] = True  # the weights only move further off g0 from here
             return None
         n = Z.shape[1]
         st = {"c": (lr / n) * self.g0 * y[r], "a": a[r], "f": f, "steps": 0,
-              "K64": np.asarray(K[r], np.float64), "Ct0": np.asarray(Ct[r], np.float64).copy()}
+              "K64": np.asarray(K[r], np.float64),
+              "Ct0T": np.asarray(Ct[r], np.float64).T.copy(),
+              "C": np.empty(Ct.shape[:0:-1], self.dtype)}  # C, for evaluations
         st["ZT"] = np.ascontiguousarray(np.asarray(Z[r], np.float64).T)
         # Steps active: S = SX + 1[ZT > 0] steps, SX changing only with the pattern (< 2^31 steps).
         st["SX"] = np.zeros(st["ZT"].shape, np.int32)
@@ -248,26 +285,16 @@ class LinearRegime:
         V = st["c"][:, None] * st["a"][None, :] * (self.leak + (1.0 - self.leak) * (st["ZT"].T > 0))
         st["DT"] = np.ascontiguousarray((st["K64"] @ V).T)
 
-    def _write(self, st, Z, Ct, with_z):
-        """C^T = C^T at entry + c * (sum over the steps of phi') into Ct (an entry active S of
-        the run's incremental steps summed phi' = leak steps + (1 - leak) S), and Z = ZT^T
-        if ``with_z``; in Ct's dtype."""
-        self.kernels.write_state(st["ZT"], st["SX"], st["Ct0"], st["c"], st["a"], self.leak,
-                                 st["steps"], Z, Ct, with_z)
+    def _write_c(self, st, C):
+        """C = C0 + (a c) (leak steps + (1 - leak) S) into C, (m, n) in C's dtype (an entry
+        active for S of the run's incremental steps summed phi' = leak steps + (1 - leak) S)."""
+        self.kernels.write_c(st["ZT"], st["SX"], st["Ct0T"], st["c"], st["a"], self.leak,
+                             st["steps"], C)
+        return C
 
-    def advance(self, r, K, Z0, Z, Ct, y, a, lr, steps) -> int:
-        """Take up to ``steps`` of run r's steps incrementally, while it is in the regime;
-        returns how many were taken (the caller takes the rest densely)."""
-        self.run_steps += steps
-        if self.left[r]:
-            return 0
+    def _incremental(self, r, K, Z0, Z, Ct, y, a, steps, limit) -> int:
+        """Up to ``steps`` incremental steps of run r; returns how many were taken."""
         st = self.runs[r]
-        if st is None:
-            if steps < tunables.GRAM_LINEAR_MIN_STEPS:  # entering would not pay for itself
-                return 0
-            st = self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr)
-            if st is None:
-                return 0
         done = 0
         while done < steps:
             if not self._frozen(st["f"], y[r]):
@@ -275,22 +302,27 @@ class LinearRegime:
                 self.runs[r], self.left[r] = None, True
                 break
             # Chunks end at the exact refreshes, so the numbers do not depend on the chunking.
-            done += self._steps(st, K[r], a[r], y[r],
-                                min(steps - done, tunables.GRAM_LINEAR_REFRESH
-                                    - st["steps"] % tunables.GRAM_LINEAR_REFRESH))
-            if st["steps"] % tunables.GRAM_LINEAR_REFRESH == 0:  # exact recompute: no drift
-                ct = np.empty(st["Ct0"].shape)
-                self._write(st, ct, ct, with_z=False)  # C^T in float64 (Z is not written)
+            refresh = tunables.GRAM_LINEAR_REFRESH
+            k, changes = self._steps(st, K[r], a[r], y[r], min(steps - done, refresh - st["steps"] % refresh))
+            done += k
+            self.counts[r, 2] += changes
+            if changes > limit * k:  # dense steps are cheaper now
+                self.sync(r, Z, Ct)
+                self.runs[r], self.flips[r] = None, changes // k
+                break
+            if st["steps"] % refresh == 0:  # exact recompute: no drift
+                ct = self._write_c(st, np.empty(st["ZT"].shape)).T  # C^T in float64
                 before = st["ZT"] > 0
                 st["ZT"][...] = (np.asarray(Z0[r], np.float64) + st["K64"] @ ct).T
                 # An entry whose sign the exact Z changes keeps its count: S is continuous.
                 st["SX"] += ((before.astype(np.int32) - (st["ZT"] > 0)) * st["steps"]).astype(np.int32)
                 self._refresh_d(st)
-        self.linear_run_steps += done
+        self.counts[r, 1] += done
         return done
 
-    def _steps(self, st, K, a, y, k) -> int:
-        """Up to k incremental steps, the regime holding before each; returns how many."""
+    def _steps(self, st, K, a, y, k):
+        """Up to k incremental steps, the regime holding before each; returns (steps taken,
+        pattern changes)."""
         keys = ("ZT", "DT", "SX")
         t0 = st["steps"]
 
@@ -303,23 +335,31 @@ class LinearRegime:
         F, changes = take(k)
         # The kernel took all k steps; step s + 2 was allowed only if the outputs after step
         # s + 1 (F[s]) left every weight frozen. If not, go back and take s + 1 steps.
-        bad = next((s for s in range(k - 1) if not self._frozen(F[s], y)), None)
-        if bad is not None:
+        bad = self.kernels.first_thawed(F[:-1], y, self.g0, self.single, self.loss)
+        if bad >= 0:
             for key, old in zip(keys, saved):
                 st[key][...] = old
             k = bad + 1
             F, changes = take(k)
         st["f"] = F[-1]
         st["steps"] += k
-        self.changes += changes
-        return k
+        return k, changes
 
     def sync(self, r, Z, Ct, with_z=True):
         """Write run r's incremental state into the engine's Ct and (``with_z``) Z, in the
         working dtype."""
         st = self.runs[r]
         if st is not None:
-            self._write(st, Z[r], Ct[r], with_z)
+            Ct[r] = self._write_c(st, st["C"]).T
+            if with_z:
+                Z[r] = st["ZT"].T
+
+    def coefficients(self, r):
+        """Run r's C^T (n, m) in the working dtype for an evaluation (a transposed view of a
+        buffer of the run's state), or None when the run is not in the regime (then the
+        engine's Ct is current)."""
+        st = self.runs[r]
+        return None if st is None else self._write_c(st, st["C"]).T
 
     def outputs(self, r):
         """Run r's outputs phi(Z) a after its last step, from the float64 state (None when the
