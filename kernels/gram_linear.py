@@ -40,8 +40,8 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0):
     pattern changes touch only that row (K is symmetric), so a row (3 n numbers) stays in L1
     for the k steps, and the run's state is read from memory once per call instead of once per
     step. The pass over a row is branch-free (it vectorises): it marks the sign changes in a
-    byte per entry, found afterwards eight at a time; the changes of one row and step are then
-    added to D^T[j, :] four K rows per pass. Every row and every F[s, i] sees the same
+    byte per entry, found afterwards eight at a time (branch-free within a word); the changes
+    of one row and step are then added to D^T[j, :] four K rows per pass. Every row and every F[s, i] sees the same
     operations in the same order as k calls of one step, so the numbers do not depend on k.
     """
     m, n = ZT.shape
@@ -51,7 +51,7 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0):
     words = (n + 7) // 8
     flags = np.zeros(8 * words, np.uint8)
     packed = flags.view(np.uint64)
-    idx = np.empty(n, np.int64)
+    idx = np.empty(8 * words, np.int64)
     dl = np.empty(n, np.float64)
     changes = 0
     for j in range(m):
@@ -69,20 +69,19 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0):
             if flips == 0:
                 continue
             t = np.int32(t0 + s + 1)
+            # Branch-free within a flagged word: the changes sit at random places, so a
+            # branch per entry (or on the direction of the change) is mispredicted.
             cnt = 0
             for w in range(words):
-                if packed[w] == 0:
-                    continue
-                for i in range(8 * w, min(8 * w + 8, n)):
-                    if flags[i]:
-                        if ZT[j, i] > 0.0:  # 0 -> 1
-                            dl[cnt] = rise * c[i] * aj
-                            SX[j, i] -= t
-                        else:
-                            dl[cnt] = -1.0 * rise * c[i] * aj
-                            SX[j, i] += t
-                        idx[cnt] = i
-                        cnt += 1
+                if packed[w] != 0:
+                    for b in range(8):
+                        idx[cnt] = 8 * w + b
+                        cnt += flags[8 * w + b]
+            for e in range(cnt):
+                i = idx[e]
+                sign = 2.0 * (ZT[j, i] > 0.0) - 1.0  # +1: the entry turned on, -1: off
+                dl[e] = sign * rise * c[i] * aj
+                SX[j, i] -= np.int32(sign) * t
             changes += cnt
             e = 0
             while e + 4 <= cnt:

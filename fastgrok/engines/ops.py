@@ -234,6 +234,7 @@ class LinearRegime:
         # Per run (each is stepped by one thread at a time): run-steps, incremental run-steps,
         # pattern changes.
         self.counts = np.zeros((R, 3), np.int64)
+        self.margins = self._frozen_margins()
 
     run_steps = property(lambda self: int(self.counts[:, 0].sum()))
     linear_run_steps = property(lambda self: int(self.counts[:, 1].sum()))
@@ -274,11 +275,41 @@ class LinearRegime:
         st["ZT"] = np.ascontiguousarray(np.asarray(Z[r], np.float64).T)
         # Steps active: S = SX + 1[ZT > 0] steps, SX changing only with the pattern (< 2^31 steps).
         st["SX"] = np.zeros(st["ZT"].shape, np.int32)
+        st["reach"] = np.dot(a[r], a[r]) * (np.abs(st["K64"]) @ np.abs(st["c"]))
         self._refresh_d(st)
         return st
 
     def _frozen(self, f, y):
         return self.kernels.frozen(f, y, self.g0, self.single, self.loss)
+
+    def _frozen_margins(self):
+        """(lo, hi), halved: the weight of a margin y f in [2 lo, 2 hi] is g0 (the edges found
+        by bisection over the float64 bit patterns with the regime's own check; halved so
+        that rounding-level wiggles of the loss function near the edges cannot matter)."""
+        def ok(z):
+            return self._frozen(np.array([z]), np.ones(1))
+
+        def edge(sign):
+            if ok(sign * 1e308):
+                return sign * np.inf  # e.g. the hinge: frozen for every negative margin
+            good, bad = 0, int(np.float64(1e308).view(np.int64))
+            while bad - good > 1:  # ok at bit pattern `good`, not at `bad`
+                mid = (good + bad) // 2
+                if ok(sign * float(np.int64(mid).view(np.float64))):
+                    good = mid
+                else:
+                    bad = mid
+            return sign * float(np.int64(good).view(np.float64))
+
+        return edge(-1.0) / 2, edge(1.0) / 2
+
+    def _cannot_thaw(self, st, y, k):
+        """True when no weight can move off g0 within the next k steps: |D_ij| <= |a_j| R_i
+        with R_i = sum_k |K_ik c_k| (phi' <= 1), so an output moves by at most ||a||^2 R_i
+        per step, and every margin stays inside the frozen interval."""
+        z, reach = y * st["f"], k * st["reach"]
+        lo, hi = self.margins
+        return bool(np.all(z - reach >= lo) and np.all(z + reach <= hi))
 
     def _refresh_d(self, st):
         """D^T = (K (c * phi'(Z)))^T, exactly (one product), with the pattern 1[ZT > 0]."""
@@ -331,7 +362,12 @@ class LinearRegime:
             return F, self.kernels.linear_steps(K, *(st[key] for key in keys), st["c"], a, F,
                                                 self.leak, t0)
 
-        saved = [st[key].copy() for key in keys] if k > 1 else None
+        if k == 1 or self._cannot_thaw(st, y, k - 1):  # (the paper's right panel: always)
+            F, changes = take(k)
+            st["f"] = F[-1]
+            st["steps"] += k
+            return k, changes
+        saved = [st[key].copy() for key in keys]
         F, changes = take(k)
         # The kernel took all k steps; step s + 2 was allowed only if the outputs after step
         # s + 1 (F[s]) left every weight frozen. If not, go back and take s + 1 steps.
