@@ -22,19 +22,21 @@ from numba import njit
 from .numba_fused import loss_weight
 
 _SIG_STEPS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], float64[::1], "
-              "float64[::1], float64[:,::1], float64, int64)" for k in ("float32", "float64")]
+              "float64[::1], float64[:,::1], float64, int64, int64)" for k in ("float32", "float64")]
 
 
 @njit(_SIG_STEPS, cache=True, nogil=True, fastmath={"reassoc", "nsz"})
-def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0):
-    """k = F.shape[0] steps in the linear regime, in place; returns the number of pattern changes.
+def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k):
+    """k steps in the linear regime, in place; returns the number of pattern changes.
 
     ZT, DT (m, n) float64: pre-activations and D^T. The pattern is never stored: it is
     M = 1[ZT > 0], so a change is a sign change of an entry of ZT. SX (m, n) int32 encodes how
     many steps each entry has been active, S = SX + M t after t regime steps (``t0`` before this
     call); it changes only where M does, by (M_old - M_new) t. c (n,) = (lr/n) g y; a (m,).
-    ``F[s]`` receives the outputs phi(Z) a after step s + 1, for the regime checks (the caller
-    checks them afterwards and redoes fewer steps if one fails).
+    With k rows, ``F[s]`` receives the outputs phi(Z) a after step s + 1, for the regime checks
+    (the caller checks them afterwards and redoes fewer steps if one fails); with one row, only
+    the outputs after the last step (when the caller knows that no check can fail, it saves
+    their sums in the other steps: F would not fit in L1 and be read and written per step).
 
     Row by row of the transposed state, all k steps of a row at a time: a row's update and its
     pattern changes touch only that row (K is symmetric), so a row (3 n numbers) stays in L1
@@ -45,7 +47,7 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0):
     operations in the same order as k calls of one step, so the numbers do not depend on k.
     """
     m, n = ZT.shape
-    k = F.shape[0]
+    every = F.shape[0] == k
     rise = 1.0 - leak
     F[...] = 0.0
     words = (n + 7) // 8
@@ -58,14 +60,24 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0):
         aj = a[j]
         for s in range(k):
             flips = 0
-            for i in range(n):
-                old = ZT[j, i]
-                z = old + DT[j, i]
-                ZT[j, i] = z
-                F[s, i] += max(z, leak * z) * aj
-                flip = np.uint8((z > 0.0) != (old > 0.0))
-                flags[i] = flip
-                flips += flip
+            if every or s == k - 1:
+                row = s if every else 0
+                for i in range(n):
+                    old = ZT[j, i]
+                    z = old + DT[j, i]
+                    ZT[j, i] = z
+                    F[row, i] += max(z, leak * z) * aj
+                    flip = np.uint8((z > 0.0) != (old > 0.0))
+                    flags[i] = flip
+                    flips += flip
+            else:  # the same pass without the outputs
+                for i in range(n):
+                    old = ZT[j, i]
+                    z = old + DT[j, i]
+                    ZT[j, i] = z
+                    flip = np.uint8((z > 0.0) != (old > 0.0))
+                    flags[i] = flip
+                    flips += flip
             if flips == 0:
                 continue
             t = np.int32(t0 + s + 1)

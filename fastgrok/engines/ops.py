@@ -357,13 +357,13 @@ class LinearRegime:
         keys = ("ZT", "DT", "SX")
         t0 = st["steps"]
 
-        def take(k):
-            F = np.empty((k, st["ZT"].shape[1]))
+        def take(k, every=True):
+            F = np.empty((k if every else 1, st["ZT"].shape[1]))
             return F, self.kernels.linear_steps(K, *(st[key] for key in keys), st["c"], a, F,
-                                                self.leak, t0)
+                                                self.leak, t0, k)
 
         if k == 1 or self._cannot_thaw(st, y, k - 1):  # (the paper's right panel: always)
-            F, changes = take(k)
+            F, changes = take(k, every=False)  # the outputs after the last step only
             st["f"] = F[-1]
             st["steps"] += k
             return k, changes
