@@ -330,7 +330,8 @@ class Config:
 PRESETS = {
     "paper-fig1-left": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=None, noise_rate=0.05,
                             init_scale=1e-15, lr=1e-12, steps=50, runs=100,
-                            hist_steps=(0, 1, 2, 3, 10)),
+                            # Figure 3's steps, and 15 for Figure 2 (0, 1, 15)
+                            hist_steps=(0, 1, 2, 3, 10, 15)),
     "paper-fig1-right": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=None, noise_rate=0.05,
                              init_scale=1e-15, lr=1e-16, steps=5000, runs=100,
                              hist_steps=(0, 25, 100, 1000, 2000, 5000)),

@@ -77,7 +77,9 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
     rows : list of dict
         One per (run, evaluated step), sorted by run then step: run, step and :data:`METRICS`.
     projections : dict
-        "steps" (H,), "P1", "P2" (R, H, m) and "a" (R, m); empty without means.
+        "steps" (H,), "P1", "P2" (R, H, m) and "a" (R, m); with them, where the engine gives
+        them, the training data's projections "X_mu" (R, n, 2) and labels "y" (R, n); empty
+        without means.
     counts : dict
         The engines' counters (``engine.stats()``) summed over batches.
     """
@@ -103,6 +105,10 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
             engine = make_engine(ids, on_built)
             bar.phase("")
             A = [np.asarray(s.a, dtype=np.float64) for s in engine.sources]
+            # The training data in the plane of the means, with their labels, for the figures.
+            xm = engine.data_projections() if hist_set and mu_norm is not None else None
+            data = {r: None if xm is None else (xm[i], np.asarray(s.y, np.float64))
+                    for i, (r, s) in enumerate(zip(ids, engine.sources))}
             t = 0
             while True:
                 if t in eval_set:
@@ -115,7 +121,7 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
                                      **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
                                      **alignment_summaries(P1, P2, a, mu_norm or 1.0)})
                         if t in hist_set and P1 is not None:
-                            entry = proj.setdefault(r, ([], [], a))
+                            entry = proj.setdefault(r, ([], [], a, data[r]))
                             entry[0].append(P1)
                             entry[1].append(P2)
                 if t == steps:
@@ -140,6 +146,9 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
                        "P1": np.stack([np.stack(proj[r][0]) for r in order]),
                        "P2": np.stack([np.stack(proj[r][1]) for r in order]),
                        "a": np.stack([proj[r][2] for r in order])}
+        if all(proj[r][3] is not None for r in order):
+            projections["X_mu"] = np.stack([proj[r][3][0] for r in order])
+            projections["y"] = np.stack([proj[r][3][1] for r in order])
     return rows, projections, counts
 
 

@@ -69,6 +69,89 @@ def histogram_figure(projections, path, title=""):
     save_figure(fig, path)
 
 
+def plane_steps(projections) -> list:
+    """The steps the plane figure shows: the first two and the last of the projection steps
+    (the left panel's 0, 1 and 15: the paper's Figure 2)."""
+    steps = [int(t) for t in projections["steps"]]
+    return sorted({steps[0], steps[min(1, len(steps) - 1)], steps[-1]})
+
+
+def plane_sign(P1, P2, a, theta):
+    """sign f(cos(theta) e1 + sin(theta) e2) of a ReLU network with projections P_k = W mu_k
+    (mu1, mu2 of equal norm, e_k = mu_k / ||mu||), for each direction theta."""
+    u = np.cos(theta)[:, None] * P1[None, :] + np.sin(theta)[:, None] * P2[None, :]
+    return np.sign(np.maximum(u, 0.0) @ a)
+
+
+def plane_figure(projections, path, run=0, title=""):
+    """Write Figure 2: one run in the plane of the means, at :func:`plane_steps`.
+
+    Top row: the training data (<x_i, mu1>, <x_i, mu2>), coloured by their (noisy) training
+    label, and the network's decision regions on the plane. On a point x = U mu1 + V mu2
+    (equal norms), <w_j, x> is proportional to U <w_j, mu1> + V <w_j, mu2>, so f there needs
+    only the projections, and f is positively homogeneous: its sign depends on the direction
+    alone and is computed exactly on 1440 directions (the regions are wedges from the origin).
+    Points whose label differs from their cluster's (the flipped ones, read off the larger
+    projection) are ringed. Bottom row: the neurons (<w_j, mu1>, <w_j, mu2>), coloured by the
+    sign of a_j (the paper's mechanism: positive neurons along +-mu1, negative along +-mu2).
+    """
+    plt = _pyplot()
+    steps = [int(t) for t in projections["steps"]]
+    show = plane_steps(projections)
+    X, y, a = projections["X_mu"][run], projections["y"][run], projections["a"][run]
+    P1, P2 = projections["P1"][run], projections["P2"][run]
+    cluster = np.where(np.abs(X[:, 0]) >= np.abs(X[:, 1]), 1.0, -1.0)  # +-mu1: +1, +-mu2: -1
+    flipped = y != cluster
+    lim = 1.25 * np.abs(X).max()
+    theta = np.linspace(-np.pi, np.pi, 1441)[:-1] + np.pi / 1440
+    fig, axes = plt.subplots(2, len(show), figsize=(3.2 * len(show), 6.4), squeeze=False)
+    for col, t in enumerate(show):
+        k = steps.index(t)
+        ax = axes[0, col]
+        sign = plane_sign(P1[k], P2[k], a, theta)
+        g = np.linspace(-lim, lim, 401)
+        U, V = np.meshgrid(g, g)
+        idx = np.clip(np.searchsorted(theta, np.arctan2(V, U)), 0, theta.size - 1)
+        ax.pcolormesh(g, g, sign[idx], cmap="coolwarm_r", vmin=-3, vmax=3, shading="auto",
+                      rasterized=True)
+        for lab, color, marker in ((1.0, "C0", "+"), (-1.0, "C3", "_")):
+            sel = y == lab
+            ax.scatter(X[sel, 0], X[sel, 1], s=14, color=color, marker=marker, linewidths=1,
+                       label=f"y = {lab:+g}")
+        ax.scatter(X[flipped, 0], X[flipped, 1], s=60, facecolors="none", edgecolors="k",
+                   linewidths=0.8, label="flipped label")
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_title(f"t = {t}: data, f > 0 (blue) / f < 0 (red)", fontsize=8)
+        ax.set_xlabel("<x, mu1>", fontsize=8)
+        ax.set_ylabel("<x, mu2>", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if col == 0:
+            ax.legend(fontsize=6, loc="upper right")
+        ax = axes[1, col]
+        for positive, color in ((True, "C0"), (False, "C3")):
+            sel = (a > 0) == positive
+            ax.scatter(P1[k][sel], P2[k][sel], s=4, color=color, alpha=0.6,
+                       label="a_j > 0" if positive else "a_j < 0")
+        r = 1.1 * max(np.abs(P1[k]).max(), np.abs(P2[k]).max())
+        ax.set_xlim(-r, r)
+        ax.set_ylim(-r, r)
+        ax.set_aspect("equal")
+        ax.axhline(0, color="gray", linewidth=0.5)
+        ax.axvline(0, color="gray", linewidth=0.5)
+        ax.set_title(f"t = {t}: neurons", fontsize=8)
+        ax.set_xlabel("<w_j, mu1>", fontsize=8)
+        ax.set_ylabel("<w_j, mu2>", fontsize=8)
+        ax.ticklabel_format(style="sci", scilimits=(-2, 3))
+        ax.tick_params(labelsize=7)
+        if col == 0:
+            ax.legend(fontsize=6, loc="upper right")
+    fig.suptitle(f"run {run} in the plane of mu1, mu2; {title}", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
 def sweep_figures(points, names, out_dir, steps=None, runs=None, threshold=0.9) -> list:
     """Figures of a sweep's per-point summary: line plots over one grid axis, heatmaps over two.
 

@@ -53,7 +53,9 @@ class Result:
         return "\n".join(lines)
 
     def save(self, out, figures=True) -> dict:
-        """Write config.json, history.csv, summary.csv, projections.npz and the figures to ``out``.
+        """Write config.json, history.csv, summary.csv, projections.npz and the figures
+        (fig_accuracy.png; with projections fig_projections.png and, for XOR data,
+        fig_plane.png) to ``out``.
 
         The files are written into a temporary folder inside ``out`` and moved into place
         together at the end, so a failed or interrupted save leaves none of them half-written.
@@ -87,6 +89,10 @@ class Result:
                     plots.histogram_figure(self.projections, target("fig_projections.png"),
                                            title=_title(self.config))
                     names.append("fig_projections.png")
+                    if "X_mu" in self.projections and np.isfinite(self.projections["P2"]).any():
+                        plots.plane_figure(self.projections, target("fig_plane.png"),
+                                           title=_title(self.config))
+                        names.append("fig_plane.png")
         return {name: os.path.join(out, name) for name in names}
 
 

@@ -55,6 +55,31 @@ def test_projections_kept_at_hist_steps(small_cfg):
     assert list(pr["steps"]) == [0, 2, 5]
     assert pr["P1"].shape == (small_cfg.runs, 3, small_cfg.m) == pr["P2"].shape
     assert pr["a"].shape == (small_cfg.runs, small_cfg.m)
+    # The training data in the plane of the means, for the plane figure (Figure 2).
+    for r in range(small_cfg.runs):
+        ds = fg.xor_clusters(small_cfg.n, small_cfg.p, n_test=small_cfg.n_test,
+                             mu_norm=small_cfg.mu, seed=small_cfg.seed, run=r)
+        np.testing.assert_allclose(pr["X_mu"][r], ds.X @ np.stack([ds.mu1, ds.mu2]).T, rtol=1e-12)
+        np.testing.assert_array_equal(pr["y"][r], ds.y)
+    gram = fg.run(small_cfg.replace(hist_steps=(0, 2, 5), method="gram"), progress=False)
+    np.testing.assert_allclose(gram.projections["X_mu"], pr["X_mu"], rtol=1e-10)
+
+
+def test_plane_sign_is_the_network_on_the_plane():
+    """The plane figure's decision regions: the sign of f at cos(t) e1 + sin(t) e2, from the
+    projections alone, equals the network's sign there."""
+    from fastgrok.plots import plane_sign
+
+    rng = np.random.default_rng(3)
+    p, m = 30, 12
+    W, a = rng.standard_normal((m, p)), rng.choice([-1.0, 1.0], m) / np.sqrt(m)
+    mu1, mu2 = 4.0 * np.eye(p)[0], 4.0 * np.eye(p)[1]
+    theta = np.linspace(-np.pi, np.pi, 97)
+    got = plane_sign(W @ mu1, W @ mu2, a, theta)
+    pts = np.cos(theta)[:, None] * mu1 / 4.0 + np.sin(theta)[:, None] * mu2 / 4.0
+    want = np.sign(ref.forward(pts, W, a)[1])
+    np.testing.assert_array_equal(got, want)
+    assert len(set(got)) == 2  # both classes appear: the check can fail
 
 
 def test_eval_schedule_long_runs_are_log_spaced_and_keep_hist_steps():
@@ -97,7 +122,7 @@ def test_save_writes_every_file_and_nothing_else(small_cfg, tmp_path):
     files = res.save(tmp_path / "out")
     names = sorted(os.listdir(tmp_path / "out"))
     assert names == sorted(["config.json", "history.csv", "summary.csv", "projections.npz",
-                            "fig_accuracy.png", "fig_projections.png"])
+                            "fig_accuracy.png", "fig_projections.png", "fig_plane.png"])
     assert set(files) == set(names)
     cfg = json.loads((tmp_path / "out" / "config.json").read_text())["config"]
     assert fg.Config.from_dict(cfg) == small_cfg

@@ -18,7 +18,7 @@ def test_cli_run_writes_every_output(tmp_path, capsys):
     assert main(["run", *TINY, "--hist-steps", "0,2,4", "--out", str(out), "--no-progress"]) == 0
     assert sorted(os.listdir(out)) == sorted(["config.json", "history.csv", "summary.csv",
                                               "projections.npz", "fig_accuracy.png",
-                                              "fig_projections.png"])
+                                              "fig_projections.png", "fig_plane.png"])
     cfg = json.loads((out / "config.json").read_text())["config"]
     assert cfg["p"] == 200 and cfg["hist_steps"] == [0, 2, 4] and cfg["n_test"] == 20
     text = capsys.readouterr().out

@@ -76,6 +76,11 @@ class Engine:
         asked and the means are known) the projections P1 = W mu1, P2 = W mu2."""
         raise NotImplementedError
 
+    def data_projections(self) -> list | None:
+        """Per run, the training data's projections X mu (n, 2) on the host in float64 (for the
+        plane figure), or None when the means are not known."""
+        return None
+
     @staticmethod
     def estimate_bytes(n, p, m, n_test, dtype) -> int:
         """Bytes of state this engine allocates for one run (used to refuse what cannot fit)."""

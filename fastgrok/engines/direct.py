@@ -63,6 +63,11 @@ class DirectEngine(Engine):
         P = o.to_host(self.P) if projections and self.P is not None else None
         return [run_metrics(f, self.y, ft, self.yt, P, self.model.loss)]
 
+    def data_projections(self):
+        if self.mus is None:
+            return None
+        return [np.asarray(self.ops.to_host(self.X @ self.mus.T), np.float64)]
+
     @classmethod
     def step_fn(cls, X, y, W, a, lr, n_threads=None, ops=None, model=None):
         """One in-place step on the caller's arrays (``fg.step``): a forward pass, the fused

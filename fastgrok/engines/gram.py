@@ -157,6 +157,12 @@ class GramEngine(Engine):
                 out["test_acc"], out["test_loss"], out["test_acc_se"] = acc, loss, se
         return outs
 
+    def data_projections(self):
+        if not self.has_means:
+            return None
+        XM = np.asarray(self.ops.to_host(self.XM), np.float64)
+        return list(XM)
+
     def weights(self, r=0):
         """W(t) = W0 + C(t) X of run ``r`` (m, p) on the host, rebuilt block by block."""
         src = self.sources[r]
