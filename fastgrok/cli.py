@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--out", default=None, help="output directory (default: ./fastgrok-study-NAME)")
     _executor_options(st)
     _config_options(st)
+    fig = sub.add_parser("figures", help="redraw the figures of a saved run (no training)",
+                         description="Reads DIR/config.json, history.csv and projections.npz "
+                                     "(what `fastgrok run` wrote) and rewrites the figures.")
+    fig.add_argument("dir", help="the folder a `fastgrok run` wrote")
+    fig.add_argument("--out", default=None, help="write the figures here instead (default: DIR)")
     return parser
 
 
@@ -89,9 +94,11 @@ def _main(argv=None) -> int:
         argv = ["run"]
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command not in ("run", "sweep", "study"):
+    if args.command not in ("run", "sweep", "study", "figures"):
         parser.print_help()
         return 2
+    if args.command == "figures":
+        return _figures(parser, args)
     from . import api
     from .config import preset
 
@@ -119,6 +126,20 @@ def _main(argv=None) -> int:
     print(f"engine {res.info['engine']} ({res.info['dtype']}, {res.info['representation']} "
           f"representation), {res.info['wall_s']:.1f} s")
     print(res.headline())
+    print("wrote " + ", ".join(sorted(files.values())))
+    return 0
+
+
+def _figures(parser, args) -> int:
+    import os
+
+    from .results import Result
+
+    if not os.path.isfile(os.path.join(args.dir, "config.json")) or \
+            not os.path.isfile(os.path.join(args.dir, "history.csv")):
+        parser.error(f"dir={args.dir!r}: expected a folder written by `fastgrok run` "
+                     "(config.json and history.csv)")
+    files = Result.load(args.dir).figures(args.out or args.dir)
     print("wrote " + ", ".join(sorted(files.values())))
     return 0
 

@@ -92,7 +92,7 @@ def plane_figure(projections, path, run=0, title=""):
     only the projections, and f is positively homogeneous: its sign depends on the direction
     alone and is computed exactly on 1440 directions (the regions are wedges from the origin).
     Points whose label differs from their cluster's (the flipped ones, read off the larger
-    projection) are ringed. Bottom row: the neurons (<w_j, mu1>, <w_j, mu2>), coloured by the
+    projection) are crossed. Bottom row: the neurons (<w_j, mu1>, <w_j, mu2>), coloured by the
     sign of a_j (the paper's mechanism: positive neurons along +-mu1, negative along +-mu2).
     """
     plt = _pyplot()
@@ -114,12 +114,12 @@ def plane_figure(projections, path, run=0, title=""):
         idx = np.clip(np.searchsorted(theta, np.arctan2(V, U)), 0, theta.size - 1)
         ax.pcolormesh(g, g, sign[idx], cmap="coolwarm_r", vmin=-3, vmax=3, shading="auto",
                       rasterized=True)
-        for lab, color, marker in ((1.0, "C0", "+"), (-1.0, "C3", "_")):
+        for lab, color in ((1.0, "C0"), (-1.0, "C3")):
             sel = y == lab
-            ax.scatter(X[sel, 0], X[sel, 1], s=14, color=color, marker=marker, linewidths=1,
-                       label=f"y = {lab:+g}")
-        ax.scatter(X[flipped, 0], X[flipped, 1], s=60, facecolors="none", edgecolors="k",
-                   linewidths=0.8, label="flipped label")
+            ax.scatter(X[sel, 0], X[sel, 1], s=9, color=color, edgecolors="white",
+                       linewidths=0.3, label=f"y = {lab:+g}")
+        ax.scatter(X[flipped, 0], X[flipped, 1], s=25, color="k", marker="x", linewidths=0.9,
+                   label=f"flipped label ({flipped.sum()})")
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")

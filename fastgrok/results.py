@@ -80,19 +80,52 @@ class Result:
                 np.savez(target("projections.npz"), **self.projections)
                 names.append("projections.npz")
             if figures:
-                from . import plots
+                names += self._figures(target)
+        return {name: os.path.join(out, name) for name in names}
 
-                plots.accuracy_figure(self.summary(), target("fig_accuracy.png"),
-                                      title=_title(self.config))
-                names.append("fig_accuracy.png")
-                if self.projections:
-                    plots.histogram_figure(self.projections, target("fig_projections.png"),
-                                           title=_title(self.config))
-                    names.append("fig_projections.png")
-                    if "X_mu" in self.projections and np.isfinite(self.projections["P2"]).any():
-                        plots.plane_figure(self.projections, target("fig_plane.png"),
-                                           title=_title(self.config))
-                        names.append("fig_plane.png")
+    def figures(self, out) -> dict:
+        """(Re)write only the figures into ``out``, all together or none (as :meth:`save`).
+
+        With :meth:`load`, a saved result's figures are redrawn without training
+        (``fastgrok figures DIR``). Returns file name -> path.
+        """
+        from ._io import atomic_files
+
+        out = _writable_dir(out)
+        with atomic_files(out) as target:
+            names = self._figures(target)
+        return {name: os.path.join(out, name) for name in names}
+
+    def _figures(self, target) -> list:
+        from . import plots
+
+        plots.accuracy_figure(self.summary(), target("fig_accuracy.png"), title=_title(self.config))
+        names = ["fig_accuracy.png"]
+        if self.projections:
+            plots.histogram_figure(self.projections, target("fig_projections.png"),
+                                   title=_title(self.config))
+            names.append("fig_projections.png")
+            if "X_mu" in self.projections and np.isfinite(self.projections["P2"]).any():
+                plots.plane_figure(self.projections, target("fig_plane.png"),
+                                   title=_title(self.config))
+                names.append("fig_plane.png")
+        return names
+
+    @classmethod
+    def load(cls, folder) -> "Result":
+        """The result :meth:`save` wrote into ``folder`` (config, info, history, projections)."""
+        path = os.fspath(folder)
+        with open(os.path.join(path, "config.json")) as fh:
+            meta = json.load(fh)
+        history = pd.read_csv(os.path.join(path, "history.csv"))
+        proj_path = os.path.join(path, "projections.npz")
+        projections = {}
+        if os.path.exists(proj_path):
+            with np.load(proj_path) as npz:
+                projections = {k: npz[k] for k in npz.files}
+        res = cls(meta["config"], [], projections, meta.get("info"))
+        res.history = history
+        return res
         return {name: os.path.join(out, name) for name in names}
 
 

@@ -130,6 +130,19 @@ def test_save_writes_every_file_and_nothing_else(small_cfg, tmp_path):
                                   check_dtype=False)
 
 
+def test_a_saved_result_loads_back(small_cfg, tmp_path):
+    res = fg.run(small_cfg.replace(hist_steps=(0, 2, 5)), progress=False)
+    res.save(tmp_path / "out", figures=False)
+    from fastgrok.results import Result
+
+    back = Result.load(tmp_path / "out")
+    assert back.config == json.loads(json.dumps(res.config))
+    pd.testing.assert_frame_equal(back.history, res.history, check_dtype=False)
+    assert set(back.projections) == set(res.projections)
+    for k, v in res.projections.items():
+        np.testing.assert_array_equal(back.projections[k], v)
+
+
 def test_failed_save_leaves_nothing_half_written(small_cfg, tmp_path, monkeypatch):
     res = fg.run(small_cfg, progress=False)
     from fastgrok import plots

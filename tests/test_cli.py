@@ -25,6 +25,21 @@ def test_cli_run_writes_every_output(tmp_path, capsys):
     assert "test_acc median" in text and str(out) in text
 
 
+def test_cli_figures_redraws_a_saved_run_without_training(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["run", *TINY, "--hist-steps", "0,2,4", "--out", str(out), "--no-progress"]) == 0
+    figs = ["fig_accuracy.png", "fig_plane.png", "fig_projections.png"]
+    for name in figs:
+        os.remove(out / name)
+    assert main(["figures", str(out)]) == 0
+    assert all((out / name).stat().st_size > 0 for name in figs)
+    assert main(["figures", str(out), "--out", str(tmp_path / "f")]) == 0
+    assert sorted(os.listdir(tmp_path / "f")) == figs
+    with pytest.raises(SystemExit):
+        main(["figures", str(tmp_path / "nothing")])
+    assert "expected a folder written by" in capsys.readouterr().err
+
+
 def test_cli_rejects_bad_values_before_running(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", *TINY, "--lr", "-1", "--out", str(tmp_path / "x")])
