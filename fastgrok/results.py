@@ -126,7 +126,6 @@ class Result:
         res = cls(meta["config"], [], projections, meta.get("info"))
         res.history = history
         return res
-        return {name: os.path.join(out, name) for name in names}
 
 
 def summarize(history: pd.DataFrame, by=()) -> pd.DataFrame:
