@@ -217,9 +217,12 @@ class ReducedSource(Source):
         if c1 > c0:
             g = rng(self.seed, self.run, STREAM_REDUCED_L, k)
             rows = N - c0  # L[c0:, c0:c1] holds every non-zero entry of these columns
-            block = g.standard_normal((rows, c1 - c0))
+            width = c1 - c0
+            block = g.standard_normal((rows, width))
+            # L's strictly upper part: local row r < local column (rows >= width, so it lies
+            # in the leading square; np.tril is a vectorised select, unlike a mask assignment).
+            block[:width] = np.tril(block[:width])
             cols = np.arange(c0, c1)
-            block[np.arange(rows)[:, None] + c0 < cols[None, :]] = 0.0  # strictly upper part
             dof = self.p_nominal - 2 - cols
             block[cols - c0, cols - c0] = np.sqrt(g.chisquare(dof))
             R[c0:, max(j0, 2) - j0:] = block
@@ -232,8 +235,12 @@ class ReducedSource(Source):
         for row, col in ((0, 0), (1, 1)):
             if j0 <= col < j1:
                 M[row, col - j0] = self.mu_norm
-        X = R[:n] + np.outer(self.draw._s[0], M[0]) + np.outer(self.draw._s[1], M[1])
-        Xt = R[n:n + nt] + np.outer(self.draw._s_test[0], M[0]) + np.outer(self.draw._s_test[1], M[1])
+        # The means live in columns 0 and 1 only: add them there (elsewhere the sum would add
+        # +-0, which changes no entry: R holds no -0).
+        X, Xt = R[:n].copy(), R[n:n + nt].copy()
+        for col in range(max(j0, 0), min(j1, 2)):
+            for rows, signs in ((X, self.draw._s), (Xt, self.draw._s_test)):
+                rows[:, col - j0] += signs[0] * M[0, col - j0] + signs[1] * M[1, col - j0]
         W0 = self.init_scale * R[n + nt:]
         conv = lambda v: np.ascontiguousarray(v, dtype=dtype)  # noqa: E731
         return conv(X), conv(Xt) if nt else None, conv(W0), conv(M)
