@@ -112,8 +112,8 @@ def plane_figure(projections, path, run=0, title=""):
         g = np.linspace(-lim, lim, 401)
         U, V = np.meshgrid(g, g)
         idx = np.clip(np.searchsorted(theta, np.arctan2(V, U)), 0, theta.size - 1)
-        ax.pcolormesh(g, g, sign[idx], cmap="coolwarm_r", vmin=-3, vmax=3, shading="auto",
-                      rasterized=True)
+        ax.imshow(sign[idx], extent=(-lim, lim, -lim, lim), origin="lower", cmap="coolwarm_r",
+                  vmin=-3, vmax=3, interpolation="nearest")
         for lab, color in ((1.0, "C0"), (-1.0, "C3")):
             sel = y == lab
             ax.scatter(X[sel, 0], X[sel, 1], s=9, color=color, edgecolors="white",
