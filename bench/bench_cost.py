@@ -9,7 +9,7 @@ m = 1000) from p = 10^3 to 10^12, per engine, in one run of this script.
   measured p (or beyond memory) projected in proportion to p, drawn dashed.
 * gram, full representation: one run's streamed build timed at each measured p, times 100,
   plus the 100 x 50 gram steps (which do not depend on p), timed once.
-* gram, reduced representation: the whole experiment timed once; it costs the same at every
+* gram, reduced representation: the whole experiment timed (best of three); it costs the same at every
   p >= n + n_test + m + 2.
 
 The table prints seconds per experiment and each engine's ratio to the reduced one.
@@ -57,9 +57,12 @@ def _experiment_seconds(**changes):
 
     cfg = fg.preset("paper-fig1-left", **changes)
     fg.run(cfg.replace(runs=1, steps=2), progress=False)  # compile / load
-    t0 = time.perf_counter()
-    fg.run(cfg, progress=False)
-    return time.perf_counter() - t0
+    best = np.inf
+    for _ in range(3):  # best of three: this machine's speed varies by about 10% between runs
+        t0 = time.perf_counter()
+        fg.run(cfg, progress=False)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def measure(max_p=1e6):
