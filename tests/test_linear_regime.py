@@ -235,3 +235,23 @@ def test_a_run_whose_steps_change_too_much_goes_dense_and_comes_back(monkeypatch
         assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-12)
     np.testing.assert_allclose(A.Ct, B.Ct, rtol=1e-9, atol=1e-9 * np.abs(B.Ct).max())
     np.testing.assert_allclose(A.Z, B.Z, rtol=1e-9, atol=1e-9 * np.abs(B.Z).max())
+
+
+def test_the_memory_plan_counts_the_regime_state(monkeypatch):
+    """Batches are sized from GramEngine.state_bytes: on the CPU with the regime on it covers
+    every array a run in the regime holds (the regime's state is twice the rest)."""
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", True)
+    from fastgrok.engines import get_engine
+    from fastgrok.sources import ReducedSource
+
+    cfg = fg.preset("paper-fig1-right", runs=2, m=50)
+    Eng = get_engine("gram", "numba")
+    eng = Eng([ReducedSource(cfg, r) for r in range(2)], cfg.lr, "float32")
+    eng.advance(3)
+    assert all(st is not None for st in eng.state.runs)
+    held = sum(getattr(eng, k).nbytes for k in ("K", "Kt", "Z0", "Zt0", "XM", "W0M", "Z", "Ct"))
+    held += sum(v.nbytes for st in eng.state.runs for v in st.values() if isinstance(v, np.ndarray))
+    planned = 2 * Eng.state_bytes(cfg.n, cfg.m, cfg.n_test, "float32")
+    assert held <= planned < 1.1 * held
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", False)
+    assert Eng.state_bytes(cfg.n, cfg.m, cfg.n_test, "float32") < planned / 2

@@ -98,11 +98,16 @@ class GramEngine(Engine):
         per_run = cls.state_bytes(n, m, n_test, dtype)
         return max(1, int(tunables.GRAM_BATCH_BYTES // per_run))
 
-    @staticmethod
-    def state_bytes(n, m, n_test, dtype):
-        """Bytes of one run's state: K, Kt, Z0, Zt0, Z, Ct and the mean products."""
+    @classmethod
+    def state_bytes(cls, n, m, n_test, dtype):
+        """Bytes of one run's state: K, Kt, Z0, Zt0, Z, Ct and the mean products, and on the
+        CPU with the linear regime on, the regime's state (float64 K, Z, D and C at entry, the
+        int32 counts and C in the working dtype: twice the rest at n = 200, m = 1000)."""
         item = np.dtype(dtype).itemsize
-        return item * (n * n + n_test * n + (n + n_test) * m + 2 * n * m + 2 * (n + m))
+        total = item * (n * n + n_test * n + (n + n_test) * m + 2 * n * m + 2 * (n + m))
+        if getattr(cls, "backend", None) == "numba" and tunables.GRAM_LINEAR_REGIME:
+            total += 8 * n * n + (3 * 8 + 4 + item) * n * m + 8 * (4 * n + 2 * m)
+        return total
 
     @classmethod
     def estimate_bytes(cls, n, p, m, n_test, dtype):
