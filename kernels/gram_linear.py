@@ -11,7 +11,7 @@ leak + (1 - leak) M with M the activation pattern 1[Z > 0]. Keeping D = K V, a s
 and only the entries whose pattern changes cost O(n) each, instead of O(n^2 m) for the product.
 The state is held transposed, (m, n), so that the update of D for a changed entry (i, j) is
 the contiguous row D^T[j, :] += K[i, :] c_i a_j dM (K is symmetric). Everything is float64:
-the increments are exact sums of exact terms in a fixed order, so rounding only accumulates
+the increments are float64 sums in a fixed order, so rounding only accumulates
 at float64 level (and the engine refreshes D and Z exactly every so many steps).
 """
 from __future__ import annotations
