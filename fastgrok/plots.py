@@ -76,14 +76,15 @@ def plane_steps(projections) -> list:
     return sorted({steps[0], steps[min(1, len(steps) - 1)], steps[-1]})
 
 
-def plane_sign(P1, P2, a, theta):
-    """sign f(cos(theta) e1 + sin(theta) e2) of a ReLU network with projections P_k = W mu_k
-    (mu1, mu2 of equal norm, e_k = mu_k / ||mu||), for each direction theta."""
+def plane_sign(P1, P2, a, theta, leak=0.0):
+    """sign f(cos(theta) e1 + sin(theta) e2) of the network with projections P_k = W mu_k
+    (mu1, mu2 of equal norm, e_k = mu_k / ||mu||) and activation max(z, leak z), for each
+    direction theta."""
     u = np.cos(theta)[:, None] * P1[None, :] + np.sin(theta)[:, None] * P2[None, :]
-    return np.sign(np.maximum(u, 0.0) @ a)
+    return np.sign(np.maximum(u, leak * u) @ a)
 
 
-def plane_figure(projections, path, run=0, title=""):
+def plane_figure(projections, path, run=0, title="", leak=0.0):
     """Write Figure 2: one run in the plane of the means, at :func:`plane_steps`.
 
     Top row: the training data (<x_i, mu1>, <x_i, mu2>), coloured by their (noisy) training
@@ -108,7 +109,7 @@ def plane_figure(projections, path, run=0, title=""):
     for col, t in enumerate(show):
         k = steps.index(t)
         ax = axes[0, col]
-        sign = plane_sign(P1[k], P2[k], a, theta)
+        sign = plane_sign(P1[k], P2[k], a, theta, leak)
         g = np.linspace(-lim, lim, 401)
         U, V = np.meshgrid(g, g)
         idx = np.clip(np.searchsorted(theta, np.arctan2(V, U)), 0, theta.size - 1)

@@ -107,7 +107,7 @@ class Result:
             names.append("fig_projections.png")
             if "X_mu" in self.projections and np.isfinite(self.projections["P2"]).any():
                 plots.plane_figure(self.projections, target("fig_plane.png"),
-                                   title=_title(self.config))
+                                   title=_title(self.config), leak=self.config.get("leak") or 0.0)
                 names.append("fig_plane.png")
         return names
 

@@ -75,11 +75,12 @@ def test_plane_sign_is_the_network_on_the_plane():
     W, a = rng.standard_normal((m, p)), rng.choice([-1.0, 1.0], m) / np.sqrt(m)
     mu1, mu2 = 4.0 * np.eye(p)[0], 4.0 * np.eye(p)[1]
     theta = np.linspace(-np.pi, np.pi, 97)
-    got = plane_sign(W @ mu1, W @ mu2, a, theta)
     pts = np.cos(theta)[:, None] * mu1 / 4.0 + np.sin(theta)[:, None] * mu2 / 4.0
-    want = np.sign(ref.forward(pts, W, a)[1])
-    np.testing.assert_array_equal(got, want)
-    assert len(set(got)) == 2  # both classes appear: the check can fail
+    for leak in (0.0, 0.3):
+        got = plane_sign(W @ mu1, W @ mu2, a, theta, leak)
+        want = np.sign(ref.forward(pts, W, a, leak)[1])
+        np.testing.assert_array_equal(got, want)
+        assert len(set(got)) == 2  # both classes appear: the check can fail
 
 
 def test_eval_schedule_long_runs_are_log_spaced_and_keep_hist_steps():
