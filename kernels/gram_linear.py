@@ -21,6 +21,17 @@ from numba import njit
 
 from .numba_fused import loss_weight
 
+try:  # LLVM's count-trailing-zeros, one instruction
+    from numba.cpython.unsafe.numbers import trailing_zeros
+except ImportError:  # pragma: no cover - moved in some future Numba
+    @njit("int64(uint64)", inline="always")
+    def trailing_zeros(x):
+        n = 0
+        while x & np.uint64(1) == 0:
+            x >>= np.uint64(1)
+            n += 1
+        return n
+
 _SIG_STEPS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], float64[::1], "
               "float64[::1], float64[:,::1], float64, int64, int64)" for k in ("float32", "float64")]
 
@@ -44,9 +55,10 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k):
     pattern changes touch only that row (K is symmetric), so a row (3 n numbers) stays in L1
     for the k steps, and the run's state is read from memory once per call instead of once per
     step. The pass over a row is branch-free (it vectorises): it marks the sign changes in a
-    byte per entry, found afterwards eight at a time (branch-free within a word); the changes
-    of one row and step are then added to D^T[j, :] four K rows per pass. Every row and every F[s, i] sees the same
-    operations in the same order as k calls of one step, so the numbers do not depend on k.
+    byte per entry, found afterwards eight at a time (a word's set bytes by their trailing
+    zeros); the changes of one row and step are then added to D^T[j, :] four K rows per pass.
+    Every row and every F[s, i] sees the same operations in the same order as k calls of one
+    step, so the numbers do not depend on k.
     """
     m, n = ZT.shape
     every = F.shape[0] == k
@@ -83,14 +95,15 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k):
             if flips == 0:
                 continue
             t = np.int32(t0 + s + 1)
-            # Branch-free within a flagged word: the changes sit at random places, so a
-            # branch per entry (or on the direction of the change) is mispredicted.
+            # The set flag bytes of each word, lowest first (a flag is the byte's lowest bit):
+            # the changes sit at random places, so a branch per entry would be mispredicted.
             cnt = 0
             for w in range(words):
-                if packed[w] != 0:
-                    for b in range(8):
-                        idx[cnt] = 8 * w + b
-                        cnt += flags[8 * w + b]
+                word = packed[w]
+                while word != 0:
+                    idx[cnt] = 8 * w + (trailing_zeros(word) >> 3)
+                    cnt += 1
+                    word &= word - np.uint64(1)
             for e in range(cnt):
                 i = idx[e]
                 sign = 2.0 * (ZT[j, i] > 0.0) - 1.0  # +1: the entry turned on, -1: off
