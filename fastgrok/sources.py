@@ -220,8 +220,10 @@ class ReducedSource(Source):
             width = c1 - c0
             block = g.standard_normal((rows, width))
             # L's strictly upper part: local row r < local column (rows >= width, so it lies
-            # in the leading square; np.tril is a vectorised select, unlike a mask assignment).
-            block[:width] = np.tril(block[:width])
+            # in the leading square), zeroed row by row in place (a memset per row; a mask or
+            # np.tril builds the whole square again).
+            for r in range(width - 1):
+                block[r, r + 1:] = 0.0
             cols = np.arange(c0, c1)
             dof = self.p_nominal - 2 - cols
             block[cols - c0, cols - c0] = np.sqrt(g.chisquare(dof))
