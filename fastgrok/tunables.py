@@ -47,7 +47,7 @@ GRAM_BATCH_BYTES = 2 << 30
 #: recursion as the dense step, with different rounding; False gives dense steps only. Read
 #: when an engine is built. On the paper's right panel (100 runs) it gives the same train and
 #: test medians at every evaluated step as dense steps, with 1 of 25 200 accuracies different
-#: (`python bench/linear_vs_dense.py`), 3.7x faster.
+#: (`python bench/linear_vs_dense.py`), 4.5x faster.
 GRAM_LINEAR_REGIME = True
 
 #: Linear regime: most pattern changes per step, as a fraction of a run's n m pattern entries,
