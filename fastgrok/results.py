@@ -123,9 +123,7 @@ class Result:
         if os.path.exists(proj_path):
             with np.load(proj_path) as npz:
                 projections = {k: npz[k] for k in npz.files}
-        res = cls(meta["config"], [], projections, meta.get("info"))
-        res.history = history
-        return res
+        return cls(meta["config"], history, projections, meta.get("info"))
 
 
 def summarize(history: pd.DataFrame, by=()) -> pd.DataFrame:

@@ -237,12 +237,11 @@ class ReducedSource(Source):
         for row, col in ((0, 0), (1, 1)):
             if j0 <= col < j1:
                 M[row, col - j0] = self.mu_norm
-        # The means live in columns 0 and 1 only: add them there (elsewhere the sum would add
-        # +-0, which changes no entry: R holds no -0).
-        X, Xt = R[:n].copy(), R[n:n + nt].copy()
-        for col in range(max(j0, 0), min(j1, 2)):
-            for rows, signs in ((X, self.draw._s), (Xt, self.draw._s_test)):
-                rows[:, col - j0] += signs[0] * M[0, col - j0] + signs[1] * M[1, col - j0]
-        W0 = self.init_scale * R[n + nt:]
+        # The means live in columns 0 and 1 only: add them there, in place in the block's own
+        # R (elsewhere the sum would add +-0, which changes no entry: R holds no -0).
+        for c in range(min(j1, 2) - j0):
+            R[:n, c] += self.draw._s[0] * M[0, c] + self.draw._s[1] * M[1, c]
+            R[n:n + nt, c] += self.draw._s_test[0] * M[0, c] + self.draw._s_test[1] * M[1, c]
+        X, Xt, W0 = R[:n], R[n:n + nt], self.init_scale * R[n + nt:]
         conv = lambda v: np.ascontiguousarray(v, dtype=dtype)  # noqa: E731
         return conv(X), conv(Xt) if nt else None, conv(W0), conv(M)

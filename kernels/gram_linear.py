@@ -50,6 +50,8 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k):
     (the caller checks them afterwards and redoes fewer steps if one fails); with one row, only
     the outputs after the last step (when the caller knows that no check can fail, it saves
     their sums in the other steps: F would not fit in L1 and be read and written per step).
+    The outputs are summed in a loop of their own over the row (still in L1), only on the
+    steps F records.
 
     Row by row of the transposed state, all k steps of a row at a time: a row's update and its
     pattern changes touch only that row (K is symmetric), so a row (3 n numbers) stays in L1
@@ -74,24 +76,18 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k):
         aj = a[j]
         for s in range(k):
             flips = 0
-            if every or s == k - 1:
+            for i in range(n):
+                old = ZT[j, i]
+                z = old + DT[j, i]
+                ZT[j, i] = z
+                flip = np.uint8((z > 0.0) != (old > 0.0))
+                flags[i] = flip
+                flips += flip
+            if every or s == k - 1:  # the outputs, from the row while it is in L1
                 row = s if every else 0
                 for i in range(n):
-                    old = ZT[j, i]
-                    z = old + DT[j, i]
-                    ZT[j, i] = z
+                    z = ZT[j, i]
                     F[row, i] += max(z, leak * z) * aj
-                    flip = np.uint8((z > 0.0) != (old > 0.0))
-                    flags[i] = flip
-                    flips += flip
-            else:  # the same pass without the outputs
-                for i in range(n):
-                    old = ZT[j, i]
-                    z = old + DT[j, i]
-                    ZT[j, i] = z
-                    flip = np.uint8((z > 0.0) != (old > 0.0))
-                    flags[i] = flip
-                    flips += flip
             if flips == 0:
                 continue
             t = np.int32(t0 + s + 1)

@@ -334,7 +334,8 @@ class LinearRegime:
                 break
             # Chunks end at the exact refreshes, so the numbers do not depend on the chunking.
             refresh = tunables.GRAM_LINEAR_REFRESH
-            k, changes = self._steps(st, K[r], a[r], y[r], min(steps - done, refresh - st["steps"] % refresh))
+            k, changes = self._steps(st, K[r], a[r], y[r],
+                                     min(steps - done, refresh - st["steps"] % refresh))
             done += k
             self.counts[r, 2] += changes
             if changes > limit * k:  # dense steps are cheaper now
@@ -364,19 +365,17 @@ class LinearRegime:
 
         if k == 1 or self._cannot_thaw(st, y, k - 1):  # (the paper's right panel: always)
             F, changes = take(k, every=False)  # the outputs after the last step only
-            st["f"] = F[-1]
-            st["steps"] += k
-            return k, changes
-        saved = [st[key].copy() for key in keys]
-        F, changes = take(k)
-        # The kernel took all k steps; step s + 2 was allowed only if the outputs after step
-        # s + 1 (F[s]) left every weight frozen. If not, go back and take s + 1 steps.
-        bad = self.kernels.first_thawed(F[:-1], y, self.g0, self.single, self.loss)
-        if bad >= 0:
-            for key, old in zip(keys, saved):
-                st[key][...] = old
-            k = bad + 1
+        else:
+            saved = [st[key].copy() for key in keys]
             F, changes = take(k)
+            # The kernel took all k steps; step s + 2 was allowed only if the outputs after
+            # step s + 1 (F[s]) left every weight frozen. If not, go back and take s + 1 steps.
+            bad = self.kernels.first_thawed(F[:-1], y, self.g0, self.single, self.loss)
+            if bad >= 0:
+                for key, old in zip(keys, saved):
+                    st[key][...] = old
+                k = bad + 1
+                F, changes = take(k)
         st["f"] = F[-1]
         st["steps"] += k
         return k, changes
