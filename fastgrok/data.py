@@ -24,7 +24,7 @@ from ._memory import check_fits, empty_aligned
 
 # Stream identifiers: part of the random-stream definition; never renumber.
 (STREAM_LABELS, STREAM_TEST_LABELS, STREAM_X, STREAM_X_TEST, STREAM_A, STREAM_W0, STREAM_MEANS,
- STREAM_REDUCED_MU, STREAM_REDUCED_L, STREAM_POPULATION) = range(10)
+ STREAM_REDUCED_MU, STREAM_REDUCED_L, STREAM_POPULATION, STREAM_REDUCED_DIAG) = range(11)
 
 
 def rng(seed: int, run: int, stream: int, block: int = 0) -> np.random.Generator:

@@ -109,30 +109,35 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
             xm = engine.data_projections() if hist_set and mu_norm is not None else None
             data = {r: None if xm is None else (xm[i], np.asarray(s.y, np.float64))
                     for i, (r, s) in enumerate(zip(ids, engine.sources))}
+            engine.plan_evaluations(schedule)
+
+            def record(t, evs):
+                for r, a, ev in zip(ids, A, evs):
+                    P1, P2 = _host(ev["P1"]), _host(ev["P2"])
+                    if P2 is not None and not second_mean:
+                        P2 = np.full_like(P2, np.nan)
+                    rows.append({"run": r, "step": t,
+                                 **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
+                                 **alignment_summaries(P1, P2, a, mu_norm or 1.0)})
+                    if t in hist_set and P1 is not None:
+                        entry = proj.setdefault(r, ([], [], a, data[r]))
+                        entry[0].append(P1)
+                        entry[1].append(P2)
+
+            record(0, engine.evaluate(projections=mu_norm is not None))  # 0 is always evaluated
             t = 0
-            while True:
-                if t in eval_set:
-                    evs = engine.evaluate(projections=mu_norm is not None)
-                    for r, a, ev in zip(ids, A, evs):
-                        P1, P2 = _host(ev["P1"]), _host(ev["P2"])
-                        if P2 is not None and not second_mean:
-                            P2 = np.full_like(P2, np.nan)
-                        rows.append({"run": r, "step": t,
-                                     **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
-                                     **alignment_summaries(P1, P2, a, mu_norm or 1.0)})
-                        if t in hist_set and P1 is not None:
-                            entry = proj.setdefault(r, ([], [], a, data[r]))
-                            entry[0].append(P1)
-                            entry[1].append(P2)
-                if t == steps:
-                    break
-                # Up to the next evaluation in one call (at most tunables.STEPS_PER_CALL,
-                # so the progress bar keeps moving).
-                next_eval = int(schedule[np.searchsorted(schedule, t, side="right")])
-                k = min(next_eval - t, tunables.STEPS_PER_CALL)
-                engine.advance(k, prepare_eval=(t + k) in eval_set)
-                bar.update(k * len(ids))
-                t += k
+            while t < steps:
+                # At most tunables.STEPS_PER_CALL steps per call (so the progress bar keeps
+                # moving), evaluating on the way at the schedule's steps.
+                end = min(t + tunables.STEPS_PER_CALL, steps)
+                stops = [int(s) for s in schedule if t < s <= end]
+                pieces = [(b - s0, True) for s0, b in zip([t] + stops, stops)]
+                if not stops or stops[-1] != end:
+                    pieces.append((end - (stops[-1] if stops else t), False))
+                for s, evs in zip(stops, engine.segment(pieces, projections=mu_norm is not None)):
+                    record(s, evs)
+                bar.update((end - t) * len(ids))
+                t = end
             for k, val in (engine.stats() if hasattr(engine, "stats") else {}).items():
                 counts[k] = counts.get(k, 0) + val
             del engine

@@ -49,6 +49,11 @@ class Source:
         """``[(k, j0, j1), ...]``: the column blocks of the random streams."""
         return list(block_ranges(self.p))
 
+    def data_block_list(self):
+        """The blocks (or leading parts of blocks) outside which every data row (X, X_test,
+        the means) is zero: the gram products need no other column. Here all of them."""
+        return self.block_list()
+
     def block(self, k, j0, j1, dtype="float64"):
         """(X_b, Xt_b, W0_b, M_b) of column block k in ``dtype``; any order, any thread."""
         X, Xt, M = self._block(k, j0, j1, dtype)
@@ -147,7 +152,8 @@ class ReducedSource(Source):
       N(0, 1) entries there;
     * coordinates 2..N+1 hold the rows of a lower-triangular N x N matrix L with
       L_kk = sqrt(chi2(p - 2 - k)) and L_kl ~ N(0, 1) for l < k (Bartlett decomposition: the
-      rows of L have the Gram matrix of N i.i.d. N(0, I_{p-2}) vectors);
+      rows of L have the Gram matrix of N i.i.d. N(0, I_{p-2}) vectors); the data rows come
+      first, so they are zero beyond column n + n_test + 2 (:meth:`data_block_list`);
     * weight rows are scaled by init_scale; data rows get +-||mu|| on their cluster coordinate.
 
     Rows are ordered X (n), X_test (n_test), W0 (m). Labels and second layer come from the same
@@ -204,35 +210,46 @@ class ReducedSource(Source):
         se = np.sqrt(np.sum(accs * (1 - accs) / k)) / len(accs)
         return float(accs.mean()), float(np.mean(losses)), float(se)
 
+    def data_block_list(self):
+        """The column blocks up to n + n_test + 2: the data rows of L are zero beyond them
+        (row k of L ends at its diagonal), so the gram products need no other column."""
+        span = self.n + self.n_test + 2
+        return [(k, j0, min(j1, span)) for k, j0, j1 in self.block_list() if j0 < span]
+
     def _columns(self, k, j0, j1):
-        """Columns j0:j1 of the (N, d) matrix of all vectors before scaling and means, float64."""
-        from .data import STREAM_REDUCED_L, STREAM_REDUCED_MU, rng
+        """Columns j0:j1 of the (N, d) matrix of all vectors before scaling and means, float64
+        (a transposed view).
+
+        Block k's entries of L are drawn column by column from two streams of its own, the
+        normals below the diagonal and the chi-square diagonal, so that the leading columns of a
+        block are the leading draws of its streams: a block cut short (:meth:`data_block_list`)
+        holds the same numbers as the same columns of the whole block.
+        """
+        from .data import STREAM_REDUCED_DIAG, STREAM_REDUCED_L, STREAM_REDUCED_MU, rng
 
         N = self.N
-        R = np.zeros((N, j1 - j0))
+        RT = np.zeros((j1 - j0, N))  # row q: column j0 + q, so that each column is contiguous
         if j0 < 2:  # the two mean coordinates: i.i.d. N(0, 1) for every vector
             G = rng(self.seed, self.run, STREAM_REDUCED_MU).standard_normal((N, 2))
-            R[:, :2 - j0] = G[:, j0:min(2, j1)]
+            RT[:2 - j0] = G[:, j0:min(2, j1)].T
         c0, c1 = max(j0, 2) - 2, j1 - 2  # the L columns in this block
         if c1 > c0:
-            g = rng(self.seed, self.run, STREAM_REDUCED_L, k)
-            rows = N - c0  # L[c0:, c0:c1] holds every non-zero entry of these columns
-            width = c1 - c0
-            block = g.standard_normal((rows, width))
-            # L's strictly upper part: local row r < local column (rows >= width, so it lies
-            # in the leading square), zeroed row by row in place (a memset per row; a mask or
-            # np.tril builds the whole square again).
-            for r in range(width - 1):
-                block[r, r + 1:] = 0.0
             cols = np.arange(c0, c1)
-            dof = self.p_nominal - 2 - cols
-            block[cols - c0, cols - c0] = np.sqrt(g.chisquare(dof))
-            R[c0:, max(j0, 2) - j0:] = block
-        return R
+            below = N - 1 - cols  # entries below the diagonal, per column
+            normals = rng(self.seed, self.run, STREAM_REDUCED_L, k).standard_normal(int(below.sum()))
+            diag = np.sqrt(rng(self.seed, self.run, STREAM_REDUCED_DIAG, k)
+                           .chisquare(self.p_nominal - 2 - cols))
+            first, at = max(j0, 2) - j0, 0
+            for q, c in enumerate(range(c0, c1)):
+                row = RT[first + q]
+                row[c] = diag[q]
+                row[c + 1:] = normals[at:at + below[q]]
+                at += below[q]
+        return RT.T
 
     def block(self, k, j0, j1, dtype="float64"):
         n, nt = self.n, self.n_test
-        R = self._columns(k, j0, j1)
+        RT = self._columns(k, j0, j1).T  # (cols, N), contiguous: every update below is too
         M = np.zeros((2, j1 - j0))
         for row, col in ((0, 0), (1, 1)):
             if j0 <= col < j1:
@@ -240,8 +257,9 @@ class ReducedSource(Source):
         # The means live in columns 0 and 1 only: add them there, in place in the block's own
         # R (elsewhere the sum would add +-0, which changes no entry: R holds no -0).
         for c in range(min(j1, 2) - j0):
-            R[:n, c] += self.draw._s[0] * M[0, c] + self.draw._s[1] * M[1, c]
-            R[n:n + nt, c] += self.draw._s_test[0] * M[0, c] + self.draw._s_test[1] * M[1, c]
-        X, Xt, W0 = R[:n], R[n:n + nt], self.init_scale * R[n + nt:]
+            RT[c, :n] += self.draw._s[0] * M[0, c] + self.draw._s[1] * M[1, c]
+            RT[c, n:n + nt] += self.draw._s_test[0] * M[0, c] + self.draw._s_test[1] * M[1, c]
+        RT[:, n + nt:] *= self.init_scale
+        X, Xt, W0 = RT[:, :n].T, RT[:, n:n + nt].T, RT[:, n + nt:].T
         conv = lambda v: np.ascontiguousarray(v, dtype=dtype)  # noqa: E731
         return conv(X), conv(Xt) if nt else None, conv(W0), conv(M)

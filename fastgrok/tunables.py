@@ -63,6 +63,12 @@ GRAM_LINEAR_MAX_CHANGES = 1 / 16
 #: them row by row); the progress bar moves once per call. The numbers do not depend on it.
 STEPS_PER_CALL = 64
 
+#: Linear regime: when the driver evaluates at least every this many steps on average (the
+#: left panel: every step), runs in the regime keep their test outputs and projections up to
+#: date as the pattern changes (O(n_test) more per change) instead of forming Kt C^T (a
+#: product of n_test n m) at each evaluation. The same numbers up to float64 rounding.
+GRAM_LINEAR_TRACK_GAP = 4
+
 #: Linear regime: every this many incremental steps, D = K V and Z = Z0 + K C^T are recomputed
 #: exactly, so the float64 rounding of the increments cannot accumulate.
 GRAM_LINEAR_REFRESH = 1000

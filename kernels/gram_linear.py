@@ -33,13 +33,14 @@ except ImportError:  # pragma: no cover - moved in some future Numba
         return n
 
 _SIG_STEPS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], float64[::1], "
-              "float64[::1], float64[:,::1], float64, int64, int64)" for k in ("float32", "float64")]
+              "float64[::1], float64[:,::1], float64, int64, int64, float64[:,::1], float64[:,::1], "
+              "float64[:,::1])" for k in ("float32", "float64")]
 
 
 # contract: the row updates and the output sums as fused multiply-adds (one rounding instead of
 # two, and about 7% faster).
 @njit(_SIG_STEPS, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
-def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k):
+def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k, KtT, DtT, QT):
     """k steps in the linear regime, in place; returns the number of pattern changes.
 
     ZT, DT (m, n) float64: pre-activations and D^T. The pattern is never stored: it is
@@ -61,8 +62,15 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k):
     zeros); the changes of one row and step are then added to D^T[j, :] four K rows per pass.
     Every row and every F[s, i] sees the same operations in the same order as k calls of one
     step, so the numbers do not depend on k.
+
+    Tracked evaluation rows (``KtT`` (n, e) with e > 0: the test points' and the means' inner
+    products with the training points, transposed): their pre-activations are
+    B + t DtT + QT (see :func:`tracked_outputs`), so each change (i, j) at step t adds
+    KtT[i, :] dl to DtT[j, :] and -t KtT[i, :] dl to QT[j, :] (the entry's contribution
+    from step t on, less the t steps it was not active), and nothing else moves per step.
     """
     m, n = ZT.shape
+    ne = KtT.shape[1]
     every = F.shape[0] == k
     rise = 1.0 - leak
     F[...] = 0.0
@@ -118,7 +126,50 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k):
                 for q in range(n):
                     DT[j, q] += K[i0, q] * d0
                 e += 1
+            if ne:
+                tf = np.float64(t)
+                e = 0
+                while e + 4 <= cnt:
+                    i0, i1, i2, i3 = idx[e], idx[e + 1], idx[e + 2], idx[e + 3]
+                    d0, d1, d2, d3 = dl[e], dl[e + 1], dl[e + 2], dl[e + 3]
+                    for q in range(ne):
+                        inc = (KtT[i0, q] * d0 + KtT[i1, q] * d1) + (KtT[i2, q] * d2 + KtT[i3, q] * d3)
+                        DtT[j, q] += inc
+                        QT[j, q] -= tf * inc
+                    e += 4
+                while e < cnt:
+                    i0, d0 = idx[e], dl[e]
+                    for q in range(ne):
+                        inc = KtT[i0, q] * d0
+                        DtT[j, q] += inc
+                        QT[j, q] -= tf * inc
+                    e += 1
     return changes
+
+
+@njit("void(float64[:,::1], float64[:,::1], float64[:,::1], float64[::1], float64, int64, "
+      "float64[::1], float64[:,::1])", cache=True, nogil=True)
+def tracked_outputs(BT, DtT, QT, a, leak, t, ft, P):
+    """The tracked evaluation rows after t regime steps: pre-activations
+    U = BT + t DtT + QT (m, e), the outputs ft = phi(U[:, :nt]) a (float64, nt = e - 2) and
+    the last two columns (the means' rows) as P (m, 2).
+
+    With C(t) = C0 + (a c) (leak t + (1 - leak) S) and S = SX + M t (:func:`linear_steps`),
+    a row u = Kt C^T of inner products is u0 + t Kt (c a * (leak + (1 - leak) M)) +
+    (1 - leak) Kt (c a * SX): B holds u0 (at entry), DtT and QT the other two, kept as the
+    pattern changes.
+    """
+    m, e = BT.shape
+    nt = ft.shape[0]
+    tf = np.float64(t)
+    ft[:] = 0.0
+    for j in range(m):
+        aj = a[j]
+        for q in range(nt):
+            u = BT[j, q] + tf * DtT[j, q] + QT[j, q]
+            ft[q] += max(u, leak * u) * aj
+        for q in range(nt, e):
+            P[j, q - nt] = BT[j, q] + tf * DtT[j, q] + QT[j, q]
 
 
 @njit("boolean(float64[::1], float64[::1], float64, boolean, int64)", cache=True, nogil=True)

@@ -52,21 +52,31 @@ def test_frozen_weights_incremental_equals_dense_in_float64(monkeypatch, n, p, m
         y = np.where(g.random(n) < 0.5, 1.0, -1.0)
         a = np.where(g.random(m) < 0.5, 1.0, -1.0) / np.sqrt(m)
         srcs.append(ArraySource(X, y, m, X_test=X[::-1] + 0.1, y_test=-y[::-1],
-                                W0=1e-21 * g.standard_normal((m, p)), a=a))
+                                W0=1e-21 * g.standard_normal((m, p)), a=a,
+                                mu1=g.standard_normal(p), mu2=g.standard_normal(p)))
     A, B = _pair(srcs, 1e-21, "float64", monkeypatch, model)
+    # C keeps its test outputs and projections up to date as it steps (evaluated every step).
+    C = _pair(srcs, 1e-21, "float64", monkeypatch, model)[0]
+    C.plan_evaluations(np.arange(31))
     compared = 0
     for t in range(30):
         A.sync()
         scale = np.abs(B.Z).max() + 1e-300
         near_kink = np.abs(B.Z) < 1e-9 * scale
-        for ea, eb in zip(A.evaluate(), B.evaluate()):
+        for ea, eb, ec in zip(A.evaluate(), B.evaluate(), C.evaluate()):
             assert ea["train_acc"] == eb["train_acc"] and ea["test_acc"] == eb["test_acc"]
             assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-12)
+            assert ec["test_acc"] == eb["test_acc"]
+            assert ec["test_loss"] == pytest.approx(eb["test_loss"], rel=1e-12)
+            for key in ("P1", "P2"):
+                np.testing.assert_allclose(ec[key], eb[key], rtol=1e-12,
+                                           atol=1e-12 * np.abs(eb[key]).max())
         np.testing.assert_allclose(A.Z[~near_kink], B.Z[~near_kink], rtol=1e-12, atol=1e-12 * scale)
         compared += 1
         if near_kink.any():
             break  # a pattern bit at rounding level: beyond it the two may part
-        _step(A, B)
+        _step(A, B, C)
+    assert C.stats() == A.stats()  # the same steps, incremental from the same step on
     assume(compared >= 5)  # the problem itself reached a kink early: discard, not pass
     stats = A.stats()
     # The regime was used for every step but each run's first (dense) one.
@@ -140,23 +150,36 @@ def test_run_reports_the_regime_and_matches_dense_medians():
 def test_many_steps_in_one_call_equal_one_step_at_a_time(monkeypatch):
     """The fused kernel takes k steps row by row; a run that leaves the regime inside a call
     is rolled back and retaken: either way the numbers are those of single steps, bit for
-    bit (refreshes included)."""
+    bit (refreshes included). So are those of segments evaluated at every step with tracked
+    test outputs, whose evaluations match to float64 rounding."""
     monkeypatch.setattr(tunables, "GRAM_LINEAR_REFRESH", 17)
     monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", True)
     cfg = fg.Config(n=20, p=300, m=16, n_test=10, runs=3, lr=1e-18, init_scale=1e-22,
                     dtype="float64", representation="full")
     srcs = [GeneratedSource(cfg, r) for r in range(3)]
-    one, many = (GramEngine(srcs, cfg.lr, "float64", ops=NumbaOps()) for _ in range(2))
-    for _ in range(60):
+    one, many, seg = (GramEngine(srcs, cfg.lr, "float64", ops=NumbaOps()) for _ in range(3))
+    # seg: segments evaluated at every step, with tracked test outputs and projections.
+    seg.plan_evaluations(np.arange(61))
+    evals = {0: seg.evaluate()}  # the runs leave the regime inside the piece of 20 steps
+    evals.update(zip([1, 2, 3, 4, 5, 25], seg.segment([(1, True)] * 5 + [(20, True)])))
+    evals.update(zip(range(26, 56), seg.segment([(1, True)] * 30 + [(5, False)])))
+    for t in range(60):
+        if t in evals:
+            for eo, es in zip(one.evaluate(), evals[t]):
+                assert eo["train_acc"] == es["train_acc"] and eo["test_acc"] == es["test_acc"]
+                assert eo["test_loss"] == pytest.approx(es["test_loss"], rel=1e-12)
+                np.testing.assert_allclose(es["P1"], eo["P1"], rtol=1e-12,
+                                           atol=1e-12 * np.abs(eo["P1"]).max())
         one.step()
     many.advance(25)
     many.advance(35)
     assert 0 < one.stats()["linear_run_steps"] < one.stats()["run_steps"]  # entered, left
-    assert one.stats() == many.stats()
-    one.sync()
-    many.sync()
-    np.testing.assert_array_equal(one.Ct, many.Ct)
-    np.testing.assert_array_equal(one.Z, many.Z)
+    assert one.stats() == many.stats() == seg.stats()
+    for eng in (one, many, seg):
+        eng.sync()
+    for eng in (many, seg):
+        np.testing.assert_array_equal(one.Ct, eng.Ct)
+        np.testing.assert_array_equal(one.Z, eng.Z)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -77,6 +77,30 @@ def test_reduced_dimension_and_blockwise_draws(monkeypatch):
         assert np.array_equal(X, whole.X[:, j0:j1]) and np.array_equal(W0, whole.W0[:, j0:j1])
 
 
+def test_gram_build_reads_only_the_data_columns(monkeypatch):
+    """The data rows end at column n + n_test + 2: the build's blocks stop there, a block cut
+    short holds the same numbers as the whole block, and the gram state is that of all
+    columns."""
+    from fastgrok.engines import gram
+    from fastgrok.engines.ops import get_ops
+
+    monkeypatch.setattr(tunables, "DATA_BLOCK", 5)  # the span (6 + 4 + 2) ends inside block 2
+    cfg = fg.Config(n=6, p=10**6, m=9, n_test=4, mu_norm=3.0)
+    src = ReducedSource(cfg, 1)
+    cut = src.data_block_list()
+    assert cut == [(0, 0, 5), (1, 5, 10), (2, 10, 12)] and len(src.block_list()) == 5
+    whole = src.problem("float64")
+    X, Xt, W0, M = src.block(*cut[-1])
+    assert np.array_equal(W0, whole.W0[:, 10:12]) and np.array_equal(X, whole.X[:, 10:12])
+    assert not whole.X[:, 12:].any() and not whole.X_test[:, 12:].any()
+    st = gram.build([src], np.float64, get_ops("numpy"))
+    Xa, Xta, W0a = whole.X, whole.X_test, whole.W0
+    M = np.stack([whole.mu1, whole.mu2])
+    for key, exact in (("K", Xa @ Xa.T), ("Kt", Xta @ Xa.T), ("Z0", Xa @ W0a.T),
+                       ("Zt0", Xta @ W0a.T), ("XM", Xa @ M.T), ("W0M", W0a @ M.T)):
+        np.testing.assert_allclose(st[key][0], exact, rtol=1e-12, atol=1e-12 * np.abs(exact).max())
+
+
 def test_same_labels_as_the_full_representation():
     full, red = GeneratedSource(CFG, 3), ReducedSource(CFG, 3)
     assert np.array_equal(full.y, red.y) and np.array_equal(full.y_test, red.y_test)

@@ -71,6 +71,25 @@ class Engine:
         for i in range(steps):
             self.step(prepare_eval=prepare_eval and i == steps - 1)
 
+    def plan_evaluations(self, schedule) -> None:
+        """The steps at which the driver will evaluate (a hint: an engine may keep evaluation
+        quantities up to date as it steps when evaluations are frequent)."""
+
+    def segment(self, pieces, projections: bool = True) -> list:
+        """Take the steps of ``pieces``, a list of (steps, evaluate) in order, and return the
+        evaluations (:meth:`evaluate`) after the pieces that ask for one, in order.
+
+        One call can cover several evaluations, so engines that hold many runs (the gram
+        engine on the CPU) take each run's steps and evaluations in one task, its state in
+        cache; the numbers are those of :meth:`advance` and :meth:`evaluate` in turn, which is
+        what this default does."""
+        out = []
+        for k, ev in pieces:
+            self.advance(k, prepare_eval=ev)
+            if ev:
+                out.append(self.evaluate(projections))
+        return out
+
     def evaluate(self, projections: bool = True) -> list:
         """One dict per run: train_acc, train_loss, test_acc, test_loss, test_acc_se and (if
         asked and the means are known) the projections P1 = W mu1, P2 = W mu2."""

@@ -40,27 +40,39 @@ def build(sources, dtype, ops, n_threads=None, on_built=None) -> dict:
     R = len(sources)
     shapes = {"K": (n, n), "Kt": (nt, n), "Z0": (n, m), "Zt0": (nt, m), "XM": (n, 2), "W0M": (m, 2)}
     out = {k: ops.empty((R, *s), dt) for k, s in shapes.items()}
-    tasks = [(r, blk) for r, src in enumerate(sources) for blk in src.block_list()]
+    # Only the columns where the data rows are non-zero: K, Kt, Z0, Zt0 and the mean products
+    # have no term elsewhere (the reduced representation's W0 has 3.5 times more columns).
+    tasks = [(r, blk) for r, src in enumerate(sources) for blk in src.data_block_list()]
+
+    counts = {r: len(src.data_block_list()) for r, src in enumerate(sources)}
+
+    def store(r, G, W0M):
+        out["W0M"][r] = W0M
+        out["K"][r], out["Z0"][r], out["XM"][r] = G[:n, :n], G[:n, n:n + m], G[:n, n + m:]
+        out["Kt"][r], out["Zt0"][r] = G[n:, :n], G[n:, n:n + m]
 
     def task(t):
         r, (k, j0, j1) = t
         X, Xt, W0, M = sources[r].block(k, j0, j1, dt)
-        return ops.block_products(X, Xt, W0, M, dt)
+        G, W0M = ops.block_products(X, Xt, W0, M, dt)
+        if counts[r] == 1:  # nothing to sum: stored from this thread (the copies run in parallel)
+            store(r, G, W0M)
+            return None
+        return G, W0M
 
     results = map_ordered(task, tasks, n_threads if ops.host_threads else None)
-    acc, left = {}, {r: len(src.block_list()) for r, src in enumerate(sources)}
-    for (r, _), (G, W0M) in zip(tasks, results):
-        if r in acc:
-            acc[r][0] += G
-            acc[r][1] += W0M
-        else:
-            acc[r] = [G, W0M]
+    acc, left = {}, dict(counts)
+    for (r, _), part in zip(tasks, results):
+        if part is not None:
+            if r in acc:
+                acc[r][0] += part[0]
+                acc[r][1] += part[1]
+            else:
+                acc[r] = list(part)
         left[r] -= 1
         if left[r] == 0:
-            G, W0M = acc.pop(r)
-            out["W0M"][r] = W0M
-            out["K"][r], out["Z0"][r], out["XM"][r] = G[:n, :n], G[:n, n:n + m], G[:n, n + m:]
-            out["Kt"][r], out["Zt0"][r] = G[n:, :n], G[n:, n:n + m]
+            if r in acc:
+                store(r, *acc.pop(r))
             if on_built:
                 on_built()
     return out
@@ -141,13 +153,41 @@ class GramEngine(Engine):
         return {"run_steps": st.run_steps, "linear_run_steps": st.linear_run_steps,
                 "pattern_changes": st.changes}
 
+    def plan_evaluations(self, schedule):
+        """Runs evaluated at every step or nearly (the left panel) keep their test outputs and
+        projections up to date in the CPU's linear regime (``tunables.GRAM_LINEAR_TRACK_GAP``)."""
+        schedule = np.asarray(schedule)
+        if self.state is not None and hasattr(self.state, "track") and len(schedule) > 1 \
+                and np.mean(np.diff(schedule)) <= tunables.GRAM_LINEAR_TRACK_GAP:
+            self.state.track(self.Kt, self.Zt0, self.XM, self.W0M, test=self._test,
+                             means=self.has_means)
+
+    _test = property(lambda self: self.yt is not None and not self.population)
+
+    def _eval_args(self, projections):
+        return dict(Z=self.Z, Kt=self.Kt, Ct=self.Ct, Zt0=self.Zt0, XM=self.XM, W0M=self.W0M,
+                    a=self.a_dev, model=self.model, test=self._test,
+                    means=projections and self.has_means)
+
     def evaluate(self, projections=True):
         # Runs in the CPU's linear regime are evaluated from its state (gram_evaluate).
-        ops, nt = self.ops, self.n_threads
-        f, ft, P = ops.gram_evaluate(self.Z, self.Kt, self.Ct, self.Zt0, self.XM, self.W0M,
-                                     self.a_dev, self.model, test=self.yt is not None and not self.population,
-                                     means=projections and self.has_means, n_threads=nt,
-                                     state=self.state)
+        parts = self.ops.gram_evaluate(**self._eval_args(projections), n_threads=self.n_threads,
+                                       state=self.state)
+        return self._metrics(*parts)
+
+    def segment(self, pieces, projections=True):
+        if self.population:  # the population accuracy needs W: evaluations one by one
+            return super().segment(pieces, projections)
+        step_args = (self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model)
+        parts = self.ops.gram_segment(pieces, step_args, self._eval_args(projections),
+                                      n_threads=self.n_threads, state=self.state)
+        self.steps_done += sum(k for k, _ in pieces)
+        return [self._metrics(*p) for p in parts]
+
+    def _metrics(self, f, ft, P):
+        """One evaluation dict per run from the stacked (f, ft, P) (population accuracy added
+        where asked)."""
+        nt = self.n_threads
         outs = [run_metrics(f[r], self.y[r], None if ft is None else ft[r],
                             None if ft is None else self.yt[r], None if P is None else P[r],
                             self.model.loss)
@@ -157,7 +197,7 @@ class GramEngine(Engine):
 
             pop = map_runs(lambda r: self.sources[r].population_accuracy(
                                self.weights(r), self.steps_done, self.model),
-                           list(range(len(self.sources))), nt if ops.host_threads else None)
+                           list(range(len(self.sources))), nt if self.ops.host_threads else None)
             for out, (acc, loss, se) in zip(outs, pop):
                 out["test_acc"], out["test_loss"], out["test_acc_se"] = acc, loss, se
         return outs

@@ -85,10 +85,17 @@ class NumpyOps:
                 Z[r] = Z0[r] + K[r] @ Ct[r]
 
     def _evaluate_run(self, r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means, state=None):
-        # A run in the CPU's linear regime: its outputs and C from its own state.
-        f, ct = (state.outputs(r), state.coefficients(r)) if state is not None else (None, None)
+        # A run in the CPU's linear regime: its outputs from its own state, and the rest from
+        # its tracked rows where it keeps them (no product), else from its C.
+        f = state.outputs(r) if state is not None else None
         if f is None:
             f, ct = self.outputs(Z[r], a[r], model), Ct[r]
+        else:
+            kept = state.tracked(r)
+            if kept is not None and (kept[0] is not None or not test) \
+                    and (kept[1] is not None or not means):
+                return f, kept[0] if test else None, kept[1] if means else None
+            ct = state.coefficients(r)
         ft = self.outputs(Zt0[r] + Kt[r] @ ct, a[r], model) if test else None
         P = (W0M[r] + ct.T @ XM[r]).astype(np.float64) if means else None
         return f, ft, P
@@ -103,6 +110,18 @@ class NumpyOps:
         parts = [self._evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means, state)
                  for r in range(len(Z))]
         return _stack_parts(parts)
+
+    def gram_segment(self, pieces, step_args, eval_args, n_threads=None, state=None):
+        """The steps of ``pieces`` ((steps, evaluate) in order) for every run, with the
+        evaluations (:meth:`gram_evaluate`'s (f, ft, P)) after the pieces that ask, in order.
+        ``step_args`` are :meth:`gram_step`'s arguments up to ``model``, ``eval_args`` the
+        keyword arguments of :meth:`gram_evaluate` (its arrays and flags)."""
+        out = []
+        for k, ev in pieces:
+            self.gram_step(*step_args, n_threads=n_threads, state=state, steps=k)
+            if ev:
+                out.append(self.gram_evaluate(**eval_args, n_threads=n_threads, state=state))
+        return out
 
     # ------------------------------------------------------------------ direct (one run)
     @staticmethod
@@ -162,19 +181,40 @@ class NumbaOps(NumpyOps):
             runs = list(range(len(state.runs))) if runs is None else list(runs)
             map_runs(lambda r: state.sync(r, Z, Ct, with_z), runs, n_threads)
 
-    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
+    @staticmethod
+    def _advance_run(r, K, Z0, Z, Ct, y, a, lr, model, state, steps):
+        if state is not None:
+            return state.advance(r, K, Z0, Z, Ct, y, a, lr, steps, model)
         from ..kernels.gram_cpu import step_run
+
+        for _ in range(steps):
+            step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
+
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
         from ..kernels.threads import map_runs
 
-        def one(r):
-            # All of a run's steps in one task: its state stays in cache between steps, and
-            # the runs are independent, so the numbers are those of one step at a time.
-            if state is not None:
-                return state.advance(r, K, Z0, Z, Ct, y, a, lr, steps, model)
-            for _ in range(steps):
-                step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
+        # All of a run's steps in one task: its state stays in cache between steps, and the
+        # runs are independent, so the numbers are those of one step at a time.
+        map_runs(lambda r: self._advance_run(r, K, Z0, Z, Ct, y, a, lr, model, state, steps),
+                 list(range(Z.shape[0])), n_threads)
 
-        map_runs(one, list(range(Z.shape[0])), n_threads)
+    def gram_segment(self, pieces, step_args, eval_args, n_threads=None, state=None):
+        from ..kernels.threads import map_runs
+
+        ea = dict(eval_args)
+        arrays = [ea.pop(k) for k in ("Z", "Kt", "Ct", "Zt0", "XM", "W0M", "a", "model")]
+
+        def one(r):
+            # A run's steps and evaluations in one task: its state stays in cache throughout.
+            out = []
+            for k, ev in pieces:
+                self._advance_run(r, *step_args, state=state, steps=k)
+                if ev:
+                    out.append(self._evaluate_run(r, *arrays, ea["test"], ea["means"], state))
+            return out
+
+        per_run = map_runs(one, list(range(step_args[2].shape[0])), n_threads)
+        return [_stack_parts([runs[i] for runs in per_run]) for i in range(len(per_run[0]))]
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
                       n_threads=None, state=None):
@@ -235,6 +275,17 @@ class LinearRegime:
         # pattern changes.
         self.counts = np.zeros((R, 3), np.int64)
         self.margins = self._frozen_margins()
+        self.rows = None  # the tracked evaluation rows (:meth:`track`)
+
+    def track(self, Kt, Zt0, XM, W0M, test, means):
+        """Keep the test outputs (``test``) and the projections on the means (``means``) of
+        every run in the regime up to date as its pattern changes, so that an evaluation is a
+        pass over (m, n_test + 2) numbers instead of the product Kt C^T and the write of C.
+        Worth it when evaluations are frequent: it adds O(n_test) to every pattern change.
+        Called before the runs enter the regime (runs already in it keep their evaluations)."""
+        if test or means:
+            self.rows = (Kt if test else None, Zt0 if test else None,
+                         XM if means else None, W0M if means else None)
 
     run_steps = property(lambda self: int(self.counts[:, 0].sum()))
     linear_run_steps = property(lambda self: int(self.counts[:, 1].sum()))
@@ -276,6 +327,21 @@ class LinearRegime:
         # Steps active: S = SX + 1[ZT > 0] steps, SX changing only with the pattern (< 2^31 steps).
         st["SX"] = np.zeros(st["ZT"].shape, np.int32)
         st["reach"] = np.dot(a[r], a[r]) * (np.abs(st["K64"]) @ np.abs(st["c"]))
+        m = st["ZT"].shape[0]
+        if self.rows is None:  # no tracked rows: empty arrays for the kernel
+            st["nt"], st["KtT"] = 0, np.empty((n, 0))
+            st["BT"] = st["DtT"] = st["QT"] = np.empty((m, 0))
+        else:
+            Kt, Zt0, XM, W0M = self.rows
+            E = [np.asarray(Kt[r], np.float64)] if Kt is not None else []  # (rows, n)
+            E0 = [np.asarray(Zt0[r], np.float64)] if Kt is not None else []  # (rows, m)
+            if XM is not None:
+                E.append(np.asarray(XM[r], np.float64).T)
+                E0.append(np.asarray(W0M[r], np.float64).T)
+            E, E0 = np.concatenate(E), np.concatenate(E0)
+            st["nt"] = 0 if Kt is None else Kt.shape[1]
+            st["KtT"] = np.ascontiguousarray(E.T)
+            st["BT"] = np.ascontiguousarray((E0 + E @ np.asarray(Ct[r], np.float64)).T)
         self._refresh_d(st)
         return st
 
@@ -312,9 +378,14 @@ class LinearRegime:
         return bool(np.all(z - reach >= lo) and np.all(z + reach <= hi))
 
     def _refresh_d(self, st):
-        """D^T = (K (c * phi'(Z)))^T, exactly (one product), with the pattern 1[ZT > 0]."""
-        V = st["c"][:, None] * st["a"][None, :] * (self.leak + (1.0 - self.leak) * (st["ZT"].T > 0))
+        """D^T = (K (c * phi'(Z)))^T, exactly (one product), with the pattern 1[ZT > 0]; and
+        the tracked rows' DtT and QT from the pattern and SX (:func:`tracked_outputs`)."""
+        ca = st["c"][:, None] * st["a"][None, :]
+        V = ca * (self.leak + (1.0 - self.leak) * (st["ZT"].T > 0))
         st["DT"] = np.ascontiguousarray((st["K64"] @ V).T)
+        if st["KtT"].shape[1]:
+            st["DtT"] = V.T @ st["KtT"]
+            st["QT"] = (1.0 - self.leak) * ((ca * st["SX"].T).T @ st["KtT"])
 
     def _write_c(self, st, C):
         """C = C0 + (a c) (leak steps + (1 - leak) S) into C, (m, n) in C's dtype (an entry
@@ -355,24 +426,25 @@ class LinearRegime:
     def _steps(self, st, K, a, y, k):
         """Up to k incremental steps, the regime holding before each; returns (steps taken,
         pattern changes)."""
-        keys = ("ZT", "DT", "SX")
+        keys, tracked = ("ZT", "DT", "SX"), ("KtT", "DtT", "QT")
         t0 = st["steps"]
 
         def take(k, every=True):
             F = np.empty((k if every else 1, st["ZT"].shape[1]))
             return F, self.kernels.linear_steps(K, *(st[key] for key in keys), st["c"], a, F,
-                                                self.leak, t0, k)
+                                                self.leak, t0, k, *(st[key] for key in tracked))
 
         if k == 1 or self._cannot_thaw(st, y, k - 1):  # (the paper's right panel: always)
             F, changes = take(k, every=False)  # the outputs after the last step only
         else:
-            saved = [st[key].copy() for key in keys]
+            changed = keys + tracked[1:]
+            saved = [st[key].copy() for key in changed]
             F, changes = take(k)
             # The kernel took all k steps; step s + 2 was allowed only if the outputs after
             # step s + 1 (F[s]) left every weight frozen. If not, go back and take s + 1 steps.
             bad = self.kernels.first_thawed(F[:-1], y, self.g0, self.single, self.loss)
             if bad >= 0:
-                for key, old in zip(keys, saved):
+                for key, old in zip(changed, saved):
                     st[key][...] = old
                 k = bad + 1
                 F, changes = take(k)
@@ -401,6 +473,20 @@ class LinearRegime:
         run is not in the regime: then they come from the engine's Z)."""
         st = self.runs[r]
         return None if st is None else st["f"].copy()
+
+    def tracked(self, r):
+        """(ft, P) of run r from its tracked rows: the test outputs (nt,) and the projections
+        W mu (m, 2), float64, each None where not tracked; None when the run has no tracked
+        rows (not in the regime, or none asked for)."""
+        st = self.runs[r]
+        if st is None or not st["KtT"].shape[1]:
+            return None
+        m, e = st["BT"].shape
+        nt = st["nt"]
+        ft, P = np.empty(nt), np.empty((m, e - nt))
+        self.kernels.tracked_outputs(st["BT"], st["DtT"], st["QT"], st["a"], self.leak,
+                                     st["steps"], ft, P)
+        return (ft if nt else None), (P if e > nt else None)
 
 
 def block_operands(X, Xt, W0, M):
