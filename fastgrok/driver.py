@@ -87,7 +87,6 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
 
     schedule = eval_schedule(steps, hist_steps)
     hist_set = set(int(s) for s in hist_steps)
-    eval_set = set(schedule.tolist())
     runs = list(runs)
     rows, proj, counts = [], {}, {}  # proj: run -> ([P1 at hist steps], [P2 ...], a)
     # One bar over all runs x steps; a batch's build shows as the bar's phase, not a second bar.
