@@ -69,6 +69,21 @@ STEPS_PER_CALL = 64
 #: product of n_test n m) at each evaluation. The same numbers up to float64 rounding.
 GRAM_LINEAR_TRACK_GAP = 4
 
+#: Near-linear regime (float32 runs on the CPU, docs/design.md 2.5): after its loss weights
+#: leave -l'(0), a run whose steps change little of its pattern keeps stepping incrementally,
+#: with the weights' small moves bounded and the few entries and outputs the bound cannot
+#: decide computed exactly. False gives dense steps once the weights move.
+GRAM_NEAR_LINEAR = True
+
+#: Near-linear regime: a stretch between rebases shorter than this many steps means the
+#: weights move too fast for it to pay; the run takes dense steps from then on.
+GRAM_NEAR_MIN_STEPS = 16
+
+#: Near-linear regime: factor (>= 1) on the bound that says which entries and outputs are
+#: decided exactly. Tests raise it so that the exact paths run often; any value >= 1 gives
+#: the same numbers, larger ones more slowly.
+GRAM_NEAR_BOUND_SCALE = 1.0
+
 #: Linear regime: every this many incremental steps, D = K V and Z = Z0 + K C^T are recomputed
 #: exactly, so the float64 rounding of the increments cannot accumulate.
 GRAM_LINEAR_REFRESH = 1000

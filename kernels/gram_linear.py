@@ -215,3 +215,159 @@ def write_c(ZT, SX, Ct0T, c, a, leak, steps, C):
         for i in range(n):
             active = np.float64(SX[j, i]) + fs * (ZT[j, i] > 0.0)
             C[j, i] = Ct0T[j, i] + (c[i] * aj) * (base + rise * active)
+
+
+_SIG_NEAR = [f"UniTuple(int64, 4)({k}[:,::1], float64[:,::1], float64[:,::1], float64[:,::1], "
+             "uint8[:,::1], int32[:,::1], float64[:,::1], float64[::1], float64[::1], float64[::1], "
+             "float64[::1], float64[::1], float64[::1], float64[::1], float64, float64, int64, "
+             "int64, int64, int64, int64, float64)" for k in ("float32", "float64")]
+
+
+@njit(_SIG_NEAR, cache=True, nogil=True, fastmath={"nsz", "contract"})
+def near_linear_steps(K, AK, ZT, DT, MT, SX, GT, GD, DL, g, gref, c, y, a, lr_n, leak, loss,
+                      t0, k, max_unsafe, max_unsure, scale):
+    """Up to k steps of the near-linear regime, in place, one step at a time (the weights of
+    a step depend on every row of the last); returns (steps taken, pattern changes, entries
+    decided exactly, outputs computed exactly).
+
+    After the loss weights leave -l'(0) the outputs are still small and the weights g move
+    little from step to step. Against reference weights ``gref`` (those at entry) split
+    Z = Zl + Ze: Zl follows the linear regime's recursion with the fixed c = (lr/n) gref y
+    (ZT, DT, SX as in :func:`linear_steps`, but the pattern is stored, MT, since it is that of
+    Z, not of Zl), and Ze = K E with E_ij = (lr/n) y_i a_j sum_s (g_i(s) - gref_i) phi'_ij(s),
+    kept as E_ij = (lr/n) y_i a_j (leak GD_i + (1 - leak) (GT_ij + M_ij GD_i)) with
+    GD = sum_s (g(s) - gref) (GT changes only where M does, like SX). Since
+    |Ze_ij| <= |a_j| beta_i with beta = (lr/n) |K| DL and DL = sum_s |g(s) - gref| (phi' <= 1),
+    an entry with |Zl| above that bound has the sign of Zl, and only the others ("unsure";
+    the entries on their kink) are decided exactly, O(n) each; an output differs from that of
+    Zl by at most ||a||^2 beta_i, and only the outputs whose weight that could change are
+    summed exactly, O(n m) each. Weights are those of the working precision (float32), as the
+    linear regime's check is. AK = |K| in float64. ``g`` holds the weights of the next step
+    and is updated. Stops after a step with more than ``max_unsafe`` unsure entries or
+    ``max_unsure`` exact outputs (the caller rebases). ``scale`` >= 1 widens the bound (tests
+    widen it so that the exact paths run often; the numbers do not change).
+    """
+    m, n = ZT.shape
+    rise = 1.0 - leak
+    asq = 0.0
+    for j in range(m):
+        asq += a[j] * a[j]
+    beta = np.empty(n)
+    F = np.empty(n)
+    e = np.empty(n)
+    words = (n + 7) // 8
+    flags = np.zeros(8 * words, np.uint8)
+    packed = flags.view(np.uint64)
+    idx = np.empty(8 * words, np.int64)
+    dl = np.empty(n)
+    changes = unsafe_total = unsure_total = 0
+    taken = 0
+    for s in range(k):
+        t = np.int32(t0 + s + 1)  # the step count after this step
+        for i in range(n):
+            d = g[i] - gref[i]
+            GD[i] += d
+            DL[i] += abs(d)
+        # beta = (lr/n) |K| DL, as a sum of columns (K is symmetric) so that it vectorises;
+        # the relative margin covers the float64 rounding of the sums involved.
+        beta[:] = 0.0
+        for q in range(n):
+            w = DL[q]
+            for i in range(n):
+                beta[i] += AK[q, i] * w
+        for i in range(n):
+            beta[i] *= lr_n * (1.0 + 1e-9) * scale
+        F[:] = 0.0
+        unsafe = 0
+        for j in range(m):
+            aj = a[j]
+            aa = abs(aj)
+            # Branch-free: the sign of Zl gives the pattern except where |Zl| is within the
+            # bound on Ze (flag bit 1), decided exactly below; bit 0 marks a change.
+            near = 0
+            for i in range(n):
+                z = ZT[j, i] + DT[j, i]
+                ZT[j, i] = z
+                F[i] += max(z, leak * z) * aj
+                hard = np.uint8(abs(z) <= aa * beta[i])
+                flags[i] = np.uint8((z > 0.0) != (MT[j, i] != 0)) | (hard << 1)
+                near += hard
+            if near:
+                # E's row j, from the pattern and counts before this row's changes
+                for q in range(n):
+                    e[q] = (lr_n * y[q]) * (leak * GD[q] + rise * (GT[j, q] + MT[j, q] * GD[q]))
+                for i in range(n):
+                    if flags[i] & 2:
+                        ze = 0.0
+                        for q in range(n):
+                            ze += K[i, q] * e[q]
+                        exact = (ZT[j, i] + aj * ze) > 0.0
+                        flags[i] = np.uint8(exact != (MT[j, i] != 0))
+                    else:
+                        flags[i] &= 1
+                unsafe += near
+            cnt = 0
+            for w in range(words):
+                word = packed[w]
+                while word != 0:
+                    idx[cnt] = 8 * w + (trailing_zeros(word) >> 3)
+                    cnt += 1
+                    word &= word - np.uint64(1)
+            if cnt == 0:
+                continue
+            for u in range(cnt):
+                i = idx[u]
+                sign = 1.0 - 2.0 * MT[j, i]  # +1: the entry turns on
+                MT[j, i] = 1 - MT[j, i]
+                SX[j, i] -= np.int32(sign) * t
+                GT[j, i] -= sign * GD[i]
+                dl[u] = sign * rise * c[i] * aj
+            changes += cnt
+            u = 0
+            while u + 4 <= cnt:
+                i0, i1, i2, i3 = idx[u], idx[u + 1], idx[u + 2], idx[u + 3]
+                d0, d1, d2, d3 = dl[u], dl[u + 1], dl[u + 2], dl[u + 3]
+                for q in range(n):
+                    DT[j, q] += (K[i0, q] * d0 + K[i1, q] * d1) + (K[i2, q] * d2 + K[i3, q] * d3)
+                u += 4
+            while u < cnt:
+                i0, d0 = idx[u], dl[u]
+                for q in range(n):
+                    DT[j, q] += K[i0, q] * d0
+                u += 1
+        # The next step's weights: exact where the bound on the output cannot change them.
+        unsure = 0
+        for i in range(n):
+            r = asq * beta[i]
+            lo = np.float32(loss_weight(y[i] * F[i] - r, loss))
+            hi = np.float32(loss_weight(y[i] * F[i] + r, loss))
+            if lo == hi:
+                g[i] = lo
+            else:
+                idx[unsure] = i
+                unsure += 1
+        if unsure:
+            for u in range(unsure):
+                i = idx[u]
+                f = 0.0
+                for j in range(m):
+                    ze = 0.0
+                    for q in range(n):
+                        ze += K[i, q] * (lr_n * y[q]) * (leak * GD[q]
+                                                          + rise * (GT[j, q] + MT[j, q] * GD[q]))
+                    z = ZT[j, i] + a[j] * ze
+                    f += max(z, leak * z) * a[j]
+                g[i] = np.float32(loss_weight(y[i] * f, loss))
+        unsafe_total += unsafe
+        unsure_total += unsure
+        taken += 1
+        if unsafe > max_unsafe or unsure > max_unsure:
+            break
+    return taken, changes, unsafe_total, unsure_total
+
+
+@njit(["void(float64[::1], float64[::1], int64, float64[::1])"], cache=True, nogil=True)
+def weights32(f, y, loss, g):
+    """g_i = -l'(y_i f_i) rounded to float32 (the working precision's weights), as float64."""
+    for i in range(f.shape[0]):
+        g[i] = np.float32(loss_weight(y[i] * f[i], loss))

@@ -113,12 +113,20 @@ class GramEngine(Engine):
     @classmethod
     def state_bytes(cls, n, m, n_test, dtype):
         """Bytes of one run's state: K, Kt, Z0, Zt0, Z, Ct and the mean products, and on the
-        CPU with the linear regime on, the regime's state (float64 K, Z, D and C at entry, the
-        int32 counts and C in the working dtype: twice the rest at n = 200, m = 1000)."""
+        CPU with the linear regime on, the larger of the regime's states: the linear one
+        (float64 K, Z, D and C at entry, the int32 counts and C in the working dtype; with
+        tracked evaluation rows, their inner products and three (m, n_test + 2) arrays) and
+        the near-linear one (float64 K and |K|, Z, D, the weighted counts, C at entry and the
+        exact Z and C of the last evaluation, the counts and the pattern). Either is about
+        twice the rest at n = 200, m = 1000."""
         item = np.dtype(dtype).itemsize
         total = item * (n * n + n_test * n + (n + n_test) * m + 2 * n * m + 2 * (n + m))
         if getattr(cls, "backend", None) == "numba" and tunables.GRAM_LINEAR_REGIME:
-            total += 8 * n * n + (3 * 8 + 4 + item) * n * m + 8 * (4 * n + 2 * m)
+            rows = n_test + 2
+            linear = 8 * n * n + (3 * 8 + 4 + item) * n * m + 8 * (4 * n + 2 * m) \
+                + 8 * (n + 3 * m) * rows
+            near = 16 * n * n + (6 * 8 + 4 + 1) * n * m + 8 * 5 * n
+            total += max(linear, near)
         return total
 
     @classmethod
@@ -151,7 +159,7 @@ class GramEngine(Engine):
         if st is None:
             return {}
         return {"run_steps": st.run_steps, "linear_run_steps": st.linear_run_steps,
-                "pattern_changes": st.changes}
+                "near_linear_run_steps": st.near_run_steps, "pattern_changes": st.changes}
 
     def plan_evaluations(self, schedule):
         """Runs evaluated at every step or nearly (the left panel) keep their test outputs and

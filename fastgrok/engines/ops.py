@@ -271,9 +271,12 @@ class LinearRegime:
         self.runs = [None] * R        # per run: its incremental state, while in the regime
         self.left = [False] * R       # runs whose loss weights moved off g0 (dense from then on)
         self.flips = [None] * R       # per run: pattern changes of its last dense step
+        # Per run: its near-linear state (:meth:`_near`), and whether it gave that up.
+        self.near = [None] * R
+        self.near_off = [not (self.single and tunables.GRAM_NEAR_LINEAR)] * R
         # Per run (each is stepped by one thread at a time): run-steps, incremental run-steps,
-        # pattern changes.
-        self.counts = np.zeros((R, 3), np.int64)
+        # pattern changes, near-linear run-steps.
+        self.counts = np.zeros((R, 4), np.int64)
         self.margins = self._frozen_margins()
         self.rows = None  # the tracked evaluation rows (:meth:`track`)
 
@@ -290,6 +293,7 @@ class LinearRegime:
     run_steps = property(lambda self: int(self.counts[:, 0].sum()))
     linear_run_steps = property(lambda self: int(self.counts[:, 1].sum()))
     changes = property(lambda self: int(self.counts[:, 2].sum()))
+    near_run_steps = property(lambda self: int(self.counts[:, 3].sum()))
 
     def advance(self, r, K, Z0, Z, Ct, y, a, lr, steps, model):
         """Run r's next ``steps`` steps: incremental while it is in the regime, else dense."""
@@ -299,13 +303,19 @@ class LinearRegime:
         limit = tunables.GRAM_LINEAR_MAX_CHANGES * Z.shape[1] * Z.shape[2]
         done = 0
         while done < steps:
-            if self.runs[r] is None and not self.left[r] and self.flips[r] is not None \
-                    and self.flips[r] <= limit / 2:
+            cheap = self.flips[r] is not None and self.flips[r] <= limit / 2
+            if self.runs[r] is None and not self.left[r] and cheap:
                 self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr)
             if self.runs[r] is not None:
-                done += self._incremental(r, K, Z0, Z, Ct, y, a, steps - done, limit)
+                done += self._incremental(r, K, Z0, Z, Ct, y, a, lr, steps - done, limit)
                 continue
-            before = None if self.left[r] else Z[r] > 0
+            if self.near[r] is None and self.left[r] and not self.near_off[r] and cheap:
+                self.near[r] = self._near_state(r, K[r], np.asarray(Z[r], np.float64).T,
+                                                np.asarray(Ct[r], np.float64).T, y[r], a[r], lr)
+            if self.near[r] is not None:
+                done += self._near(r, K, Z, Ct, steps - done, limit)
+                continue
+            before = None if self.left[r] and self.near_off[r] else Z[r] > 0
             step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
             if before is not None:  # a candidate: how much of its pattern did the step change?
                 self.flips[r] = int(np.count_nonzero(before != (Z[r] > 0)))
@@ -394,14 +404,18 @@ class LinearRegime:
                              st["steps"], C)
         return C
 
-    def _incremental(self, r, K, Z0, Z, Ct, y, a, steps, limit) -> int:
+    def _incremental(self, r, K, Z0, Z, Ct, y, a, lr, steps, limit) -> int:
         """Up to ``steps`` incremental steps of run r; returns how many were taken."""
         st = self.runs[r]
         done = 0
         while done < steps:
             if not self._frozen(st["f"], y[r]):
-                self.sync(r, Z, Ct)  # the dense steps continue from the incremental state
                 self.runs[r], self.left[r] = None, True
+                if self.near_off[r]:
+                    self._sync_state(st, r, Z, Ct)  # the dense steps continue from here
+                else:  # the near-linear regime continues from the float64 state
+                    C = self._write_c(st, np.empty(st["ZT"].shape))
+                    self.near[r] = self._near_state(r, K[r], st["ZT"], C, y[r], a[r], lr)
                 break
             # Chunks end at the exact refreshes, so the numbers do not depend on the chunking.
             refresh = tunables.GRAM_LINEAR_REFRESH
@@ -452,25 +466,97 @@ class LinearRegime:
         st["steps"] += k
         return k, changes
 
+    # ------------------------------------------------------------ near-linear regime
+    def _near_state(self, r, K, ZT, CT, y, a, lr):
+        """Run r's near-linear state (:func:`fastgrok.kernels.gram_linear.near_linear_steps`)
+        from its float64 Z^T and C, both (m, n): the reference weights are those of this Z."""
+        n = ZT.shape[1]
+        ZT = np.ascontiguousarray(ZT, np.float64)
+        f = (np.maximum(ZT, self.leak * ZT) * a[:, None]).sum(axis=0)
+        g = np.empty(n)
+        self.kernels.weights32(f, y, self.loss, g)
+        K64 = np.asarray(K, np.float64)
+        ns = {"ZT": ZT, "C0T": np.array(CT, np.float64, order="C"), "MT": (ZT > 0).view(np.uint8),
+              "SX": np.zeros(ZT.shape, np.int32), "GT": np.zeros(ZT.shape), "GD": np.zeros(n),
+              "DL": np.zeros(n), "g": g, "gref": g.copy(), "c": (lr / n) * g * y,
+              "lr": lr, "lr_n": lr / n, "y": y, "a": a, "steps": 0, "AK": np.abs(K64), "K64": K64}
+        V = ns["c"][:, None] * a[None, :] * (self.leak + (1.0 - self.leak) * (ZT.T > 0))
+        ns["DT"] = np.ascontiguousarray((K64 @ V).T)
+        return ns
+
+    def _near_exact(self, ns):
+        """(Z^T, C) of a near-linear state, (m, n) float64: Z = Zl + K E, C with E (kept
+        until the next step: an evaluation asks for both)."""
+        if ns.get("exact", (None,))[0] == ns["steps"]:
+            return ns["exact"][1:]
+        rise = 1.0 - self.leak
+        M = ns["MT"].view(np.bool_)
+        ET = (ns["lr_n"] * ns["y"])[None, :] * ns["a"][:, None] * (
+            self.leak * ns["GD"][None, :] + rise * (ns["GT"] + M * ns["GD"][None, :]))
+        ZT = ns["ZT"] + (ns["K64"] @ ET.T).T
+        t = ns["steps"]
+        CT = ns["C0T"] + (ns["c"][None, :] * ns["a"][:, None]) * (
+            self.leak * t + rise * (ns["SX"] + M * t)) + ET
+        ns["exact"] = (t, ZT, CT)
+        return ZT, CT
+
+    def _near(self, r, K, Z, Ct, steps, limit) -> int:
+        """Up to ``steps`` near-linear steps of run r; returns how many were taken. A stretch
+        ends at an exact refresh or when its bound gets loose (too many entries or outputs
+        decided exactly): the state is rebased on its exact Z and C, or, when the stretch was
+        short, the run takes dense steps for good."""
+        ns = self.near[r]
+        m, n = ns["ZT"].shape
+        refresh = tunables.GRAM_LINEAR_REFRESH
+        k = min(steps, refresh - ns["steps"] % refresh)
+        taken, changes, _, _ = self.kernels.near_linear_steps(
+            K[r], ns["AK"], ns["ZT"], ns["DT"], ns["MT"], ns["SX"], ns["GT"], ns["GD"],
+            ns["DL"], ns["g"], ns["gref"], ns["c"], ns["y"], ns["a"], ns["lr_n"], self.leak,
+            self.loss, ns["steps"], k, int(limit), max(1, int(limit) // m),
+            tunables.GRAM_NEAR_BOUND_SCALE)
+        ns["steps"] += taken
+        self.counts[r, 2] += changes
+        self.counts[r, 3] += taken
+        if taken < k or ns["steps"] % refresh == 0:  # rebase on the exact state
+            ZT, CT = self._near_exact(ns)
+            if taken < k and ns["steps"] < tunables.GRAM_NEAR_MIN_STEPS:
+                self.near[r], self.near_off[r] = None, True  # too short to pay: dense
+                Z[r], Ct[r] = ZT.T, CT.T
+            else:
+                self.near[r] = self._near_state(r, K[r], ZT, CT, ns["y"], ns["a"], ns["lr"])
+        return taken
+
     def sync(self, r, Z, Ct, with_z=True):
         """Write run r's incremental state into the engine's Ct and (``with_z``) Z, in the
         working dtype."""
-        st = self.runs[r]
-        if st is not None:
-            Ct[r] = self._write_c(st, st["C"]).T
+        if self.near[r] is not None:
+            ZT, CT = self._near_exact(self.near[r])
+            Ct[r] = CT.T
             if with_z:
-                Z[r] = st["ZT"].T
+                Z[r] = ZT.T
+        elif self.runs[r] is not None:
+            self._sync_state(self.runs[r], r, Z, Ct, with_z)
+
+    def _sync_state(self, st, r, Z, Ct, with_z=True):
+        Ct[r] = self._write_c(st, st["C"]).T
+        if with_z:
+            Z[r] = st["ZT"].T
 
     def coefficients(self, r):
         """Run r's C^T (n, m) in the working dtype for an evaluation (a transposed view of a
         buffer of the run's state), or None when the run is not in the regime (then the
         engine's Ct is current)."""
+        if self.near[r] is not None:
+            return self._near_exact(self.near[r])[1].T.astype(self.dtype)
         st = self.runs[r]
         return None if st is None else self._write_c(st, st["C"]).T
 
     def outputs(self, r):
         """Run r's outputs phi(Z) a after its last step, from the float64 state (None when the
         run is not in the regime: then they come from the engine's Z)."""
+        if self.near[r] is not None:
+            ZT = self._near_exact(self.near[r])[0]
+            return (np.maximum(ZT, self.leak * ZT) * self.near[r]["a"][:, None]).sum(axis=0)
         st = self.runs[r]
         return None if st is None else st["f"].copy()
 
