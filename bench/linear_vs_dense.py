@@ -1,11 +1,15 @@
-"""The paper's right panel with and without the gram method's linear regime, side by side.
+"""The gram method's incremental regimes against dense steps, side by side in one process.
 
     python bench/linear_vs_dense.py [--runs 100] [--steps 5000] [--out DIR]
+    python bench/linear_vs_dense.py --near [--runs 20] [--steps 20000]
 
-Runs the preset ``paper-fig1-right`` twice in one process (``tunables.GRAM_LINEAR_REGIME``
-True, then False), prints each run's training time, the train and test medians of both at
-the evaluated steps nearest to 1, 40, 100, 1000, 2000 and the last, the largest gap between the medians over every
-evaluated step, and how many of the (run, step) train and test accuracies differ.
+Default: the preset ``paper-fig1-right`` with the linear regime (``tunables.GRAM_LINEAR_REGIME``
+True), then dense steps only (False). ``--near``: the left panel's step size past the frozen
+weights (``paper-fig1-left`` with m = 100, 20 runs x 20 000 steps by default) with the
+near-linear regime (``tunables.GRAM_NEAR_LINEAR``) on, then off (dense steps once the weights
+move). Prints each run's training time, the train and test medians of both at the evaluated
+steps nearest to 1, 40, 100, 1000, 2000 and the last, the largest gap between the medians over
+every evaluated step, and how many of the (run, step) train and test accuracies differ.
 """
 from __future__ import annotations
 
@@ -20,33 +24,42 @@ def main(argv=None):
     from fastgrok import tunables
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=100)
-    ap.add_argument("--steps", type=int, default=5000)
+    ap.add_argument("--near", action="store_true", help="the near-linear regime (see above)")
+    ap.add_argument("--runs", type=int, default=None, help="default 100 (20 with --near)")
+    ap.add_argument("--steps", type=int, default=None, help="default 5000 (20000 with --near)")
     ap.add_argument("--out", default=None, help="also save both results under DIR/linear, DIR/dense")
     args = ap.parse_args(argv)
-    cfg = fg.preset("paper-fig1-right", runs=args.runs, steps=args.steps)
+    if args.near:
+        runs, steps = args.runs or 20, args.steps or 20_000
+        cfg = fg.preset("paper-fig1-left", m=100, runs=runs, steps=steps, hist_steps=())
+        switch, what = "GRAM_NEAR_LINEAR", "left panel's step size, m = 100"
+    else:
+        runs, steps = args.runs or 100, args.steps or 5000
+        cfg = fg.preset("paper-fig1-right", runs=runs, steps=steps)
+        switch, what = "GRAM_LINEAR_REGIME", "right panel"
     fg.warmup()
     results, seconds = {}, {}
-    old = tunables.GRAM_LINEAR_REGIME
+    old = getattr(tunables, switch)
     try:
         for name, flag in (("linear", True), ("dense", False)):
-            tunables.GRAM_LINEAR_REGIME = flag  # read when the engine is built
+            setattr(tunables, switch, flag)  # read when the engine is built
             t0 = time.perf_counter()
             results[name] = fg.run(cfg, progress=False)
             seconds[name] = time.perf_counter() - t0
             if args.out:
                 results[name].save(f"{args.out}/{name}", figures=False)
     finally:
-        tunables.GRAM_LINEAR_REGIME = old
+        setattr(tunables, switch, old)
     lin, den = results["linear"], results["dense"]
-    print(f"right panel, {args.runs} runs x {args.steps} steps: linear regime {seconds['linear']:.1f} s "
-          f"(incremental fraction {lin.info['linear_fraction']:.4f}, "
+    fraction = lin.info["near_linear_fraction" if args.near else "linear_fraction"]
+    print(f"{what}, {runs} runs x {steps} steps: {'near-linear' if args.near else 'linear'} regime "
+          f"{seconds['linear']:.1f} s (its fraction of the run-steps {fraction:.4f}, "
           f"{lin.info['pattern_changes_per_step']:.0f} pattern changes per step), "
-          f"dense {seconds['dense']:.1f} s: {seconds['dense'] / seconds['linear']:.2f}x")
+          f"without it {seconds['dense']:.1f} s: {seconds['dense'] / seconds['linear']:.2f}x")
     s_lin, s_den = (r.summary().set_index("step") for r in (lin, den))
     # The evaluated step nearest to each (long runs are evaluated on a log grid).
-    steps = s_lin.index.to_numpy()
-    marks = sorted({int(steps[np.abs(steps - t).argmin()]) for t in (1, 40, 100, 1000, 2000, args.steps)})
+    evaluated = s_lin.index.to_numpy()
+    marks = sorted({int(evaluated[np.abs(evaluated - t).argmin()]) for t in (1, 40, 100, 1000, 2000, cfg.steps)})
     print(f"{'step':>6} {'train (linear)':>15} {'train (dense)':>14} {'test (linear)':>14} "
           f"{'test (dense)':>13}")
     for t in marks:
