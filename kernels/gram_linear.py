@@ -32,6 +32,39 @@ except ImportError:  # pragma: no cover - moved in some future Numba
             n += 1
         return n
 
+@njit(inline="always")
+def _flagged(packed, idx):
+    """The positions of the set flag bytes of ``packed``'s words (a flag is its byte's lowest
+    bit), lowest first, into idx; returns how many. The changes sit at random places, so a
+    branch per entry would be mispredicted: a word's set bytes come from its trailing zeros."""
+    cnt = 0
+    for w in range(packed.shape[0]):
+        word = packed[w]
+        while word != 0:
+            idx[cnt] = 8 * w + (trailing_zeros(word) >> 3)
+            cnt += 1
+            word &= word - np.uint64(1)
+    return cnt
+
+
+@njit(inline="always")
+def _add_rows(DT, j, K, idx, dl, cnt):
+    """DT[j, :] += sum_e K[idx[e], :] dl[e], four rows of K per pass."""
+    n = DT.shape[1]
+    e = 0
+    while e + 4 <= cnt:
+        i0, i1, i2, i3 = idx[e], idx[e + 1], idx[e + 2], idx[e + 3]
+        d0, d1, d2, d3 = dl[e], dl[e + 1], dl[e + 2], dl[e + 3]
+        for q in range(n):
+            DT[j, q] += (K[i0, q] * d0 + K[i1, q] * d1) + (K[i2, q] * d2 + K[i3, q] * d3)
+        e += 4
+    while e < cnt:
+        i0, d0 = idx[e], dl[e]
+        for q in range(n):
+            DT[j, q] += K[i0, q] * d0
+        e += 1
+
+
 _SIG_STEPS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], float64[::1], "
               "float64[::1], float64[:,::1], float64, int64, int64, float64[:,::1], float64[:,::1], "
               "float64[:,::1])" for k in ("float32", "float64")]
@@ -99,33 +132,14 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k, KtT, DtT, QT):
             if flips == 0:
                 continue
             t = np.int32(t0 + s + 1)
-            # The set flag bytes of each word, lowest first (a flag is the byte's lowest bit):
-            # the changes sit at random places, so a branch per entry would be mispredicted.
-            cnt = 0
-            for w in range(words):
-                word = packed[w]
-                while word != 0:
-                    idx[cnt] = 8 * w + (trailing_zeros(word) >> 3)
-                    cnt += 1
-                    word &= word - np.uint64(1)
+            cnt = _flagged(packed, idx)
             for e in range(cnt):
                 i = idx[e]
                 sign = 2.0 * (ZT[j, i] > 0.0) - 1.0  # +1: the entry turned on, -1: off
                 dl[e] = sign * rise * c[i] * aj
                 SX[j, i] -= np.int32(sign) * t
             changes += cnt
-            e = 0
-            while e + 4 <= cnt:
-                i0, i1, i2, i3 = idx[e], idx[e + 1], idx[e + 2], idx[e + 3]
-                d0, d1, d2, d3 = dl[e], dl[e + 1], dl[e + 2], dl[e + 3]
-                for q in range(n):
-                    DT[j, q] += (K[i0, q] * d0 + K[i1, q] * d1) + (K[i2, q] * d2 + K[i3, q] * d3)
-                e += 4
-            while e < cnt:
-                i0, d0 = idx[e], dl[e]
-                for q in range(n):
-                    DT[j, q] += K[i0, q] * d0
-                e += 1
+            _add_rows(DT, j, K, idx, dl, cnt)
             if ne:
                 tf = np.float64(t)
                 e = 0
@@ -306,13 +320,7 @@ def near_linear_steps(K, AK, ZT, DT, MT, SX, GT, GD, DL, g, gref, c, y, a, lr_n,
                     else:
                         flags[i] &= 1
                 unsafe += near
-            cnt = 0
-            for w in range(words):
-                word = packed[w]
-                while word != 0:
-                    idx[cnt] = 8 * w + (trailing_zeros(word) >> 3)
-                    cnt += 1
-                    word &= word - np.uint64(1)
+            cnt = _flagged(packed, idx)
             if cnt == 0:
                 continue
             for u in range(cnt):
@@ -323,18 +331,7 @@ def near_linear_steps(K, AK, ZT, DT, MT, SX, GT, GD, DL, g, gref, c, y, a, lr_n,
                 GT[j, i] -= sign * GD[i]
                 dl[u] = sign * rise * c[i] * aj
             changes += cnt
-            u = 0
-            while u + 4 <= cnt:
-                i0, i1, i2, i3 = idx[u], idx[u + 1], idx[u + 2], idx[u + 3]
-                d0, d1, d2, d3 = dl[u], dl[u + 1], dl[u + 2], dl[u + 3]
-                for q in range(n):
-                    DT[j, q] += (K[i0, q] * d0 + K[i1, q] * d1) + (K[i2, q] * d2 + K[i3, q] * d3)
-                u += 4
-            while u < cnt:
-                i0, d0 = idx[u], dl[u]
-                for q in range(n):
-                    DT[j, q] += K[i0, q] * d0
-                u += 1
+            _add_rows(DT, j, K, idx, dl, cnt)
         # The next step's weights: exact where the bound on the output cannot change them.
         unsure = 0
         for i in range(n):
