@@ -231,7 +231,25 @@ def write_c(ZT, SX, Ct0T, c, a, leak, steps, C):
             C[j, i] = Ct0T[j, i] + (c[i] * aj) * (base + rise * active)
 
 
-_SIG_NEAR = [f"UniTuple(int64, 4)({k}[:,::1], float64[:,::1], float64[:,::1], float64[:,::1], "
+@njit(inline="always")
+def _e_row(e, j, GD, GT, MT, y, lr_n, leak):
+    """Row j of the near-linear regime's E without a_j: e_q = (lr/n) y_q (leak GD_q +
+    (1 - leak)(GT_jq + M_jq GD_q)), so that Ze_ij = a_j K[i, :] e."""
+    rise = 1.0 - leak
+    for q in range(e.shape[0]):
+        e[q] = (lr_n * y[q]) * (leak * GD[q] + rise * (GT[j, q] + MT[j, q] * GD[q]))
+
+
+@njit(inline="always")
+def _dot_row(K, i, e):
+    """K[i, :] e, in order."""
+    s = 0.0
+    for q in range(e.shape[0]):
+        s += K[i, q] * e[q]
+    return s
+
+
+_SIG_NEAR = [f"UniTuple(int64, 2)({k}[:,::1], float64[:,::1], float64[:,::1], float64[:,::1], "
              "uint8[:,::1], int32[:,::1], float64[:,::1], float64[::1], float64[::1], float64[::1], "
              "float64[::1], float64[::1], float64[::1], float64[::1], float64, float64, int64, "
              "int64, int64, int64, int64, float64)" for k in ("float32", "float64")]
@@ -241,8 +259,7 @@ _SIG_NEAR = [f"UniTuple(int64, 4)({k}[:,::1], float64[:,::1], float64[:,::1], fl
 def near_linear_steps(K, AK, ZT, DT, MT, SX, GT, GD, DL, g, gref, c, y, a, lr_n, leak, loss,
                       t0, k, max_unsafe, max_unsure, scale):
     """Up to k steps of the near-linear regime, in place, one step at a time (the weights of
-    a step depend on every row of the last); returns (steps taken, pattern changes, entries
-    decided exactly, outputs computed exactly).
+    a step depend on every row of the last); returns (steps taken, pattern changes).
 
     After the loss weights leave -l'(0) the outputs are still small and the weights g move
     little from step to step. Against reference weights ``gref`` (those at entry) split
@@ -274,8 +291,7 @@ def near_linear_steps(K, AK, ZT, DT, MT, SX, GT, GD, DL, g, gref, c, y, a, lr_n,
     packed = flags.view(np.uint64)
     idx = np.empty(8 * words, np.int64)
     dl = np.empty(n)
-    changes = unsafe_total = unsure_total = 0
-    taken = 0
+    changes = taken = 0
     for s in range(k):
         t = np.int32(t0 + s + 1)  # the step count after this step
         for i in range(n):
@@ -307,15 +323,10 @@ def near_linear_steps(K, AK, ZT, DT, MT, SX, GT, GD, DL, g, gref, c, y, a, lr_n,
                 flags[i] = np.uint8((z > 0.0) != (MT[j, i] != 0)) | (hard << 1)
                 near += hard
             if near:
-                # E's row j, from the pattern and counts before this row's changes
-                for q in range(n):
-                    e[q] = (lr_n * y[q]) * (leak * GD[q] + rise * (GT[j, q] + MT[j, q] * GD[q]))
+                _e_row(e, j, GD, GT, MT, y, lr_n, leak)  # before this row's changes
                 for i in range(n):
                     if flags[i] & 2:
-                        ze = 0.0
-                        for q in range(n):
-                            ze += K[i, q] * e[q]
-                        exact = (ZT[j, i] + aj * ze) > 0.0
+                        exact = (ZT[j, i] + aj * _dot_row(K, i, e)) > 0.0
                         flags[i] = np.uint8(exact != (MT[j, i] != 0))
                     else:
                         flags[i] &= 1
@@ -343,24 +354,19 @@ def near_linear_steps(K, AK, ZT, DT, MT, SX, GT, GD, DL, g, gref, c, y, a, lr_n,
             else:
                 idx[unsure] = i
                 unsure += 1
-        if unsure:
+        if unsure:  # their outputs phi(Zl + Ze) a summed exactly, E's rows formed once each
+            fu = np.zeros(unsure)
+            for j in range(m):
+                _e_row(e, j, GD, GT, MT, y, lr_n, leak)
+                for u in range(unsure):
+                    z = ZT[j, idx[u]] + a[j] * _dot_row(K, idx[u], e)
+                    fu[u] += max(z, leak * z) * a[j]
             for u in range(unsure):
-                i = idx[u]
-                f = 0.0
-                for j in range(m):
-                    ze = 0.0
-                    for q in range(n):
-                        ze += K[i, q] * (lr_n * y[q]) * (leak * GD[q]
-                                                          + rise * (GT[j, q] + MT[j, q] * GD[q]))
-                    z = ZT[j, i] + a[j] * ze
-                    f += max(z, leak * z) * a[j]
-                g[i] = np.float32(loss_weight(y[i] * f, loss))
-        unsafe_total += unsafe
-        unsure_total += unsure
+                g[idx[u]] = np.float32(loss_weight(y[idx[u]] * fu[u], loss))
         taken += 1
         if unsafe > max_unsafe or unsure > max_unsure:
             break
-    return taken, changes, unsafe_total, unsure_total
+    return taken, changes
 
 
 @njit(["void(float64[::1], float64[::1], int64, float64[::1])"], cache=True, nogil=True)

@@ -44,6 +44,10 @@ from fastgrok.sources import ArraySource, ReducedSource
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
 MIN_STEPS = 5
 OPS = {"numba": NumbaOps, "numpy": NumpyOps, "gpu-emulated": lambda: CupyOps(EmulatedKernels(), np)}
+#: Once, in the emulated GPU path's stacked float32 matmuls (not reproducible on rerun nor in
+#: 200 000 isolated products): numpy's "invalid value encountered in matmul" with no NaN in the
+#: result, a floating-point flag raised inside BLAS. A real NaN still fails the comparisons.
+_MATMUL_FLAG = pytest.mark.filterwarnings("ignore:invalid value encountered in matmul:RuntimeWarning")
 
 # Entries bounded away from 0 (a problem of zeros sits on every kink), either sign.
 _entries = st.one_of(st.floats(0.05, 1.0), st.floats(-1.0, -0.05))
@@ -172,6 +176,7 @@ def test_fg_step_numba_matches_the_reference(tile, family, prob, dtype, leak):
     np.testing.assert_allclose(got, expected, rtol=0, atol=tol * scale + 1e-300)
 
 
+@_MATMUL_FLAG
 @pytest.mark.parametrize("ops", list(OPS))
 @given(prob=problems(), dtype=st.sampled_from([np.float32, np.float64]), leak=_leaks)
 def test_direct_engine_trajectory_matches_the_reference(tile, family, ops, prob, dtype, leak):
@@ -185,6 +190,7 @@ def test_direct_engine_trajectory_matches_the_reference(tile, family, ops, prob,
     np.testing.assert_allclose(engine.ops.to_host(engine.W), state[0][1], rtol=0, atol=rel * wmax[0])
 
 
+@_MATMUL_FLAG
 @pytest.mark.parametrize("ops", list(OPS))
 @given(data=st.data(), runs=st.integers(1, 3), dtype=st.sampled_from([np.float32, np.float64]),
        leak=_leaks)

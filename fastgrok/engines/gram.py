@@ -42,9 +42,9 @@ def build(sources, dtype, ops, n_threads=None, on_built=None) -> dict:
     out = {k: ops.empty((R, *s), dt) for k, s in shapes.items()}
     # Only the columns where the data rows are non-zero: K, Kt, Z0, Zt0 and the mean products
     # have no term elsewhere (the reduced representation's W0 has 3.5 times more columns).
-    tasks = [(r, blk) for r, src in enumerate(sources) for blk in src.data_block_list()]
-
-    counts = {r: len(src.data_block_list()) for r, src in enumerate(sources)}
+    blocks = [src.data_block_list() for src in sources]
+    tasks = [(r, blk) for r, blks in enumerate(blocks) for blk in blks]
+    counts = {r: len(blks) for r, blks in enumerate(blocks)}
 
     def store(r, G, W0M):
         out["W0M"][r] = W0M
@@ -165,7 +165,7 @@ class GramEngine(Engine):
         """Runs evaluated at every step or nearly (the left panel) keep their test outputs and
         projections up to date in the CPU's linear regime (``tunables.GRAM_LINEAR_TRACK_GAP``)."""
         schedule = np.asarray(schedule)
-        if self.state is not None and hasattr(self.state, "track") and len(schedule) > 1 \
+        if self.state is not None and len(schedule) > 1 \
                 and np.mean(np.diff(schedule)) <= tunables.GRAM_LINEAR_TRACK_GAP:
             self.state.track(self.Kt, self.Zt0, self.XM, self.W0M, test=self._test,
                              means=self.has_means)

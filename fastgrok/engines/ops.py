@@ -201,16 +201,13 @@ class NumbaOps(NumpyOps):
     def gram_segment(self, pieces, step_args, eval_args, n_threads=None, state=None):
         from ..kernels.threads import map_runs
 
-        ea = dict(eval_args)
-        arrays = [ea.pop(k) for k in ("Z", "Kt", "Ct", "Zt0", "XM", "W0M", "a", "model")]
-
         def one(r):
             # A run's steps and evaluations in one task: its state stays in cache throughout.
             out = []
             for k, ev in pieces:
                 self._advance_run(r, *step_args, state=state, steps=k)
                 if ev:
-                    out.append(self._evaluate_run(r, *arrays, ea["test"], ea["means"], state))
+                    out.append(self._evaluate_run(r, **eval_args, state=state))
             return out
 
         per_run = map_runs(one, list(range(step_args[2].shape[0])), n_threads)
@@ -390,12 +387,21 @@ class LinearRegime:
     def _refresh_d(self, st):
         """D^T = (K (c * phi'(Z)))^T, exactly (one product), with the pattern 1[ZT > 0]; and
         the tracked rows' DtT and QT from the pattern and SX (:func:`tracked_outputs`)."""
-        ca = st["c"][:, None] * st["a"][None, :]
-        V = ca * (self.leak + (1.0 - self.leak) * (st["ZT"].T > 0))
-        st["DT"] = np.ascontiguousarray((st["K64"] @ V).T)
+        V, st["DT"] = self._increments(st["K64"], st["c"], st["a"], st["ZT"])
         if st["KtT"].shape[1]:
+            ca = st["c"][:, None] * st["a"][None, :]
             st["DtT"] = V.T @ st["KtT"]
             st["QT"] = (1.0 - self.leak) * ((ca * st["SX"].T).T @ st["KtT"])
+
+    def _increments(self, K64, c, a, ZT):
+        """(V, D^T): the coefficients V = c a phi'(Z) (n, m) of the pattern 1[ZT > 0] and
+        D^T = (K V)^T (m, n), exactly (one product)."""
+        V = c[:, None] * a[None, :] * (self.leak + (1.0 - self.leak) * (ZT.T > 0))
+        return V, np.ascontiguousarray((K64 @ V).T)
+
+    def _outputs_t(self, ZT, a):
+        """phi(Z) a from Z^T (m, n), float64."""
+        return (np.maximum(ZT, self.leak * ZT) * a[:, None]).sum(axis=0)
 
     def _write_c(self, st, C):
         """C = C0 + (a c) (leak steps + (1 - leak) S) into C, (m, n) in C's dtype (an entry
@@ -472,7 +478,7 @@ class LinearRegime:
         from its float64 Z^T and C, both (m, n): the reference weights are those of this Z."""
         n = ZT.shape[1]
         ZT = np.ascontiguousarray(ZT, np.float64)
-        f = (np.maximum(ZT, self.leak * ZT) * a[:, None]).sum(axis=0)
+        f = self._outputs_t(ZT, a)
         g = np.empty(n)
         self.kernels.weights32(f, y, self.loss, g)
         K64 = np.asarray(K, np.float64)
@@ -480,8 +486,7 @@ class LinearRegime:
               "SX": np.zeros(ZT.shape, np.int32), "GT": np.zeros(ZT.shape), "GD": np.zeros(n),
               "DL": np.zeros(n), "g": g, "gref": g.copy(), "c": (lr / n) * g * y,
               "lr": lr, "lr_n": lr / n, "y": y, "a": a, "steps": 0, "AK": np.abs(K64), "K64": K64}
-        V = ns["c"][:, None] * a[None, :] * (self.leak + (1.0 - self.leak) * (ZT.T > 0))
-        ns["DT"] = np.ascontiguousarray((K64 @ V).T)
+        _, ns["DT"] = self._increments(K64, ns["c"], a, ZT)
         return ns
 
     def _near_exact(self, ns):
@@ -509,7 +514,7 @@ class LinearRegime:
         m, n = ns["ZT"].shape
         refresh = tunables.GRAM_LINEAR_REFRESH
         k = min(steps, refresh - ns["steps"] % refresh)
-        taken, changes, _, _ = self.kernels.near_linear_steps(
+        taken, changes = self.kernels.near_linear_steps(
             K[r], ns["AK"], ns["ZT"], ns["DT"], ns["MT"], ns["SX"], ns["GT"], ns["GD"],
             ns["DL"], ns["g"], ns["gref"], ns["c"], ns["y"], ns["a"], ns["lr_n"], self.leak,
             self.loss, ns["steps"], k, int(limit), max(1, int(limit) // m),
@@ -555,8 +560,7 @@ class LinearRegime:
         """Run r's outputs phi(Z) a after its last step, from the float64 state (None when the
         run is not in the regime: then they come from the engine's Z)."""
         if self.near[r] is not None:
-            ZT = self._near_exact(self.near[r])[0]
-            return (np.maximum(ZT, self.leak * ZT) * self.near[r]["a"][:, None]).sum(axis=0)
+            return self._outputs_t(self._near_exact(self.near[r])[0], self.near[r]["a"])
         st = self.runs[r]
         return None if st is None else st["f"].copy()
 
