@@ -113,7 +113,8 @@ class NumpyOps:
 
     def gram_segment(self, pieces, step_args, eval_args, n_threads=None, state=None):
         """The steps of ``pieces`` ((steps, evaluate) in order) for every run, with the
-        evaluations (:meth:`gram_evaluate`'s (f, ft, P)) after the pieces that ask, in order.
+        evaluations (:meth:`gram_evaluate`'s (f, ft, P), each stacked or a list over runs)
+        after the pieces that ask, in order.
         ``step_args`` are :meth:`gram_step`'s arguments up to ``model``, ``eval_args`` the
         keyword arguments of :meth:`gram_evaluate` (its arrays and flags)."""
         out = []
@@ -211,7 +212,10 @@ class NumbaOps(NumpyOps):
             return out
 
         per_run = map_runs(one, list(range(step_args[2].shape[0])), n_threads)
-        return [_stack_parts([runs[i] for runs in per_run]) for i in range(len(per_run[0]))]
+        # Per evaluation, (f, ft, P) as lists over runs: the caller takes them run by run, so
+        # stacking them (serial, on the calling thread) would only be undone.
+        return [tuple(None if per_run[0][i][q] is None else [runs[i][q] for runs in per_run]
+                      for q in range(3)) for i in range(len(per_run[0]))]
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
                       n_threads=None, state=None):
@@ -389,9 +393,12 @@ class LinearRegime:
         the tracked rows' DtT and QT from the pattern and SX (:func:`tracked_outputs`)."""
         V, st["DT"] = self._increments(st["K64"], st["c"], st["a"], st["ZT"])
         if st["KtT"].shape[1]:
-            ca = st["c"][:, None] * st["a"][None, :]
             st["DtT"] = V.T @ st["KtT"]
-            st["QT"] = (1.0 - self.leak) * ((ca * st["SX"].T).T @ st["KtT"])
+            if st["SX"].any():
+                ca = st["c"][:, None] * st["a"][None, :]
+                st["QT"] = (1.0 - self.leak) * ((ca * st["SX"].T).T @ st["KtT"])
+            else:  # at entry: no product of zeros
+                st["QT"] = np.zeros_like(st["DtT"])
 
     def _increments(self, K64, c, a, ZT):
         """(V, D^T): the coefficients V = c a phi'(Z) (n, m) of the pattern 1[ZT > 0] and
