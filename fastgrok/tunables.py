@@ -51,12 +51,14 @@ GRAM_BATCH_BYTES = 2 << 30
 GRAM_LINEAR_REGIME = True
 
 #: Linear regime: most pattern changes per step, as a fraction of a run's n m pattern entries,
-#: at which incremental steps are taken. A change costs O(n) (a row of K added to D), a dense
-#: step O(n^2 m) with GEMM efficiency, so incremental steps stop paying at about a tenth of
-#: the entries changing per step. A run enters the regime after a dense step that changed at
-#: most half of this fraction (the left panel's first three steps change 47%, 24% and 12% of
-#: the pattern, then 2%), and leaves for dense steps when its incremental steps change more.
-GRAM_LINEAR_MAX_CHANGES = 1 / 16
+#: at which incremental steps are taken. A change costs O(n) (a row of K added to D, and with
+#: tracked evaluation rows a row of Kt too), a dense step O(n^2 m) with GEMM efficiency plus,
+#: when every step is evaluated, a product of the same size for the test outputs. A run enters
+#: the regime after a dense step that changed at most half of this fraction, and leaves for
+#: dense steps when its incremental steps change more. The left panel's first steps change
+#: 47%, 24%, 12% and 6% of the pattern, then about 2.5%: its runs enter after the third
+#: (after the fifth with 1/16: 10-15% slower).
+GRAM_LINEAR_MAX_CHANGES = 1 / 4
 
 #: Most steps the driver asks an engine to take in one call between evaluations. The gram
 #: engines take a run's steps together while its state is in cache (the linear regime fuses
@@ -76,6 +78,12 @@ GRAM_LINEAR_TRACK_GAP = 4
 #: step size, m = 100, 20 runs x 20 000 steps: the same accuracies, 2.5x faster
 #: (`python bench/linear_vs_dense.py --near`).
 GRAM_NEAR_LINEAR = True
+
+#: Near-linear regime: most pattern changes per step, as a fraction of a run's n m entries,
+#: at which near-linear steps are taken (a run starts after a dense step that changed at most
+#: half of it), and most entries its bound may leave undecided in a step (the stretch then
+#: ends and the state is rebased).
+GRAM_NEAR_MAX_CHANGES = 1 / 16
 
 #: Near-linear regime: a stretch between rebases shorter than this many steps means the
 #: weights move too fast for it to pay; the run takes dense steps from then on.

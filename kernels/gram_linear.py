@@ -65,27 +65,38 @@ def _add_rows(DT, j, K, idx, dl, cnt):
         e += 1
 
 
+@njit(inline="always")
+def _tracked_row(UT, j, aj, leak, ft, P):
+    """Row j's share of the tracked evaluation: ft += phi(U[j, :nt]) a_j, P[j] = U[j, nt:]."""
+    nt = ft.shape[0]
+    for q in range(nt):
+        u = UT[j, q]
+        ft[q] += max(u, leak * u) * aj
+    for q in range(nt, UT.shape[1]):
+        P[j, q - nt] = UT[j, q]
+
+
 _SIG_STEPS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], float64[::1], "
-              "float64[::1], float64[:,::1], float64, int64, int64, float64[:,::1], float64[:,::1], "
-              "float64[:,::1])" for k in ("float32", "float64")]
+              f"float64[::1], float64[:,::1], int64[::1], float64, int64, int64, {k}[:,::1], "
+              "float64[:,::1], float64[:,::1], int64[::1], float64[:,::1], float64[:,:,::1])"
+              for k in ("float32", "float64")]
 
 
 # contract: the row updates and the output sums as fused multiply-adds (one rounding instead of
 # two, and about 7% faster).
 @njit(_SIG_STEPS, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
-def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k, KtT, DtT, QT):
+def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks, FT, PT):
     """k steps in the linear regime, in place; returns the number of pattern changes.
 
     ZT, DT (m, n) float64: pre-activations and D^T. The pattern is never stored: it is
     M = 1[ZT > 0], so a change is a sign change of an entry of ZT. SX (m, n) int32 encodes how
     many steps each entry has been active, S = SX + M t after t regime steps (``t0`` before this
     call); it changes only where M does, by (M_old - M_new) t. c (n,) = (lr/n) g y; a (m,).
-    With k rows, ``F[s]`` receives the outputs phi(Z) a after step s + 1, for the regime checks
-    (the caller checks them afterwards and redoes fewer steps if one fails); with one row, only
-    the outputs after the last step (when the caller knows that no check can fail, it saves
-    their sums in the other steps: F would not fit in L1 and be read and written per step).
-    The outputs are summed in a loop of their own over the row (still in L1), only on the
-    steps F records.
+    ``F[rows[s]]`` receives the outputs phi(Z) a after step s + 1 where rows[s] >= 0: every
+    step's for the regime checks (the caller checks them afterwards and redoes fewer steps if
+    one fails), or, when the caller knows that no check can fail, only those it evaluates and
+    the last (F would not fit in L1 and be read and written per step). The outputs are summed
+    in a loop of their own over the row (still in L1), only on the steps F records.
 
     Row by row of the transposed state, all k steps of a row at a time: a row's update and its
     pattern changes touch only that row (K is symmetric), so a row (3 n numbers) stays in L1
@@ -93,20 +104,22 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k, KtT, DtT, QT):
     step. The pass over a row is branch-free (it vectorises): it marks the sign changes in a
     byte per entry, found afterwards eight at a time (a word's set bytes by their trailing
     zeros); the changes of one row and step are then added to D^T[j, :] four K rows per pass.
-    Every row and every F[s, i] sees the same operations in the same order as k calls of one
+    Every row and every F[r, i] sees the same operations in the same order as k calls of one
     step, so the numbers do not depend on k.
 
     Tracked evaluation rows (``KtT`` (n, e) with e > 0: the test points' and the means' inner
-    products with the training points, transposed): their pre-activations are
-    B + t DtT + QT (see :func:`tracked_outputs`), so each change (i, j) at step t adds
-    KtT[i, :] dl to DtT[j, :] and -t KtT[i, :] dl to QT[j, :] (the entry's contribution
-    from step t on, less the t steps it was not active), and nothing else moves per step.
+    products with the training points, transposed, in K's dtype, which holds them exactly):
+    their pre-activations UT (m, e) follow the same recursion as Z, U(t+1) = U(t) + Dt(t), and
+    each change (i, j) adds KtT[i, :] dl to DtT[j, :]. Where marks[s] >= 0 the tracked rows
+    after step s + 1 are recorded: the test outputs phi(U[:, :nt]) a into FT[marks[s]] (nt =
+    FT's width) and the means' rows U[:, nt:] into PT[marks[s]] (m, e - nt), both from the row
+    while it is in L1 (:func:`tracked_outputs` gives the same numbers from UT).
     """
     m, n = ZT.shape
     ne = KtT.shape[1]
-    every = F.shape[0] == k
     rise = 1.0 - leak
     F[...] = 0.0
+    FT[...] = 0.0
     words = (n + 7) // 8
     flags = np.zeros(8 * words, np.uint8)
     packed = flags.view(np.uint64)
@@ -124,11 +137,17 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k, KtT, DtT, QT):
                 flip = np.uint8((z > 0.0) != (old > 0.0))
                 flags[i] = flip
                 flips += flip
-            if every or s == k - 1:  # the outputs, from the row while it is in L1
-                row = s if every else 0
+            row = rows[s]
+            if row >= 0:  # the outputs, from the row while it is in L1
                 for i in range(n):
                     z = ZT[j, i]
                     F[row, i] += max(z, leak * z) * aj
+            if ne:
+                for q in range(ne):
+                    UT[j, q] += DtT[j, q]
+                mark = marks[s]
+                if mark >= 0:
+                    _tracked_row(UT, j, aj, leak, FT[mark], PT[mark])
             if flips == 0:
                 continue
             t = np.int32(t0 + s + 1)
@@ -141,49 +160,20 @@ def linear_steps(K, ZT, DT, SX, c, a, F, leak, t0, k, KtT, DtT, QT):
             changes += cnt
             _add_rows(DT, j, K, idx, dl, cnt)
             if ne:
-                tf = np.float64(t)
-                e = 0
-                while e + 4 <= cnt:
-                    i0, i1, i2, i3 = idx[e], idx[e + 1], idx[e + 2], idx[e + 3]
-                    d0, d1, d2, d3 = dl[e], dl[e + 1], dl[e + 2], dl[e + 3]
-                    for q in range(ne):
-                        inc = (KtT[i0, q] * d0 + KtT[i1, q] * d1) + (KtT[i2, q] * d2 + KtT[i3, q] * d3)
-                        DtT[j, q] += inc
-                        QT[j, q] -= tf * inc
-                    e += 4
-                while e < cnt:
-                    i0, d0 = idx[e], dl[e]
-                    for q in range(ne):
-                        inc = KtT[i0, q] * d0
-                        DtT[j, q] += inc
-                        QT[j, q] -= tf * inc
-                    e += 1
+                _add_rows(DtT, j, KtT, idx, dl, cnt)
     return changes
 
 
-@njit("void(float64[:,::1], float64[:,::1], float64[:,::1], float64[::1], float64, int64, "
-      "float64[::1], float64[:,::1])", cache=True, nogil=True)
-def tracked_outputs(BT, DtT, QT, a, leak, t, ft, P):
-    """The tracked evaluation rows after t regime steps: pre-activations
-    U = BT + t DtT + QT (m, e), the outputs ft = phi(U[:, :nt]) a (float64, nt = e - 2) and
-    the last two columns (the means' rows) as P (m, 2).
-
-    With C(t) = C0 + (a c) (leak t + (1 - leak) S) and S = SX + M t (:func:`linear_steps`),
-    a row u = Kt C^T of inner products is u0 + t Kt (c a * (leak + (1 - leak) M)) +
-    (1 - leak) Kt (c a * SX): B holds u0 (at entry), DtT and QT the other two, kept as the
-    pattern changes.
+@njit("void(float64[:,::1], float64[::1], float64, float64[::1], float64[:,::1])", cache=True,
+      nogil=True, fastmath={"reassoc", "nsz", "contract"})
+def tracked_outputs(UT, a, leak, ft, P):
+    """The tracked evaluation rows' outputs from their pre-activations UT (m, e): the test
+    outputs ft = phi(U[:, :nt]) a (nt = ft's length) and the means' rows P = U[:, nt:]
+    (m, e - nt), with the same operations in the same order as :func:`linear_steps`'s record.
     """
-    m, e = BT.shape
-    nt = ft.shape[0]
-    tf = np.float64(t)
     ft[:] = 0.0
-    for j in range(m):
-        aj = a[j]
-        for q in range(nt):
-            u = BT[j, q] + tf * DtT[j, q] + QT[j, q]
-            ft[q] += max(u, leak * u) * aj
-        for q in range(nt, e):
-            P[j, q - nt] = BT[j, q] + tf * DtT[j, q] + QT[j, q]
+    for j in range(UT.shape[0]):
+        _tracked_row(UT, j, a[j], leak, ft, P)
 
 
 @njit("boolean(float64[::1], float64[::1], float64, boolean, int64)", cache=True, nogil=True)

@@ -115,7 +115,8 @@ class GramEngine(Engine):
         """Bytes of one run's state: K, Kt, Z0, Zt0, Z, Ct and the mean products, and on the
         CPU with the linear regime on, the larger of the regime's states: the linear one
         (float64 K, Z, D and C at entry, the int32 counts and C in the working dtype; with
-        tracked evaluation rows, their inner products and three (m, n_test + 2) arrays) and
+        tracked evaluation rows, their inner products in the working dtype and three
+        (m, n_test + 2) float64 arrays) and
         the near-linear one (float64 K and |K|, Z, D, the weighted counts, C at entry and the
         exact Z and C of the last evaluation, the counts and the pattern). Either is about
         twice the rest at n = 200, m = 1000."""
@@ -124,7 +125,7 @@ class GramEngine(Engine):
         if getattr(cls, "backend", None) == "numba" and tunables.GRAM_LINEAR_REGIME:
             rows = n_test + 2
             linear = 8 * n * n + (3 * 8 + 4 + item) * n * m + 8 * (4 * n + 2 * m) \
-                + 8 * (n + 3 * m) * rows
+                + (item * n + 8 * 3 * m) * rows
             near = 16 * n * n + (6 * 8 + 4 + 1) * n * m + 8 * 5 * n
             total += max(linear, near)
         return total

@@ -204,11 +204,17 @@ class NumbaOps(NumpyOps):
 
         def one(r):
             # A run's steps and evaluations in one task: its state stays in cache throughout.
+            evaluate = lambda: self._evaluate_run(r, **eval_args, state=state)  # noqa: E731
+            if state is not None:  # in the linear regime, its steps between marks in one call
+                marks = np.cumsum([k for k, _ in pieces])[[ev for _, ev in pieces]]
+                return state.advance(r, *step_args[:-1], steps=sum(k for k, _ in pieces),
+                                     model=step_args[-1], marks=[int(mk) for mk in marks], evaluate=evaluate,
+                                     wanted=(eval_args["test"], eval_args["means"]))
             out = []
             for k, ev in pieces:
                 self._advance_run(r, *step_args, state=state, steps=k)
                 if ev:
-                    out.append(self._evaluate_run(r, **eval_args, state=state))
+                    out.append(evaluate())
             return out
 
         per_run = map_runs(one, list(range(step_args[2].shape[0])), n_threads)
@@ -296,31 +302,58 @@ class LinearRegime:
     changes = property(lambda self: int(self.counts[:, 2].sum()))
     near_run_steps = property(lambda self: int(self.counts[:, 3].sum()))
 
-    def advance(self, r, K, Z0, Z, Ct, y, a, lr, steps, model):
-        """Run r's next ``steps`` steps: incremental while it is in the regime, else dense."""
+    def advance(self, r, K, Z0, Z, Ct, y, a, lr, steps, model, marks=(), evaluate=None,
+                wanted=(True, True)):
+        """Run r's next ``steps`` steps: incremental while it is in the regime, else dense.
+
+        ``marks`` (increasing, in 1..steps): the steps of this call after which the run is
+        evaluated; returns the evaluations (f, ft, P) in order. In the regime with tracked
+        rows they are recorded by the kernel as it steps (``wanted``: whether ft and P are
+        asked for), so that all the steps between two exact refreshes take one kernel call;
+        elsewhere the steps stop at each mark and ``evaluate()`` gives the evaluation.
+        """
         from ..kernels.gram_cpu import step_run
 
         self.counts[r, 0] += steps
-        limit = tunables.GRAM_LINEAR_MAX_CHANGES * Z.shape[1] * Z.shape[2]
-        done = 0
+        entries = Z.shape[1] * Z.shape[2]
+        limit = tunables.GRAM_LINEAR_MAX_CHANGES * entries
+        near_limit = tunables.GRAM_NEAR_MAX_CHANGES * entries
+        done, marks, out = 0, list(marks), []
         while done < steps:
+            stop = next((mk for mk in marks if mk > done), steps)  # the next mark
             cheap = self.flips[r] is not None and self.flips[r] <= limit / 2
             if self.runs[r] is None and not self.left[r] and cheap:
                 self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr)
             if self.runs[r] is not None:
-                done += self._incremental(r, K, Z0, Z, Ct, y, a, lr, steps - done, limit)
-                continue
-            if self.near[r] is None and self.left[r] and not self.near_off[r] and cheap:
-                self.near[r] = self._near_state(r, K[r], np.asarray(Z[r], np.float64).T,
-                                                np.asarray(Ct[r], np.float64).T, y[r], a[r], lr)
-            if self.near[r] is not None:
-                done += self._near(r, K, Z, Ct, steps - done, limit)
-                continue
-            before = None if self.left[r] and self.near_off[r] else Z[r] > 0
-            step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
-            if before is not None:  # a candidate: how much of its pattern did the step change?
-                self.flips[r] = int(np.count_nonzero(before != (Z[r] > 0)))
-            done += 1
+                st = self.runs[r]
+                e = st["UT"].shape[1]
+                if e and (st["nt"] or not wanted[0]) and (e > st["nt"] or not wanted[1]):
+                    # Its tracked rows give the evaluations: the marks up to the end, recorded
+                    # by the kernel.
+                    k, evs = self._incremental(r, K, Z0, Z, Ct, y, a, lr, steps - done, limit,
+                                               [mk - done for mk in marks if mk > done], wanted)
+                    out += evs
+                else:
+                    k = self._incremental(r, K, Z0, Z, Ct, y, a, lr, stop - done, limit)[0]
+            else:
+                if self.near[r] is None and self.left[r] and not self.near_off[r] \
+                        and self.flips[r] is not None and self.flips[r] <= near_limit / 2:
+                    self.near[r] = self._near_state(r, K[r], np.asarray(Z[r], np.float64).T,
+                                                    np.asarray(Ct[r], np.float64).T, y[r], a[r],
+                                                    lr)
+                if self.near[r] is not None:
+                    k = self._near(r, K, Z, Ct, stop - done, near_limit)
+                else:
+                    before = None if self.left[r] and self.near_off[r] else Z[r] > 0
+                    step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope,
+                             model.loss_code)
+                    if before is not None:  # a candidate: how much of its pattern changed?
+                        self.flips[r] = int(np.count_nonzero(before != (Z[r] > 0)))
+                    k = 1
+            done += k
+            if done in marks[len(out):len(out) + 1]:  # a mark reached outside the kernel
+                out.append(evaluate())
+        return out
 
     def _enter(self, r, K, Z, Ct, y, a, lr):
         from ..kernels.numba_fused import outputs
@@ -340,19 +373,23 @@ class LinearRegime:
         st["reach"] = np.dot(a[r], a[r]) * (np.abs(st["K64"]) @ np.abs(st["c"]))
         m = st["ZT"].shape[0]
         if self.rows is None:  # no tracked rows: empty arrays for the kernel
-            st["nt"], st["KtT"] = 0, np.empty((n, 0))
-            st["BT"] = st["DtT"] = st["QT"] = np.empty((m, 0))
+            st["nt"], st["KtT"] = 0, np.empty((n, 0), self.dtype)
+            st["BT"] = st["DtT"] = st["UT"] = np.empty((m, 0))
         else:
             Kt, Zt0, XM, W0M = self.rows
-            E = [np.asarray(Kt[r], np.float64)] if Kt is not None else []  # (rows, n)
+            E = [Kt[r]] if Kt is not None else []  # (rows, n), in the working dtype
             E0 = [np.asarray(Zt0[r], np.float64)] if Kt is not None else []  # (rows, m)
             if XM is not None:
-                E.append(np.asarray(XM[r], np.float64).T)
+                E.append(XM[r].T)
                 E0.append(np.asarray(W0M[r], np.float64).T)
             E, E0 = np.concatenate(E), np.concatenate(E0)
             st["nt"] = 0 if Kt is None else Kt.shape[1]
+            # Kt and X mu in the working dtype: exactly the engine's numbers, in half the cache.
             st["KtT"] = np.ascontiguousarray(E.T)
-            st["BT"] = np.ascontiguousarray((E0 + E @ np.asarray(Ct[r], np.float64)).T)
+            st["BT"] = np.ascontiguousarray(
+                (E0 + E.astype(np.float64) @ np.asarray(Ct[r], np.float64)).T)
+            st["UT"] = st["BT"].copy()
+        st["refreshed"] = 0
         self._refresh_d(st)
         return st
 
@@ -390,15 +427,17 @@ class LinearRegime:
 
     def _refresh_d(self, st):
         """D^T = (K (c * phi'(Z)))^T, exactly (one product), with the pattern 1[ZT > 0]; and
-        the tracked rows' DtT and QT from the pattern and SX (:func:`tracked_outputs`)."""
+        the tracked rows' DtT and, after the entry, their pre-activations UT from the pattern
+        and SX: with C(t) = C0 + (a c) (leak t + (1 - leak) S) and S = SX + M t, a row
+        u = Kt C^T is u0 + t Kt (c a * (leak + (1 - leak) M)) + (1 - leak) Kt (c a * SX),
+        u0 = BT at entry."""
         V, st["DT"] = self._increments(st["K64"], st["c"], st["a"], st["ZT"])
         if st["KtT"].shape[1]:
             st["DtT"] = V.T @ st["KtT"]
-            if st["SX"].any():
+            if st["steps"]:  # at entry U = BT (and SX = 0): no product of zeros
                 ca = st["c"][:, None] * st["a"][None, :]
-                st["QT"] = (1.0 - self.leak) * ((ca * st["SX"].T).T @ st["KtT"])
-            else:  # at entry: no product of zeros
-                st["QT"] = np.zeros_like(st["DtT"])
+                QT = (1.0 - self.leak) * ((ca * st["SX"].T).T @ st["KtT"])
+                st["UT"] = st["BT"] + st["steps"] * st["DtT"] + QT
 
     def _increments(self, K64, c, a, ZT):
         """(V, D^T): the coefficients V = c a phi'(Z) (n, m) of the pattern 1[ZT > 0] and
@@ -417,10 +456,13 @@ class LinearRegime:
                              st["steps"], C)
         return C
 
-    def _incremental(self, r, K, Z0, Z, Ct, y, a, lr, steps, limit) -> int:
-        """Up to ``steps`` incremental steps of run r; returns how many were taken."""
+    def _incremental(self, r, K, Z0, Z, Ct, y, a, lr, steps, limit, marks=(), wanted=None):
+        """Up to ``steps`` incremental steps of run r; returns how many were taken, and the
+        evaluations the kernel recorded after the steps in ``marks`` (in 1..steps) that were
+        taken (with tracked rows only; ``wanted``: whether ft and P are asked for)."""
         st = self.runs[r]
-        done = 0
+        done, evs = 0, []
+        refresh = tunables.GRAM_LINEAR_REFRESH
         while done < steps:
             if not self._frozen(st["f"], y[r]):
                 self.runs[r], self.left[r] = None, True
@@ -430,54 +472,71 @@ class LinearRegime:
                     C = self._write_c(st, np.empty(st["ZT"].shape))
                     self.near[r] = self._near_state(r, K[r], st["ZT"], C, y[r], a[r], lr)
                 break
-            # Chunks end at the exact refreshes, so the numbers do not depend on the chunking.
-            refresh = tunables.GRAM_LINEAR_REFRESH
-            k, changes = self._steps(st, K[r], a[r], y[r],
-                                     min(steps - done, refresh - st["steps"] % refresh))
-            done += k
-            self.counts[r, 2] += changes
-            if changes > limit * k:  # dense steps are cheaper now
-                self.sync(r, Z, Ct)
-                self.runs[r], self.flips[r] = None, changes // k
-                break
-            if st["steps"] % refresh == 0:  # exact recompute: no drift
+            if st["steps"] % refresh == 0 and st["steps"] != st["refreshed"]:
+                # Exact recompute before the next step (no drift): an evaluation of this step
+                # saw the state before it, however the steps were split into calls.
                 ct = self._write_c(st, np.empty(st["ZT"].shape)).T  # C^T in float64
                 before = st["ZT"] > 0
                 st["ZT"][...] = (np.asarray(Z0[r], np.float64) + st["K64"] @ ct).T
                 # An entry whose sign the exact Z changes keeps its count: S is continuous.
                 st["SX"] += ((before.astype(np.int32) - (st["ZT"] > 0)) * st["steps"]).astype(np.int32)
                 self._refresh_d(st)
+                st["refreshed"] = st["steps"]
+            # Chunks end at the exact refreshes, so the numbers do not depend on the chunking.
+            k = min(steps - done, refresh - st["steps"] % refresh)
+            k, changes, got = self._steps(st, K[r], a[r], y[r], k,
+                                          [mk - done for mk in marks if done < mk <= done + k],
+                                          wanted)
+            evs += got
+            done += k
+            self.counts[r, 2] += changes
+            if changes > limit * k:  # dense steps are cheaper now
+                self.sync(r, Z, Ct)
+                self.runs[r], self.flips[r] = None, changes // k
+                break
         self.counts[r, 1] += done
-        return done
+        return done, evs
 
-    def _steps(self, st, K, a, y, k):
+    def _steps(self, st, K, a, y, k, marks=(), wanted=None):
         """Up to k incremental steps, the regime holding before each; returns (steps taken,
-        pattern changes)."""
-        keys, tracked = ("ZT", "DT", "SX"), ("KtT", "DtT", "QT")
-        t0 = st["steps"]
+        pattern changes, the evaluations (f, ft, P) after the steps in ``marks`` taken)."""
+        keys = ("ZT", "DT", "SX", "DtT", "UT")  # what the kernel changes
+        n, nt = st["ZT"].shape[1], st["nt"]
+        m, e = st["UT"].shape
 
-        def take(k, every=True):
-            F = np.empty((k if every else 1, st["ZT"].shape[1]))
-            return F, self.kernels.linear_steps(K, *(st[key] for key in keys), st["c"], a, F,
-                                                self.leak, t0, k, *(st[key] for key in tracked))
+        def take(k, every):
+            # Rows of F: every step's outputs (for the regime checks), or those of the
+            # evaluated steps and the last; rows of FT and PT: the evaluated steps'.
+            marked = [mk - 1 for mk in marks if mk <= k]
+            at = np.full(k, -1)
+            at[marked] = np.arange(len(marked))
+            rows = np.arange(k) if every else at.copy()
+            rows[k - 1] = k - 1 if every else len(marked) - (at[k - 1] >= 0)
+            F = np.empty((int(rows.max()) + 1, n))
+            FT, PT = np.empty((len(marked), nt)), np.empty((len(marked), m, e - nt))
+            changes = self.kernels.linear_steps(
+                K, st["ZT"], st["DT"], st["SX"], st["c"], a, F, rows, self.leak, st["steps"],
+                k, st["KtT"], st["DtT"], st["UT"], at, FT, PT)
+            evs = [(F[rows[s]].copy(), FT[q] if wanted[0] and nt else None,
+                    PT[q] if wanted[1] and e > nt else None) for q, s in enumerate(marked)]
+            return F, rows, changes, evs
 
         if k == 1 or self._cannot_thaw(st, y, k - 1):  # (the paper's right panel: always)
-            F, changes = take(k, every=False)  # the outputs after the last step only
+            F, rows, changes, evs = take(k, every=False)
         else:
-            changed = keys + tracked[1:]
-            saved = [st[key].copy() for key in changed]
-            F, changes = take(k)
+            saved = [st[key].copy() for key in keys]
+            F, rows, changes, evs = take(k, every=True)
             # The kernel took all k steps; step s + 2 was allowed only if the outputs after
             # step s + 1 (F[s]) left every weight frozen. If not, go back and take s + 1 steps.
             bad = self.kernels.first_thawed(F[:-1], y, self.g0, self.single, self.loss)
             if bad >= 0:
-                for key, old in zip(changed, saved):
+                for key, old in zip(keys, saved):
                     st[key][...] = old
                 k = bad + 1
-                F, changes = take(k)
-        st["f"] = F[-1]
+                F, rows, changes, evs = take(k, every=True)
+        st["f"] = F[rows[k - 1]]
         st["steps"] += k
-        return k, changes
+        return k, changes, evs
 
     # ------------------------------------------------------------ near-linear regime
     def _near_state(self, r, K, ZT, CT, y, a, lr):
@@ -578,11 +637,10 @@ class LinearRegime:
         st = self.runs[r]
         if st is None or not st["KtT"].shape[1]:
             return None
-        m, e = st["BT"].shape
+        m, e = st["UT"].shape
         nt = st["nt"]
         ft, P = np.empty(nt), np.empty((m, e - nt))
-        self.kernels.tracked_outputs(st["BT"], st["DtT"], st["QT"], st["a"], self.leak,
-                                     st["steps"], ft, P)
+        self.kernels.tracked_outputs(st["UT"], st["a"], self.leak, ft, P)
         return (ft if nt else None), (P if e > nt else None)
 
 
