@@ -75,7 +75,7 @@ GRAM_LINEAR_TRACK_GAP = 4
 #: leave -l'(0), a run whose steps change little of its pattern keeps stepping incrementally,
 #: with the weights' small moves bounded and the few entries and outputs the bound cannot
 #: decide computed exactly. False gives dense steps once the weights move. At the left panel's
-#: step size, m = 100, 20 runs x 20 000 steps: the same accuracies, 2.5x faster
+#: step size, m = 100, 20 runs x 20 000 steps: the same accuracies, 2.7x faster
 #: (`python bench/linear_vs_dense.py --near`).
 GRAM_NEAR_LINEAR = True
 
