@@ -208,7 +208,8 @@ class NumbaOps(NumpyOps):
             if state is not None:  # in the linear regime, its steps between marks in one call
                 marks = np.cumsum([k for k, _ in pieces])[[ev for _, ev in pieces]]
                 return state.advance(r, *step_args[:-1], steps=sum(k for k, _ in pieces),
-                                     model=step_args[-1], marks=[int(mk) for mk in marks], evaluate=evaluate,
+                                     model=step_args[-1], marks=[int(mk) for mk in marks],
+                                     evaluate=evaluate,
                                      wanted=(eval_args["test"], eval_args["means"]))
             out = []
             for k, ev in pieces:
