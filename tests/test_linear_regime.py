@@ -194,6 +194,29 @@ def test_many_steps_in_one_call_equal_one_step_at_a_time(monkeypatch):
         np.testing.assert_array_equal(one.Z, eng.Z)
 
 
+def test_evaluations_at_refresh_points_do_not_depend_on_how_the_steps_are_split(monkeypatch):
+    """Evaluated every step, a run in the regime has its evaluations recorded by the kernel,
+    and the exact refresh runs before the step after a refresh point: every evaluation,
+    those at refresh points included, is the same bits in segments (split at a step that is
+    not a refresh point) as a step and an evaluation at a time."""
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REFRESH", 7)
+    cfg = fg.Config(n=20, p=300, m=16, n_test=10, runs=2, lr=1e-21, init_scale=1e-22,
+                    dtype="float64", representation="full")  # frozen weights: no run leaves
+    srcs = [GeneratedSource(cfg, r) for r in range(2)]
+    seg, ev = (GramEngine(srcs, cfg.lr, "float64", ops=NumbaOps()) for _ in range(2))
+    for eng in (seg, ev):
+        eng.plan_evaluations(np.arange(31))
+    got = seg.segment([(1, True)] * 13) + seg.segment([(1, True)] * 17)
+    for evs in got:
+        ev.step()
+        for a, b in zip(evs, ev.evaluate()):
+            assert a["test_loss"] == b["test_loss"] and a["train_loss"] == b["train_loss"]
+            np.testing.assert_array_equal(a["P1"], b["P1"])
+            np.testing.assert_array_equal(a["P2"], b["P2"])
+    # 29 steps in the regime (the first is dense): refreshed after 7, 14, 21 and 28 of them.
+    assert all(st_ is not None and st_["refreshed"] == 28 for st_ in seg.state.runs)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_state_written_for_evaluation_is_the_incremental_state(monkeypatch, dtype):
     """sync writes Z and C^T with a kernel: the same bits as the NumPy expressions
