@@ -133,9 +133,8 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
                 # moving), evaluating on the way at the schedule's steps.
                 end = min(t + tunables.STEPS_PER_CALL, steps)
                 stops = [int(s) for s in schedule if t < s <= end]
-                pieces = [(b - s0, True) for s0, b in zip([t] + stops, stops)]
-                if not stops or stops[-1] != end:
-                    pieces.append((end - (stops[-1] if stops else t), False))
+                bounds = sorted(set(stops) | {end})
+                pieces = [(b - s0, b in stops) for s0, b in zip([t] + bounds, bounds)]
                 for s, evs in zip(stops, engine.segment(pieces, projections=mu_norm is not None)):
                     record(s, evs)
                 bar.update((end - t) * len(ids))

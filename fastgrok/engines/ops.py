@@ -90,11 +90,10 @@ class NumpyOps:
         f = state.outputs(r) if state is not None else None
         if f is None:
             f, ct = self.outputs(Z[r], a[r], model), Ct[r]
+        elif state.covers(r, test, means):
+            ft, P = state.tracked(r)
+            return f, ft if test else None, P if means else None
         else:
-            kept = state.tracked(r)
-            if kept is not None and (kept[0] is not None or not test) \
-                    and (kept[1] is not None or not means):
-                return f, kept[0] if test else None, kept[1] if means else None
             ct = state.coefficients(r)
         ft = self.outputs(Zt0[r] + Kt[r] @ ct, a[r], model) if test else None
         P = (W0M[r] + ct.T @ XM[r]).astype(np.float64) if means else None
@@ -326,9 +325,7 @@ class LinearRegime:
             if self.runs[r] is None and not self.left[r] and cheap:
                 self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr)
             if self.runs[r] is not None:
-                st = self.runs[r]
-                e = st["UT"].shape[1]
-                if e and (st["nt"] or not wanted[0]) and (e > st["nt"] or not wanted[1]):
+                if self.covers(r, *wanted):
                     # Its tracked rows give the evaluations: the marks up to the end, recorded
                     # by the kernel.
                     k, evs = self._incremental(r, K, Z0, Z, Ct, y, a, lr, steps - done, limit,
@@ -518,8 +515,8 @@ class LinearRegime:
             changes = self.kernels.linear_steps(
                 K, st["ZT"], st["DT"], st["SX"], st["c"], a, F, rows, self.leak, st["steps"],
                 k, st["KtT"], st["DtT"], st["UT"], at, FT, PT)
-            evs = [(F[rows[s]].copy(), FT[q] if wanted[0] and nt else None,
-                    PT[q] if wanted[1] and e > nt else None) for q, s in enumerate(marked)]
+            evs = [(F[rows[s]].copy(), FT[q] if wanted[0] else None, PT[q] if wanted[1] else None)
+                   for q, s in enumerate(marked)]
             return F, rows, changes, evs
 
         if k == 1 or self._cannot_thaw(st, y, k - 1):  # (the paper's right panel: always)
@@ -578,7 +575,7 @@ class LinearRegime:
         decided exactly): the state is rebased on its exact Z and C, or, when the stretch was
         short, the run takes dense steps for good."""
         ns = self.near[r]
-        m, n = ns["ZT"].shape
+        m = ns["ZT"].shape[0]
         refresh = tunables.GRAM_LINEAR_REFRESH
         k = min(steps, refresh - ns["steps"] % refresh)
         taken, changes = self.kernels.near_linear_steps(
@@ -631,13 +628,19 @@ class LinearRegime:
         st = self.runs[r]
         return None if st is None else st["f"].copy()
 
-    def tracked(self, r):
-        """(ft, P) of run r from its tracked rows: the test outputs (nt,) and the projections
-        W mu (m, 2), float64, each None where not tracked; None when the run has no tracked
-        rows (not in the regime, or none asked for)."""
+    def covers(self, r, test, means):
+        """Whether run r is in the regime with tracked rows for what an evaluation asks: the
+        test outputs (``test``) and the projections (``means``)."""
         st = self.runs[r]
         if st is None or not st["KtT"].shape[1]:
-            return None
+            return False
+        e, nt = st["UT"].shape[1], st["nt"]
+        return (nt > 0 or not test) and (e > nt or not means)
+
+    def tracked(self, r):
+        """(ft, P) of run r from its tracked rows (:meth:`covers`): the test outputs (nt,)
+        and the projections W mu (m, 2), float64, each None where not tracked."""
+        st = self.runs[r]
         m, e = st["UT"].shape
         nt = st["nt"]
         ft, P = np.empty(nt), np.empty((m, e - nt))
