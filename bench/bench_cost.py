@@ -20,7 +20,6 @@ import argparse
 import time
 
 import numpy as np
-
 from _engines import make_numba, make_torch, problem, torch_available
 
 N, N_TEST, M, RUNS, STEPS = 200, 200, 1000, 100, 50
@@ -40,9 +39,10 @@ def _step_seconds(make, p, rounds=2):
 
 def _build_seconds(p):
     """One run's gram build at dimension p (data drawn block by block, products streamed)."""
+    from fastgrok.kernels.threads import threads
+
     import fastgrok as fg
     from fastgrok.engines import get_engine
-    from fastgrok.kernels.threads import threads
     from fastgrok.sources import GeneratedSource
 
     cfg = fg.preset("paper-fig1-left", p=int(p), runs=1, representation="full")

@@ -17,8 +17,14 @@ import time
 
 import numpy as np
 import pytest
-
-from _engines import ENGINE_MAKERS, SIZES, make_gemm, parse_size, problem, torch_available
+from _engines import (
+    ENGINE_MAKERS,
+    SIZES,
+    make_gemm,
+    parse_size,
+    problem,
+    torch_available,
+)
 
 ENGINES = [e for e in ("numpy", "numba", "torch") if e != "torch" or torch_available()]
 
@@ -62,13 +68,15 @@ def parts(n=400, m=1000, p=100_000, rounds=4):
     from fastgrok.kernels import direct_cpu as cd
     from fastgrok.kernels.threads import threads
 
+    from fastgrok.engines.ops_numba import tile_options
+
     X, y, W, a = problem(n, m, p)
     V = (np.random.default_rng(0).standard_normal((n, m)) * 1e-9).astype(X.dtype)
 
     def tiles(**kw):
         def run():
             with threads() as nt:
-                cd.tile_pass(X, W, n_threads=nt, **kw)
+                cd.tile_pass(X, W, n_threads=nt, **tile_options(), **kw)
         return run
 
     fns = {"fused pass": tiles(V=V), "update only": tiles(V=V, forward=False),

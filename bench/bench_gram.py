@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import pytest
-
 from _engines import ENGINE_MAKERS, problem, torch_available
 
 SIZES = {"200x1000x40k": (200, 1000, 40_000), "400x1000x1M": (400, 1000, 1_000_000)}

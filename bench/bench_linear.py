@@ -19,8 +19,7 @@ def engines(m, runs, steps_per_call=64):
     """(dense, incremental) gram engines over the same right-panel runs (reduced, float32)."""
     import fastgrok as fg
     from fastgrok import tunables
-    from fastgrok.engines import GramEngine
-    from fastgrok.engines.ops import NumbaOps
+    from fastgrok.engines import GramEngine, NumbaOps
     from fastgrok.sources import ReducedSource
 
     cfg = fg.preset("paper-fig1-right", runs=runs, m=m)
@@ -69,13 +68,13 @@ def table(runs=8, steps=5000, marks=(1, 10, 100, 1000, 2000, 4900), figure=None)
                         eng.advance(mark - t)
                         t = mark
                     k = 64
-                    c0 = eng.stats().get("pattern_changes", 0)
-                    s0 = eng.stats().get("linear_run_steps", 0)
+                    c0 = eng.counters().get("pattern_changes", 0)
+                    s0 = eng.counters().get("linear_run_steps", 0)
                     t0 = time.perf_counter()
                     eng.advance(k)
                     dt = (time.perf_counter() - t0) / (k * runs)
                     t += k
-                    st = eng.stats()
+                    st = eng.counters()
                     lin = st.get("linear_run_steps", 0) - s0
                     changes = (st.get("pattern_changes", 0) - c0) / lin if lin else float("nan")
                     rows.append((m, name, mark, 1e3 * dt, changes, lin / (k * runs)))

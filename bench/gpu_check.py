@@ -170,8 +170,9 @@ def main():
     ap.add_argument("--logic", action="store_true", help="tiny sizes, CPU stand-in for CuPy, no GPU")
     ap.add_argument("--skip-tests", action="store_true")
     args = ap.parse_args()
-    import fastgrok as fg
     from fastgrok.kernels import cuda
+
+    import fastgrok as fg
 
     if not args.logic and cuda.gpu_status() != "ok":
         print(f"no usable CUDA GPU with CuPy ({cuda.gpu_status()}): nothing to check (try --logic)")
@@ -181,7 +182,7 @@ def main():
         tests_ok, _ = run_tests(args.logic)
     if args.logic:
         from fastgrok.engines.ops_cupy import CupyOps
-        from fastgrok.kernels.cuda_standin import StandInCupy
+        from fastgrok.testing import StandInCupy
 
         t0 = time.perf_counter()
         ops = CupyOps(kernels=cuda.CudaKernels(cupy=StandInCupy()), xp=StandInCupy())
@@ -194,9 +195,9 @@ def main():
         times = fg.warmup(("cupy",))
         print(f"CUDA module compiled and its kernels fetched in {times['cupy']:.1f} s "
               f"(wall {time.perf_counter() - t0:.1f} s)")
-        from fastgrok.engines.ops_cupy import cupy_ops
+        from fastgrok.engines import get_ops
 
-        ops = cupy_ops()
+        ops = get_ops("cupy")
         step_table(ops, [(400, 1000, 1_000_000), (200, 1000, 40_000)], rounds=5)
         presets("cupy", runs=None)
         backend = "cupy"

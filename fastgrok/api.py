@@ -55,11 +55,7 @@ def _train(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, pro
                            second_mean=second_mean)
     info = {"engine": plan.engine_name, "dtype": plan.dtype, "representation": plan.representation,
             "working_p": plan.p, "wall_s": round(time.perf_counter() - t0, 3)}
-    if counts.get("run_steps"):  # the gram linear regime (docs/design.md 2.4)
-        info["linear_fraction"] = round(counts["linear_run_steps"] / counts["run_steps"], 6)
-        info["near_linear_fraction"] = round(counts["near_linear_run_steps"] / counts["run_steps"], 6)
-        incremental = counts["linear_run_steps"] + counts["near_linear_run_steps"]
-        info["pattern_changes_per_step"] = round(counts["pattern_changes"] / max(incremental, 1), 1)
+    info.update(eng.describe(counts))  # what the engines did beyond plain steps
     return Result(config, rows, proj, info)
 
 

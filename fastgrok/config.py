@@ -21,6 +21,8 @@ REPRESENTATIONS = ("auto", "full", "reduced")
 ACTIVATIONS = ("relu", "leaky_relu")
 LOSSES = ("logistic", "exponential", "hinge")
 DATA = ("xor", "linear")
+#: The leak of "leaky_relu" when none is given.
+DEFAULT_LEAK = 0.1
 
 
 def representation_for(representation: str, n, n_test, m, p) -> str:
@@ -186,6 +188,12 @@ FIELDS = {
 }
 
 
+def check_model(activation, leak):
+    """ValueError when ``leak`` is given with activation="relu" (whose leak is 0 by definition)."""
+    if activation == "relu" and leak is not None:
+        raise ValueError(f"leak={leak} needs activation='leaky_relu' (ReLU has no leak)")
+
+
 def check_field(name: str, value, **context):
     """``value`` checked (and normalised) as the Config field ``name`` (see :data:`FIELDS`)."""
     return FIELDS[name].check(name, value, **context)
@@ -289,8 +297,6 @@ class Config:
                              f"and representation={self.representation!r} does not give it")
         if self.population_test and self.method == "direct":
             raise ValueError("population_test > 0 is implemented for method='gram' (or 'auto')")
-        from .model import check_model
-
         check_model(self.activation, self.leak)
         if self.means == "axis" and self.p < 2:
             raise ValueError(f"p must be >= 2 for two orthogonal means, got {self.p}")

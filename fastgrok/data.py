@@ -20,7 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tunables
-from ._memory import check_fits, empty_aligned
+from .config import Config
+from ._memory import check_fits
+from .kernels.memory import empty_aligned
 
 # Stream identifiers: part of the random-stream definition; never renumber.
 (STREAM_LABELS, STREAM_TEST_LABELS, STREAM_X, STREAM_X_TEST, STREAM_A, STREAM_W0, STREAM_MEANS,
@@ -247,8 +249,6 @@ def linear_clusters(n, p, n_test=200, mu_norm=None, noise_rate=0.05, seed=0, run
 
 
 def _dataset(data, n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype) -> Dataset:
-    from .config import Config  # validation lives in one place
-
     cfg = Config(n=n, p=p, n_test=n_test, mu_norm=mu_norm, noise_rate=noise_rate, seed=seed,
                  means=means, dtype=str(np.dtype(dtype)) if _is_dtype(dtype) else dtype, runs=1,
                  data=data)

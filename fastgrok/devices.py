@@ -28,9 +28,9 @@ def warmup(backends=("numba",)) -> dict:
             if tunables.GRAM_LINEAR_REGIME:
                 from .kernels import gram_linear  # noqa: F401
         elif b == "cupy":
-            from .engines.ops_cupy import cupy_ops
+            from .engines import get_ops
 
-            cupy_ops()  # compiles the CUDA module and fetches every kernel (needs a GPU)
+            get_ops("cupy")  # compiles the CUDA module and fetches every kernel (needs a GPU)
         else:
             raise ValueError(f"unknown backend {b!r}; expected 'numba' or 'cupy'")
         times[b] = time.perf_counter() - t0

@@ -84,7 +84,7 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
         them, the training data's projections "X_mu" (R, n, 2) and labels "y" (R, n); empty
         without means.
     counts : dict
-        The engines' counters (``engine.stats()``) summed over batches.
+        The engines' counters (``engine.counters()``) summed over batches.
     """
     from .progress import progress_bar
 
@@ -139,7 +139,7 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
                     record(s, evs)
                 bar.update((end - t) * len(ids))
                 t = end
-            for k, val in (engine.stats() if hasattr(engine, "stats") else {}).items():
+            for k, val in engine.counters().items():
                 counts[k] = counts.get(k, 0) + val
             del engine
     finally:

@@ -73,7 +73,7 @@ class Plan:
     n_test: int
     steps: int
     batch: int
-    engine: type
+    engine: object  # a fastgrok.engines.EngineBinding
     hist_steps: tuple
 
     @property

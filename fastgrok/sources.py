@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._memory import check_fits, empty_aligned
+from ._memory import check_fits
+from .kernels.memory import empty_aligned
 from .data import RunDraw, block_ranges
-from .model import init_block, second_layer
+from .weights import init_block, second_layer
 
 
 @dataclass
@@ -125,7 +126,7 @@ class ArraySource(Source):
     def problem(self, dtype) -> Problem:
         """The caller's arrays without copies where the dtype already matches; a given W0 is
         used (and trained) in place, else W0 is drawn whole."""
-        from .model import init_weights
+        from .weights import init_weights
 
         conv = lambda v: None if v is None else np.ascontiguousarray(v, dtype=dtype)  # noqa: E731
         W0 = (init_weights(self.m, self.p, self.init_scale, self.seed, self.run, dtype)

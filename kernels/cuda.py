@@ -85,7 +85,7 @@ class CudaKernels:
     ----------
     cupy : module, optional
         CuPy (default), or a stand-in with the same ``RawModule`` interface
-        (:mod:`fastgrok.kernels.cuda_standin`) that checks and emulates launches on the CPU.
+        (:class:`fastgrok.testing.StandInCupy`) that checks and emulates launches on the CPU.
     """
 
     def __init__(self, cupy=None):
@@ -140,58 +140,3 @@ def kernels() -> CudaKernels:
     if "k" not in _cache:
         _cache["k"] = CudaKernels()
     return _cache["k"]
-
-
-class EmulatedKernels:
-    """The CUDA kernels' arithmetic in NumPy, as the launches compute it: one block per row
-    (a (run, sample) pair), the row's run ``row // n_per_run`` and its second layer, each of
-    the THREADS threads summing a strided slice of the row in order, then a fixed tree over the
-    threads' partial sums; V in double, rounded once. Lets the GPU engine's orchestration
-    (stacked runs, row-to-run indexing, accumulate flags) run and be tested on any machine.
-    (The device may contract a multiply-add into an FMA, so the GPU agrees with this to
-    rounding, not to the bit.)"""
-
-    @staticmethod
-    def row_sums(Z, a, n_per_run, leak=0.0):
-        """(f, A): the rows' outputs summed as the kernel does, and each row's second layer."""
-        rows, m = Z.shape
-        A = np.asarray(a, np.float64).reshape(-1, m)
-        run = np.arange(rows) // n_per_run
-        z = np.asarray(Z, np.float64)
-        terms = np.where(z > 0.0, z, leak * z) * A[run]
-        k = -(-m // THREADS)
-        padded = np.zeros((rows, k * THREADS))
-        padded[:, :m] = terms
-        partial = np.zeros((rows, THREADS))
-        for i in range(k):  # thread t adds j = t, t + THREADS, ... in that order
-            partial += padded[:, i * THREADS:(i + 1) * THREADS]
-        stride = THREADS // 2
-        while stride:  # the shared-memory tree
-            partial[:, :stride] += partial[:, stride:2 * stride]
-            stride //= 2
-        return partial[:, 0], A[run]
-
-    @staticmethod
-    def loss_weights(z, loss):
-        """g = -l'(z) per row, as the kernel's loss_weight computes it."""
-        if loss == 0:
-            return np.exp(-(np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))))
-        if loss == 1:
-            with np.errstate(over="ignore"):
-                return np.exp(-z)
-        return np.where(z < 1.0, 1.0, 0.0)
-
-    def outputs(self, Z, a, n_per_run, leak=0.0):
-        return self.row_sums(Z, a, n_per_run, leak)[0]
-
-    def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate, leak=0.0, loss=0):
-        f, A = self.row_sums(Z, a, n_per_run, leak)
-        y = np.asarray(y, np.float64)
-        c = lr / n_per_run * self.loss_weights(y * f, loss) * y
-        vals = c[:, None] * A * np.where(np.asarray(Z, np.float64) > 0.0, 1.0, leak)
-        V[...] = (V.astype(np.float64) + vals) if accumulate else vals
-        return f
-
-    @staticmethod
-    def gemm_update(V, X, W):
-        W += V.T @ X

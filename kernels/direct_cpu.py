@@ -20,21 +20,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import tunables
-from .._memory import empty_aligned, zeros_aligned
+from .memory import empty_aligned, zeros_aligned
 from .blas import gemm
 from .threads import map_chunks, ordered_sum
 
 
-def tile_width(n, m, itemsize):
-    """Columns per tile: X and W tiles of about ``tunables.DIRECT_TILE_BYTES`` together."""
-    if tunables.DIRECT_TILE_COLS:
-        return int(tunables.DIRECT_TILE_COLS)
-    cols = tunables.DIRECT_TILE_BYTES // ((n + m) * itemsize)
+def tile_width(n, m, itemsize, tile_bytes, tile_cols=0):
+    """Columns per tile: ``tile_cols`` when set, else X and W tiles of about ``tile_bytes``
+    together (a multiple of 64 columns, at most 65536)."""
+    if tile_cols:
+        return int(tile_cols)
+    cols = tile_bytes // ((n + m) * itemsize)
     return int(min(max(cols // 64 * 64, 64), 1 << 16))
 
 
-def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, *, tile_bytes,
+              tile_cols, chunks):
     """One pass over the column tiles of X and W (see the module docstring).
 
     Parameters
@@ -52,6 +53,11 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
     n_threads : int, optional
         Worker threads (default: all CPUs); must be called inside :func:`fastgrok.kernels.threads.threads`
         or BLAS may oversubscribe.
+    tile_bytes, tile_cols : int
+        The tile width (:func:`tile_width`).
+    chunks : int
+        Chunks of tiles, each reduced on one thread in float64 and merged in order: fixed, not
+        the thread count, so that the result does not depend on the thread count.
 
     Returns
     -------
@@ -60,7 +66,7 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
     n, p = X.shape
     m = W.shape[0]
     dt = W.dtype
-    tw = tile_width(n, m, dt.itemsize)
+    tw = tile_width(n, m, dt.itemsize, tile_bytes, tile_cols)
     starts = list(range(0, p, tw))
     Vt = None if V is None else V.T  # a transposed view: gemm passes the Trans flag, no copy
 
@@ -85,5 +91,5 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
                 Pc += gemm(Wb, mus[:, j0:j1].T, pb)
         return Zc, Ztc, Pc
 
-    parts = map_chunks(len(starts), chunk, n_threads, tunables.DIRECT_CHUNKS)
+    parts = map_chunks(len(starts), chunk, n_threads, chunks)
     return tuple(ordered_sum([pt[k] for pt in parts]) for k in range(3))

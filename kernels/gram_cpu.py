@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._memory import empty_aligned, zeros_aligned
+from .memory import empty_aligned, zeros_aligned
 from .blas import gemm
 from .numba_fused import outputs_and_coefficients
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import numba_cache  # noqa: F401  (before any kernel is defined: where its cache goes)
+
 from .numba_fused import loss_weight
 
 try:  # LLVM's count-trailing-zeros, one instruction

@@ -19,6 +19,8 @@ import math
 import numpy as np
 from numba import njit
 
+from . import numba_cache  # noqa: F401  (before any kernel is defined: where its cache goes)
+
 #: Loss codes of the kernels: the index in fastgrok.config.LOSSES.
 LOGISTIC, EXPONENTIAL, HINGE = 0, 1, 2
 

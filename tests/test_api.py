@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import random_problem
 
 import fastgrok as fg
-from conftest import random_problem
 from fastgrok import reference as ref
 from fastgrok.driver import eval_schedule
 
@@ -27,7 +27,7 @@ def test_run_history_and_summary_shape(small_cfg):
 
 def test_run_equals_reference_trajectory(small_cfg):
     """fg.run with the numpy backend is the reference applied to the generated run."""
-    from fastgrok.model import init_weights, second_layer
+    from fastgrok.weights import init_weights, second_layer
 
     res = fg.run(small_cfg.replace(runs=1), progress=False)
     c = small_cfg

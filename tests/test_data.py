@@ -1,12 +1,13 @@
 """The data generator: the paper's distribution, and one random stream however it is drawn."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import fastgrok as fg
 from fastgrok import tunables
 from fastgrok.data import RunDraw, block_ranges
-from fastgrok.model import init_block, init_weights, second_layer
+from fastgrok.weights import init_block, init_weights, second_layer
 
 
 @pytest.mark.parametrize("means", ["axis", "random"])

@@ -13,16 +13,14 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import random_problem
+from fastgrok.kernels import cuda
 
 import fastgrok as fg
-from conftest import random_problem
 from fastgrok import reference as ref
-from fastgrok.engines import DirectEngine, GramEngine
-from fastgrok.engines.ops import NumpyOps
-from fastgrok.engines.ops_cupy import CupyOps
-from fastgrok.kernels import cuda
-from fastgrok.kernels.cuda_standin import StandInCupy
+from fastgrok.engines import CupyOps, DirectEngine, GramEngine, NumpyOps
 from fastgrok.sources import ArraySource, GeneratedSource
+from fastgrok.testing import StandInCupy
 
 # The CuPy engines are experimental until verified on a GPU; that is what these tests verify.
 pytestmark = pytest.mark.filterwarnings("ignore::fastgrok.plan.ExperimentalWarning")
@@ -49,9 +47,9 @@ def ops(request):
     if request.param == "standin":
         return standin_ops()
     _need_gpu()
-    from fastgrok.engines.ops_cupy import cupy_ops
+    from fastgrok.engines import get_ops
 
-    return cupy_ops()
+    return get_ops("cupy")
 
 
 def _gram_pair(srcs, lr, dtype, ops, steps):

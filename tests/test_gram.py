@@ -1,16 +1,17 @@
 """The gram method (docs/design.md 2.2) against the direct reference: the same trajectory to rounding."""
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from conftest import random_problem
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from test_numba_direct import _kink_free
 
 import fastgrok as fg
-from conftest import random_problem
-from fastgrok import reference as ref, tunables
-from fastgrok.engines import ENGINES
+from fastgrok import reference as ref
+from fastgrok import tunables
+from fastgrok.engines import ENGINES, NumbaOps
 from fastgrok.engines.gram import build
-from fastgrok.engines.ops import NumbaOps
 from fastgrok.sources import ArraySource, GeneratedSource
-from test_numba_direct import _kink_free
 
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
 

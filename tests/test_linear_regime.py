@@ -1,16 +1,17 @@
 """The gram method's linear regime (docs/design.md 2.4): incremental steps are the dense
 recursion with other rounding; runs that leave the regime continue densely."""
+import dataclasses
+
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import fastgrok as fg
 from fastgrok import tunables
-from fastgrok.engines import GramEngine
-from fastgrok.engines.ops import NumbaOps
+from fastgrok.engines import GramEngine, NumbaOps
 from fastgrok.model import Model
 from fastgrok.sources import ArraySource, GeneratedSource
-
 
 #: The cost rules as shipped (the fixture below replaces them).
 LIMITS = {name: getattr(tunables, name) for name in ("GRAM_LINEAR_MAX_CHANGES",
@@ -82,9 +83,9 @@ def test_frozen_weights_incremental_equals_dense_in_float64(monkeypatch, n, p, m
         if near_kink.any():
             break  # a pattern bit at rounding level: beyond it the two may part
         _step(A, B, C)
-    assert C.stats() == A.stats()  # the same steps, incremental from the same step on
+    assert C.counters() == A.counters()  # the same steps, incremental from the same step on
     assume(compared >= 5)  # the problem itself reached a kink early: discard, not pass
-    stats = A.stats()
+    stats = A.counters()
     # The regime was used for every step but each run's first (dense) one.
     assert stats["linear_run_steps"] == stats["run_steps"] - runs > 0
 
@@ -101,7 +102,7 @@ def test_a_run_that_leaves_the_regime_continues_densely_and_matches(monkeypatch,
     A, B = _pair(srcs, cfg.lr, "float64", monkeypatch, model)
     for _ in range(60):
         _step(A, B)
-    stats = A.stats()
+    stats = A.counters()
     assert 0 < stats["linear_run_steps"] < stats["run_steps"]  # entered, then left
     assert all(A.state.left)
     for ea, eb in zip(A.evaluate(), B.evaluate()):
@@ -132,7 +133,7 @@ def test_float32_incremental_rounding_stays_below_the_dense_steps(monkeypatch):
             err_incr = np.linalg.norm(A.Z - truth.Z)
             err_dense = np.linalg.norm(B.Z - truth.Z)
             assert err_incr <= err_dense, (t, err_incr, err_dense)
-    assert A.stats()["linear_run_steps"] == 800 - 2  # all but the first step of each run
+    assert A.counters()["linear_run_steps"] == 800 - 2  # all but the first step of each run
 
 
 def test_run_reports_the_regime_and_matches_dense_medians():
@@ -185,8 +186,8 @@ def test_many_steps_in_one_call_equal_one_step_at_a_time(monkeypatch):
         ev.step()
     many.advance(25)
     many.advance(35)
-    assert 0 < one.stats()["linear_run_steps"] < one.stats()["run_steps"]  # entered, left
-    assert one.stats() == many.stats() == seg.stats()
+    assert 0 < one.counters()["linear_run_steps"] < one.counters()["run_steps"]  # entered, left
+    assert one.counters() == many.counters() == seg.counters()
     for eng in (one, many, seg):
         eng.sync()
     for eng in (many, seg):
@@ -214,7 +215,7 @@ def test_evaluations_at_refresh_points_do_not_depend_on_how_the_steps_are_split(
             np.testing.assert_array_equal(a["P1"], b["P1"])
             np.testing.assert_array_equal(a["P2"], b["P2"])
     # 29 steps in the regime (the first is dense): refreshed after 7, 14, 21 and 28 of them.
-    assert all(st_ is not None and st_["refreshed"] == 28 for st_ in seg.state.runs)
+    assert all(st_ is not None and st_.refreshed == 28 for st_ in seg.state.runs)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -234,13 +235,13 @@ def test_the_state_written_for_evaluation_is_the_incremental_state(monkeypatch, 
     eng.sync()
     for r in range(2):
         st = eng.state.runs[r]
-        assert st is not None and st["steps"] == 39  # the first step is dense
+        assert st is not None and st.steps == 39  # the first step is dense
         leak = eng.state.leak
-        active = st["SX"] + (st["ZT"] > 0) * st["steps"]  # steps each entry has been active
-        slopes = leak * st["steps"] + (1.0 - leak) * active.T
-        ct = st["Ct0T"].T + (st["c"][:, None] * st["a"][None, :]) * slopes
+        active = st.SX + (st.ZT > 0) * st.steps  # steps each entry has been active
+        slopes = leak * st.steps + (1.0 - leak) * active.T
+        ct = st.Ct0T.T + (st.c[:, None] * st.a[None, :]) * slopes
         np.testing.assert_array_equal(eng.Ct[r], ct.astype(dtype))
-        np.testing.assert_array_equal(eng.Z[r], st["ZT"].T.astype(dtype))
+        np.testing.assert_array_equal(eng.Z[r], st.ZT.T.astype(dtype))
 
 
 def test_runs_enter_when_dense_steps_change_little_of_the_pattern(monkeypatch):
@@ -265,7 +266,7 @@ def test_runs_enter_when_dense_steps_change_little_of_the_pattern(monkeypatch):
             elif entered[r] is None and t > 0:
                 assert st.flips[r] is not None  # every dense step of a candidate is counted
     assert all(e is not None and e >= 2 for e in entered), entered  # 47%, 24%, ...: dense first
-    assert eng.stats()["linear_run_steps"] == sum(12 - e for e in entered)
+    assert eng.counters()["linear_run_steps"] == sum(12 - e for e in entered)
 
 
 def test_a_run_whose_steps_change_too_much_goes_dense_and_comes_back(monkeypatch):
@@ -307,7 +308,8 @@ def test_the_memory_plan_counts_the_regime_state(monkeypatch):
     def held(eng, states):
         total = sum(getattr(eng, k).nbytes for k in ("K", "Kt", "Z0", "Zt0", "XM", "W0M", "Z", "Ct"))
         for st_ in states:
-            arrays = list(st_.values()) + list(st_.get("exact", ()))
+            arrays = [getattr(st_, f.name) for f in dataclasses.fields(st_)]
+            arrays += list(getattr(st_, "exact", None) or ())
             total += sum(v.nbytes for v in arrays if isinstance(v, np.ndarray) and v.base is None)
         return total
 
@@ -316,7 +318,7 @@ def test_the_memory_plan_counts_the_regime_state(monkeypatch):
     eng = Eng([ReducedSource(cfg, r) for r in range(2)], cfg.lr, "float32")
     eng.plan_evaluations(np.arange(4))  # evaluated every step: tracked rows
     eng.advance(3)
-    assert all(st_ is not None and st_["KtT"].size for st_ in eng.state.runs)
+    assert all(st_ is not None and st_.KtT.size for st_ in eng.state.runs)
     linear = held(eng, eng.state.runs)
     left = fg.preset("paper-fig1-left", runs=2, m=50, lr=1e-10)
     eng = Eng([ReducedSource(left, r) for r in range(2)], left.lr, "float32")
@@ -327,10 +329,10 @@ def test_the_memory_plan_counts_the_regime_state(monkeypatch):
     assert all(ns is not None for ns in eng.state.near)
     eng.evaluate()  # keeps the exact state of this step
     near = held(eng, eng.state.near)
-    planned = 2 * Eng.state_bytes(cfg.n, cfg.m, cfg.n_test, "float32")
+    planned = 2 * Eng.engine.state_bytes(cfg.n, cfg.m, cfg.n_test, "float32", Eng.ops)
     assert max(linear, near) <= planned < 1.1 * max(linear, near)
     monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", False)
-    assert Eng.state_bytes(cfg.n, cfg.m, cfg.n_test, "float32") < planned / 2
+    assert Eng.engine.state_bytes(cfg.n, cfg.m, cfg.n_test, "float32", Eng.ops) < planned / 2
 
 
 NEAR_FAMILY = [m for m in FAMILY if m.loss != "hinge"]  # the hinge's weight never moves here
@@ -373,7 +375,7 @@ def test_near_linear_steps_follow_the_float64_recursion(monkeypatch, model, seed
     y, a = eng.y[0], eng.a[0]
     steps = 0
     for Zref, g in _reference_steps(K, ZT.T.copy(), y, a, cfg.lr, model, 40):
-        np.testing.assert_array_equal(eng.state.near[0]["g"], g)  # the weights of this step
+        np.testing.assert_array_equal(eng.state.near[0].g, g)  # the weights of this step
         eng.step()
         assert eng.state.near[0] is not None
         Z = eng.state._near_exact(eng.state.near[0])[0].T

@@ -2,14 +2,17 @@
 import numba
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from conftest import random_problem
+from fastgrok.kernels import blas
+from fastgrok.kernels import threads as kthreads
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from threadpoolctl import threadpool_info
 
 import fastgrok as fg
-from conftest import random_problem
-from fastgrok import reference as ref, tunables
+from fastgrok import reference as ref
+from fastgrok import tunables
 from fastgrok.engines import ENGINES
-from fastgrok.kernels import blas, threads as kthreads
 from fastgrok.sources import ArraySource
 
 Engine = ENGINES[("direct", "numba")]

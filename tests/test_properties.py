@@ -29,17 +29,17 @@ reduced representation            block width and the order the blocks are drawn
 """
 import numpy as np
 import pytest
-from hypothesis import assume, given, note, strategies as st
+from hypothesis import assume, given, note
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import fastgrok as fg
-from fastgrok import reference as ref, tunables
-from fastgrok.engines import DirectEngine, GramEngine
-from fastgrok.engines.ops import NumbaOps, NumpyOps
-from fastgrok.engines.ops_cupy import CupyOps
-from fastgrok.kernels.cuda import EmulatedKernels
+from fastgrok import reference as ref
+from fastgrok import tunables
+from fastgrok.engines import CupyOps, DirectEngine, GramEngine, NumbaOps, NumpyOps
 from fastgrok.model import Model
 from fastgrok.sources import ArraySource, ReducedSource
+from fastgrok.testing import EmulatedKernels
 
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
 MIN_STEPS = 5

@@ -81,8 +81,7 @@ def test_gram_build_reads_only_the_data_columns(monkeypatch):
     """The data rows end at column n + n_test + 2: the build's blocks stop there, a block cut
     short holds the same numbers as the whole block, and the gram state is that of all
     columns."""
-    from fastgrok.engines import gram
-    from fastgrok.engines.ops import get_ops
+    from fastgrok.engines import get_ops, gram
 
     monkeypatch.setattr(tunables, "DATA_BLOCK", 5)  # the span (6 + 4 + 2) ends inside block 2
     cfg = fg.Config(n=6, p=10**6, m=9, n_test=4, mu_norm=3.0)

@@ -2,9 +2,10 @@
 import math
 
 import numpy as np
-from hypothesis import assume, given, strategies as st
-
 from conftest import random_problem
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
 from fastgrok import reference as ref
 
 shapes = st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1, 5))  # n, p, m

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import alive, child_processes
 
 import fastgrok as fg
-from conftest import alive, child_processes
 from fastgrok import sweeps as sw
 
 BASE = fg.Config(n=10, p=400, m=6, n_test=20, runs=2, steps=4, lr=1e-3, init_scale=1e-3,

@@ -12,8 +12,8 @@ class Engine:
     An engine knows how to build its state from run sources (:mod:`fastgrok.sources`), take one
     gradient step for every run of the batch, and report the evaluation quantities. The step
     loop, evaluation schedule, progress and history belong to the driver
-    (:mod:`fastgrok.driver`). Subclasses set ``method``; the registry binds each method to each
-    backend by setting ``backend`` (:func:`fastgrok.engines.register`).
+    (:mod:`fastgrok.driver`). Subclasses set ``method``; the registry (:mod:`fastgrok.engines.registry`)
+    pairs each method with each backend's operations.
 
     Parameters
     ----------
@@ -24,37 +24,23 @@ class Engine:
     dtype : {"float32", "float64"}
         Working precision.
     n_threads : int, optional
-        Threads, as yielded by :meth:`runtime`.
+        Threads, as yielded by the operations' ``runtime``.
     on_built : callable, optional
         Called once per run when its state is ready (progress of long builds).
-    ops : operations object, optional
-        The backend's operations (default: those of ``backend``); tests pass NumPy operations
-        to run an engine's logic anywhere.
+    ops : fastgrok.engines.ops_base.Ops
+        The backend's operations (the registry passes them; tests pass NumPy operations to
+        run an engine's logic anywhere).
     model : fastgrok.model.Model, optional
         Activation and loss (default: ReLU and the logistic loss, the paper's network).
     """
 
     method = ""
-    backend = ""
 
     @classmethod
-    def operations(cls):
-        """The operations object of this engine's backend."""
-        from .ops import get_ops
-
-        return get_ops(cls.backend)
-
-    @classmethod
-    def max_batch(cls, n, p, m, n_test, dtype) -> int:
-        """How many runs one engine may hold at once (1 unless the engine batches runs)."""
+    def max_batch(cls, n, p, m, n_test, dtype, ops) -> int:
+        """How many runs one engine over ``ops`` (an operations class) may hold at once (1
+        unless the engine batches runs)."""
         return 1
-
-    @classmethod
-    def runtime(cls, n_threads=None):
-        """Context manager around a whole training; yields the thread count to pass on."""
-        from .ops import runtime
-
-        return runtime(cls.backend, n_threads)
 
     def step(self, prepare_eval: bool = True) -> None:
         """Advance every run by one full-batch gradient-descent step.
@@ -101,9 +87,16 @@ class Engine:
         return None
 
     @staticmethod
-    def estimate_bytes(n, p, m, n_test, dtype) -> int:
-        """Bytes of state this engine allocates for one run (used to refuse what cannot fit)."""
+    def estimate_bytes(n, p, m, n_test, dtype, ops) -> int:
+        """Bytes of state this engine allocates for one run over ``ops`` (an operations
+        class), used to refuse what cannot fit."""
         raise NotImplementedError
+
+    def counters(self) -> dict:
+        """What the engine did beyond plain steps, as integer counters that add up over
+        batches (the driver sums them; the operations' ``describe_counters`` turns the sums
+        into ``Result.info`` entries). Empty by default."""
+        return {}
 
 
 def run_metrics(f, y, ft=None, yt=None, P=None, loss="logistic") -> dict:

@@ -26,7 +26,9 @@ class DirectEngine(Engine):
                  model=None):
         if any(getattr(s, "population_test", 0) for s in sources):
             raise NotImplementedError("population_test is implemented for the gram method only")
-        self.ops = o = ops or self.operations()
+        if ops is None:
+            raise TypeError("DirectEngine needs ops=, a backend's operations (see fastgrok.engines)")
+        self.ops = o = ops
         self.sources = sources
         (source,) = sources
         pb = source.problem(dtype)
@@ -69,15 +71,15 @@ class DirectEngine(Engine):
         return [np.asarray(self.ops.to_host(self.X @ self.mus.T), np.float64)]
 
     @classmethod
-    def step_fn(cls, X, y, W, a, lr, n_threads=None, ops=None, model=None):
-        """One in-place step on the caller's arrays (``fg.step``): a forward pass, the fused
-        coefficients, then the update pass."""
-        o = ops or cls.operations()
+    def step_fn(cls, X, y, W, a, lr, ops, n_threads=None, model=None):
+        """One in-place step on the caller's arrays (``fg.step``) with the operations ``ops``:
+        a forward pass, the fused coefficients, then the update pass."""
+        o = ops
         model = model or Model()
         xp = o.xp
         if X.dtype != W.dtype:  # the products, and so Z and the kernels, take W's dtype
             X = X.astype(W.dtype)
-        with cls.runtime(n_threads) as nt:
+        with o.runtime(n_threads) as nt:
             Z = o.direct_pass(X, W, n_threads=nt)[0]
             V = o.empty(Z.shape, W.dtype)
             o.coefficients(Z, xp.asarray(y, dtype=xp.float64), xp.asarray(a, dtype=xp.float64), lr,
@@ -86,7 +88,7 @@ class DirectEngine(Engine):
         return W
 
     @staticmethod
-    def estimate_bytes(n, p, m, n_test, dtype):
+    def estimate_bytes(n, p, m, n_test, dtype, ops):
         item = np.dtype(dtype).itemsize
         # X, X_test, W and the means in the working dtype; the CPU pass's float64 partial sums
         # (a fixed number of chunks); the generator's float64 blocks.

@@ -85,7 +85,9 @@ class GramEngine(Engine):
 
     def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, ops=None,
                  model=None):
-        self.ops = ops = ops or self.operations()
+        if ops is None:
+            raise TypeError("GramEngine needs ops=, a backend's operations (see fastgrok.engines)")
+        self.ops = ops
         self.model = model or Model()
         self.sources, self.lr, self.dtype = list(sources), float(lr), np.dtype(dtype)
         self.n_threads = n_threads
@@ -106,38 +108,26 @@ class GramEngine(Engine):
         self.state = ops.gram_state(R, self.dtype, self.model)  # e.g. the CPU's linear regime
 
     @classmethod
-    def max_batch(cls, n, p, m, n_test, dtype):
-        per_run = cls.state_bytes(n, m, n_test, dtype)
+    def max_batch(cls, n, p, m, n_test, dtype, ops):
+        per_run = cls.state_bytes(n, m, n_test, dtype, ops)
         return max(1, int(tunables.GRAM_BATCH_BYTES // per_run))
 
     @classmethod
-    def state_bytes(cls, n, m, n_test, dtype):
-        """Bytes of one run's state: K, Kt, Z0, Zt0, Z, Ct and the mean products, and on the
-        CPU with the linear regime on, the larger of the regime's states: the linear one
-        (float64 K, Z, D and C at entry, the int32 counts and C in the working dtype; with
-        tracked evaluation rows, their inner products in the working dtype and three
-        (m, n_test + 2) float64 arrays) and
-        the near-linear one (float64 K and |K|, Z, D, the weighted counts, C at entry and the
-        exact Z and C of the last evaluation, the counts and the pattern). Either is about
-        twice the rest at n = 200, m = 1000."""
+    def state_bytes(cls, n, m, n_test, dtype, ops):
+        """Bytes of one run's state: K, Kt, Z0, Zt0, Z, Ct and the mean products, and the
+        backend's own state (``ops.gram_state_bytes``: on the CPU, the linear regime's)."""
         item = np.dtype(dtype).itemsize
         total = item * (n * n + n_test * n + (n + n_test) * m + 2 * n * m + 2 * (n + m))
-        if getattr(cls, "backend", None) == "numba" and tunables.GRAM_LINEAR_REGIME:
-            rows = n_test + 2
-            linear = 8 * n * n + (3 * 8 + 4 + item) * n * m + 8 * (4 * n + 2 * m) \
-                + (item * n + 8 * 3 * m) * rows
-            near = 16 * n * n + (6 * 8 + 4 + 1) * n * m + 8 * 5 * n
-            total += max(linear, near)
-        return total
+        return total + ops.gram_state_bytes(n, m, n_test, dtype)
 
     @classmethod
-    def estimate_bytes(cls, n, p, m, n_test, dtype):
+    def estimate_bytes(cls, n, p, m, n_test, dtype, ops):
         width = min(p, tunables.DATA_BLOCK)
         # State of one run, plus per build thread: the float64 blocks, their working-dtype
         # copies and the block products.
         build_bytes = width * (n + n_test + m + 2) * (8 + 2 * np.dtype(dtype).itemsize) \
             + 16 * (n + n_test) * (n + m + 2)
-        return cls.state_bytes(n, m, n_test, dtype) + 2 * build_bytes
+        return cls.state_bytes(n, m, n_test, dtype, ops) + 2 * build_bytes
 
     def step(self, prepare_eval=True):
         self.advance(1, prepare_eval)
@@ -153,14 +143,10 @@ class GramEngine(Engine):
         """Bring Z and Ct up to date with the backend's state before they are read."""
         self.ops.gram_sync(self.state, self.Z, self.Ct, self.n_threads)
 
-    def stats(self) -> dict:
-        """Counts for ``Result.info``: run-steps taken, and how many incrementally (linear
-        regime) with how many pattern changes."""
-        st = self.state
-        if st is None:
-            return {}
-        return {"run_steps": st.run_steps, "linear_run_steps": st.linear_run_steps,
-                "near_linear_run_steps": st.near_run_steps, "pattern_changes": st.changes}
+    def counters(self) -> dict:
+        """The backend state's counters (on the CPU, the linear regime's: run-steps taken,
+        how many incrementally, with how many pattern changes)."""
+        return {} if self.state is None else self.state.counters()
 
     def plan_evaluations(self, schedule):
         """Runs evaluated at every step or nearly (the left panel) keep their test outputs and

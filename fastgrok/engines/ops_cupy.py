@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ops import NumpyOps, block_operands
-
-_cache = {}
+from .ops_base import Ops, block_operands
 
 
-class CupyOps(NumpyOps):
+class CupyOps(Ops):
     """Device arrays (``xp`` is CuPy); outputs and projections come back to the host."""
 
     name = "cupy"
@@ -22,7 +20,7 @@ class CupyOps(NumpyOps):
 
     def __init__(self, kernels=None, xp=None):
         """``kernels`` and ``xp`` default to the compiled CUDA kernels and CuPy; the tests pass
-        :class:`fastgrok.kernels.cuda.EmulatedKernels` and NumPy to run this code anywhere."""
+        :class:`fastgrok.testing.EmulatedKernels` and NumPy to run this code anywhere."""
         if xp is None:
             import cupy as xp
         if kernels is None:
@@ -94,11 +92,3 @@ def require_gpu() -> None:
     if status != "ok":
         raise RuntimeError("backend='cupy' needs CuPy (pip install fastgrok[gpu]) and a usable "
                            f"CUDA GPU ({status}). Use backend='numba' or 'auto'.")
-
-
-def cupy_ops() -> CupyOps:
-    """The (cached) GPU operations; compiles the CUDA kernels on the first call."""
-    if "ops" not in _cache:
-        require_gpu()
-        _cache["ops"] = CupyOps()
-    return _cache["ops"]

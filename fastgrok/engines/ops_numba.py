@@ -1,0 +1,150 @@
+"""The CPU operations (backend "numba"): fused Numba kernels and single-threaded BLAS on
+fastgrok's own thread pool (:mod:`fastgrok.kernels.threads`).
+
+Runs of a gram batch are independent and spread over the threads (one task per run); the
+direct method's pass over p is split into a fixed number of chunks merged in order. The gram
+engine's steps go through the linear regime (:mod:`fastgrok.engines.linear_regime`) when
+``tunables.GRAM_LINEAR_REGIME`` is on.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import tunables
+from .linear_regime import LinearRegime
+from .ops_base import Ops, stack_parts
+
+
+class NumbaOps(Ops):
+    """The CPU kernels: fused Numba kernels and single-threaded BLAS on fastgrok's thread pool."""
+
+    name = "numba"
+
+    def runtime(self, n_threads=None):
+        """fastgrok's thread pool with single-threaded BLAS (restored on exit)."""
+        from ..kernels.threads import threads
+
+        return threads(n_threads)
+
+    def block_products(self, X, Xt, W0, M, dtype):
+        from ..kernels.gram_cpu import block_products
+
+        return block_products(X, Xt, W0, M, dtype)
+
+    # ------------------------------------------------------------------ gram method
+    def gram_state(self, R, dtype, model):
+        """The linear regime's state when ``tunables.GRAM_LINEAR_REGIME`` is on (read when
+        the engine is built), else None."""
+        return LinearRegime(R, dtype, model) if tunables.GRAM_LINEAR_REGIME else None
+
+    @staticmethod
+    def gram_state_bytes(n, m, n_test, dtype) -> int:
+        if not tunables.GRAM_LINEAR_REGIME:
+            return 0
+        return LinearRegime.state_bytes(n, m, n_test, dtype)
+
+    @staticmethod
+    def describe_counters(counters: dict) -> dict:
+        return LinearRegime.describe(counters)
+
+    def gram_sync(self, state, Z, Ct, n_threads=None, with_z=True, runs=None):
+        if state is not None:
+            from ..kernels.threads import map_runs
+
+            runs = list(range(len(state.runs))) if runs is None else list(runs)
+            map_runs(lambda r: state.sync(r, Z, Ct, with_z), runs, n_threads)
+
+    @staticmethod
+    def _advance_run(r, K, Z0, Z, Ct, y, a, lr, model, state, steps):
+        if state is not None:
+            return state.advance(r, K, Z0, Z, Ct, y, a, lr, steps, model)
+        from ..kernels.gram_cpu import step_run
+
+        for _ in range(steps):
+            step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
+
+    def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
+        from ..kernels.threads import map_runs
+
+        # All of a run's steps in one task: its state stays in cache between steps, and the
+        # runs are independent, so the numbers are those of one step at a time.
+        map_runs(lambda r: self._advance_run(r, K, Z0, Z, Ct, y, a, lr, model, state, steps),
+                 list(range(Z.shape[0])), n_threads)
+
+    def gram_segment(self, pieces, step_args, eval_args, n_threads=None, state=None):
+        from ..kernels.threads import map_runs
+
+        def one(r):
+            # A run's steps and evaluations in one task: its state stays in cache throughout.
+            def evaluate():
+                return self.evaluate_run(r, **eval_args, state=state)
+
+            if state is not None:  # in the linear regime, its steps between marks in one call
+                marks = np.cumsum([k for k, _ in pieces])[[ev for _, ev in pieces]]
+                return state.advance(r, *step_args[:-1], steps=sum(k for k, _ in pieces),
+                                     model=step_args[-1], marks=[int(mk) for mk in marks],
+                                     evaluate=evaluate,
+                                     wanted=(eval_args["test"], eval_args["means"]))
+            out = []
+            for k, ev in pieces:
+                self._advance_run(r, *step_args, state=state, steps=k)
+                if ev:
+                    out.append(evaluate())
+            return out
+
+        per_run = map_runs(one, list(range(step_args[2].shape[0])), n_threads)
+        # Per evaluation, (f, ft, P) as lists over runs: the caller takes them run by run, so
+        # stacking them (serial, on the calling thread) would only be undone.
+        return [tuple(None if per_run[0][i][q] is None else [runs[i][q] for runs in per_run]
+                      for q in range(3)) for i in range(len(per_run[0]))]
+
+    def evaluate_run(self, r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means, state=None):
+        # A run in the linear regime: its outputs from its own state, and the rest from its
+        # tracked rows where it keeps them (no product), else from its C.
+        f = state.outputs(r) if state is not None else None
+        if f is None:
+            return super().evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means)
+        if state.covers(r, test, means):
+            ft, P = state.tracked(r)
+            return f, ft if test else None, P if means else None
+        ct = state.coefficients(r)
+        ft = self.outputs(Zt0[r] + Kt[r] @ ct, a[r], model) if test else None
+        P = (W0M[r] + ct.T @ XM[r]).astype(np.float64) if means else None
+        return f, ft, P
+
+    def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
+                      n_threads=None, state=None):
+        from ..kernels.threads import map_runs
+
+        # One task per run: outputs, test outputs and projections together.
+        return stack_parts(map_runs(
+            lambda r: self.evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means, state),
+            list(range(len(Z))), n_threads))
+
+    # ------------------------------------------------------------------ direct method
+    def coefficients(self, Z, y, a, lr, V, model, accumulate=False):
+        from ..kernels.numba_fused import outputs_and_coefficients
+
+        return outputs_and_coefficients(Z, y, a, float(lr), V, accumulate, model.slope,
+                                        model.loss_code)
+
+    def outputs(self, Z, a, model):
+        from ..kernels.numba_fused import outputs
+
+        return outputs(Z, a, model.slope)
+
+    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+        from ..kernels.direct_cpu import tile_pass
+
+        if 1 not in (X.strides[0] // X.itemsize, X.strides[1] // X.itemsize):
+            # BLAS takes column tiles of X with one unit stride; a view like X[:, ::2] has none.
+            X = np.ascontiguousarray(X)
+        return tile_pass(X, W, V=V, Xt=Xt, mus=mus, forward=forward, n_threads=n_threads,
+                         **tile_options())
+
+
+def tile_options() -> dict:
+    """The direct pass's tiling parameters (:func:`fastgrok.kernels.direct_cpu.tile_pass`),
+    from :mod:`fastgrok.tunables`."""
+    return {"tile_bytes": tunables.DIRECT_TILE_BYTES, "tile_cols": tunables.DIRECT_TILE_COLS,
+            "chunks": tunables.DIRECT_CHUNKS}

@@ -1,0 +1,50 @@
+"""Where Numba caches fastgrok's kernels (see the package docstring): importing this module
+puts a locator first in Numba's list that sends this package's kernels to :func:`cache_dir`."""
+from __future__ import annotations
+
+import os
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def cache_dir() -> str:
+    """The folder that holds the Numba cache of fastgrok's kernels (see the module docstring)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    if os.environ.get("FASTGROK_CACHE_DIR"):
+        return os.environ["FASTGROK_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fastgrok")
+
+
+def _install_cache_locator():
+    """Put a locator first in Numba's list that sends this package's kernels to cache_dir()."""
+    try:
+        from numba.core import caching
+    except ImportError:  # pragma: no cover - numba missing: the GPU path does not need it
+        return
+    # The names lost their leading underscore in numba 0.61; accept both.
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+    user_wide = (getattr(caching, "UserWideCacheLocator", None)
+                 or getattr(caching, "_UserWideCacheLocator"))
+    if any(getattr(c, "_fastgrok", False) for c in impl._locator_classes):
+        return
+
+    class FastgrokCacheLocator(user_wide):
+        _fastgrok = True
+
+        def __init__(self, py_func, py_file):
+            super().__init__(py_func, py_file)
+            self._cache_path = os.path.join(cache_dir(), "numba",
+                                            self.get_suitable_cache_subpath(py_file))
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if os.path.dirname(os.path.abspath(py_file)) != _HERE or os.environ.get("NUMBA_CACHE_DIR"):
+                return None  # not ours, or the user chose a cache folder: Numba's own rules
+            return super().from_function(py_func, py_file)
+
+    impl._locator_classes = [FastgrokCacheLocator, *impl._locator_classes]
+
+
+_install_cache_locator()
