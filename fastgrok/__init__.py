@@ -1,28 +1,37 @@
-"""fastgrok: fast full-batch gradient descent for two-layer ReLU networks on XOR-cluster data.
+"""fastgrok: fast full-batch gradient descent for two-layer ReLU networks in high dimension.
 
 Reproduces and extends "Benign Overfitting and Grokking in ReLU Networks for XOR Cluster Data"
 (Xu, Wang, Frei, Vardi, Hu, ICLR 2024). Importing fastgrok compiles nothing and never touches
 CUDA; kernels are compiled on first use (see :func:`fastgrok.warmup`).
 """
+from importlib import metadata as _metadata
+
+from ._memory import InsufficientMemoryError
 from .api import fit, run, step
 from .config import PRESETS, Config, preset
 from .data import Dataset, linear_clusters, xor_clusters
 from .devices import gpu_usable, warmup
+from .plan import ExperimentalWarning
+
+try:
+    __version__ = _metadata.version("fastgrok")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+# Loaded on first use, so that import fastgrok stays fast: they import pandas (and the sweeps
+# their executors).
+_LAZY = {"sweep": "sweeps", "SweepResult": "sweeps", "SweepInterrupted": "sweeps",
+         "study": "studies", "Result": "results"}
 
 
 def __getattr__(name):
-    # fg.sweep and fg.study import pandas and the executors only when first used: import
-    # fastgrok stays fast.
-    if name == "sweep":
-        from .sweeps import sweep
+    if name in _LAZY:
+        from importlib import import_module
 
-        return sweep
-    if name == "study":
-        from .studies import study
-
-        return study
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'fastgrok' has no attribute {name!r}")
 
-__version__ = "0.1.0"
-__all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "xor_clusters", "linear_clusters", "Dataset",
-           "gpu_usable", "warmup", "sweep", "study", "__version__"]
+
+__all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "xor_clusters", "linear_clusters",
+           "Dataset", "Result", "SweepResult", "gpu_usable", "warmup", "sweep", "study",
+           "InsufficientMemoryError", "ExperimentalWarning", "SweepInterrupted", "__version__"]

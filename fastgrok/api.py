@@ -1,5 +1,8 @@
-"""The public entry points: :func:`run` (the paper's experiment), :func:`fit` (a user's own data)
-and :func:`step` (one in-place step on the caller's arrays)."""
+"""The public entry points.
+
+:func:`run` (the paper's experiment), :func:`fit` (a user's own data) and :func:`step` (one in-place
+step on the caller's arrays).
+"""
 from __future__ import annotations
 
 import time
@@ -15,8 +18,9 @@ from .sources import ArraySource, GeneratedSource, ReducedSource
 
 
 def run(cfg: Config, progress: bool = True, n_threads=None):
-    """Run the experiment ``cfg`` describes: ``cfg.runs`` independent runs, each drawing its data
-    and initialisation from (cfg.seed, run).
+    """Run the experiment ``cfg`` describes.
+
+    ``cfg.runs`` independent runs, each drawing its data and initialisation from (cfg.seed, run).
 
     Parameters
     ----------

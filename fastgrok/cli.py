@@ -15,6 +15,7 @@ def _int(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``fastgrok`` command's argument parser (run, sweep, study, ...)."""
     parser = argparse.ArgumentParser(prog="fastgrok", description=(
         "Train two-layer ReLU networks on XOR-cluster data (Xu et al., ICLR 2024) and write the "
         "paper-style figures."))
@@ -59,13 +60,17 @@ def _executor_options(p):
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="a Dask scheduler address: run the points on that cluster")
     p.add_argument("--workers", type=_int, default=None, help="local worker processes")
-    p.add_argument("--threshold", type=float, default=0.9, help="test accuracy that counts as grokked")
+    p.add_argument("--threshold", type=float, default=0.9,
+                   help="test accuracy that counts as grokked")
     p.add_argument("--no-progress", action="store_true")
 
 
 def _config_options(p):
-    """Every Config field as --field-name (None: keep the preset's value), read and described
-    by the field's declaration (:data:`fastgrok.config.FIELDS`)."""
+    """Add every Config field as --field-name (None: keep the preset's value).
+
+    Each option is read and described by the field's declaration
+    (:data:`fastgrok.config.FIELDS`).
+    """
     for f in fields(Config):
         spec = FIELDS[f.name]
         p.add_argument("--" + f.name.replace("_", "-"), type=spec.parse, choices=spec.choices,
@@ -83,7 +88,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as exc:
         from .sweeps import SweepInterrupted
 
-        msg = exc.message if isinstance(exc, SweepInterrupted) else "interrupted: nothing was written"
+        msg = (exc.message if isinstance(exc, SweepInterrupted)
+               else "interrupted: nothing was written")
         print(f"fastgrok: {msg}", file=sys.stderr, flush=True)
         return 130
 
@@ -165,7 +171,8 @@ def _sweep(parser, args, cfg) -> int:
             parser.error(str(exc))
     with_pd = res.points.to_string(index=False)
     print(with_pd)
-    print(f"wrote {args.out}/table.parquet, points.csv, fig_sweep.png (points in {args.out}/points/)")
+    print(f"wrote {args.out}/table.parquet, points.csv, fig_sweep.png "
+          f"(points in {args.out}/points/)")
     return 0
 
 

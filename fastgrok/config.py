@@ -11,7 +11,6 @@ import math
 import numbers
 from dataclasses import dataclass, field, fields
 
-
 METHODS = ("auto", "direct", "gram")
 BACKENDS = ("auto", "numpy", "numba", "cupy")
 DTYPES = ("float32", "float64")
@@ -107,7 +106,8 @@ class _Float(_Field):
         if not math.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value}")
         below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
-        above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        above = self.high is not None and (
+            value >= self.high if self.high_open else value > self.high)
         if below or above:
             if self.high is None:
                 raise ValueError(f"{name} must be {'>' if self.low_open else '>='} {self.low:g}, "
@@ -283,6 +283,7 @@ class Config:
     data: str = "xor"
 
     def __post_init__(self):
+        """Check every field (TypeError or ValueError naming the field) and the fields together."""
         for f in fields(self):  # steps is checked before hist_steps, which needs it
             object.__setattr__(self, f.name, check_field(f.name, getattr(self, f.name),
                                                          steps=self.steps))
@@ -319,6 +320,7 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict (tuples as lists)."""
         d = dataclasses.asdict(self)
         if d["hist_steps"] is not None:
             d["hist_steps"] = list(d["hist_steps"])
@@ -326,13 +328,15 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
+        """The Config of a dict written by :meth:`to_dict`."""
         d = dict(d)
         if d.get("hist_steps") is not None:
             d["hist_steps"] = tuple(d["hist_steps"])
         return cls(**d)
 
 
-#: The paper's Appendix A.7 settings (Xu et al. 2024, Appendix A.7; docs/design.md section 1), and a small quick-look experiment.
+#: The paper's settings (Xu et al. 2024, Appendix A.7; docs/design.md section 1), a neighbouring
+#: paper's, and a small quick-look experiment.
 PRESETS = {
     "paper-fig1-left": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=None, noise_rate=0.05,
                             init_scale=1e-15, lr=1e-12, steps=50, runs=100,
@@ -385,7 +389,8 @@ def preset(name: str, **overrides) -> Config:
         Config fields to change, e.g. ``runs=10``.
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(map(repr, PRESETS))}")
+        raise ValueError(f"unknown preset {name!r}; expected one of "
+                         f"{', '.join(map(repr, PRESETS))}")
     base = dict(PRESETS[name])
     if "steps" in overrides and "hist_steps" not in overrides and base.get("hist_steps"):
         # A shorter run keeps the preset's histogram steps that still exist.

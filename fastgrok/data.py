@@ -1,5 +1,6 @@
-"""XOR-cluster data (Xu et al. 2024, Definition 2.1), noisy linear (two-cluster) data, and the
-random streams of a run.
+"""The data: XOR clusters, noisy linear clusters, and the random streams of a run.
+
+XOR-cluster data follow Xu et al. 2024, Definition 2.1; noisy linear data are two clusters.
 
 Every random quantity of run ``run`` under master seed ``seed`` comes from its own stream, an
 SFC64 generator seeded by ``SeedSequence(seed, spawn_key=(run, stream, block))``. The p-sized
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tunables
-from .config import Config
 from ._memory import check_fits
+from .config import Config
 from .kernels.memory import empty_aligned
 
 # Stream identifiers: part of the random-stream definition; never renumber.
@@ -31,7 +32,8 @@ from .kernels.memory import empty_aligned
 
 def rng(seed: int, run: int, stream: int, block: int = 0) -> np.random.Generator:
     """The generator of one (seed, run, stream, block) stream."""
-    return np.random.Generator(np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(run, stream, block))))
+    seq = np.random.SeedSequence(seed, spawn_key=(run, stream, block))
+    return np.random.Generator(np.random.SFC64(seq))
 
 
 def block_ranges(p: int, width: int | None = None):
@@ -62,8 +64,10 @@ def _clean_labels(clusters, data):
 
 
 def _cluster_signs(clusters):
-    """Coefficients (s1, s2) with xbar = s1 mu1 + s2 mu2 for each cluster index (the XOR table
-    of :data:`CLUSTERS`; linear data use its first two clusters)."""
+    """Coefficients (s1, s2) with xbar = s1 mu1 + s2 mu2 for each cluster index.
+
+    From the XOR table of :data:`CLUSTERS`; linear data use its first two clusters.
+    """
     table = np.array([[sign if mean == k else 0.0 for k in (1, 2)]
                       for mean, sign, _ in CLUSTERS["xor"]])
     return table[clusters, 0], table[clusters, 1]

@@ -89,61 +89,21 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
     from .progress import progress_bar
 
     schedule = eval_schedule(steps, hist_steps)
-    hist_set = set(int(s) for s in hist_steps)
     runs = list(runs)
-    rows, proj, counts = [], {}, {}  # proj: run -> ([P1 at hist steps], [P2 ...], a)
+    history = _History(set(int(s) for s in hist_steps), mu_norm, second_mean)
+    counts = {}
     # One bar over all runs x steps; a batch's build shows as the bar's phase, not a second bar.
     bar = progress_bar(len(runs) * steps, desc, "step", enabled=progress)
     try:
         for b0 in range(0, len(runs), batch):
-            ids = runs[b0:b0 + batch]
-            built = [0]
-
-            def on_built():
-                built[0] += 1
-                bar.phase(f"building runs {b0 + built[0]}/{len(runs)}")
-
-            bar.phase(f"building runs {b0}/{len(runs)}")
-            engine = make_engine(ids, on_built)
-            bar.phase("")
-            A = [np.asarray(s.a, dtype=np.float64) for s in engine.sources]
-            # The training data in the plane of the means, with their labels, for the figures.
-            xm = engine.data_projections() if hist_set and mu_norm is not None else None
-            data = {r: None if xm is None else (xm[i], np.asarray(s.y, np.float64))
-                    for i, (r, s) in enumerate(zip(ids, engine.sources))}
-            engine.plan_evaluations(schedule)
-
-            def record(t, evs):
-                for r, a, ev in zip(ids, A, evs):
-                    P1, P2 = _host(ev["P1"]), _host(ev["P2"])
-                    if P2 is not None and not second_mean:
-                        P2 = np.full_like(P2, np.nan)
-                    rows.append({"run": r, "step": t,
-                                 **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
-                                 **alignment_summaries(P1, P2, a, mu_norm or 1.0)})
-                    if t in hist_set and P1 is not None:
-                        entry = proj.setdefault(r, ([], [], a, data[r]))
-                        entry[0].append(P1)
-                        entry[1].append(P2)
-
-            record(0, engine.evaluate(projections=mu_norm is not None))  # 0 is always evaluated
-            t = 0
-            while t < steps:
-                # At most tunables.STEPS_PER_CALL steps per call (so the progress bar keeps
-                # moving), evaluating on the way at the schedule's steps.
-                end = min(t + tunables.STEPS_PER_CALL, steps)
-                stops = [int(s) for s in schedule if t < s <= end]
-                bounds = sorted(set(stops) | {end})
-                pieces = [(b - s0, b in stops) for s0, b in zip([t] + bounds, bounds)]
-                for s, evs in zip(stops, engine.segment(pieces, projections=mu_norm is not None)):
-                    record(s, evs)
-                bar.update((end - t) * len(ids))
-                t = end
+            engine = _build(make_engine, runs, b0, batch, bar)
+            _drive_batch(engine, runs[b0:b0 + batch], schedule, steps, history, bar)
             for k, val in engine.counters().items():
                 counts[k] = counts.get(k, 0) + val
             del engine
     finally:
         bar.close()
+    rows, proj, hist_set = history.rows, history.proj, history.hist_set
     rows.sort(key=lambda row: (row["run"], row["step"]))
     projections = {}
     if proj:
@@ -156,6 +116,78 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
             projections["X_mu"] = np.stack([proj[r][3][0] for r in order])
             projections["y"] = np.stack([proj[r][3][1] for r in order])
     return rows, projections, counts
+
+
+def segments(schedule, start, steps, per_call):
+    """The driver's calls from step ``start`` to ``steps``, each a segment for the engine.
+
+    A segment is a list of (steps, evaluate) in order (:meth:`fastgrok.engines.Engine.segment`):
+    at most ``per_call`` steps in all, ending at each step of ``schedule`` with evaluate True.
+    Yields (segment, the evaluated steps of the segment).
+    """
+    t = start
+    while t < steps:
+        end = min(t + per_call, steps)
+        evaluated = [int(s) for s in schedule if t < s <= end]
+        ends = sorted(set(evaluated) | {end})
+        segment = [(e - s0, e in evaluated)
+                   for s0, e in zip([t] + ends[:-1], ends, strict=True)]
+        yield segment, evaluated
+        t = end
+
+
+class _History:
+    """The rows of the history and the projections kept at the snapshot steps, as recorded."""
+
+    def __init__(self, hist_set, mu_norm, second_mean):
+        self.hist_set, self.mu_norm, self.second_mean = hist_set, mu_norm, second_mean
+        self.rows = []
+        self.proj = {}  # run -> ([P1 at hist steps], [P2 ...], a, data)
+
+    def record(self, t, ids, A, data, evs):
+        """Record the evaluations ``evs`` of runs ``ids`` (second layers ``A``) at step t."""
+        for r, a, ev in zip(ids, A, evs, strict=True):
+            P1, P2 = _host(ev["P1"]), _host(ev["P2"])
+            if P2 is not None and not self.second_mean:
+                P2 = np.full_like(P2, np.nan)
+            self.rows.append({"run": r, "step": t,
+                              **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
+                              **alignment_summaries(P1, P2, a, self.mu_norm or 1.0)})
+            if t in self.hist_set and P1 is not None:
+                entry = self.proj.setdefault(r, ([], [], a, data[r]))
+                entry[0].append(P1)
+                entry[1].append(P2)
+
+
+def _build(make_engine, runs, b0, batch, bar):
+    """The engine of the batch of runs starting at index b0, its build shown on the bar."""
+    built = [0]
+
+    def on_built():
+        built[0] += 1
+        bar.phase(f"building runs {b0 + built[0]}/{len(runs)}")
+
+    bar.phase(f"building runs {b0}/{len(runs)}")
+    engine = make_engine(runs[b0:b0 + batch], on_built)
+    bar.phase("")
+    return engine
+
+
+def _drive_batch(engine, ids, schedule, steps, history, bar):
+    """Take every step of the batch's runs ``ids``, recording the evaluations of ``schedule``."""
+    means = history.mu_norm is not None
+    A = [np.asarray(s.a, dtype=np.float64) for s in engine.sources]
+    # The training data in the plane of the means, with their labels, for the figures.
+    xm = engine.data_projections() if history.hist_set and means else None
+    data = {r: None if xm is None else (xm[i], np.asarray(s.y, np.float64))
+            for i, (r, s) in enumerate(zip(ids, engine.sources, strict=True))}
+    engine.plan_evaluations(schedule)
+    history.record(0, ids, A, data, engine.evaluate(projections=means))  # 0: always evaluated
+    # At most tunables.STEPS_PER_CALL steps per call (so the progress bar keeps moving).
+    for segment, evaluated in segments(schedule, 0, steps, tunables.STEPS_PER_CALL):
+        for s, evs in zip(evaluated, engine.segment(segment, projections=means), strict=True):
+            history.record(s, ids, A, data, evs)
+        bar.update(sum(k for k, _ in segment) * len(ids))
 
 
 def _host(x):

@@ -1,5 +1,7 @@
-"""The network's activation and training loss (:class:`Model`); its initial weights are drawn
-in :mod:`fastgrok.weights`."""
+"""The network's activation and training loss (:class:`Model`).
+
+Its initial weights are drawn in :mod:`fastgrok.weights`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ class Model:
     loss: str = "logistic"
 
     def __post_init__(self):
+        """Check the fields, as Config checks them."""
         for name in ("activation", "leak", "loss"):
             object.__setattr__(self, name, check_field(name, getattr(self, name)))
         check_model(self.activation, self.leak)

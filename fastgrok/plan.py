@@ -34,8 +34,10 @@ def warn_if_experimental(backend: str) -> None:
 
 
 def resolve_backend(backend: str) -> str:
-    """Map "auto" to the fastest available verified backend: cupy with a usable GPU once the
-    CuPy engines are verified (:data:`CUPY_VERIFIED`), else numba."""
+    """Map "auto" to the fastest available verified backend.
+
+    Cupy with a usable GPU once the CuPy engines are verified (:data:`CUPY_VERIFIED`), else numba.
+    """
     if backend != "auto":
         return backend
     from . import devices
@@ -60,8 +62,11 @@ def resolve_method(method: str, backend: str, n, p, m, n_test, steps) -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """What will run. ``p`` is the working dimension (d = n + n_test + m + 2 when reduced);
-    ``dtype`` the working dtype (float64 for reduced runs at p beyond float32's safe range)."""
+    """What will run.
+
+    ``p`` is the working dimension (d = n + n_test + m + 2 when reduced); ``dtype`` the working
+    dtype (float64 for reduced runs at p beyond float32's safe range).
+    """
 
     method: str
     backend: str
@@ -78,6 +83,7 @@ class Plan:
 
     @property
     def engine_name(self) -> str:
+        """The engine as method/backend, e.g. "gram/numba"."""
         return f"{self.method}/{self.backend}"
 
 

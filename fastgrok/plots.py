@@ -23,7 +23,8 @@ def plot_accuracy(summary, ax, label_suffix=""):
         if np.all(np.isnan(med)):
             continue
         ax.plot(x, med, style, color=color, label=f"{metric.split('_')[0]} median{label_suffix}")
-        ax.fill_between(x, summary[f"{metric}_q20"], summary[f"{metric}_q80"], color=color, alpha=0.2,
+        ax.fill_between(x, summary[f"{metric}_q20"], summary[f"{metric}_q80"], color=color,
+                        alpha=0.2,
                         linewidth=0, label=f"{metric.split('_')[0]}: 20-80% of runs")
     ax.axhline(0.5, linestyle=":", color="gray", linewidth=1)
     ax.set_xscale("log")
@@ -51,7 +52,8 @@ def histogram_figure(projections, path, title=""):
     # Linear data have no second mean: their P2 is NaN and gets no row.
     keys = ("P1", "P2") if np.isfinite(projections["P2"]).any() else ("P1",)
     # Shared x per column: the narrow mu2 projections are then visibly narrow next to mu1.
-    fig, axes = plt.subplots(len(keys), len(steps), figsize=(2.6 * len(steps), 2.2 * len(keys) + 0.4),
+    fig, axes = plt.subplots(len(keys), len(steps),
+                             figsize=(2.6 * len(steps), 2.2 * len(keys) + 0.4),
                              squeeze=False, sharex="col")
     for col, t in enumerate(steps):
         for row, key in enumerate(keys):
@@ -72,16 +74,21 @@ def histogram_figure(projections, path, title=""):
 
 
 def plane_steps(projections) -> list:
-    """The steps the plane figure shows: the first two and the last of the projection steps
-    (the left panel's 0, 1 and 15: the paper's Figure 2)."""
+    """The steps the plane figure shows.
+
+    The first two and the last of the projection steps (the left panel's 0, 1 and 15: the paper's
+    Figure 2).
+    """
     steps = [int(t) for t in projections["steps"]]
     return sorted({steps[0], steps[min(1, len(steps) - 1)], steps[-1]})
 
 
 def plane_sign(P1, P2, a, theta, leak=0.0):
-    """sign f(cos(theta) e1 + sin(theta) e2) of the network with projections P_k = W mu_k
-    (mu1, mu2 of equal norm, e_k = mu_k / ||mu||) and activation max(z, leak z), for each
-    direction theta."""
+    """Sign f(cos(theta) e1 + sin(theta) e2) of the network, for each direction theta.
+
+    The network has projections P_k = W mu_k (mu1, mu2 of equal norm, e_k = mu_k / ||mu||)
+    and activation max(z, leak z).
+    """
     u = np.cos(theta)[:, None] * P1[None, :] + np.sin(theta)[:, None] * P2[None, :]
     return np.sign(np.maximum(u, leak * u) @ a)
 
@@ -208,13 +215,15 @@ def sweep_figures(points, names, out_dir, steps=None, runs=None, threshold=0.9) 
             grid = data.pivot_table(index=y, columns=x, values=col, aggfunc="first", dropna=False)
             vals = grid.to_numpy(dtype=float)
             if col.startswith("final"):
-                im = ax.imshow(vals, origin="lower", aspect="auto", vmin=0.5, vmax=1.0, cmap="viridis")
+                im = ax.imshow(vals, origin="lower", aspect="auto", vmin=0.5, vmax=1.0,
+                               cmap="viridis")
                 texts = [[f"{v:.2f}" if np.isfinite(v) else "" for v in row] for row in vals]
                 dark = vals < 0.8  # the dark end of viridis: white text there
             else:
                 ax.set_facecolor("0.8")  # NaN cells (never grokked) show the background
-                im = ax.imshow(np.where(np.isfinite(vals), np.maximum(vals, 1), np.nan), origin="lower",
-                               aspect="auto", cmap="magma_r", norm=LogNorm(vmin=1, vmax=max(top, 2)))
+                shown = np.where(np.isfinite(vals), np.maximum(vals, 1), np.nan)
+                im = ax.imshow(shown, origin="lower", aspect="auto", cmap="magma_r",
+                               norm=LogNorm(vmin=1, vmax=max(top, 2)))
                 texts = [[f"{v:.0f}" if np.isfinite(v) else "never" for v in row] for row in vals]
                 with np.errstate(invalid="ignore", divide="ignore"):
                     dark = np.log(np.maximum(vals, 1)) > 0.5 * np.log(max(top, 2))

@@ -39,7 +39,8 @@ class _Bar(_Null):
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, file=stream,
-                         mininterval=tunables.PROGRESS_MIN_INTERVAL, leave=False, dynamic_ncols=True)
+                         mininterval=tunables.PROGRESS_MIN_INTERVAL, leave=False,
+                         dynamic_ncols=True)
 
     def update(self, k=1):
         self._bar.update(k)

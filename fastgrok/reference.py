@@ -118,7 +118,8 @@ def evaluate(X, y, W, a, X_test=None, y_test=None, mu1=None, mu2=None, leak=0.0,
     -------
     dict
         train_acc, train_loss (noisy labels), test_acc, test_loss (clean labels; NaN without a
-        test set; losses are the mean ``loss``), and the projections P1 = W mu1, P2 = W mu2 (None without means).
+        test set; losses are the mean ``loss``), and the projections P1 = W mu1, P2 = W mu2
+        (None without means).
     """
     _, f = forward(X, W, a, leak)
     out = {"train_acc": accuracy(y, f), "train_loss": mean_loss(y, f, loss),

@@ -35,6 +35,7 @@ class Result:
         self.info = dict(info or {})
 
     def __repr__(self):
+        """A one-line description: runs, steps and engine."""
         runs = self.history["run"].nunique()
         last = int(self.history["step"].max()) if len(self.history) else 0
         return f"<fastgrok.Result runs={runs} steps={last} engine={self.info.get('engine')}>"
@@ -53,9 +54,11 @@ class Result:
         return "\n".join(lines)
 
     def save(self, out, figures=True) -> dict:
-        """Write config.json, history.csv, summary.csv, projections.npz and the figures
+        """Write the result's files and figures to ``out``.
+
+        config.json, history.csv, summary.csv, projections.npz and the figures
         (fig_accuracy.png; with projections fig_projections.png and, for XOR data,
-        fig_plane.png) to ``out``.
+        fig_plane.png).
 
         The files are written into a temporary folder inside ``out`` and moved into place
         together at the end, so a failed or interrupted save leaves none of them half-written.
@@ -70,7 +73,8 @@ class Result:
         out = _writable_dir(out)
         with atomic_files(out) as target:
             with open(target("config.json"), "w") as fh:
-                json.dump({"config": self.config, "info": self.info}, fh, indent=2, default=_jsonable)
+                json.dump({"config": self.config, "info": self.info}, fh, indent=2,
+                          default=_jsonable)
             self.history.to_csv(target("history.csv"), index=False)
             self.summary().to_csv(target("summary.csv"), index=False)
             names = ["config.json", "history.csv", "summary.csv"]

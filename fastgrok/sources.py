@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._memory import check_fits
-from .kernels.memory import empty_aligned
 from .data import RunDraw, block_ranges
+from .kernels.memory import empty_aligned
 from .weights import init_block, second_layer
 
 
@@ -35,8 +35,11 @@ class Problem:
 
 
 class Source:
-    """Base class. Attributes: n, p, m, n_test (0 without a test set), y, y_test, a (float64),
-    mu_norm (None without means)."""
+    """Base class.
+
+    Attributes: n, p, m, n_test (0 without a test set), y, y_test, a (float64), mu_norm (None
+    without means).
+    """
 
     n = p = m = n_test = 0
     y = y_test = a = None
@@ -51,8 +54,11 @@ class Source:
         return list(block_ranges(self.p))
 
     def data_block_list(self):
-        """The blocks (or leading parts of blocks) outside which every data row (X, X_test,
-        the means) is zero: the gram products need no other column. Here all of them."""
+        """The blocks (or leading parts of blocks) outside which every data row is zero.
+
+        The data rows are X, X_test and the means: the gram products need no other column.
+        Here all of them.
+        """
         return self.block_list()
 
     def block(self, k, j0, j1, dtype="float64"):
@@ -89,8 +95,8 @@ class GeneratedSource(Source):
     """Run ``run`` of the experiment ``cfg``: data, second layer and W0 from (cfg.seed, run)."""
 
     def __init__(self, cfg, run):
-        self.draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, run, cfg.means,
-                            cfg.data)
+        self.draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, run,
+                            cfg.means, cfg.data)
         self.n, self.p, self.m, self.n_test = cfg.n, cfg.p, cfg.m, cfg.n_test
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
@@ -103,8 +109,10 @@ class GeneratedSource(Source):
 
 
 class ArraySource(Source):
-    """A user's arrays (validated by the caller), with W0 and a drawn from (seed, run) unless
-    given (``W0``, ``a``: tests and benchmarks start engines from chosen weights)."""
+    """A user's arrays (validated by the caller), with W0 and a drawn from (seed, run).
+
+    Unless given (``W0``, ``a``: tests and benchmarks start engines from chosen weights).
+    """
 
     def __init__(self, X, y, m, init_scale=0.0, seed=0, run=0, second_layer_mode="random",
                  X_test=None, y_test=None, mu1=None, mu2=None, W0=None, a=None):
@@ -114,7 +122,9 @@ class ArraySource(Source):
         self.seed, self.run, self.init_scale = seed, run, init_scale
         self.y = np.asarray(y, dtype=np.float64)
         self.y_test = None if y_test is None else np.asarray(y_test, dtype=np.float64)
-        self.a = second_layer(m, seed, run, second_layer_mode) if a is None else np.asarray(a, np.float64)
+        if a is None:
+            a = second_layer(m, seed, run, second_layer_mode)
+        self.a = np.asarray(a, np.float64)
         self.W0 = W0
         self.M = None if mu1 is None else np.stack([mu1, mu2])
         self.mu_norm = None if mu1 is None else float(np.linalg.norm(np.asarray(mu1, np.float64)))
@@ -124,8 +134,10 @@ class ArraySource(Source):
         return conv(self.X), conv(self.Xt), conv(self.M)
 
     def problem(self, dtype) -> Problem:
-        """The caller's arrays without copies where the dtype already matches; a given W0 is
-        used (and trained) in place, else W0 is drawn whole."""
+        """The caller's arrays without copies where the dtype already matches.
+
+        A given W0 is used (and trained) in place, else W0 is drawn whole.
+        """
         from .weights import init_weights
 
         conv = lambda v: None if v is None else np.ascontiguousarray(v, dtype=dtype)  # noqa: E731
@@ -136,6 +148,7 @@ class ArraySource(Source):
                        None if M is None else M[0], None if M is None else M[1])
 
     def block(self, k, j0, j1, dtype="float64"):
+        """Columns j0:j1 of X, X_test, W0 and the means in ``dtype`` (block k of the draw)."""
         if self.W0 is None:
             return super().block(k, j0, j1, dtype)
         X, Xt, M = self._block(k, j0, j1, dtype)
@@ -143,7 +156,9 @@ class ArraySource(Source):
 
 
 class ReducedSource(Source):
-    """Run ``run`` of ``cfg`` in the reduced representation (docs/design.md 2.3), exact in distribution.
+    """Run ``run`` of ``cfg`` in the reduced representation (docs/design.md 2.3).
+
+    Exact in distribution.
 
     Training sees only inner products among x_i, x_test, w0_j, mu1, mu2, and the Gaussian noise
     and initialisation are rotation invariant, so the N = n + n_test + m vectors are drawn in
@@ -212,14 +227,18 @@ class ReducedSource(Source):
         return float(accs.mean()), float(np.mean(losses)), float(se)
 
     def data_block_list(self):
-        """The column blocks up to n + n_test + 2: the data rows of L are zero beyond them
-        (row k of L ends at its diagonal), so the gram products need no other column."""
+        """The column blocks up to n + n_test + 2.
+
+        The data rows of L are zero beyond them (row k of L ends at its diagonal), so the gram
+        products need no other column.
+        """
         span = self.n + self.n_test + 2
         return [(k, j0, min(j1, span)) for k, j0, j1 in self.block_list() if j0 < span]
 
     def _columns(self, k, j0, j1):
-        """Columns j0:j1 of the (N, d) matrix of all vectors before scaling and means, float64
-        (a transposed view).
+        """Columns j0:j1 of the (N, d) matrix of all vectors before scaling and means.
+
+        Float64, a transposed view.
 
         Block k's entries of L are drawn column by column from two streams of its own, the
         normals below the diagonal and the chi-square diagonal, so that the leading columns of a
@@ -237,7 +256,8 @@ class ReducedSource(Source):
         if c1 > c0:
             cols = np.arange(c0, c1)
             below = N - 1 - cols  # entries below the diagonal, per column
-            normals = rng(self.seed, self.run, STREAM_REDUCED_L, k).standard_normal(int(below.sum()))
+            stream = rng(self.seed, self.run, STREAM_REDUCED_L, k)
+            normals = stream.standard_normal(int(below.sum()))
             diag = np.sqrt(rng(self.seed, self.run, STREAM_REDUCED_DIAG, k)
                            .chisquare(self.p_nominal - 2 - cols))
             first, at = max(j0, 2) - j0, 0
@@ -249,6 +269,7 @@ class ReducedSource(Source):
         return RT.T
 
     def block(self, k, j0, j1, dtype="float64"):
+        """Columns j0:j1 of X, X_test, W0 and the means in ``dtype``, in the reduced draw."""
         n, nt = self.n, self.n_test
         RT = self._columns(k, j0, j1).T  # (cols, N), contiguous: every update below is too
         M = np.zeros((2, j1 - j0))

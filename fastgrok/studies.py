@@ -49,7 +49,7 @@ class Study:
 
 
 def _sig(x: float) -> float:
-    """x rounded to 12 significant digits: 1e-3 * 1e-12 is 1e-15, not 1.0000000000000001e-15."""
+    """X rounded to 12 significant digits: 1e-3 * 1e-12 is 1e-15, not 1.0000000000000001e-15."""
     return float(f"{x:.12g}")
 
 
@@ -65,7 +65,8 @@ def _per_run(table: pd.DataFrame, names, threshold: float) -> pd.DataFrame:
     last = table.step.max()
     for key, g in table.groupby([*names, "run"], sort=True):
         g = g.set_index("step")
-        rows.append({**dict(zip([*names, "run"], key)), "final_train": g.train_acc.get(last, np.nan),
+        rows.append({**dict(zip([*names, "run"], key, strict=True)),
+                     "final_train": g.train_acc.get(last, np.nan),
                      "final_test": g.test_acc.get(last, np.nan),
                      "test_at_1": g.test_acc.get(1, np.nan), "grok": float(grok.loc[key])})
     return pd.DataFrame(rows)
@@ -141,7 +142,8 @@ def _long_figure(res, base: Config, path):
         near = d["train_loss_median"].min() > 0.99 * math.log(2)
         for key, color, style in (("train_loss", "C1", "--"), ("test_loss", "C0", "-")):
             v = d[f"{key}_median"].to_numpy()
-            ax.plot(x, math.log(2) - v if near else v, style, color=color, label=key.replace("_", " "))
+            ax.plot(x, math.log(2) - v if near else v, style, color=color,
+                    label=key.replace("_", " "))
         ax.set_yscale("log")
         ax.set_ylabel("log 2 - loss (median)" if near else "loss (median)")
         ax.legend(fontsize=7)
@@ -209,7 +211,8 @@ def _snr_figure(res, base: Config, path):
         # scale, the curves for different p coincide against this variable.
         _band(axes[1], lambda v, p=p: base.n * v ** 4 / p, d, "mu_norm", "final_test", f"p = {p:g}",
               color)
-    for ax, label in zip(axes, ("||mu||  (dashed: the paper's 2.5 sqrt(p/n))", "n ||mu||^4 / p")):
+    labels = ("||mu||  (dashed: the paper's 2.5 sqrt(p/n))", "n ||mu||^4 / p")
+    for ax, label in zip(axes, labels, strict=True):
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel(f"test accuracy at step {base.steps} (median, 20-80%)")
@@ -239,7 +242,8 @@ def _init_figure(res, base: Config, path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for i, (lr, d) in enumerate(runs.groupby("lr", sort=True)):
         color = f"C{i}"
-        _grok_plot(axes[0], lambda v: v, _grok_median(d, "ratio"), f"lr = {lr:g}", color, base.steps)
+        _grok_plot(axes[0], lambda v: v, _grok_median(d, "ratio"), f"lr = {lr:g}", color,
+                   base.steps)
         _band(axes[1], lambda v: v, d, "ratio", "final_test", f"lr = {lr:g}", color)
     for ax in axes:
         ax.set_xscale("log")

@@ -31,8 +31,10 @@ _NUMERIC = {name for name, spec in FIELDS.items() if spec.numeric}
 
 
 def point_key(values: dict) -> str:
-    """The canonical text of a grid point's values: the point's identity for its seed, its file
-    name and the check for repeated points."""
+    """The canonical text of a grid point's values.
+
+    The point's identity for its seed, its file name and the check for repeated points.
+    """
     return json.dumps(values, sort_keys=True, default=str)
 
 
@@ -67,14 +69,17 @@ def grid_points(base: Config, grid, paired=()) -> list:
     if isinstance(grid, dict) and grid:
         names = list(grid)
         for name, values in grid.items():
-            if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:
-                raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
+            listed = not isinstance(values, (str, bytes)) and hasattr(values, "__len__")
+            if not listed or len(values) == 0:
+                raise ValueError(f"grid[{name!r}] must be a non-empty list of values, "
+                                 f"got {values!r}")
         combos = list(itertools.product(*(grid[k] for k in names)))
     elif isinstance(grid, (list, tuple)) and grid and all(isinstance(g, dict) and g for g in grid):
         names = list(grid[0])
         for g in grid:
             if set(g) != set(names):
-                raise ValueError(f"every grid point must set the same fields {names}, got {list(g)}")
+                raise ValueError(f"every grid point must set the same fields {names}, "
+                                 f"got {list(g)}")
         combos = [tuple(g[k] for k in names) for g in grid]
     else:
         raise ValueError("grid must be a non-empty dict {field: [values, ...]} or a non-empty "
@@ -87,13 +92,14 @@ def grid_points(base: Config, grid, paired=()) -> list:
         if name not in fields or name in ("seed", "hist_steps"):
             raise ValueError(f"grid field {name!r} is not a Config field that can be swept")
         if name in _NUMERIC:
-            bad = [c[i] for c in combos if isinstance(c[i], bool) or not isinstance(c[i], numbers.Real)
-                   or not math.isfinite(c[i])]
+            bad = [c[i] for c in combos if isinstance(c[i], bool)
+                   or not isinstance(c[i], numbers.Real) or not math.isfinite(c[i])]
             if bad:
                 raise ValueError(f"grid[{name!r}] must hold finite numbers, got {bad!r}")
     points = []
     for combo in combos:
-        values = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in zip(names, combo)}
+        values = {k: (v.item() if isinstance(v, np.generic) else v)
+                  for k, v in zip(names, combo, strict=True)}
         try:
             cfg = base.replace(**values)
             cfg = cfg.replace(seed=_point_seed(
@@ -118,8 +124,11 @@ def _run_point(cfg_dict: dict, values: dict, n_threads: int):
 
 
 def _worker_init():
-    """Start of every local worker process: Ctrl-C is the parent's to handle, and the worker
-    exits as soon as its parent is gone (a ``kill -9`` of the sweep leaves no idle worker)."""
+    """Start of every local worker process.
+
+    Ctrl-C is the parent's to handle, and the worker exits as soon as its parent is gone (a ``kill
+    -9`` of the sweep leaves no idle worker).
+    """
     import multiprocessing
     import signal
     import threading
@@ -185,8 +194,10 @@ def _stop_workers(executor):
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """A sweep stopped by Ctrl-C (SIGINT): the finished points are saved; ``message`` says
-    how many and how to resume."""
+    """A sweep stopped by Ctrl-C (SIGINT).
+
+    The finished points are saved; ``message`` says how many and how to resume.
+    """
 
     def __init__(self, message):
         super().__init__(message)
@@ -195,7 +206,9 @@ class SweepInterrupted(KeyboardInterrupt):
 
 def require_sweep_extras():
     """ImportError naming the extra to install when pyarrow (the point files) is missing.
-    (A Dask executor is the caller's, so Dask is there when one is passed.)"""
+
+    (A Dask executor is the caller's, so Dask is there when one is passed.)
+    """
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -204,8 +217,11 @@ def require_sweep_extras():
 
 
 class SweepResult:
-    """``table``: one row per (grid point, run, step); ``points``: one row per grid point;
-    ``threshold``: the test accuracy that counted as grokked; ``figure``: a study's figure path."""
+    """``table``.
+
+    One row per (grid point, run, step); ``points``: one row per grid point; ``threshold``: the test
+    accuracy that counted as grokked; ``figure``: a study's figure path.
+    """
 
     def __init__(self, table, points, grid, out=None, threshold=0.9):
         self.table, self.points, self.grid, self.out = table, points, grid, out
@@ -238,7 +254,7 @@ def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
         never = int(np.isinf(steps).sum())
         # The median run groks unless at least half never do ("never" sorts as +infinity).
         med = int(np.median(steps)) if never < len(steps) / 2 else pd.NA
-        rows.append({**dict(zip(names, values)), "runs": len(steps),
+        rows.append({**dict(zip(names, values, strict=True)), "runs": len(steps),
                      "final_train_acc_median": last.train_acc.median(),
                      "final_test_acc_median": last.test_acc.median(),
                      "grok_step_median": med, "runs_never": never})
@@ -350,8 +366,10 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
         else:
             for fut in futures:
                 fut.cancel()
-        where = f"saved in {out}; run the same sweep again to resume" if out else "not saved (no out)"
-        raise SweepInterrupted(f"interrupted: {len(done)} of {len(points)} points {where}") from None
+        where = (f"saved in {out}; run the same sweep again to resume" if out
+                 else "not saved (no out)")
+        raise SweepInterrupted(
+            f"interrupted: {len(done)} of {len(points)} points {where}") from None
     finally:
         bar.close()
         if own:

@@ -18,13 +18,15 @@ from .kernels.cuda import THREADS, signatures
 
 
 class EmulatedKernels:
-    """The CUDA kernels' arithmetic in NumPy, as the launches compute it: one block per row
-    (a (run, sample) pair), the row's run ``row // n_per_run`` and its second layer, each of
-    the THREADS threads summing a strided slice of the row in order, then a fixed tree over the
-    threads' partial sums; V in double, rounded once. Lets the GPU engine's orchestration
-    (stacked runs, row-to-run indexing, accumulate flags) run and be tested on any machine.
-    (The device may contract a multiply-add into an FMA, so the GPU agrees with this to
-    rounding, not to the bit.)"""
+    """The CUDA kernels' arithmetic in NumPy, as the launches compute it.
+
+    One block per row (a (run, sample) pair), the row's run ``row // n_per_run`` and its second
+    layer, each of the THREADS threads summing a strided slice of the row in order, then a fixed
+    tree over the threads' partial sums; V in double, rounded once. Lets the GPU engine's
+    orchestration (stacked runs, row-to-run indexing, accumulate flags) run and be tested on any
+    machine. (The device may contract a multiply-add into an FMA, so the GPU agrees with this to
+    rounding, not to the bit.)
+    """
 
     @staticmethod
     def row_sums(Z, a, n_per_run, leak=0.0):
@@ -48,7 +50,7 @@ class EmulatedKernels:
 
     @staticmethod
     def loss_weights(z, loss):
-        """g = -l'(z) per row, as the kernel's loss_weight computes it."""
+        """G = -l'(z) per row, as the kernel's loss_weight computes it."""
         if loss == 0:
             return np.exp(-(np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))))
         if loss == 1:
@@ -57,9 +59,11 @@ class EmulatedKernels:
         return np.where(z < 1.0, 1.0, 0.0)
 
     def outputs(self, Z, a, n_per_run, leak=0.0):
+        """The outputs kernel's f."""
         return self.row_sums(Z, a, n_per_run, leak)[0]
 
     def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate, leak=0.0, loss=0):
+        """The coefficients kernel's f, and V written as it writes it."""
         f, A = self.row_sums(Z, a, n_per_run, leak)
         y = np.asarray(y, np.float64)
         c = lr / n_per_run * self.loss_weights(y * f, loss) * y
@@ -69,6 +73,7 @@ class EmulatedKernels:
 
     @staticmethod
     def gemm_update(V, X, W):
+        """W += V^T X in place."""
         W += V.T @ X
 
 
@@ -135,4 +140,5 @@ class StandInCupy:
 
     @staticmethod
     def asnumpy(x):
+        """A NumPy view."""
         return np.asarray(x)

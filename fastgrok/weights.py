@@ -1,5 +1,8 @@
-"""The network's initial weights (Xu et al. 2024, section 2; docs/design.md section 1): the fixed
-second layer a and the first layer W0, each from its own random stream keyed by (seed, run)."""
+"""The network's initial weights (Xu et al. 2024, section 2; docs/design.md section 1).
+
+The fixed second layer a and the first layer W0, each from its own random stream keyed by (seed,
+run).
+"""
 from __future__ import annotations
 
 import numpy as np

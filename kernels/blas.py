@@ -48,7 +48,8 @@ def _find_cblas():
                 if fn is None:
                     break
                 P, E = ctypes.c_void_p, ctypes.c_int
-                fn.argtypes = [E, E, E, int_t, int_t, int_t, real, P, int_t, P, int_t, real, P, int_t]
+                fn.argtypes = [E, E, E, int_t, int_t, int_t, real, P, int_t, P, int_t, real, P,
+                               int_t]
                 fn.restype = None
                 found[kind] = fn
             if len(found) == 2:

@@ -41,6 +41,7 @@ def gpu_status() -> str:
 
 
 def source() -> str:
+    """The CUDA source of the kernels (gpu_kernels.cu)."""
     with open(_CU) as fh:
         return fh.read()
 
@@ -65,7 +66,7 @@ def check_launch(name, args, contract=None):
     params = (contract or signatures())[name]
     if len(args) != len(params):
         raise TypeError(f"{name}: {len(args)} arguments for {len(params)} parameters")
-    for i, ((ctype, pointer), arg) in enumerate(zip(params, args)):
+    for i, ((ctype, pointer), arg) in enumerate(zip(params, args, strict=True)):
         want = _C_TYPES[ctype]
         if pointer:
             if not hasattr(arg, "dtype") or arg.dtype != want:
@@ -93,7 +94,8 @@ class CudaKernels:
             import cupy
         self.cupy = cupy
         self.contract = signatures()
-        self.module = cupy.RawModule(code=source(), options=("--std=c++14", f"-DFG_THREADS={THREADS}"))
+        self.module = cupy.RawModule(code=source(),
+                                     options=("--std=c++14", f"-DFG_THREADS={THREADS}"))
         # Fetching compiles the module: done here, once, so that a launch never compiles.
         self.fn = {name: self.module.get_function(name) for name in self.contract}
 
@@ -106,7 +108,7 @@ class CudaKernels:
         return "f32" if dtype == np.float32 else "f64"
 
     def outputs(self, Z, a, n_per_run, leak=0.0):
-        """f (rows,) float64 = phi(Z) a per row, rows grouped by run (a: (R, m))."""
+        """F (rows,) float64 = phi(Z) a per row, rows grouped by run (a: (R, m))."""
         cp = self.cupy
         rows, m = Z.shape
         f = cp.empty(rows, cp.float64)
@@ -116,7 +118,7 @@ class CudaKernels:
         return f
 
     def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate, leak=0.0, loss=0):
-        """f = phi(Z) a; V (=, or += when accumulate) (lr/n) g(y f) y a phi'(Z)."""
+        """F = phi(Z) a; V (=, or += when accumulate) (lr/n) g(y f) y a phi'(Z)."""
         cp = self.cupy
         rows, m = Z.shape
         f = cp.empty(rows, cp.float64)

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .memory import empty_aligned, zeros_aligned
 from .blas import gemm
+from .memory import empty_aligned, zeros_aligned
 from .threads import map_chunks, ordered_sum
 
 
 def tile_width(n, m, itemsize, tile_bytes, tile_cols=0):
-    """Columns per tile: ``tile_cols`` when set, else X and W tiles of about ``tile_bytes``
-    together (a multiple of 64 columns, at most 65536)."""
+    """Columns per tile.
+
+    ``tile_cols`` when set, else X and W tiles of about ``tile_bytes`` together (a multiple of 64
+    columns, at most 65536).
+    """
     if tile_cols:
         return int(tile_cols)
     cols = tile_bytes // ((n + m) * itemsize)
@@ -51,8 +54,8 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, *, 
     forward : bool
         Return Z = X W^T (False: only update, e.g. for a standalone step).
     n_threads : int, optional
-        Worker threads (default: all CPUs); must be called inside :func:`fastgrok.kernels.threads.threads`
-        or BLAS may oversubscribe.
+        Worker threads (default: all CPUs); must be called inside
+        :func:`fastgrok.kernels.threads.threads` or BLAS may oversubscribe.
     tile_bytes, tile_cols : int
         The tile width (:func:`tile_width`).
     chunks : int

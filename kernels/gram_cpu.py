@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .memory import empty_aligned, zeros_aligned
 from .blas import gemm
+from .memory import empty_aligned, zeros_aligned
 from .numba_fused import outputs_and_coefficients
 
 

@@ -20,7 +20,6 @@ import numpy as np
 from numba import njit
 
 from . import numba_cache  # noqa: F401  (before any kernel is defined: where its cache goes)
-
 from .numba_fused import loss_weight
 
 try:  # LLVM's count-trailing-zeros, one instruction
@@ -28,6 +27,7 @@ try:  # LLVM's count-trailing-zeros, one instruction
 except ImportError:  # pragma: no cover - moved in some future Numba
     @njit("int64(uint64)", inline="always")
     def trailing_zeros(x):
+        """The number of trailing zero bits of x (x != 0)."""
         n = 0
         while x & np.uint64(1) == 0:
             x >>= np.uint64(1)
@@ -36,9 +36,12 @@ except ImportError:  # pragma: no cover - moved in some future Numba
 
 @njit(inline="always")
 def _flagged(packed, idx):
-    """The positions of the set flag bytes of ``packed``'s words (a flag is its byte's lowest
-    bit), lowest first, into idx; returns how many. The changes sit at random places, so a
-    branch per entry would be mispredicted: a word's set bytes come from its trailing zeros."""
+    """Write the positions of the set flag bytes of ``packed``'s words into idx.
+
+    A flag is its byte's lowest bit; positions lowest first; returns how many. The changes sit
+    at random places, so a branch per entry would be mispredicted: a word's set bytes come
+    from its trailing zeros.
+    """
     cnt = 0
     for w in range(packed.shape[0]):
         word = packed[w]
@@ -88,7 +91,7 @@ _SIG_STEPS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], 
 # two, and about 7% faster).
 @njit(_SIG_STEPS, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
 def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks, FT, PT):
-    """k steps in the linear regime, in place; returns the number of pattern changes.
+    """K steps in the linear regime, in place; returns the number of pattern changes.
 
     ZT, DT (m, n) float64: pre-activations and D^T. The pattern is never stored: it is
     M = 1[ZT > 0], so a change is a sign change of an entry of ZT. SX (m, n) int32 encodes how
@@ -169,9 +172,10 @@ def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks,
 @njit("void(float64[:,::1], float64[::1], float64, float64[::1], float64[:,::1])", cache=True,
       nogil=True, fastmath={"reassoc", "nsz", "contract"})
 def tracked_outputs(UT, a, leak, ft, P):
-    """The tracked evaluation rows' outputs from their pre-activations UT (m, e): the test
-    outputs ft = phi(U[:, :nt]) a (nt = ft's length) and the means' rows P = U[:, nt:]
-    (m, e - nt), with the same operations in the same order as :func:`linear_steps`'s record.
+    """The tracked evaluation rows' outputs from their pre-activations UT (m, e).
+
+    The test outputs ft = phi(U[:, :nt]) a (nt = ft's length) and the means' rows P = U[:, nt:] (m,
+    e - nt), with the same operations in the same order as :func:`linear_steps`'s record.
     """
     ft[:] = 0.0
     for j in range(UT.shape[0]):
@@ -206,8 +210,10 @@ _SIG_C = [f"void(float64[:,::1], int32[:,::1], float64[:,::1], float64[::1], flo
 
 @njit(_SIG_C, cache=True, nogil=True)
 def write_c(ZT, SX, Ct0T, c, a, leak, steps, C):
-    """C = C0 + (a c) (leak steps + (1 - leak) S), (m, n) in the state's layout and C's dtype,
-    with S = SX + 1[ZT > 0] steps the steps each entry has been active (:func:`linear_steps`).
+    """Write C = C0 + (a c) (leak steps + (1 - leak) S), (m, n), into C.
+
+    In the state's layout and C's dtype, with S = SX + 1[ZT > 0] steps the steps each entry
+    has been active (:func:`linear_steps`).
 
     Contiguous and branch-free, so it streams at memory speed; the engine's C^T is its
     transpose. No fastmath: the engine's NumPy expression for C gives the same bits.
@@ -225,8 +231,10 @@ def write_c(ZT, SX, Ct0T, c, a, leak, steps, C):
 
 @njit(inline="always")
 def _e_row(e, j, GD, GT, MT, y, lr_n, leak):
-    """Row j of the near-linear regime's E without a_j: e_q = (lr/n) y_q (leak GD_q +
-    (1 - leak)(GT_jq + M_jq GD_q)), so that Ze_ij = a_j K[i, :] e."""
+    """Row j of the near-linear regime's E without a_j.
+
+    E_q = (lr/n) y_q (leak GD_q + (1 - leak)(GT_jq + M_jq GD_q)), so that Ze_ij = a_j K[i, :] e.
+    """
     rise = 1.0 - leak
     for q in range(e.shape[0]):
         e[q] = (lr_n * y[q]) * (leak * GD[q] + rise * (GT[j, q] + MT[j, q] * GD[q]))
@@ -242,7 +250,8 @@ def _dot_row(K, i, e):
 
 
 _SIG_NEAR = [f"UniTuple(int64, 2)({k}[:,::1], float64[:,::1], float64[:,::1], float64[:,::1], "
-             "uint8[:,::1], int32[:,::1], float64[:,::1], float64[::1], float64[::1], float64[::1], "
+             "uint8[:,::1], int32[:,::1], float64[:,::1], float64[::1], float64[::1], "
+             "float64[::1], "
              "float64[::1], float64[::1], float64[::1], float64[::1], float64, float64, int64, "
              "int64, int64, int64, int64, float64)" for k in ("float32", "float64")]
 
@@ -250,8 +259,10 @@ _SIG_NEAR = [f"UniTuple(int64, 2)({k}[:,::1], float64[:,::1], float64[:,::1], fl
 @njit(_SIG_NEAR, cache=True, nogil=True, fastmath={"nsz", "contract"})
 def near_linear_steps(K, AK, ZT, DT, MT, SX, GT, GD, DL, g, gref, c, y, a, lr_n, leak, loss,
                       t0, k, max_unsafe, max_unsure, scale):
-    """Up to k steps of the near-linear regime, in place, one step at a time (the weights of
-    a step depend on every row of the last); returns (steps taken, pattern changes).
+    """Take up to k steps of the near-linear regime, in place, one step at a time.
+
+    The weights of a step depend on every row of the last. Returns (steps taken, pattern
+    changes).
 
     After the loss weights leave -l'(0) the outputs are still small and the weights g move
     little from step to step. Against reference weights ``gref`` (those at entry) split

@@ -1,5 +1,8 @@
-"""Where Numba caches fastgrok's kernels (see the package docstring): importing this module
-puts a locator first in Numba's list that sends this package's kernels to :func:`cache_dir`."""
+"""Where Numba caches fastgrok's kernels (see the package docstring).
+
+Importing this module puts a locator first in Numba's list that sends this package's kernels to
+:func:`cache_dir`.
+"""
 from __future__ import annotations
 
 import os
@@ -24,9 +27,9 @@ def _install_cache_locator():
     except ImportError:  # pragma: no cover - numba missing: the GPU path does not need it
         return
     # The names lost their leading underscore in numba 0.61; accept both.
-    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
     user_wide = (getattr(caching, "UserWideCacheLocator", None)
-                 or getattr(caching, "_UserWideCacheLocator"))
+                 or caching._UserWideCacheLocator)
     if any(getattr(c, "_fastgrok", False) for c in impl._locator_classes):
         return
 
@@ -40,7 +43,8 @@ def _install_cache_locator():
 
         @classmethod
         def from_function(cls, py_func, py_file):
-            if os.path.dirname(os.path.abspath(py_file)) != _HERE or os.environ.get("NUMBA_CACHE_DIR"):
+            ours = os.path.dirname(os.path.abspath(py_file)) == _HERE
+            if not ours or os.environ.get("NUMBA_CACHE_DIR"):
                 return None  # not ours, or the user chose a cache folder: Numba's own rules
             return super().from_function(py_func, py_file)
 

@@ -38,7 +38,7 @@ _FAST = {"reassoc", "nsz"}
 
 @njit("float64(float64, int64)", cache=True, nogil=True, inline="always")
 def loss_weight(z, loss):
-    """g = -l'(z) of one margin z = y f (see :func:`fastgrok.reference.loss_weights`)."""
+    """G = -l'(z) of one margin z = y f (see :func:`fastgrok.reference.loss_weights`)."""
     if loss == LOGISTIC:
         # sigmoid(-z) = exp(-softplus(z)), accurate in relative terms for large |z|
         return math.exp(-(max(z, 0.0) + math.log1p(math.exp(-abs(z)))))
@@ -61,7 +61,7 @@ def row_output(Z, i, a, leak):
 
 @njit(_SIG_COEF, cache=True, nogil=True, fastmath=_FAST)
 def outputs_and_coefficients(Z, y, a, lr, V, accumulate, leak, loss):
-    """f = phi(Z) a, and the update coefficients (lr/n) g(y f) y phi'(Z) a; returns f.
+    """F = phi(Z) a, and the update coefficients (lr/n) g(y f) y phi'(Z) a; returns f.
 
     The coefficients are written into V, or added to it when ``accumulate`` (the gram method
     adds them straight into its state C^T, so V is never stored).
@@ -87,7 +87,7 @@ def outputs_and_coefficients(Z, y, a, lr, V, accumulate, leak, loss):
        "float64[:](float32[:,::1], float64[::1], float64)"],
       cache=True, nogil=True, fastmath=_FAST)
 def outputs(Z, a, leak):
-    """f = phi(Z) a, accumulated in float64."""
+    """F = phi(Z) a, accumulated in float64."""
     f = np.empty(Z.shape[0])
     for i in range(Z.shape[0]):
         f[i] = row_output(Z, i, a, leak)

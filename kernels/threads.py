@@ -1,5 +1,6 @@
-"""The CPU thread runtime of fastgrok: its own thread pool, single-threaded BLAS inside it, and
-fixed partitions of the work.
+"""The CPU thread runtime of fastgrok.
+
+Its own thread pool, single-threaded BLAS inside it, and fixed partitions of the work.
 
 Results never depend on the thread count: work is split into a partition that depends only on
 the problem (fixed chunks of column tiles, one task per run), each part is computed on one
@@ -63,8 +64,9 @@ def threads(n_threads=None):
 
 
 def map_chunks(n_items, fn, n_threads, n_chunks):
-    """Run ``fn(items)`` on a fixed partition of range(n_items) into ``n_chunks`` contiguous
-    chunks, on the pool; return the results in chunk order.
+    """Run ``fn(items)`` on a fixed partition of range(n_items), on the pool.
+
+    The partition has ``n_chunks`` contiguous chunks; the results come back in chunk order.
 
     The partition depends on ``n_chunks`` only, never on ``n_threads``, so any reduction of the
     results in the returned order gives the same bits for every thread count.
@@ -99,8 +101,10 @@ def map_runs(fn, items, n_threads):
 
 
 def map_ordered(fn, items, n_threads):
-    """``fn`` over ``items`` on the pool (or inline with one thread), results in item order,
-    as an iterator (results are consumed as they arrive, in order)."""
+    """Map ``fn`` over ``items`` on the pool (or inline with one thread), in item order.
+
+    An iterator: results are consumed as they arrive, in order.
+    """
     if not n_threads or n_threads == 1:
         return map(fn, items)
     return pool(n_threads).map(fn, items)

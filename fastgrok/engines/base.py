@@ -12,8 +12,8 @@ class Engine:
     An engine knows how to build its state from run sources (:mod:`fastgrok.sources`), take one
     gradient step for every run of the batch, and report the evaluation quantities. The step
     loop, evaluation schedule, progress and history belong to the driver
-    (:mod:`fastgrok.driver`). Subclasses set ``method``; the registry (:mod:`fastgrok.engines.registry`)
-    pairs each method with each backend's operations.
+    (:mod:`fastgrok.driver`). Subclasses set ``method``; the registry
+    (:mod:`fastgrok.engines.registry`) pairs each method with each backend's operations.
 
     Parameters
     ----------
@@ -38,8 +38,10 @@ class Engine:
 
     @classmethod
     def max_batch(cls, n, p, m, n_test, dtype, ops) -> int:
-        """How many runs one engine over ``ops`` (an operations class) may hold at once (1
-        unless the engine batches runs)."""
+        """How many runs one engine over ``ops`` (an operations class) may hold at once.
+
+        1 unless the engine batches runs.
+        """
         return 1
 
     def step(self, prepare_eval: bool = True) -> None:
@@ -51,51 +53,68 @@ class Engine:
         raise NotImplementedError
 
     def advance(self, steps: int, prepare_eval: bool = True) -> None:
-        """Advance every run by ``steps`` steps (no evaluation in between); ``prepare_eval``
-        is about the state after the last. Engines that gain from taking several steps in one
-        call (the gram engine: a run's state stays in cache) override this."""
+        """Advance every run by ``steps`` steps (no evaluation in between).
+
+        ``prepare_eval`` is about the state after the last. Engines that gain from taking several
+        steps in one call (the gram engine: a run's state stays in cache) override this.
+        """
         for i in range(steps):
             self.step(prepare_eval=prepare_eval and i == steps - 1)
 
     def plan_evaluations(self, schedule) -> None:
-        """The steps at which the driver will evaluate (a hint: an engine may keep evaluation
-        quantities up to date as it steps when evaluations are frequent)."""
+        """Announce the steps at which the driver will evaluate.
 
-    def segment(self, pieces, projections: bool = True) -> list:
-        """Take the steps of ``pieces``, a list of (steps, evaluate) in order, and return the
-        evaluations (:meth:`evaluate`) after the pieces that ask for one, in order.
+        A hint: an engine may keep evaluation quantities up to date as it steps when
+        evaluations are frequent.
+        """
+
+    def segment(self, segment, projections: bool = True) -> list:
+        """Take the steps of ``segment`` and return the evaluations on the way.
+
+        ``segment`` is a list of (steps, evaluate) in order; the evaluations (:meth:`evaluate`)
+        after the segment that ask for one come back in order.
 
         One call can cover several evaluations, so engines that hold many runs (the gram
         engine on the CPU) take each run's steps and evaluations in one task, its state in
         cache; the numbers are those of :meth:`advance` and :meth:`evaluate` in turn, which is
-        what this default does."""
+        what this default does.
+        """
         out = []
-        for k, ev in pieces:
+        for k, ev in segment:
             self.advance(k, prepare_eval=ev)
             if ev:
                 out.append(self.evaluate(projections))
         return out
 
     def evaluate(self, projections: bool = True) -> list:
-        """One dict per run: train_acc, train_loss, test_acc, test_loss, test_acc_se and (if
-        asked and the means are known) the projections P1 = W mu1, P2 = W mu2."""
+        """One dict per run.
+
+        Train_acc, train_loss, test_acc, test_loss, test_acc_se and (if asked and the means are
+        known) the projections P1 = W mu1, P2 = W mu2.
+        """
         raise NotImplementedError
 
     def data_projections(self) -> list | None:
-        """Per run, the training data's projections X mu (n, 2) on the host in float64 (for the
-        plane figure), or None when the means are not known."""
+        """Per run, the training data's projections X mu (n, 2) on the host in float64.
+
+        For the plane figure; None when the means are not known.
+        """
         return None
 
     @staticmethod
     def estimate_bytes(n, p, m, n_test, dtype, ops) -> int:
-        """Bytes of state this engine allocates for one run over ``ops`` (an operations
-        class), used to refuse what cannot fit."""
+        """Bytes of state this engine allocates for one run over ``ops`` (an operations class).
+
+        Used to refuse what cannot fit.
+        """
         raise NotImplementedError
 
     def counters(self) -> dict:
-        """What the engine did beyond plain steps, as integer counters that add up over
-        batches (the driver sums them; the operations' ``describe_counters`` turns the sums
-        into ``Result.info`` entries). Empty by default."""
+        """What the engine did beyond plain steps, as integer counters.
+
+        They add up over batches: the driver sums them, and the operations'
+        ``describe_counters`` turns the sums into ``Result.info`` entries. Empty by default.
+        """
         return {}
 
 
@@ -116,7 +135,8 @@ def run_metrics(f, y, ft=None, yt=None, P=None, loss="logistic") -> dict:
     out = {"train_acc": reference.accuracy(y, f), "train_loss": reference.mean_loss(y, f, loss),
            "test_acc": np.nan, "test_loss": np.nan, "test_acc_se": np.nan, "P1": None, "P2": None}
     if ft is not None:
-        out["test_acc"], out["test_loss"] = reference.accuracy(yt, ft), reference.mean_loss(yt, ft, loss)
+        out["test_acc"] = reference.accuracy(yt, ft)
+        out["test_loss"] = reference.mean_loss(yt, ft, loss)
     if P is not None:
         P = np.asarray(P, dtype=np.float64)
         out["P1"], out["P2"] = P[:, 0], P[:, 1]

@@ -27,12 +27,14 @@ class DirectEngine(Engine):
         if any(getattr(s, "population_test", 0) for s in sources):
             raise NotImplementedError("population_test is implemented for the gram method only")
         if ops is None:
-            raise TypeError("DirectEngine needs ops=, a backend's operations (see fastgrok.engines)")
+            raise TypeError("DirectEngine needs ops=, a backend's operations "
+                            "(see fastgrok.engines)")
         self.ops = o = ops
         self.sources = sources
         (source,) = sources
         pb = source.problem(dtype)
-        self.X, self.W, self.Xt = o.asarray(pb.X, dtype), o.asarray(pb.W0, dtype), o.asarray(pb.X_test, dtype)
+        self.X, self.W = o.asarray(pb.X, dtype), o.asarray(pb.W0, dtype)
+        self.Xt = o.asarray(pb.X_test, dtype)
         self.mus = None if pb.mu1 is None else o.asarray(np.stack([pb.mu1, pb.mu2]), dtype)
         f64 = lambda v: None if v is None else np.asarray(v, dtype=np.float64)  # noqa: E731
         self.y, self.a, self.yt = f64(pb.y), f64(pb.a), f64(pb.y_test)
@@ -51,10 +53,12 @@ class DirectEngine(Engine):
         self._eval_ready = with_eval
 
     def step(self, prepare_eval=True):
+        """Form the coefficients, then the update pass (with the evaluation products if asked)."""
         self.ops.coefficients(self.Z, self.y_dev, self.a_dev, self.lr, self.V, self.model)
         self._pass(update=True, with_eval=prepare_eval)
 
     def evaluate(self, projections=True):
+        """The run's evaluation dict (one extra pass if the step did not prepare it)."""
         o = self.ops
         if not self._eval_ready:  # the driver did not announce this evaluation: one extra pass
             _, self.Zt, self.P = o.direct_pass(self.X, self.W, Xt=self.Xt, mus=self.mus,
@@ -66,14 +70,17 @@ class DirectEngine(Engine):
         return [run_metrics(f, self.y, ft, self.yt, P, self.model.loss)]
 
     def data_projections(self):
+        """The training data's projections X mu (n, 2), float64 on the host."""
         if self.mus is None:
             return None
         return [np.asarray(self.ops.to_host(self.X @ self.mus.T), np.float64)]
 
     @classmethod
     def step_fn(cls, X, y, W, a, lr, ops, n_threads=None, model=None):
-        """One in-place step on the caller's arrays (``fg.step``) with the operations ``ops``:
-        a forward pass, the fused coefficients, then the update pass."""
+        """One in-place step on the caller's arrays (``fg.step``) with the operations ``ops``.
+
+        A forward pass, the fused coefficients, then the update pass.
+        """
         o = ops
         model = model or Model()
         xp = o.xp
@@ -89,6 +96,7 @@ class DirectEngine(Engine):
 
     @staticmethod
     def estimate_bytes(n, p, m, n_test, dtype, ops):
+        """X, X_test, W and the means in the working dtype, the pass's partial sums, the draws."""
         item = np.dtype(dtype).itemsize
         # X, X_test, W and the means in the working dtype; the CPU pass's float64 partial sums
         # (a fixed number of chunks); the generator's float64 blocks.

@@ -62,7 +62,7 @@ def build(sources, dtype, ops, n_threads=None, on_built=None) -> dict:
 
     results = map_ordered(task, tasks, n_threads if ops.host_threads else None)
     acc, left = {}, dict(counts)
-    for (r, _), part in zip(tasks, results):
+    for (r, _), part in zip(tasks, results, strict=True):
         if part is not None:
             if r in acc:
                 acc[r][0] += part[0]
@@ -86,7 +86,8 @@ class GramEngine(Engine):
     def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, ops=None,
                  model=None):
         if ops is None:
-            raise TypeError("GramEngine needs ops=, a backend's operations (see fastgrok.engines)")
+            raise TypeError("GramEngine needs ops=, a backend's operations "
+                            "(see fastgrok.engines)")
         self.ops = ops
         self.model = model or Model()
         self.sources, self.lr, self.dtype = list(sources), float(lr), np.dtype(dtype)
@@ -109,19 +110,24 @@ class GramEngine(Engine):
 
     @classmethod
     def max_batch(cls, n, p, m, n_test, dtype, ops):
+        """As many runs as fit in ``tunables.GRAM_BATCH_BYTES`` of state."""
         per_run = cls.state_bytes(n, m, n_test, dtype, ops)
         return max(1, int(tunables.GRAM_BATCH_BYTES // per_run))
 
     @classmethod
     def state_bytes(cls, n, m, n_test, dtype, ops):
-        """Bytes of one run's state: K, Kt, Z0, Zt0, Z, Ct and the mean products, and the
-        backend's own state (``ops.gram_state_bytes``: on the CPU, the linear regime's)."""
+        """Bytes of one run's state.
+
+        K, Kt, Z0, Zt0, Z, Ct and the mean products, and the backend's own state
+        (``ops.gram_state_bytes``: on the CPU, the linear regime's).
+        """
         item = np.dtype(dtype).itemsize
         total = item * (n * n + n_test * n + (n + n_test) * m + 2 * n * m + 2 * (n + m))
         return total + ops.gram_state_bytes(n, m, n_test, dtype)
 
     @classmethod
     def estimate_bytes(cls, n, p, m, n_test, dtype, ops):
+        """One run's state, plus the build's blocks and products per build thread."""
         width = min(p, tunables.DATA_BLOCK)
         # State of one run, plus per build thread: the float64 blocks, their working-dtype
         # copies and the block products.
@@ -130,11 +136,15 @@ class GramEngine(Engine):
         return cls.state_bytes(n, m, n_test, dtype, ops) + 2 * build_bytes
 
     def step(self, prepare_eval=True):
+        """One step of every run (:meth:`advance` with one step)."""
         self.advance(1, prepare_eval)
 
     def advance(self, steps, prepare_eval=True):
-        """``steps`` steps of every run in one call: on the CPU each run takes its steps in
-        one task, its state in cache (the numbers are those of one step at a time)."""
+        """``steps`` steps of every run in one call.
+
+        On the CPU each run takes its steps in one task, its state in cache (the numbers are those
+        of one step at a time).
+        """
         self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr,
                            self.model, self.n_threads, state=self.state, steps=steps)
         self.steps_done += steps
@@ -144,13 +154,19 @@ class GramEngine(Engine):
         self.ops.gram_sync(self.state, self.Z, self.Ct, self.n_threads)
 
     def counters(self) -> dict:
-        """The backend state's counters (on the CPU, the linear regime's: run-steps taken,
-        how many incrementally, with how many pattern changes)."""
+        """The backend state's counters.
+
+        On the CPU, the linear regime's: run-steps taken, how many incrementally, with how
+        many pattern changes.
+        """
         return {} if self.state is None else self.state.counters()
 
     def plan_evaluations(self, schedule):
-        """Runs evaluated at every step or nearly (the left panel) keep their test outputs and
-        projections up to date in the CPU's linear regime (``tunables.GRAM_LINEAR_TRACK_GAP``)."""
+        """Track the evaluation rows in the CPU's linear regime when evaluations are frequent.
+
+        Runs evaluated at every step or nearly (the left panel) keep their test outputs and
+        projections up to date (``tunables.GRAM_LINEAR_TRACK_GAP``).
+        """
         schedule = np.asarray(schedule)
         if self.state is not None and len(schedule) > 1 \
                 and np.mean(np.diff(schedule)) <= tunables.GRAM_LINEAR_TRACK_GAP:
@@ -165,23 +181,27 @@ class GramEngine(Engine):
                     means=projections and self.has_means)
 
     def evaluate(self, projections=True):
+        """Every run's evaluation dict (runs in the CPU's linear regime from its state)."""
         # Runs in the CPU's linear regime are evaluated from its state (gram_evaluate).
         parts = self.ops.gram_evaluate(**self._eval_args(projections), n_threads=self.n_threads,
                                        state=self.state)
         return self._metrics(*parts)
 
-    def segment(self, pieces, projections=True):
+    def segment(self, segment, projections=True):
+        """The segment's steps and evaluations, each run's in one task on the CPU."""
         if self.population:  # the population accuracy needs W: evaluations one by one
-            return super().segment(pieces, projections)
+            return super().segment(segment, projections)
         step_args = (self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model)
-        parts = self.ops.gram_segment(pieces, step_args, self._eval_args(projections),
+        parts = self.ops.gram_segment(segment, step_args, self._eval_args(projections),
                                       n_threads=self.n_threads, state=self.state)
-        self.steps_done += sum(k for k, _ in pieces)
+        self.steps_done += sum(k for k, _ in segment)
         return [self._metrics(*p) for p in parts]
 
     def _metrics(self, f, ft, P):
-        """One evaluation dict per run from the stacked (f, ft, P) (population accuracy added
-        where asked)."""
+        """One evaluation dict per run from the stacked (f, ft, P).
+
+        The population accuracy is added where asked.
+        """
         nt = self.n_threads
         outs = [run_metrics(f[r], self.y[r], None if ft is None else ft[r],
                             None if ft is None else self.yt[r], None if P is None else P[r],
@@ -193,11 +213,12 @@ class GramEngine(Engine):
             pop = map_runs(lambda r: self.sources[r].population_accuracy(
                                self.weights(r), self.steps_done, self.model),
                            list(range(len(self.sources))), nt if self.ops.host_threads else None)
-            for out, (acc, loss, se) in zip(outs, pop):
+            for out, (acc, loss, se) in zip(outs, pop, strict=True):
                 out["test_acc"], out["test_loss"], out["test_acc_se"] = acc, loss, se
         return outs
 
     def data_projections(self):
+        """The training data's projections X mu (n, 2) per run, float64 on the host."""
         if not self.has_means:
             return None
         XM = np.asarray(self.ops.to_host(self.XM), np.float64)

@@ -57,9 +57,11 @@ class LinearState:
 
     @staticmethod
     def nbytes(n, m, n_test, dtype) -> int:
-        """Bytes of one run's state: float64 K, Z, D and C at entry, the int32 counts and C
-        in the working dtype; with tracked rows, their products in the working dtype and
-        three (m, n_test + 2) float64 arrays."""
+        """Bytes of one run's state.
+
+        Float64 K, Z, D and C at entry, the int32 counts and C in the working dtype; with tracked
+        rows, their products in the working dtype and three (m, n_test + 2) float64 arrays.
+        """
         item = np.dtype(dtype).itemsize
         rows = n_test + 2
         return (8 * n * n + (3 * 8 + 4 + item) * n * m + 8 * (4 * n + 2 * m)
@@ -68,9 +70,11 @@ class LinearState:
 
 @dataclass(eq=False)
 class NearLinearState:
-    """One run's state in the near-linear regime: the weights' moves since the reference
-    weights gref are bounded, and only what the bound cannot decide is computed exactly
-    (docs/design.md 2.5). Float64 unless said otherwise."""
+    """One run's state in the near-linear regime.
+
+    The weights' moves since the reference weights gref are bounded, and only what the bound cannot
+    decide is computed exactly (docs/design.md 2.5). Float64 unless said otherwise.
+    """
 
     ZT: np.ndarray    #: (m, n) reference pre-activations Zl^T
     C0T: np.ndarray   #: (m, n) C at the rebase
@@ -94,8 +98,11 @@ class NearLinearState:
 
     @staticmethod
     def nbytes(n, m) -> int:
-        """Bytes of one run's state: float64 K and |K|, Z, D, the weighted counts, C at the
-        rebase and the exact Z and C of the last evaluation, the counts and the pattern."""
+        """Bytes of one run's state.
+
+        Float64 K and |K|, Z, D, the weighted counts, C at the rebase and the exact Z and C of the
+        last evaluation, the counts and the pattern.
+        """
         return 16 * n * n + (6 * 8 + 4 + 1) * n * m + 8 * 5 * n
 
 
@@ -133,11 +140,14 @@ class LinearRegime:
         self.rows = None  # the tracked evaluation rows (:meth:`track`)
 
     def track(self, Kt, Zt0, XM, W0M, test, means):
-        """Keep the test outputs (``test``) and the projections on the means (``means``) of
-        every run in the regime up to date as its pattern changes, so that an evaluation is a
-        pass over (m, n_test + 2) numbers instead of the product Kt C^T and the write of C.
+        """Keep the test outputs and the projections of the runs in the regime up to date.
+
+        The test outputs (``test``) and the projections on the means (``means``) of every run
+        in the regime follow its pattern changes, so that an evaluation is a pass over
+        (m, n_test + 2) numbers instead of the product Kt C^T and the write of C.
         Worth it when evaluations are frequent: it adds O(n_test) to every pattern change.
-        Called before the runs enter the regime (runs already in it keep their evaluations)."""
+        Called before the runs enter the regime (runs already in it keep their evaluations).
+        """
         if test or means:
             self.rows = (Kt if test else None, Zt0 if test else None,
                          XM if means else None, W0M if means else None)
@@ -148,9 +158,11 @@ class LinearRegime:
 
     @staticmethod
     def describe(counters: dict) -> dict:
-        """The ``Result.info`` entries of counters summed over batches: the fractions of
-        run-steps taken in the linear and near-linear regimes, and the pattern changes per
-        incremental step (nothing when no run-step was counted)."""
+        """The ``Result.info`` entries of counters summed over batches.
+
+        The fractions of run-steps taken in the linear and near-linear regimes, and the pattern
+        changes per incremental step (nothing when no run-step was counted).
+        """
         if not counters.get("run_steps"):
             return {}
         total = counters["run_steps"]
@@ -162,8 +174,10 @@ class LinearRegime:
 
     @staticmethod
     def state_bytes(n, m, n_test, dtype) -> int:
-        """Bytes of one run's regime state: the larger of :class:`LinearState` and
-        :class:`NearLinearState`."""
+        """Bytes of one run's regime state.
+
+        The larger of :class:`LinearState` and :class:`NearLinearState`.
+        """
         return max(LinearState.nbytes(n, m, n_test, dtype), NearLinearState.nbytes(n, m))
 
     def advance(self, r, K, Z0, Z, Ct, y, a, lr, steps, model, marks=(), evaluate=None,
@@ -256,9 +270,12 @@ class LinearRegime:
         return self.kernels.frozen(f, y, self.g0, self.single, self.loss)
 
     def _frozen_margins(self):
-        """(lo, hi), halved: the weight of a margin y f in [2 lo, 2 hi] is g0 (the edges found
-        by bisection over the float64 bit patterns with the regime's own check; halved so
-        that rounding-level wiggles of the loss function near the edges cannot matter)."""
+        """(lo, hi), halved.
+
+        The weight of a margin y f in [2 lo, 2 hi] is g0 (the edges found by bisection over the
+        float64 bit patterns with the regime's own check; halved so that rounding-level wiggles of
+        the loss function near the edges cannot matter).
+        """
         def ok(z):
             return self._frozen(np.array([z]), np.ones(1))
 
@@ -277,19 +294,22 @@ class LinearRegime:
         return edge(-1.0) / 2, edge(1.0) / 2
 
     def _cannot_thaw(self, st, y, k):
-        """True when no weight can move off g0 within the next k steps: |D_ij| <= |a_j| R_i
-        with R_i = sum_k |K_ik c_k| (phi' <= 1), so an output moves by at most ||a||^2 R_i
-        per step, and every margin stays inside the frozen interval."""
+        """True when no weight can move off g0 within the next k steps.
+
+        |D_ij| <= |a_j| R_i with R_i = sum_k |K_ik c_k| (phi' <= 1), so an output moves by at most
+        ||a||^2 R_i per step, and every margin stays inside the frozen interval.
+        """
         z, reach = y * st.f, k * st.reach
         lo, hi = self.margins
         return bool(np.all(z - reach >= lo) and np.all(z + reach <= hi))
 
     def _refresh_d(self, st):
-        """D^T = (K (c * phi'(Z)))^T, exactly (one product), with the pattern 1[ZT > 0]; and
-        the tracked rows' DtT and, after the entry, their pre-activations UT from the pattern
-        and SX: with C(t) = C0 + (a c) (leak t + (1 - leak) S) and S = SX + M t, a row
-        u = Kt C^T is u0 + t Kt (c a * (leak + (1 - leak) M)) + (1 - leak) Kt (c a * SX),
-        u0 = BT at entry."""
+        """D^T = (K (c * phi'(Z)))^T, exactly (one product), with the pattern 1[ZT > 0].
+
+        And the tracked rows' DtT and, after the entry, their pre-activations UT from the pattern
+        and SX: with C(t) = C0 + (a c) (leak t + (1 - leak) S) and S = SX + M t, a row u = Kt C^T is
+        u0 + t Kt (c a * (leak + (1 - leak) M)) + (1 - leak) Kt (c a * SX), u0 = BT at entry.
+        """
         V, st.DT = self._increments(st.K64, st.c, st.a, st.ZT)
         if st.KtT.shape[1]:
             st.DtT = V.T @ st.KtT
@@ -299,8 +319,11 @@ class LinearRegime:
                 st.UT = st.BT + st.steps * st.DtT + QT
 
     def _increments(self, K64, c, a, ZT):
-        """(V, D^T): the coefficients V = c a phi'(Z) (n, m) of the pattern 1[ZT > 0] and
-        D^T = (K V)^T (m, n), exactly (one product)."""
+        """(V, D^T).
+
+        The coefficients V = c a phi'(Z) (n, m) of the pattern 1[ZT > 0] and D^T = (K V)^T (m, n),
+        exactly (one product).
+        """
         V = c[:, None] * a[None, :] * (self.leak + (1.0 - self.leak) * (ZT.T > 0))
         return V, np.ascontiguousarray((K64 @ V).T)
 
@@ -309,16 +332,22 @@ class LinearRegime:
         return (np.maximum(ZT, self.leak * ZT) * a[:, None]).sum(axis=0)
 
     def _write_c(self, st, C):
-        """C = C0 + (a c) (leak steps + (1 - leak) S) into C, (m, n) in C's dtype (an entry
-        active for S of the run's incremental steps summed phi' = leak steps + (1 - leak) S)."""
+        """Write C = C0 + (a c) (leak steps + (1 - leak) S) into C, (m, n) in C's dtype.
+
+        An entry active for S of the run's incremental steps summed
+        phi' = leak steps + (1 - leak) S.
+        """
         self.kernels.write_c(st.ZT, st.SX, st.Ct0T, st.c, st.a, self.leak,
                              st.steps, C)
         return C
 
     def _incremental(self, r, K, Z0, Z, Ct, y, a, lr, steps, limit, marks=(), wanted=None):
-        """Up to ``steps`` incremental steps of run r; returns how many were taken, and the
-        evaluations the kernel recorded after the steps in ``marks`` (in 1..steps) that were
-        taken (with tracked rows only; ``wanted``: whether ft and P are asked for)."""
+        """Up to ``steps`` incremental steps of run r.
+
+        Returns how many were taken, and the evaluations the kernel recorded after the steps in
+        ``marks`` (in 1..steps) that were taken (with tracked rows only; ``wanted``: whether ft and
+        P are asked for).
+        """
         st = self.runs[r]
         done, evs = 0, []
         refresh = tunables.GRAM_LINEAR_REFRESH
@@ -357,8 +386,11 @@ class LinearRegime:
         return done, evs
 
     def _steps(self, st, K, a, y, k, marks=(), wanted=None):
-        """Up to k incremental steps, the regime holding before each; returns (steps taken,
-        pattern changes, the evaluations (f, ft, P) after the steps in ``marks`` taken)."""
+        """Up to k incremental steps, the regime holding before each.
+
+        Returns (steps taken, pattern changes, the evaluations (f, ft, P) after the steps in
+        ``marks`` taken).
+        """
         n, nt = st.ZT.shape[1], st.nt
         m, e = st.UT.shape
 
@@ -388,7 +420,7 @@ class LinearRegime:
             # step s + 1 (F[s]) left every weight frozen. If not, go back and take s + 1 steps.
             bad = self.kernels.first_thawed(F[:-1], y, self.g0, self.single, self.loss)
             if bad >= 0:
-                for key, old in zip(LinearState.STEPPED, saved):
+                for key, old in zip(LinearState.STEPPED, saved, strict=True):
                     getattr(st, key)[...] = old
                 k = bad + 1
                 F, rows, changes, evs = take(k, every=True)
@@ -398,8 +430,11 @@ class LinearRegime:
 
     # ------------------------------------------------------------ near-linear regime
     def _near_state(self, r, K, ZT, CT, y, a, lr):
-        """Run r's near-linear state (:func:`fastgrok.kernels.gram_linear.near_linear_steps`)
-        from its float64 Z^T and C, both (m, n): the reference weights are those of this Z."""
+        """Run r's near-linear state from its float64 Z^T and C, both (m, n).
+
+        The reference weights are those of this Z
+        (:func:`fastgrok.kernels.gram_linear.near_linear_steps`).
+        """
         n = ZT.shape[1]
         ZT = np.ascontiguousarray(ZT, np.float64)
         f = self._outputs_t(ZT, a)
@@ -414,8 +449,10 @@ class LinearRegime:
             AK=np.abs(K64), K64=K64, DT=self._increments(K64, c, a, ZT)[1])
 
     def _near_exact(self, ns):
-        """(Z^T, C) of a near-linear state, (m, n) float64: Z = Zl + K E, C with E (kept
-        until the next step: an evaluation asks for both)."""
+        """(Z^T, C) of a near-linear state, (m, n) float64.
+
+        Z = Zl + K E, C with E (kept until the next step: an evaluation asks for both).
+        """
         if ns.exact is not None and ns.exact[0] == ns.steps:
             return ns.exact[1:]
         rise = 1.0 - self.leak
@@ -430,10 +467,12 @@ class LinearRegime:
         return ZT, CT
 
     def _near(self, r, K, Z, Ct, steps, limit) -> int:
-        """Up to ``steps`` near-linear steps of run r; returns how many were taken. A stretch
-        ends at an exact refresh or when its bound gets loose (too many entries or outputs
-        decided exactly): the state is rebased on its exact Z and C, or, when the stretch was
-        short, the run takes dense steps for good."""
+        """Up to ``steps`` near-linear steps of run r; returns how many were taken.
+
+        A stretch ends at an exact refresh or when its bound gets loose (too many entries or outputs
+        decided exactly): the state is rebased on its exact Z and C, or, when the stretch was short,
+        the run takes dense steps for good.
+        """
         ns = self.near[r]
         m = ns.ZT.shape[0]
         refresh = tunables.GRAM_LINEAR_REFRESH
@@ -456,8 +495,7 @@ class LinearRegime:
         return taken
 
     def sync(self, r, Z, Ct, with_z=True):
-        """Write run r's incremental state into the engine's Ct and (``with_z``) Z, in the
-        working dtype."""
+        """Write run r's state into the engine's Ct and (``with_z``) Z, in the working dtype."""
         if self.near[r] is not None:
             ZT, CT = self._near_exact(self.near[r])
             Ct[r] = CT.T
@@ -472,25 +510,31 @@ class LinearRegime:
             Z[r] = st.ZT.T
 
     def coefficients(self, r):
-        """Run r's C^T (n, m) in the working dtype for an evaluation (a transposed view of a
-        buffer of the run's state), or None when the run is not in the regime (then the
-        engine's Ct is current)."""
+        """Run r's C^T (n, m) in the working dtype for an evaluation.
+
+        A transposed view of a buffer of the run's state, or None when the run is not in the
+        regime (then the engine's Ct is current).
+        """
         if self.near[r] is not None:
             return self._near_exact(self.near[r])[1].T.astype(self.dtype)
         st = self.runs[r]
         return None if st is None else self._write_c(st, st.C).T
 
     def outputs(self, r):
-        """Run r's outputs phi(Z) a after its last step, from the float64 state (None when the
-        run is not in the regime: then they come from the engine's Z)."""
+        """Run r's outputs phi(Z) a after its last step, from the float64 state.
+
+        None when the run is not in the regime: then they come from the engine's Z.
+        """
         if self.near[r] is not None:
             return self._outputs_t(self._near_exact(self.near[r])[0], self.near[r].a)
         st = self.runs[r]
         return None if st is None else st.f.copy()
 
     def covers(self, r, test, means):
-        """Whether run r is in the regime with tracked rows for what an evaluation asks: the
-        test outputs (``test``) and the projections (``means``)."""
+        """Whether run r is in the regime with tracked rows for what an evaluation asks.
+
+        The test outputs (``test``) and the projections (``means``).
+        """
         st = self.runs[r]
         if st is None or not st.KtT.shape[1]:
             return False
@@ -498,8 +542,11 @@ class LinearRegime:
         return (nt > 0 or not test) and (e > nt or not means)
 
     def tracked(self, r):
-        """(ft, P) of run r from its tracked rows (:meth:`covers`): the test outputs (nt,)
-        and the projections W mu (m, 2), float64, each None where not tracked."""
+        """(ft, P) of run r from its tracked rows (:meth:`covers`).
+
+        The test outputs (nt,) and the projections W mu (m, 2), float64, each None where not
+        tracked.
+        """
         st = self.runs[r]
         m, e = st.UT.shape
         nt = st.nt

@@ -46,7 +46,7 @@ class Ops:
         return zeros_aligned(shape, dtype)
 
     def asarray(self, x, dtype):
-        """``x`` in ``dtype`` on this backend's device, C-contiguous and aligned (None stays None)."""
+        """``x`` in ``dtype`` on this backend's device, C-contiguous and aligned (None: None)."""
         if x is None:
             return None
         x = np.asarray(x)
@@ -61,8 +61,10 @@ class Ops:
         return np.asarray(x)
 
     def runtime(self, n_threads=None):
-        """Context manager around a whole training; yields the thread count to pass on
-        (nothing to set up here)."""
+        """Context manager around a whole training.
+
+        Yields the thread count to pass on (nothing to set up here).
+        """
         return contextlib.nullcontext(n_threads)
 
     @staticmethod
@@ -81,19 +83,22 @@ class Ops:
         return 0
 
     def gram_sync(self, state, Z, Ct, n_threads=None, with_z=True, runs=None):
-        """Bring Ct (and Z, if ``with_z``) of ``runs`` (default all) up to date from ``state``
-        before they are read (nothing here)."""
+        """Bring Ct (and Z, if ``with_z``) of ``runs`` (default all) up to date from ``state``.
 
-    def gram_segment(self, pieces, step_args, eval_args, n_threads=None, state=None):
-        """The steps of ``pieces`` ((steps, evaluate) in order) for every run, with the
-        evaluations (:meth:`gram_evaluate`'s (f, ft, P), each stacked or a list over runs)
-        after the pieces that ask, in order.
+        Called before they are read; nothing to do here.
+        """
+
+    def gram_segment(self, segment, step_args, eval_args, n_threads=None, state=None):
+        """Take the steps of ``segment`` ((steps, evaluate) in order) for every run.
+
+        Returns the evaluations (:meth:`gram_evaluate`'s (f, ft, P), each stacked or a list
+        over runs) after the segment that ask, in order.
 
         ``step_args`` are :meth:`gram_step`'s arguments up to ``model``, ``eval_args`` the
         keyword arguments of :meth:`gram_evaluate` (its arrays and flags).
         """
         out = []
-        for k, ev in pieces:
+        for k, ev in segment:
             self.gram_step(*step_args, n_threads=n_threads, state=state, steps=k)
             if ev:
                 out.append(self.gram_evaluate(**eval_args, n_threads=n_threads, state=state))
@@ -105,14 +110,18 @@ class Ops:
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
                       n_threads=None, state=None):
-        """Every run's evaluation quantities, on the host in float64: the outputs f (R, n); the
-        test outputs phi(Zt0 + Kt C^T) a (R, nt) if ``test``; the projections
-        W0 mu + C (X mu) (R, m, 2) if ``means`` (None where not asked)."""
+        """Every run's evaluation quantities, on the host in float64.
+
+        The outputs f (R, n); the test outputs phi(Zt0 + Kt C^T) a (R, nt) if ``test``; the
+        projections W0 mu + C (X mu) (R, m, 2) if ``means`` (None where not asked).
+        """
         raise NotImplementedError
 
     def evaluate_run(self, r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means, state=None):
-        """Run r's (f, ft, P), as :meth:`gram_evaluate` gives them for every run; each run's
-        test pre-activations are formed and reduced at once, never stacked."""
+        """Run r's (f, ft, P), as :meth:`gram_evaluate` gives them for every run.
+
+        Each run's test pre-activations are formed and reduced at once, never stacked.
+        """
         f, ct = self.outputs(Z[r], a[r], model), Ct[r]
         ft = self.outputs(Zt0[r] + Kt[r] @ ct, a[r], model) if test else None
         P = (W0M[r] + ct.T @ XM[r]).astype(np.float64) if means else None
@@ -128,18 +137,22 @@ class Ops:
 
     # ------------------------------------------------------------------ direct method
     def coefficients(self, Z, y, a, lr, V, model, accumulate=False):
-        """f = phi(Z) a; V = (lr/n) g(y f) y phi'(Z) a written into V (added to it when
-        ``accumulate``); returns f."""
+        """F = phi(Z) a.
+
+        V = (lr/n) g(y f) y phi'(Z) a written into V (added to it when ``accumulate``); returns f.
+        """
         raise NotImplementedError
 
     def outputs(self, Z, a, model):
-        """f = phi(Z) a of one run, float64 on the host."""
+        """F = phi(Z) a of one run, float64 on the host."""
         raise NotImplementedError
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
-        """Apply the pending update W += V^T X (when V is given), then return the products of
-        the updated W: Z = X W^T (if ``forward``), Zt = Xt W^T, P = W mus^T (None where not
-        asked)."""
+        """Apply the pending update W += V^T X (when V is given), then form the products.
+
+        Returns the products of the updated W: Z = X W^T (if ``forward``), Zt = Xt W^T,
+        P = W mus^T (None where not asked).
+        """
         raise NotImplementedError
 
 

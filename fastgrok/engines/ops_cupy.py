@@ -19,8 +19,11 @@ class CupyOps(Ops):
     host_threads = False  # one host thread drives the device
 
     def __init__(self, kernels=None, xp=None):
-        """``kernels`` and ``xp`` default to the compiled CUDA kernels and CuPy; the tests pass
-        :class:`fastgrok.testing.EmulatedKernels` and NumPy to run this code anywhere."""
+        """``kernels`` and ``xp`` default to the compiled CUDA kernels and CuPy.
+
+        The tests pass :class:`fastgrok.testing.EmulatedKernels` and NumPy to run this code
+        anywhere.
+        """
         if xp is None:
             import cupy as xp
         if kernels is None:
@@ -30,18 +33,23 @@ class CupyOps(Ops):
         self.xp, self.k = xp, kernels
 
     def empty(self, shape, dtype):
+        """An uninitialised device array."""
         return self.xp.empty(shape, dtype)
 
     def zeros(self, shape, dtype):
+        """A zeroed device array."""
         return self.xp.zeros(shape, dtype)
 
     def asarray(self, x, dtype):
+        """``x`` on the device in ``dtype``, C-contiguous (None stays None)."""
         return None if x is None else self.xp.ascontiguousarray(self.xp.asarray(x), dtype=dtype)
 
     def to_host(self, x):
+        """A NumPy copy of a device array."""
         return self.xp.asnumpy(x) if hasattr(self.xp, "asnumpy") else np.asarray(x)
 
     def block_products(self, X, Xt, W0, M, dtype):
+        """The block's products (cuBLAS, in the working dtype), summed in float64 on the device."""
         xp = self.xp
         A, B = (xp.asarray(v) for v in block_operands(X, Xt, W0, M))
         m = W0.shape[0]
@@ -49,6 +57,7 @@ class CupyOps(Ops):
         return (A @ B.T).astype(xp.float64), (B[-2 - m:-2] @ B[-2:].T).astype(xp.float64)
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
+        """Every run stacked in each launch: one coefficients kernel, one batched product."""
         R, n, m = Z.shape
         for _ in range(steps):  # every run stacked in each launch
             self.k.coefficients(Z.reshape(R * n, m), y.reshape(-1), a, lr, n, Ct.reshape(R * n, m),
@@ -62,20 +71,26 @@ class CupyOps(Ops):
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
                       n_threads=None, state=None):
+        """Stacked products on the device; outputs and projections back on the host."""
         xp = self.xp
         f = self._outputs(Z, a, model)
         ft = self._outputs(xp.matmul(Kt, Ct) + Zt0, a, model) if test else None
-        P = self.to_host(xp.matmul(Ct.transpose(0, 2, 1), XM) + W0M).astype(np.float64) if means else None
+        P = None
+        if means:
+            P = self.to_host(xp.matmul(Ct.transpose(0, 2, 1), XM) + W0M).astype(np.float64)
         return f, ft, P
 
     def coefficients(self, Z, y, a, lr, V, model, accumulate=False):
+        """The fused CUDA kernel of f and V."""
         return self.k.coefficients(Z, y, a, lr, Z.shape[0], V, accumulate, model.slope,
                                    model.loss_code)
 
     def outputs(self, Z, a, model):
+        """The CUDA outputs kernel, f on the host."""
         return self.to_host(self.k.outputs(Z, a, Z.shape[0], model.slope))
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+        """The update with cuBLAS in place (no m x p temporary), then the products."""
         if V is not None:
             self.k.gemm_update(V, X, W)  # W += V^T X in place (cuBLAS beta = 1): no m x p temporary
         Z = X @ W.T if forward else None

@@ -1,5 +1,7 @@
-"""The CPU operations (backend "numba"): fused Numba kernels and single-threaded BLAS on
-fastgrok's own thread pool (:mod:`fastgrok.kernels.threads`).
+"""The CPU operations (backend "numba").
+
+Fused Numba kernels and single-threaded BLAS on fastgrok's own thread pool
+(:mod:`fastgrok.kernels.threads`).
 
 Runs of a gram batch are independent and spread over the threads (one task per run); the
 direct method's pass over p is split into a fixed number of chunks merged in order. The gram
@@ -21,33 +23,39 @@ class NumbaOps(Ops):
     name = "numba"
 
     def runtime(self, n_threads=None):
-        """fastgrok's thread pool with single-threaded BLAS (restored on exit)."""
+        """Fastgrok's thread pool with single-threaded BLAS (restored on exit)."""
         from ..kernels.threads import threads
 
         return threads(n_threads)
 
     def block_products(self, X, Xt, W0, M, dtype):
+        """The block's products with single-threaded BLAS into aligned buffers."""
         from ..kernels.gram_cpu import block_products
 
         return block_products(X, Xt, W0, M, dtype)
 
     # ------------------------------------------------------------------ gram method
     def gram_state(self, R, dtype, model):
-        """The linear regime's state when ``tunables.GRAM_LINEAR_REGIME`` is on (read when
-        the engine is built), else None."""
+        """The linear regime's state when ``tunables.GRAM_LINEAR_REGIME`` is on, else None.
+
+        The flag is read when the engine is built.
+        """
         return LinearRegime(R, dtype, model) if tunables.GRAM_LINEAR_REGIME else None
 
     @staticmethod
     def gram_state_bytes(n, m, n_test, dtype) -> int:
+        """The linear regime's state per run when it is on (:meth:`LinearRegime.state_bytes`)."""
         if not tunables.GRAM_LINEAR_REGIME:
             return 0
         return LinearRegime.state_bytes(n, m, n_test, dtype)
 
     @staticmethod
     def describe_counters(counters: dict) -> dict:
+        """The linear regime's ``Result.info`` entries (:meth:`LinearRegime.describe`)."""
         return LinearRegime.describe(counters)
 
     def gram_sync(self, state, Z, Ct, n_threads=None, with_z=True, runs=None):
+        """Write the linear regime's state of ``runs`` into Ct (and Z), one task per run."""
         if state is not None:
             from ..kernels.threads import map_runs
 
@@ -64,6 +72,7 @@ class NumbaOps(Ops):
             step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
+        """Every run's steps in one task per run on the thread pool."""
         from ..kernels.threads import map_runs
 
         # All of a run's steps in one task: its state stays in cache between steps, and the
@@ -71,7 +80,8 @@ class NumbaOps(Ops):
         map_runs(lambda r: self._advance_run(r, K, Z0, Z, Ct, y, a, lr, model, state, steps),
                  list(range(Z.shape[0])), n_threads)
 
-    def gram_segment(self, pieces, step_args, eval_args, n_threads=None, state=None):
+    def gram_segment(self, segment, step_args, eval_args, n_threads=None, state=None):
+        """Every run's steps and evaluations in one task per run on the thread pool."""
         from ..kernels.threads import map_runs
 
         def one(r):
@@ -80,13 +90,13 @@ class NumbaOps(Ops):
                 return self.evaluate_run(r, **eval_args, state=state)
 
             if state is not None:  # in the linear regime, its steps between marks in one call
-                marks = np.cumsum([k for k, _ in pieces])[[ev for _, ev in pieces]]
-                return state.advance(r, *step_args[:-1], steps=sum(k for k, _ in pieces),
+                marks = np.cumsum([k for k, _ in segment])[[ev for _, ev in segment]]
+                return state.advance(r, *step_args[:-1], steps=sum(k for k, _ in segment),
                                      model=step_args[-1], marks=[int(mk) for mk in marks],
                                      evaluate=evaluate,
                                      wanted=(eval_args["test"], eval_args["means"]))
             out = []
-            for k, ev in pieces:
+            for k, ev in segment:
                 self._advance_run(r, *step_args, state=state, steps=k)
                 if ev:
                     out.append(evaluate())
@@ -99,6 +109,7 @@ class NumbaOps(Ops):
                       for q in range(3)) for i in range(len(per_run[0]))]
 
     def evaluate_run(self, r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means, state=None):
+        """Run r's (f, ft, P), from the linear regime's state while the run is in it."""
         # A run in the linear regime: its outputs from its own state, and the rest from its
         # tracked rows where it keeps them (no product), else from its C.
         f = state.outputs(r) if state is not None else None
@@ -114,6 +125,7 @@ class NumbaOps(Ops):
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
                       n_threads=None, state=None):
+        """Every run's (f, ft, P), one task per run on the thread pool."""
         from ..kernels.threads import map_runs
 
         # One task per run: outputs, test outputs and projections together.
@@ -123,17 +135,20 @@ class NumbaOps(Ops):
 
     # ------------------------------------------------------------------ direct method
     def coefficients(self, Z, y, a, lr, V, model, accumulate=False):
+        """The fused Numba kernel of f and V."""
         from ..kernels.numba_fused import outputs_and_coefficients
 
         return outputs_and_coefficients(Z, y, a, float(lr), V, accumulate, model.slope,
                                         model.loss_code)
 
     def outputs(self, Z, a, model):
+        """The Numba outputs kernel."""
         from ..kernels.numba_fused import outputs
 
         return outputs(Z, a, model.slope)
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+        """One tiled pass over p: the update and the products fused per column tile."""
         from ..kernels.direct_cpu import tile_pass
 
         if 1 not in (X.strides[0] // X.itemsize, X.strides[1] // X.itemsize):
@@ -144,7 +159,9 @@ class NumbaOps(Ops):
 
 
 def tile_options() -> dict:
-    """The direct pass's tiling parameters (:func:`fastgrok.kernels.direct_cpu.tile_pass`),
-    from :mod:`fastgrok.tunables`."""
+    """The direct pass's tiling parameters, from :mod:`fastgrok.tunables`.
+
+    The keyword arguments of :func:`fastgrok.kernels.direct_cpu.tile_pass`.
+    """
     return {"tile_bytes": tunables.DIRECT_TILE_BYTES, "tile_cols": tunables.DIRECT_TILE_COLS,
             "chunks": tunables.DIRECT_CHUNKS}

@@ -13,11 +13,13 @@ class NumpyOps(Ops):
     name = "numpy"
 
     def block_products(self, X, Xt, W0, M, dtype):
+        """The block's products with NumPy in the working dtype, returned in float64."""
         A, B = block_operands(X, Xt, W0, M)
         m = W0.shape[0]
         return (A @ B.T).astype(np.float64), (B[-2 - m:-2] @ B[-2:].T).astype(np.float64)
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
+        """The reference's step for each run in turn."""
         for _ in range(steps):
             for r in range(Z.shape[0]):
                 self.coefficients(Z[r], y[r], a[r], lr, Ct[r], model, accumulate=True)
@@ -25,10 +27,12 @@ class NumpyOps(Ops):
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
                       n_threads=None, state=None):
+        """Every run's (f, ft, P) in turn."""
         return stack_parts([self.evaluate_run(r, Z, Kt, Ct, Zt0, XM, W0M, a, model, test, means)
                             for r in range(len(Z))])
 
     def coefficients(self, Z, y, a, lr, V, model, accumulate=False):
+        """The reference's f and V."""
         f = reference.forward_from_preactivations(Z, a, model.slope)
         coef = reference.update_coefficients(Z, y, f, a, lr, model.slope, model.loss)
         if accumulate:
@@ -38,9 +42,11 @@ class NumpyOps(Ops):
         return f
 
     def outputs(self, Z, a, model):
+        """The reference's outputs."""
         return reference.forward_from_preactivations(Z, a, model.slope)
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+        """The update and the products with NumPy (one product per mean, as the reference)."""
         if V is not None:
             W += V.T @ X
         Z = X @ W.T if forward else None
