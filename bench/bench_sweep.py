@@ -20,7 +20,7 @@ def main():
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--size", type=int, default=8)
     args = ap.parse_args()
-    base = fg.preset("quick", runs=args.runs, steps=args.steps, hist_steps=(0,))
+    base = fg.preset("quick", runs=args.runs, steps=args.steps, snapshot_steps=(0,))
     n = base.n
     # SNR: ||mu|| around the paper's 2.5 sqrt(p/n) at p/n = 200; p/n from 10 to 1000
     grid = {"mu_norm": [float(v) for v in np.geomspace(5, 80, args.size).round(2)],

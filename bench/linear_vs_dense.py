@@ -31,7 +31,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.near:
         runs, steps = args.runs or 20, args.steps or 20_000
-        cfg = fg.preset("paper-fig1-left", m=100, runs=runs, steps=steps, hist_steps=())
+        cfg = fg.preset("paper-fig1-left", m=100, runs=runs, steps=steps, snapshot_steps=())
         switch, what = "GRAM_NEAR_LINEAR", "left panel's step size, m = 100"
     else:
         runs, steps = args.runs or 100, args.steps or 5000

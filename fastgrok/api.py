@@ -10,8 +10,8 @@ import time
 import numpy as np
 
 from . import _validate as v
-from .config import DTYPES, Config, check_field
-from .driver import train
+from .config import DTYPES, Config, check_field, renamed_arguments
+from .driver import drive
 from .model import Model
 from .plan import Plan, plan_arrays, plan_experiment, warn_if_experimental
 from .sources import ArraySource, GeneratedSource, ReducedSource
@@ -39,11 +39,12 @@ def run(cfg: Config, progress: bool = True, n_threads=None):
         raise TypeError(f"cfg must be a fastgrok.Config, got {type(cfg).__name__}")
     plan = plan_experiment(cfg)
     Src = ReducedSource if plan.representation == "reduced" else GeneratedSource
-    return _train(plan, cfg.to_dict(), lambda ids: [Src(cfg, r) for r in ids], cfg.runs, cfg.lr,
-                  cfg.mu, progress, n_threads, Model.of(cfg), second_mean=cfg.data == "xor")
+    return _execute(plan, cfg.to_dict(effective=True), lambda ids: [Src(cfg, r) for r in ids],
+                    cfg.runs, cfg.lr, cfg.mean_norm, progress, n_threads, Model.of(cfg),
+                    second_mean=cfg.data == "xor")
 
 
-def _train(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, progress, n_threads,
+def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, progress, n_threads,
            model, second_mean=True):
     """Shared by run and fit: the thread runtime, the driver, the Result."""
     from .results import Result
@@ -51,10 +52,10 @@ def _train(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, pro
     t0 = time.perf_counter()
     eng = plan.engine
     with eng.runtime(n_threads) as threads:
-        rows, proj, counts = train(lambda ids, on_built: eng(sources(ids), lr, plan.dtype,
+        rows, proj, counts = drive(lambda ids, on_built: eng(sources(ids), lr, plan.dtype,
                                                      n_threads=threads, on_built=on_built,
                                                      model=model),
-                           list(range(runs)), plan.batch, plan.steps, plan.hist_steps, mu_norm,
+                           list(range(runs)), plan.batch, plan.steps, plan.snapshot_steps, mu_norm,
                            progress=progress, desc=f"fastgrok {plan.engine_name}",
                            second_mean=second_mean)
     info = {"engine": plan.engine_name, "dtype": plan.dtype, "representation": plan.representation,
@@ -64,9 +65,9 @@ def _train(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, pro
 
 
 def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, init_scale=1e-15,
-        second_layer_mode="random", runs=1, seed=0, method="auto", backend="auto", dtype=None,
-        hist_steps=None, progress=False, n_threads=None, activation="relu", leak=None,
-        loss="logistic"):
+        second_layer="random", runs=1, seed=0, method="auto", backend="auto", dtype=None,
+        snapshot_steps=None, progress=False, n_threads=None, activation="relu", leak=None,
+        loss="logistic", **renamed):
     """Train the paper's network (or another member of its family) on the caller's data.
 
     Parameters
@@ -87,7 +88,7 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
         Directions whose projections W mu_k are tracked (alignment columns are NaN without them).
     init_scale : float
         Standard deviation of the initial weights.
-    second_layer_mode : {"random", "balanced"}
+    second_layer : {"random", "balanced"}
         Signs of the fixed second layer.
     runs : int
         Independent initialisations (run r draws a and W0 from (seed, r)); the data stay fixed.
@@ -97,8 +98,8 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
         As in :class:`~fastgrok.Config`.
     dtype : {"float32", "float64"}, optional
         Working precision; default X's dtype if it is float32/float64, else float64.
-    hist_steps : sequence of int, optional
-        Steps at which W mu1, W mu2 are kept.
+    snapshot_steps : sequence of int, optional
+        Steps at which W mu1, W mu2 are kept (formerly ``hist_steps``).
     progress : bool
         Show a progress bar.
     n_threads : int, optional
@@ -110,6 +111,13 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
     -------
     Result
     """
+    if renamed:  # the old names of renamed arguments, for this version
+        new = renamed_arguments(renamed, "fit")
+        unknown = set(new) - {"snapshot_steps", "second_layer"}
+        if unknown:
+            raise TypeError(f"fit() got unexpected keyword argument(s) {sorted(unknown)}")
+        snapshot_steps = new.get("snapshot_steps", snapshot_steps)
+        second_layer = new.get("second_layer", second_layer)
     model = Model(activation, leak, loss)  # checked first, like every other argument
     if dtype is None:
         dtype = str(np.asarray(X).dtype) if str(np.asarray(X).dtype) in DTYPES else "float64"
@@ -117,9 +125,10 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
     checked = {name: check_field(name, value) for name, value in (
         ("m", m), ("lr", lr), ("steps", steps), ("init_scale", init_scale), ("runs", runs),
         ("seed", seed), ("method", method), ("backend", backend), ("dtype", dtype),
-        ("second_layer", second_layer_mode))}
+        ("second_layer", second_layer))}
     m, steps, runs, seed = checked["m"], checked["steps"], checked["runs"], checked["seed"]
-    hist_steps = None if hist_steps is None else check_field("hist_steps", hist_steps, steps=steps)
+    if snapshot_steps is not None:
+        snapshot_steps = check_field("snapshot_steps", snapshot_steps, steps=steps)
     X = v.float_array("X", X, 2, dtype)
     n, p = X.shape
     y = v.labels("y", y, n, dtype)
@@ -141,18 +150,20 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
             if mu.shape[0] != p:
                 raise ValueError(f"{name} has length {mu.shape[0]} but X has {p} columns")
         mu_norm = float(np.linalg.norm(np.asarray(mu1, dtype=np.float64)))
-    plan = plan_arrays(n, p, m, n_test, dtype, method, backend, steps, hist_steps)
+    plan = plan_arrays(n, p, m, n_test, dtype, method, backend, steps, snapshot_steps)
 
     def sources(ids):
-        return [ArraySource(X, y, m, checked["init_scale"], seed, r, second_layer_mode, X_test,
+        return [ArraySource(X, y, m, checked["init_scale"], seed, r, second_layer, X_test,
                             y_test, mu1, mu2) for r in ids]
 
     config = {"n": n, "p": p, "m": m, "n_test": n_test, "lr": checked["lr"], "steps": steps,
               "runs": runs, "seed": seed, "init_scale": checked["init_scale"],
-              "second_layer": second_layer_mode, "method": method, "backend": backend,
-              "dtype": dtype, "hist_steps": list(plan.hist_steps), "activation": model.activation,
-              "leak": model.leak, "loss": model.loss}
-    return _train(plan, config, sources, runs, checked["lr"], mu_norm, progress, n_threads, model)
+              "second_layer": second_layer, "method": method, "backend": backend,
+              "dtype": dtype, "snapshot_steps": list(plan.snapshot_steps),
+              "activation": model.activation,
+              "leak": model.slope if model.activation == "leaky_relu" else None,
+              "loss": model.loss}
+    return _execute(plan, config, sources, runs, checked["lr"], mu_norm, progress, n_threads, model)
 
 
 def step(X, y, W, a, lr, backend="auto", n_threads=None, activation="relu", leak=None,

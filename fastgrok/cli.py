@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
+import warnings
 from dataclasses import fields
 
-from .config import DEFAULT_PRESET, FIELDS, PRESETS, Config
+from .config import DEFAULT_PRESET, FIELDS, PRESETS, RENAMED, Config
+
+#: A negative number as an option's value (argparse would take "-1e-12" for an option).
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 def _int(text):
@@ -16,10 +21,11 @@ def _int(text):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``fastgrok`` command's argument parser (run, sweep, study, ...)."""
-    parser = argparse.ArgumentParser(prog="fastgrok", description=(
+    # No abbreviations: --noise would silently mean --noise-rate.
+    parser = argparse.ArgumentParser(prog="fastgrok", allow_abbrev=False, description=(
         "Train two-layer ReLU networks on XOR-cluster data (Xu et al., ICLR 2024) and write the "
         "paper-style figures."))
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = sub.add_parser("run", help="run an experiment and write its tables and figures",
                          description="Every Config field can be overridden as --field-name VALUE.")
     run.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
@@ -56,6 +62,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """The subcommands' parsers: no abbreviated options."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
+class _OldName(argparse.Action):
+    """An option's old name: stores into the new one, with a FutureWarning that names it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = "--" + self.dest.replace("_", "-")
+        warnings.warn(f"{option_string} is renamed {new}; the old name will stop working in the "
+                      "next version", FutureWarning, stacklevel=2)
+        setattr(namespace, self.dest, values)
+
+
+def _values_joined(argv):
+    """``argv`` with negative numbers joined to the option before them.
+
+    --lr -1e-12 becomes --lr=-1e-12, so that it is read as a value and checked as such.
+    """
+    out = []
+    for tok in argv:
+        if out and _NEGATIVE_NUMBER.match(tok) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def _executor_options(p):
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="a Dask scheduler address: run the points on that cluster")
@@ -75,6 +113,10 @@ def _config_options(p):
         spec = FIELDS[f.name]
         p.add_argument("--" + f.name.replace("_", "-"), type=spec.parse, choices=spec.choices,
                        default=None, metavar=spec.metavar, help=spec.help)
+    for old, new in RENAMED.items():
+        if new in FIELDS:
+            p.add_argument("--" + old.replace("_", "-"), dest=new, type=FIELDS[new].parse,
+                           default=None, action=_OldName, help=argparse.SUPPRESS)
 
 
 def main(argv=None) -> int:
@@ -95,7 +137,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _values_joined(sys.argv[1:] if argv is None else list(argv))
     if not argv:  # plain `fastgrok` runs the default experiment
         argv = ["run"]
     parser = build_parser()

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import numbers
+import warnings
 from dataclasses import dataclass, field, fields
 
 METHODS = ("auto", "direct", "gram")
@@ -176,9 +178,9 @@ FIELDS = {
     "dtype": _Choice(DTYPES, "working precision"),
     "second_layer": _Choice(SECOND_LAYER, "signs of the fixed second layer"),
     "means": _Choice(MEANS, "cluster means: axis-aligned or a random orthogonal pair"),
-    "hist_steps": _Steps("steps at which W mu1, W mu2 are kept for histograms"),
+    "snapshot_steps": _Steps("steps at which W mu1, W mu2 are kept for histograms"),
     "representation": _Choice(REPRESENTATIONS, "full p-dimensional draw or the reduced one"),
-    "population_test": _Int(0, "fresh test points per cluster for the population accuracy "
+    "population_test_points": _Int(0, "fresh test points per cluster for the population accuracy "
                                "(0: the finite test set)"),
     "activation": _Choice(ACTIVATIONS, "phi(z) = max(z, leak z): relu (leak 0) or leaky_relu"),
     "leak": _Float(0, 1, high_open=True, optional=True,
@@ -197,6 +199,34 @@ def check_model(activation, leak):
 def check_field(name: str, value, **context):
     """``value`` checked (and normalised) as the Config field ``name`` (see :data:`FIELDS`)."""
     return FIELDS[name].check(name, value, **context)
+
+
+#: Old names of renamed fields and arguments -> their names now. The old names keep working for
+#: this version, with a FutureWarning that names the new one.
+RENAMED = {"hist_steps": "snapshot_steps", "population_test": "population_test_points",
+           "second_layer_mode": "second_layer"}
+
+
+def renamed_arguments(kwargs: dict, where: str, stacklevel: int = 3) -> dict:
+    """``kwargs`` with old names (:data:`RENAMED`) replaced by the new ones, warning for each."""
+    for old, new in RENAMED.items():
+        if old in kwargs:
+            if new in kwargs:
+                raise TypeError(f"{where}: {old} is the old name of {new}; give only {new}")
+            warnings.warn(f"{where}: {old} is renamed {new}; the old name will stop working "
+                          "in the next version", FutureWarning, stacklevel=stacklevel)
+            kwargs = dict(kwargs)
+            kwargs[new] = kwargs.pop(old)
+    return kwargs
+
+
+def _renamed_property(old, new):
+    def get(self):
+        warnings.warn(f"Config.{old} is renamed Config.{new}; the old name will stop working "
+                      "in the next version", FutureWarning, stacklevel=2)
+        return getattr(self, new)
+
+    return property(get, doc=f"Deprecated name of :attr:`{new}`.")
 
 
 @dataclass(frozen=True)
@@ -231,7 +261,7 @@ class Config:
         Signs of a: i.i.d. (paper) or exactly half positive.
     means : {"axis", "random"}
         mu1 = ||mu|| e1, mu2 = ||mu|| e2 (default) or a random orthogonal pair.
-    hist_steps : tuple of int or None
+    snapshot_steps : tuple of int or None
         Steps at which the projections W mu1, W mu2 are kept for histograms. None picks a few
         log-spaced steps.
     representation : {"auto", "full", "reduced"}
@@ -239,7 +269,7 @@ class Config:
         n + n_test + m + 2 with the same joint law of every inner product (docs/design.md 2.3; exact
         in distribution, not the same numbers as "full" for a seed; needs p - 2 >= n + n_test +
         m); "auto" uses "reduced" when it is valid and cheaper.
-    population_test : int
+    population_test_points : int
         0: test metrics on the finite clean test set of n_test samples. k > 0: the population
         clean test accuracy, estimated at each evaluation from k fresh test points per cluster
         (exact draws in the reduced representation; needs it, and the gram method), with its
@@ -274,9 +304,9 @@ class Config:
     dtype: str = "float32"
     second_layer: str = "random"
     means: str = "axis"
-    hist_steps: tuple | None = field(default=None)
+    snapshot_steps: tuple | None = field(default=None)
     representation: str = "auto"
-    population_test: int = 0
+    population_test_points: int = 0
     activation: str = "relu"
     leak: float | None = None
     loss: str = "logistic"
@@ -284,54 +314,73 @@ class Config:
 
     def __post_init__(self):
         """Check every field (TypeError or ValueError naming the field) and the fields together."""
-        for f in fields(self):  # steps is checked before hist_steps, which needs it
+        for f in fields(self):  # steps is checked before snapshot_steps, which needs it
             object.__setattr__(self, f.name, check_field(f.name, getattr(self, f.name),
                                                          steps=self.steps))
         N = self.n + self.n_test + self.m
         if self.representation == "reduced" and self.p - 2 < N:
             raise ValueError(f"representation='reduced' needs p - 2 >= n + n_test + m = {N}, "
                              f"got p={self.p}; use representation='full'")
-        if self.population_test and representation_for(
+        if self.population_test_points and representation_for(
                 self.representation, self.n, self.n_test, self.m, self.p) != "reduced":
-            raise ValueError("population_test > 0 needs representation='reduced' (fresh test "
-                             f"points are exact draws there); p={self.p} with n + n_test + m = {N} "
-                             f"and representation={self.representation!r} does not give it")
-        if self.population_test and self.method == "direct":
-            raise ValueError("population_test > 0 is implemented for method='gram' (or 'auto')")
+            raise ValueError("population_test_points > 0 needs representation='reduced' (fresh "
+                             f"test points are exact draws there); p={self.p} with n + n_test + m "
+                             f"= {N} and representation={self.representation!r} does not give it")
+        if self.population_test_points and self.method == "direct":
+            raise ValueError("population_test_points > 0 is implemented for method='gram' "
+                             "(or 'auto')")
         check_model(self.activation, self.leak)
         if self.means == "axis" and self.p < 2:
             raise ValueError(f"p must be >= 2 for two orthogonal means, got {self.p}")
 
     @property
-    def mu(self) -> float:
+    def mean_norm(self) -> float:
         """The mean norm actually used (the paper's 2.5 sqrt(p/n) when mu_norm is None)."""
         return self.mu_norm if self.mu_norm is not None else 2.5 * math.sqrt(self.p / self.n)
 
+    @property
+    def effective_leak(self) -> float:
+        """The slope phi uses for negative inputs: 0 for relu, the leak (default 0.1) else."""
+        if self.activation == "relu":
+            return 0.0
+        return DEFAULT_LEAK if self.leak is None else self.leak
+
+    mu = _renamed_property("mu", "mean_norm")
+    hist_steps = _renamed_property("hist_steps", "snapshot_steps")
+    population_test = _renamed_property("population_test", "population_test_points")
+
     def replace(self, **changes) -> "Config":
         """Return a copy with ``changes`` applied (validated again)."""
+        changes = renamed_arguments(changes, "Config.replace", stacklevel=3)
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
             raise TypeError(f"unknown Config field(s): {', '.join(sorted(unknown))}")
-        if "steps" in changes and "hist_steps" not in changes and self.hist_steps:
+        if "steps" in changes and "snapshot_steps" not in changes and self.snapshot_steps:
             # A shorter run keeps the histogram steps that still exist (as preset() does).
             steps = changes["steps"]
             if isinstance(steps, numbers.Integral) and not isinstance(steps, bool):
-                changes["hist_steps"] = tuple(s for s in self.hist_steps if s <= steps)
+                changes["snapshot_steps"] = tuple(s for s in self.snapshot_steps if s <= steps)
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict:
-        """The fields as a JSON-ready dict (tuples as lists)."""
+    def to_dict(self, effective=False) -> dict:
+        """The fields as a JSON-ready dict (tuples as lists).
+
+        With ``effective``, the leak the network uses is recorded in place of None (0.1 for
+        leaky_relu when no leak was given); :meth:`from_dict` reads either.
+        """
         d = dataclasses.asdict(self)
-        if d["hist_steps"] is not None:
-            d["hist_steps"] = list(d["hist_steps"])
+        if d["snapshot_steps"] is not None:
+            d["snapshot_steps"] = list(d["snapshot_steps"])
+        if effective and self.activation == "leaky_relu":
+            d["leak"] = self.effective_leak
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        """The Config of a dict written by :meth:`to_dict`."""
-        d = dict(d)
-        if d.get("hist_steps") is not None:
-            d["hist_steps"] = tuple(d["hist_steps"])
+        """The Config of a dict written by :meth:`to_dict` (old field names are read too)."""
+        d = {RENAMED.get(k, k): v for k, v in d.items()}
+        if d.get("snapshot_steps") is not None:
+            d["snapshot_steps"] = tuple(d["snapshot_steps"])
         return cls(**d)
 
 
@@ -341,10 +390,10 @@ PRESETS = {
     "paper-fig1-left": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=None, noise_rate=0.05,
                             init_scale=1e-15, lr=1e-12, steps=50, runs=100,
                             # Figure 3's steps, and 15 for Figure 2 (0, 1, 15)
-                            hist_steps=(0, 1, 2, 3, 10, 15)),
+                            snapshot_steps=(0, 1, 2, 3, 10, 15)),
     "paper-fig1-right": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=None, noise_rate=0.05,
                              init_scale=1e-15, lr=1e-16, steps=5000, runs=100,
-                             hist_steps=(0, 25, 100, 1000, 2000, 5000)),
+                             snapshot_steps=(0, 25, 100, 1000, 2000, 5000)),
     # The right panel as the paper plots it. Its curve is twice as fast in t as the settings
     # its text states (the preset above). While the outputs are tiny the dynamics depend on
     # alpha, omega_init and the loss only through kappa = alpha (-l'(0)) / omega_init, and
@@ -353,7 +402,7 @@ PRESETS = {
     # 0.19 for the stated settings (docs/design.md section 1).
     "paper-fig1-right-plotted": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=None,
                                      noise_rate=0.05, init_scale=1e-15, lr=2e-16, steps=5000,
-                                     runs=100, hist_steps=(0, 25, 100, 1000, 2000, 5000)),
+                                     runs=100, snapshot_steps=(0, 25, 100, 1000, 2000, 5000)),
     # Benign overfitting without linearity (Frei, Chatterji and Bartlett 2022): leaky ReLU
     # (leak 0.1), logistic loss, noisy two-cluster data. Their results are asymptotic (no sizes
     # stated), so the XOR preset's sizes, noise, initialisation and step size are kept, except
@@ -364,17 +413,28 @@ PRESETS = {
     # n ||mu||^4 / p = 12 (docs/design.md section 5).
     "frei2022-leaky-linear": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=7.0,
                                   noise_rate=0.05, init_scale=1e-15, lr=1e-12, steps=50, runs=100,
-                                  hist_steps=(0, 1, 2, 3, 10), activation="leaky_relu", leak=0.1,
-                                  loss="logistic", data="linear"),
+                                  snapshot_steps=(0, 1, 2, 3, 10), activation="leaky_relu",
+                                  leak=0.1, loss="logistic", data="linear"),
     # The left panel's data and step size with fewer neurons and runs: shows the phenomenon in
     # about a minute on two cores even with the NumPy reference direct engine.
     "quick": dict(n=200, p=40_000, m=100, n_test=200, mu_norm=None, noise_rate=0.05,
-                  init_scale=1e-15, lr=1e-12, steps=50, runs=20, hist_steps=(0, 1, 2, 3, 10)),
+                  init_scale=1e-15, lr=1e-12, steps=50, runs=20, snapshot_steps=(0, 1, 2, 3, 10)),
 }
 
 #: What ``fastgrok run`` runs with no --preset: the paper's left panel, all 100 runs (about 6 s
 #: on two cores with the gram engine, the reduced representation and the kernels cached).
 DEFAULT_PRESET = "paper-fig1-left"
+
+
+_generated_init = Config.__init__
+
+
+@functools.wraps(_generated_init)
+def _init_with_old_names(self, *args, **kwargs):
+    _generated_init(self, *args, **renamed_arguments(kwargs, "Config", stacklevel=3))
+
+
+Config.__init__ = _init_with_old_names
 
 
 def preset(name: str, **overrides) -> Config:
@@ -388,11 +448,12 @@ def preset(name: str, **overrides) -> Config:
     **overrides
         Config fields to change, e.g. ``runs=10``.
     """
+    overrides = renamed_arguments(overrides, "preset")
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of "
                          f"{', '.join(map(repr, PRESETS))}")
     base = dict(PRESETS[name])
-    if "steps" in overrides and "hist_steps" not in overrides and base.get("hist_steps"):
+    if "steps" in overrides and "snapshot_steps" not in overrides and base.get("snapshot_steps"):
         # A shorter run keeps the preset's histogram steps that still exist.
-        base["hist_steps"] = tuple(s for s in base["hist_steps"] if s <= overrides["steps"])
+        base["snapshot_steps"] = tuple(s for s in base["snapshot_steps"] if s <= overrides["steps"])
     return Config(**base).replace(**overrides)

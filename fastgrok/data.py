@@ -258,8 +258,8 @@ def _dataset(data, n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype) -
                  data=data)
     if isinstance(run, bool) or not isinstance(run, (int, np.integer)) or run < 0:
         raise ValueError(f"run must be a non-negative integer, got {run!r}")
-    draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, int(run), cfg.means,
-                   cfg.data)
+    draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, int(run),
+                   cfg.means, cfg.data)
     return materialize(draw, cfg.dtype)
 
 

@@ -13,7 +13,7 @@ METRICS = ("train_acc", "train_loss", "test_acc", "test_loss", "test_acc_se",
            "pos_mu1", "pos_mu2", "neg_mu1", "neg_mu2")
 
 
-def eval_schedule(steps: int, hist_steps=()) -> np.ndarray:
+def eval_schedule(steps: int, snapshot_steps=()) -> np.ndarray:
     """Steps at which to evaluate: every step for short runs, else log-spaced in t + 1.
 
     Always includes 0, 1, ..., 10, the last step and every histogram step.
@@ -23,11 +23,11 @@ def eval_schedule(steps: int, hist_steps=()) -> np.ndarray:
     else:
         logs = np.rint(np.geomspace(1, steps + 1, tunables.EVAL_LOG_POINTS)).astype(np.int64) - 1
         base = np.concatenate([np.arange(min(steps, 10) + 1), logs, [steps]])
-    extra = np.asarray(list(hist_steps or ()), dtype=np.int64)
+    extra = np.asarray(list(snapshot_steps or ()), dtype=np.int64)
     return np.unique(np.concatenate([base, extra]).clip(0, steps))
 
 
-def default_hist_steps(steps: int) -> tuple:
+def default_snapshot_steps(steps: int) -> tuple:
     """A few log-spaced steps for the projection histograms when the config names none."""
     cand = {0, 1, steps} | {int(round(steps ** f)) for f in (0.25, 0.5, 0.75)}
     return tuple(sorted(s for s in cand if 0 <= s <= steps))
@@ -50,7 +50,7 @@ def alignment_summaries(P1, P2, a, mu_norm) -> dict:
     return out
 
 
-def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, desc="fastgrok",
+def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=False, desc="fastgrok",
           second_mean=True):
     """Train every run and collect the history and the histogram projections.
 
@@ -65,7 +65,7 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
         Runs per engine (engines that batch runs step them together).
     steps : int
         Gradient steps per run.
-    hist_steps : sequence of int
+    snapshot_steps : sequence of int
         Steps at which W mu1 and W mu2 are kept whole.
     mu_norm : float or None
         ||mu||, to normalise the alignment summaries (None: no means known).
@@ -88,9 +88,9 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
     """
     from .progress import progress_bar
 
-    schedule = eval_schedule(steps, hist_steps)
+    schedule = eval_schedule(steps, snapshot_steps)
     runs = list(runs)
-    history = _History(set(int(s) for s in hist_steps), mu_norm, second_mean)
+    history = _History(set(int(s) for s in snapshot_steps), mu_norm, second_mean)
     counts = {}
     # One bar over all runs x steps; a batch's build shows as the bar's phase, not a second bar.
     bar = progress_bar(len(runs) * steps, desc, "step", enabled=progress)
@@ -103,12 +103,12 @@ def train(make_engine, runs, batch, steps, hist_steps, mu_norm, progress=False, 
             del engine
     finally:
         bar.close()
-    rows, proj, hist_set = history.rows, history.proj, history.hist_set
+    rows, proj, snapshot_set = history.rows, history.proj, history.snapshot_set
     rows.sort(key=lambda row: (row["run"], row["step"]))
     projections = {}
     if proj:
         order = sorted(proj)
-        projections = {"steps": np.array(sorted(hist_set)),
+        projections = {"steps": np.array(sorted(snapshot_set)),
                        "P1": np.stack([np.stack(proj[r][0]) for r in order]),
                        "P2": np.stack([np.stack(proj[r][1]) for r in order]),
                        "a": np.stack([proj[r][2] for r in order])}
@@ -139,8 +139,8 @@ def segments(schedule, start, steps, per_call):
 class _History:
     """The rows of the history and the projections kept at the snapshot steps, as recorded."""
 
-    def __init__(self, hist_set, mu_norm, second_mean):
-        self.hist_set, self.mu_norm, self.second_mean = hist_set, mu_norm, second_mean
+    def __init__(self, snapshot_set, mu_norm, second_mean):
+        self.snapshot_set, self.mu_norm, self.second_mean = snapshot_set, mu_norm, second_mean
         self.rows = []
         self.proj = {}  # run -> ([P1 at hist steps], [P2 ...], a, data)
 
@@ -153,7 +153,7 @@ class _History:
             self.rows.append({"run": r, "step": t,
                               **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
                               **alignment_summaries(P1, P2, a, self.mu_norm or 1.0)})
-            if t in self.hist_set and P1 is not None:
+            if t in self.snapshot_set and P1 is not None:
                 entry = self.proj.setdefault(r, ([], [], a, data[r]))
                 entry[0].append(P1)
                 entry[1].append(P2)
@@ -178,7 +178,7 @@ def _drive_batch(engine, ids, schedule, steps, history, bar):
     means = history.mu_norm is not None
     A = [np.asarray(s.a, dtype=np.float64) for s in engine.sources]
     # The training data in the plane of the means, with their labels, for the figures.
-    xm = engine.data_projections() if history.hist_set and means else None
+    xm = engine.data_projections() if history.snapshot_set and means else None
     data = {r: None if xm is None else (xm[i], np.asarray(s.y, np.float64))
             for i, (r, s) in enumerate(zip(ids, engine.sources, strict=True))}
     engine.plan_evaluations(schedule)

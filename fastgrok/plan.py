@@ -79,7 +79,7 @@ class Plan:
     steps: int
     batch: int
     engine: object  # a fastgrok.engines.EngineBinding
-    hist_steps: tuple
+    snapshot_steps: tuple
 
     @property
     def engine_name(self) -> str:
@@ -94,15 +94,15 @@ def plan_experiment(cfg) -> Plan:
     dtype = cfg.dtype
     if rep == "reduced" and dtype == "float32" and cfg.p > tunables.REDUCED_FLOAT32_MAX_P:
         dtype = "float64"  # see tunables.REDUCED_FLOAT32_MAX_P
-    method = "gram" if cfg.population_test and cfg.method == "auto" else cfg.method
+    method = "gram" if cfg.population_test_points and cfg.method == "auto" else cfg.method
     return plan_arrays(cfg.n, p, cfg.m, cfg.n_test, dtype, method, cfg.backend, cfg.steps,
-                       cfg.hist_steps, representation=rep)
+                       cfg.snapshot_steps, representation=rep)
 
 
-def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, hist_steps=None,
+def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, snapshot_steps=None,
                 representation="full") -> Plan:
     """The plan for training on arrays of these sizes (:func:`fastgrok.fit`)."""
-    from .driver import default_hist_steps
+    from .driver import default_snapshot_steps
     from .engines import get_engine
 
     backend = resolve_backend(backend)
@@ -115,6 +115,6 @@ def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, hist_steps=None,
     engine = get_engine(method, backend)
     check_fits(engine.estimate_bytes(n, p, m, n_test, dtype),
                f"one {method}/{backend} run (n={n}, p={p}, m={m}, n_test={n_test}, {dtype})")
-    hist = tuple(hist_steps) if hist_steps is not None else default_hist_steps(steps)
+    hist = tuple(snapshot_steps) if snapshot_steps is not None else default_snapshot_steps(steps)
     return Plan(method, backend, representation, dtype, n, p, m, n_test, steps,
                 engine.max_batch(n, p, m, n_test, dtype), engine, hist)

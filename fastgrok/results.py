@@ -31,6 +31,10 @@ class Result:
     def __init__(self, config: dict, rows, projections=None, info=None):
         self.config = dict(config)
         self.history = pd.DataFrame(rows, columns=["run", "step", *METRICS])
+        if not self.config.get("population_test_points", self.config.get("population_test")):
+            # Only columns that mean something: the standard error is that of the population
+            # accuracy's Monte Carlo estimate.
+            self.history = self.history.drop(columns="test_acc_se")
         self.projections = projections or {}
         self.info = dict(info or {})
 
@@ -146,9 +150,10 @@ def summarize(history: pd.DataFrame, by=()) -> pd.DataFrame:
         One row per (by..., step): <metric>_median, <metric>_q20, <metric>_q80.
     """
     keys = [*by, "step"]
-    g = history.groupby(keys, sort=True)[list(METRICS)]
+    metrics = [mt for mt in METRICS if mt in history.columns]
+    g = history.groupby(keys, sort=True)[metrics]
     parts = {"median": g.median(), "q20": g.quantile(0.2), "q80": g.quantile(0.8)}
-    cols = {f"{mt}_{stat}": parts[stat][mt] for mt in METRICS for stat in ("median", "q20", "q80")}
+    cols = {f"{mt}_{stat}": parts[stat][mt] for mt in metrics for stat in ("median", "q20", "q80")}
     return pd.DataFrame(cols).reset_index()
 
 

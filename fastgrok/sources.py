@@ -14,7 +14,7 @@ import numpy as np
 from ._memory import check_fits
 from .data import RunDraw, block_ranges
 from .kernels.memory import empty_aligned
-from .weights import init_block, second_layer
+from .weights import draw_second_layer, init_block
 
 
 @dataclass
@@ -95,13 +95,13 @@ class GeneratedSource(Source):
     """Run ``run`` of the experiment ``cfg``: data, second layer and W0 from (cfg.seed, run)."""
 
     def __init__(self, cfg, run):
-        self.draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, run,
+        self.draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, run,
                             cfg.means, cfg.data)
         self.n, self.p, self.m, self.n_test = cfg.n, cfg.p, cfg.m, cfg.n_test
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
-        self.a = second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
-        self.mu_norm = cfg.mu
+        self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
+        self.mu_norm = cfg.mean_norm
 
     def _block(self, k, j0, j1, dtype):
         X, Xt, mu1, mu2 = self.draw.block(k, j0, j1, dtype)
@@ -114,7 +114,7 @@ class ArraySource(Source):
     Unless given (``W0``, ``a``: tests and benchmarks start engines from chosen weights).
     """
 
-    def __init__(self, X, y, m, init_scale=0.0, seed=0, run=0, second_layer_mode="random",
+    def __init__(self, X, y, m, init_scale=0.0, seed=0, run=0, second_layer="random",
                  X_test=None, y_test=None, mu1=None, mu2=None, W0=None, a=None):
         self.X, self.Xt = X, X_test
         self.n, self.p = X.shape
@@ -123,7 +123,7 @@ class ArraySource(Source):
         self.y = np.asarray(y, dtype=np.float64)
         self.y_test = None if y_test is None else np.asarray(y_test, dtype=np.float64)
         if a is None:
-            a = second_layer(m, seed, run, second_layer_mode)
+            a = draw_second_layer(m, seed, run, second_layer)
         self.a = np.asarray(a, np.float64)
         self.W0 = W0
         self.M = None if mu1 is None else np.stack([mu1, mu2])
@@ -185,22 +185,22 @@ class ReducedSource(Source):
             raise ValueError(
                 f"representation='reduced' needs p - 2 >= n + n_test + m = {N}, got p={cfg.p}; "
                 "use representation='full' (it is cheap at this size)")
-        self.draw = RunDraw(cfg.n, 2, cfg.n_test, cfg.mu, cfg.noise_rate, cfg.seed, run, "axis",
-                            cfg.data)
+        self.draw = RunDraw(cfg.n, 2, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, run,
+                            "axis", cfg.data)
         self.N, self.p_nominal = N, cfg.p
         self.n, self.p, self.m, self.n_test = cfg.n, N + 2, cfg.m, cfg.n_test
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
-        self.a = second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
-        self.mu_norm = cfg.mu
-        self.population_test = cfg.population_test
+        self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
+        self.mu_norm = cfg.mean_norm
+        self.population_test_points = cfg.population_test_points
 
     def population_accuracy(self, W, step, model):
         """Clean test accuracy and loss over the population, from fresh test points.
 
         A fresh x = +-||mu|| e_k + xi has W x = +-||mu|| W e_k + W xi, and since every row of W
         lies in the span of the reduced coordinates, W xi = W g with g ~ N(0, I_d) exactly.
-        ``population_test`` points per cluster (independent across clusters, from the stream
+        ``population_test_points`` points per cluster (independent across clusters, from the stream
         (seed, run, POPULATION, step)); ``model`` gives the activation and the loss.
 
         Returns
@@ -212,7 +212,7 @@ class ReducedSource(Source):
         from . import reference
         from .data import CLUSTERS, STREAM_POPULATION, rng
 
-        k = self.population_test
+        k = self.population_test_points
         g = rng(self.seed, self.run, STREAM_POPULATION, step)
         W = np.asarray(W, dtype=np.float64)
         accs, losses = [], []

@@ -307,17 +307,19 @@ def _loss_figure(res, base: Config, path):
 # paper's width and run count.
 STUDIES = {
     "long": Study("long", "What happens long after sqrt(n) steps?", "paper-fig1-left",
-                  dict(m=100, runs=20, steps=100_000, hist_steps=()), _long_points, _long_figure),
+                  dict(m=100, runs=20, steps=100_000, snapshot_steps=()), _long_points,
+                  _long_figure),
     "dimension": Study("dimension", "How does benign overfitting degrade as p/n shrinks?",
-                       "paper-fig1-left", dict(m=100, runs=20, steps=1000, hist_steps=()),
+                       "paper-fig1-left", dict(m=100, runs=20, steps=1000, snapshot_steps=()),
                        _dimension_points, _dimension_figure),
     "snr": Study("snr", "How small can ||mu|| be (SNR threshold)?", "paper-fig1-left",
-                 dict(m=100, runs=20, steps=1000, hist_steps=()), _snr_points, _snr_figure),
+                 dict(m=100, runs=20, steps=1000, snapshot_steps=()), _snr_points, _snr_figure),
     "init": Study("init", "Grokking delay against init_scale / lr", "paper-fig1-left",
-                  dict(m=100, runs=10, steps=20_000, hist_steps=()), _init_points, _init_figure),
+                  dict(m=100, runs=10, steps=20_000, snapshot_steps=()), _init_points,
+                  _init_figure),
     "loss": Study("loss", "Logistic, exponential or hinge loss: grokking delay against "
                   "init_scale / lr", "paper-fig1-left",
-                  dict(m=100, runs=10, steps=20_000, hist_steps=()), _loss_points, _loss_figure,
+                  dict(m=100, runs=10, steps=20_000, snapshot_steps=()), _loss_points, _loss_figure,
                   paired=("loss",)),
 }
 

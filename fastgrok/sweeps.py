@@ -89,7 +89,7 @@ def grid_points(base: Config, grid, paired=()) -> list:
     if stray:
         raise ValueError(f"paired fields {stray} are not grid fields ({names})")
     for i, name in enumerate(names):
-        if name not in fields or name in ("seed", "hist_steps"):
+        if name not in fields or name in ("seed", "snapshot_steps"):
             raise ValueError(f"grid field {name!r} is not a Config field that can be swept")
         if name in _NUMERIC:
             bad = [c[i] for c in combos if isinstance(c[i], bool)

@@ -12,7 +12,7 @@ from .data import STREAM_A, STREAM_W0, block_ranges, gaussian_block, rng
 from .kernels.memory import empty_aligned
 
 
-def second_layer(m, seed=0, run=0, mode="random") -> np.ndarray:
+def draw_second_layer(m, seed=0, run=0, mode="random") -> np.ndarray:
     """Fixed second-layer weights a_j in {+1/sqrt(m), -1/sqrt(m)}, float64.
 
     Parameters

@@ -27,12 +27,12 @@ def test_run_history_and_summary_shape(small_cfg):
 
 def test_run_equals_reference_trajectory(small_cfg):
     """fg.run with the numpy backend is the reference applied to the generated run."""
-    from fastgrok.weights import init_weights, second_layer
+    from fastgrok.weights import draw_second_layer, init_weights
 
     res = fg.run(small_cfg.replace(runs=1), progress=False)
     c = small_cfg
     ds = fg.xor_clusters(c.n, c.p, n_test=c.n_test, seed=c.seed, run=0)
-    a, W = second_layer(c.m, c.seed, 0), init_weights(c.m, c.p, c.init_scale, c.seed, 0)
+    a, W = draw_second_layer(c.m, c.seed, 0), init_weights(c.m, c.p, c.init_scale, c.seed, 0)
     for t in range(c.steps + 1):
         ev = ref.evaluate(ds.X, ds.y, W, a, ds.X_test, ds.y_test, ds.mu1, ds.mu2)
         row = res.history.iloc[t]
@@ -50,7 +50,7 @@ def test_same_seed_same_history_other_seed_differs(small_cfg):
 
 
 def test_projections_kept_at_hist_steps(small_cfg):
-    res = fg.run(small_cfg.replace(hist_steps=(0, 2, 5)), progress=False)
+    res = fg.run(small_cfg.replace(snapshot_steps=(0, 2, 5)), progress=False)
     pr = res.projections
     assert list(pr["steps"]) == [0, 2, 5]
     assert pr["P1"].shape == (small_cfg.runs, 3, small_cfg.m) == pr["P2"].shape
@@ -58,10 +58,10 @@ def test_projections_kept_at_hist_steps(small_cfg):
     # The training data in the plane of the means, for the plane figure (Figure 2).
     for r in range(small_cfg.runs):
         ds = fg.xor_clusters(small_cfg.n, small_cfg.p, n_test=small_cfg.n_test,
-                             mu_norm=small_cfg.mu, seed=small_cfg.seed, run=r)
+                             mu_norm=small_cfg.mean_norm, seed=small_cfg.seed, run=r)
         np.testing.assert_allclose(pr["X_mu"][r], ds.X @ np.stack([ds.mu1, ds.mu2]).T, rtol=1e-12)
         np.testing.assert_array_equal(pr["y"][r], ds.y)
-    gram = fg.run(small_cfg.replace(hist_steps=(0, 2, 5), method="gram"), progress=False)
+    gram = fg.run(small_cfg.replace(snapshot_steps=(0, 2, 5), method="gram"), progress=False)
     np.testing.assert_allclose(gram.projections["X_mu"], pr["X_mu"], rtol=1e-10)
 
 
@@ -95,7 +95,7 @@ def test_preset_matches_the_paper():
     for c in (left, right):
         assert (c.n, c.p, c.m, c.n_test, c.noise_rate, c.init_scale, c.runs) == \
             (200, 40_000, 1000, 200, 0.05, 1e-15, 100)
-        assert c.mu == pytest.approx(2.5 * np.sqrt(40_000 / 200))
+        assert c.mean_norm == pytest.approx(2.5 * np.sqrt(40_000 / 200))
     assert (left.lr, left.steps, right.lr, right.steps) == (1e-12, 50, 1e-16, 5000)
     assert fg.preset("paper-fig1-left", runs=10).runs == 10
     # The plotted right panel: the stated one with kappa = alpha (-l'(0)) / omega_init doubled
@@ -132,7 +132,7 @@ def test_save_writes_every_file_and_nothing_else(small_cfg, tmp_path):
 
 
 def test_a_saved_result_loads_back(small_cfg, tmp_path):
-    res = fg.run(small_cfg.replace(hist_steps=(0, 2, 5)), progress=False)
+    res = fg.run(small_cfg.replace(snapshot_steps=(0, 2, 5)), progress=False)
     res.save(tmp_path / "out", figures=False)
     from fastgrok.results import Result
 
@@ -167,7 +167,7 @@ def test_failed_save_leaves_nothing_half_written(small_cfg, tmp_path, monkeypatc
     ("noise_rate", -0.1, ValueError), ("init_scale", -1.0, ValueError),
     ("mu_norm", 0.0, ValueError), ("backend", "tpu", ValueError), ("method", "sgd", ValueError),
     ("dtype", "float16", ValueError), ("second_layer", "half", ValueError),
-    ("means", "diagonal", ValueError), ("seed", -1, ValueError), ("hist_steps", (0, 99), ValueError),
+    ("means", "diagonal", ValueError), ("seed", -1, ValueError), ("snapshot_steps", (0, 99), ValueError),
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value, exc):
     with pytest.raises(exc, match=field):
@@ -240,9 +240,9 @@ def test_cupy_without_gpu_is_a_clear_error():
 
 def test_replace_with_fewer_steps_keeps_the_histogram_steps_that_exist():
     cfg = fg.preset("paper-fig1-right").replace(steps=500)
-    assert cfg.hist_steps == (0, 25, 100)
-    with pytest.raises(ValueError, match="hist_steps"):
-        fg.preset("paper-fig1-right").replace(steps=500, hist_steps=(1000,))
+    assert cfg.snapshot_steps == (0, 25, 100)
+    with pytest.raises(ValueError, match="snapshot_steps"):
+        fg.preset("paper-fig1-right").replace(steps=500, snapshot_steps=(1000,))
 
 
 @pytest.mark.parametrize("field,value,exc,match", [

@@ -15,19 +15,19 @@ TINY = ["--n", "10", "--p", "200", "--m", "6", "--n-test", "20", "--steps", "4",
 
 def test_cli_run_writes_every_output(tmp_path, capsys):
     out = tmp_path / "o"
-    assert main(["run", *TINY, "--hist-steps", "0,2,4", "--out", str(out), "--no-progress"]) == 0
+    assert main(["run", *TINY, "--snapshot-steps", "0,2,4", "--out", str(out), "--no-progress"]) == 0
     assert sorted(os.listdir(out)) == sorted(["config.json", "history.csv", "summary.csv",
                                               "projections.npz", "fig_accuracy.png",
                                               "fig_projections.png", "fig_plane.png"])
     cfg = json.loads((out / "config.json").read_text())["config"]
-    assert cfg["p"] == 200 and cfg["hist_steps"] == [0, 2, 4] and cfg["n_test"] == 20
+    assert cfg["p"] == 200 and cfg["snapshot_steps"] == [0, 2, 4] and cfg["n_test"] == 20
     text = capsys.readouterr().out
     assert "test_acc median" in text and str(out) in text
 
 
 def test_cli_figures_redraws_a_saved_run_without_training(tmp_path, capsys):
     out = tmp_path / "o"
-    assert main(["run", *TINY, "--hist-steps", "0,2,4", "--out", str(out), "--no-progress"]) == 0
+    assert main(["run", *TINY, "--snapshot-steps", "0,2,4", "--out", str(out), "--no-progress"]) == 0
     figs = ["fig_accuracy.png", "fig_plane.png", "fig_projections.png"]
     for name in figs:
         os.remove(out / name)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import fastgrok as fg
 from fastgrok import tunables
 from fastgrok.data import RunDraw, block_ranges
-from fastgrok.weights import init_block, init_weights, second_layer
+from fastgrok.weights import draw_second_layer, init_block, init_weights
 
 
 @pytest.mark.parametrize("means", ["axis", "random"])
@@ -96,14 +96,14 @@ def test_runs_and_seeds_give_different_data_and_repeat_exactly():
 
 @pytest.mark.parametrize("m", [1, 7, 1000])
 def test_second_layer(m):
-    a = second_layer(m, 0, 0, "random")
+    a = draw_second_layer(m, 0, 0, "random")
     assert np.allclose(np.abs(a), 1 / np.sqrt(m))
-    b = second_layer(m, 0, 0, "balanced")
+    b = draw_second_layer(m, 0, 0, "balanced")
     assert (b > 0).sum() == (m + 1) // 2 and np.allclose(np.abs(b), 1 / np.sqrt(m))
 
 
 def test_random_second_layer_split_is_binomial():
-    pos = [int((second_layer(1000, 0, r) > 0).sum()) for r in range(40)]
+    pos = [int((draw_second_layer(1000, 0, r) > 0).sum()) for r in range(40)]
     assert len(set(pos)) > 5  # not forced to 500
     assert abs(np.mean(pos) - 500) < 5 * np.sqrt(250 / 40)
 

@@ -91,7 +91,7 @@ def test_gram_equals_direct_on_generated_experiments(act, leak, loss, data):
     """Steps large enough that the outputs leave the tiny regime (the losses differ there)."""
     cfg = fg.Config(n=30, p=3000, m=40, n_test=50, steps=40, runs=2, lr=2e-3, init_scale=1e-3,
                     dtype="float64", backend="numba", activation=act, leak=leak, loss=loss,
-                    data=data, hist_steps=(0, 40))
+                    data=data, snapshot_steps=(0, 40))
     h_direct = fg.run(cfg.replace(method="direct", backend="numpy"), progress=False).history
     h_gram = fg.run(cfg.replace(method="gram"), progress=False).history
     assert (h_direct["train_acc"] == h_gram["train_acc"]).all()
@@ -124,7 +124,7 @@ def test_reduced_equals_full_in_distribution(changes):
     from test_reduced import assert_same_distribution
 
     cfg = fg.Config(n=20, p=5000, m=20, n_test=50, runs=300, steps=20, lr=1e-12, init_scale=1e-15,
-                    dtype="float64", seed=11, hist_steps=(0,), **changes)
+                    dtype="float64", seed=11, snapshot_steps=(0,), **changes)
     h_full = fg.run(cfg.replace(representation="full"), progress=False).history
     h_red = fg.run(cfg.replace(representation="reduced"), progress=False).history
     for t in (1, 5, cfg.steps):
@@ -135,8 +135,8 @@ def test_reduced_equals_full_in_distribution(changes):
 
 def test_population_accuracy_of_linear_data_uses_its_two_clusters():
     cfg = fg.Config(n=40, p=20_000, m=20, n_test=20, runs=2, steps=3, lr=1e-12, init_scale=1e-15,
-                    dtype="float64", data="linear", mu_norm=8.0, population_test=2000,
-                    activation="leaky_relu", hist_steps=(0,))
+                    dtype="float64", data="linear", mu_norm=8.0, population_test_points=2000,
+                    activation="leaky_relu", snapshot_steps=(0,))
     h = fg.run(cfg, progress=False).history
     last = h[h.step == 3]
     # After a few steps the network is near the linear classifier sum_i y_i x_i: clean test

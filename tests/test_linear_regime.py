@@ -393,7 +393,7 @@ def test_near_linear_matches_dense_float32_runs(monkeypatch):
     train and test accuracies at every evaluated step as dense float32 steps."""
     for name, value in LIMITS.items():
         monkeypatch.setattr(tunables, name, value)
-    cfg = fg.preset("paper-fig1-left", m=100, runs=3, steps=3000, hist_steps=())
+    cfg = fg.preset("paper-fig1-left", m=100, runs=3, steps=3000, snapshot_steps=())
     res = {}
     for flag in (True, False):
         monkeypatch.setattr(tunables, "GRAM_NEAR_LINEAR", flag)

@@ -87,10 +87,10 @@ class Engine:
         return out
 
     def evaluate(self, projections: bool = True) -> list:
-        """One dict per run.
+        """One dict per run of the metrics at the current step.
 
-        Train_acc, train_loss, test_acc, test_loss, test_acc_se and (if asked and the means are
-        known) the projections P1 = W mu1, P2 = W mu2.
+        Keys: train_acc, train_loss, test_acc, test_loss, test_acc_se and (if asked and the
+        means are known) the projections P1 = W mu1, P2 = W mu2.
         """
         raise NotImplementedError
 

@@ -24,8 +24,9 @@ class DirectEngine(Engine):
 
     def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, ops=None,
                  model=None):
-        if any(getattr(s, "population_test", 0) for s in sources):
-            raise NotImplementedError("population_test is implemented for the gram method only")
+        if any(getattr(s, "population_test_points", 0) for s in sources):
+            raise NotImplementedError("population_test_points is implemented for the gram "
+                                      "method only")
         if ops is None:
             raise TypeError("DirectEngine needs ops=, a backend's operations "
                             "(see fastgrok.engines)")
