@@ -6,8 +6,11 @@ step on the caller's arrays).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validate as v
 from .config import DTYPES, Config, check_field, renamed_arguments
@@ -16,11 +19,15 @@ from .model import Model
 from .plan import Plan, plan_arrays, plan_experiment, warn_if_experimental
 from .sources import ArraySource, GeneratedSource, ReducedSource
 
+if TYPE_CHECKING:
+    from .results import Result
 
-def run(cfg: Config, progress: bool = True, n_threads=None):
+
+def run(cfg: Config, progress: bool = True, n_threads: int | None = None) -> Result:
     """Run the experiment ``cfg`` describes.
 
-    ``cfg.runs`` independent runs, each drawing its data and initialisation from (cfg.seed, run).
+    ``cfg.runs`` independent runs, each drawing its data and initialisation from (cfg.seed, run)
+    (the paper's setup [1]_, or a member of its model family).
 
     Parameters
     ----------
@@ -34,6 +41,43 @@ def run(cfg: Config, progress: bool = True, n_threads=None):
     Returns
     -------
     Result
+        What ran and what it gave: ``history`` (one row per run and evaluated step: run, step,
+        train_acc, train_loss, test_acc, test_loss, pos_mu1, pos_mu2, neg_mu1, neg_mu2, and
+        test_acc_se with a population test), ``projections`` (W mu1, W mu2 at the snapshot
+        steps), ``config`` (the effective settings) and ``info``: engine (method/backend),
+        dtype, representation, working_p, wall_s, and on the CPU's gram engine
+        linear_fraction, near_linear_fraction and pattern_changes_per_step.
+
+    Raises
+    ------
+    TypeError
+        ``cfg`` is not a :class:`Config`.
+    InsufficientMemoryError
+        The planned run would not fit in the memory available now (raised before any work).
+    RuntimeError
+        ``backend="cupy"`` without CuPy or a usable GPU.
+
+    See Also
+    --------
+    preset : the paper's settings as a Config.
+    fit : the same training on arrays of your own.
+    sweep : many experiments on a grid.
+
+    References
+    ----------
+    .. [1] Z. Xu, Y. Wang, S. Frei, G. Vardi, W. Hu, "Benign Overfitting and Grokking in ReLU
+       Networks for XOR Cluster Data", ICLR 2024, arXiv:2310.02541.
+
+    Examples
+    --------
+    >>> import fastgrok as fg
+    >>> res = fg.run(fg.preset("quick", runs=2, steps=5), progress=False)
+    >>> res.info["engine"], res.info["representation"]
+    ('gram/numba', 'reduced')
+    >>> res.summary()[["step", "train_acc_median", "test_acc_median"]].iloc[[1, -1]]
+       step  train_acc_median  test_acc_median
+    1     1               1.0            0.465
+    5     5               1.0            1.000
     """
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a fastgrok.Config, got {type(cfg).__name__}")
@@ -64,10 +108,14 @@ def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, p
     return Result(config, rows, proj, info)
 
 
-def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, init_scale=1e-15,
-        second_layer="random", runs=1, seed=0, method="auto", backend="auto", dtype=None,
-        snapshot_steps=None, progress=False, n_threads=None, activation="relu", leak=None,
-        loss="logistic", **renamed):
+def fit(X: ArrayLike, y: ArrayLike, m: int, lr: float, steps: int,
+        X_test: ArrayLike | None = None, y_test: ArrayLike | None = None, *,
+        mu1: ArrayLike | None = None, mu2: ArrayLike | None = None, init_scale: float = 1e-15,
+        second_layer: str = "random", runs: int = 1, seed: int = 0, method: str = "auto",
+        backend: str = "auto", dtype: str | None = None,
+        snapshot_steps: Sequence[int] | None = None, progress: bool = False,
+        n_threads: int | None = None, activation: str = "relu", leak: float | None = None,
+        loss: str = "logistic", **renamed) -> Result:
     """Train the paper's network (or another member of its family) on the caller's data.
 
     Parameters
@@ -106,10 +154,47 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
         CPU threads for the numba engines.
     activation, leak, loss
         The network's activation and loss, as the Config fields of the same names.
+    **renamed
+        ``hist_steps`` and ``second_layer_mode``, the old names of ``snapshot_steps`` and
+        ``second_layer`` (a FutureWarning; they stop working in the next version).
 
     Returns
     -------
     Result
+        As :func:`run` returns it (every ``history`` column and ``info`` key listed there);
+        ``config`` holds fit's arguments and the data's sizes, the alignment columns are NaN
+        without ``mu1``/``mu2`` and the test columns NaN without a test set.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (named in the message), or an unknown keyword.
+    ValueError
+        An argument out of range, arrays of mismatched shapes, non-finite inputs or labels
+        outside {-1, +1} (each named in the message).
+    InsufficientMemoryError
+        The planned run would not fit in the memory available now.
+
+    See Also
+    --------
+    run : the paper's experiment from a Config.
+    step : one step on arrays you hold.
+    xor_clusters, linear_clusters : the data models as arrays.
+
+    References
+    ----------
+    .. [1] Z. Xu, Y. Wang, S. Frei, G. Vardi, W. Hu, "Benign Overfitting and Grokking in ReLU
+       Networks for XOR Cluster Data", ICLR 2024, arXiv:2310.02541.
+
+    Examples
+    --------
+    >>> import fastgrok as fg
+    >>> ds = fg.xor_clusters(100, 2000, n_test=100, noise_rate=0.1, seed=1)
+    >>> res = fg.fit(ds.X, ds.y, m=50, lr=0.01, steps=30, X_test=ds.X_test, y_test=ds.y_test,
+    ...              init_scale=1e-3)
+    >>> last = res.history[res.history.step == 30]
+    >>> float(last.train_acc.iloc[0]), float(last.test_acc.iloc[0])
+    (1.0, 0.97)
     """
     if renamed:  # the old names of renamed arguments, for this version
         new = renamed_arguments(renamed, "fit")
@@ -166,8 +251,8 @@ def fit(X, y, m, lr, steps, X_test=None, y_test=None, *, mu1=None, mu2=None, ini
     return _execute(plan, config, sources, runs, checked["lr"], mu_norm, progress, n_threads, model)
 
 
-def step(X, y, W, a, lr, backend="auto", n_threads=None, activation="relu", leak=None,
-         loss="logistic"):
+def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = None,
+         activation: str = "relu", leak: float | None = None, loss: str = "logistic"):
     """One full-batch gradient-descent step on the mean loss, in place on ``W``.
 
     w_j <- w_j + (lr a_j / n) sum_i g_i phi'(<w_j, x_i>) y_i x_i with g_i = -l'(y_i f_i)
@@ -196,7 +281,39 @@ def step(X, y, W, a, lr, backend="auto", n_threads=None, activation="relu", leak
 
     Returns
     -------
-    W : the same array, updated.
+    W : array
+        The same array, updated.
+
+    Raises
+    ------
+    TypeError
+        W is not a float32/float64 array, or the arrays are not on the backend's device.
+    ValueError
+        Shapes that do not match, W not writable and C-contiguous, non-finite inputs or labels
+        outside {-1, +1}.
+
+    See Also
+    --------
+    fit : many steps, with the history and the evaluation.
+    fastgrok.reference.step : the float64 NumPy reference this step is tested against.
+
+    References
+    ----------
+    .. [1] Z. Xu, Y. Wang, S. Frei, G. Vardi, W. Hu, "Benign Overfitting and Grokking in ReLU
+       Networks for XOR Cluster Data", ICLR 2024, arXiv:2310.02541.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgrok as fg
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.standard_normal((20, 50)), np.where(rng.random(20) < 0.5, 1.0, -1.0)
+    >>> W, a = rng.standard_normal((8, 50)), np.full(8, 1 / np.sqrt(8))
+    >>> W0 = W.copy()
+    >>> fg.step(X, y, W, a, lr=0.1) is W
+    True
+    >>> bool(np.any(W != W0))
+    True
     """
     model = Model(activation, leak, loss)
     xp = v._xp(W)

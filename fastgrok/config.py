@@ -254,7 +254,8 @@ class Config:
     method : {"auto", "direct", "gram"}
         Formulation (docs/design.md section 2).
     backend : {"auto", "numpy", "numba", "cupy"}
-        Compute backend; "auto" is cupy when a GPU is usable, else numba.
+        Compute backend; "auto" is numba (the CPU kernels) until the CuPy engines have been
+        verified on a GPU (:data:`fastgrok.plan.CUPY_VERIFIED`), then cupy where one is usable.
     dtype : {"float32", "float64"}
         Working precision of the fast engines (the reference oracle is always float64).
     second_layer : {"random", "balanced"}
@@ -286,6 +287,31 @@ class Config:
         "xor": the paper's four clusters, +-mu1 -> +1 and +-mu2 -> -1. "linear": two clusters,
         x = y_clean mu1 + noise (the noisy linear model of Frei, Chatterji and Bartlett 2022);
         mu2 is unused and its alignment columns are NaN. Labels flip at ``noise_rate`` in both.
+
+    Raises
+    ------
+    TypeError
+        A field of the wrong type, or an unknown field (named in the message).
+    ValueError
+        A field out of range, or fields that do not go together (e.g. ``leak`` with relu).
+
+    See Also
+    --------
+    preset : the named settings (the paper's and others) as a Config.
+    run : run the experiment.
+
+    Examples
+    --------
+    >>> import fastgrok as fg
+    >>> cfg = fg.Config(p=1000, runs=3)
+    >>> round(cfg.mean_norm, 3)              # the paper's 2.5 sqrt(p / n)
+    5.59
+    >>> cfg.replace(lr=1e-16).lr
+    1e-16
+    >>> fg.Config(lr=-1.0)
+    Traceback (most recent call last):
+        ...
+    ValueError: lr must be > 0, got -1.0
     """
 
     n: int = 200
@@ -398,8 +424,8 @@ PRESETS = {
     # its text states (the preset above). While the outputs are tiny the dynamics depend on
     # alpha, omega_init and the loss only through kappa = alpha (-l'(0)) / omega_init, and
     # doubling alpha (or halving omega_init, or the exponential loss with -l'(0) = 1 instead
-    # of 1/2) matches the plotted medians: largest gap 0.03 over 17 read-off points, against
-    # 0.19 for the stated settings (docs/design.md section 1).
+    # of 1/2) matches the plotted medians where the stated settings do not (the gaps, measured:
+    # docs/reproduction.md).
     "paper-fig1-right-plotted": dict(n=200, p=40_000, m=1000, n_test=200, mu_norm=None,
                                      noise_rate=0.05, init_scale=1e-15, lr=2e-16, steps=5000,
                                      runs=100, snapshot_steps=(0, 25, 100, 1000, 2000, 5000)),
@@ -447,6 +473,22 @@ def preset(name: str, **overrides) -> Config:
         "paper-fig1-right-plotted", "quick", "frei2022-leaky-linear").
     **overrides
         Config fields to change, e.g. ``runs=10``.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ValueError
+        An unknown preset name, or an override a Config rejects.
+
+    Examples
+    --------
+    >>> import fastgrok as fg
+    >>> cfg = fg.preset("paper-fig1-left", runs=10)
+    >>> cfg.n, cfg.p, cfg.m, cfg.lr, cfg.runs
+    (200, 40000, 1000, 1e-12, 10)
     """
     overrides = renamed_arguments(overrides, "preset")
     if name not in PRESETS:

@@ -211,8 +211,9 @@ def materialize(draw: RunDraw, dtype="float64") -> Dataset:
                    mu1, mu2, draw.clusters, draw.clusters_test, draw.flipped)
 
 
-def xor_clusters(n, p, n_test=200, mu_norm=None, noise_rate=0.05, seed=0, run=0, means="axis",
-                 dtype="float64") -> Dataset:
+def xor_clusters(n: int, p: int, n_test: int = 200, mu_norm: float | None = None,
+                 noise_rate: float = 0.05, seed: int = 0, run: int = 0, means: str = "axis",
+                 dtype: str = "float64") -> Dataset:
     """Draw the XOR-cluster data of Xu et al. 2024 (Definition 2.1; docs/design.md section 1).
 
     x = xbar + xi with xbar uniform on {+mu1, -mu1, +mu2, -mu2} and xi ~ N(0, I_p); the clean
@@ -237,17 +238,46 @@ def xor_clusters(n, p, n_test=200, mu_norm=None, noise_rate=0.05, seed=0, run=0,
     Returns
     -------
     Dataset
+        X (n, p), y (n,) noisy labels, X_test (n_test, p), y_test clean labels, mu1, mu2 (p,),
+        and the clusters and flips of the draw.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An argument of the wrong type or out of range (named in the message).
+
+    See Also
+    --------
+    linear_clusters : the noisy linear data model.
+    fit : train on the arrays.
+
+    Examples
+    --------
+    >>> import fastgrok as fg
+    >>> ds = fg.xor_clusters(8, 1000, n_test=4, seed=0)
+    >>> ds.X.shape, ds.X_test.shape
+    ((8, 1000), (4, 1000))
+    >>> ds.y
+    array([ 1.,  1.,  1.,  1.,  1.,  1., -1., -1.])
     """
     return _dataset("xor", n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype)
 
 
-def linear_clusters(n, p, n_test=200, mu_norm=None, noise_rate=0.05, seed=0, run=0,
-                    means="axis", dtype="float64") -> Dataset:
+def linear_clusters(n: int, p: int, n_test: int = 200, mu_norm: float | None = None,
+                    noise_rate: float = 0.05, seed: int = 0, run: int = 0, means: str = "axis",
+                    dtype: str = "float64") -> Dataset:
     """Draw noisy linear data (Frei, Chatterji and Bartlett 2022): x = y_clean mu1 + xi.
 
     The clean label is uniform on {-1, +1}, xi ~ N(0, I_p); training labels flip with
     probability ``noise_rate``; test labels are clean. ``mu2`` is returned (the second mean of
-    the same draw) but no sample uses it. Parameters as :func:`xor_clusters`.
+    the same draw) but no sample uses it. Parameters and returns as :func:`xor_clusters`.
+
+    Examples
+    --------
+    >>> import fastgrok as fg
+    >>> ds = fg.linear_clusters(100, 1000, mu_norm=5.0, noise_rate=0.0, seed=0)
+    >>> bool(((ds.X @ ds.mu1 > 0) == (ds.y > 0)).mean() > 0.9)
+    True
     """
     return _dataset("linear", n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype)
 

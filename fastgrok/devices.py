@@ -13,7 +13,7 @@ def gpu_usable() -> bool:
     return usable()
 
 
-def warmup(backends=("numba",)) -> dict:
+def warmup(backends: tuple = ("numba",)) -> dict:
     """Compile (or load from the on-disk cache) the kernels of ``backends`` now.
 
     Returns the seconds each took. Training compiles on first use anyway; call this up front to

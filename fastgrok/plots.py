@@ -1,9 +1,18 @@
-"""Figures in the style of the paper (Figure 1 and Figures 3/4). Matplotlib is imported lazily."""
+"""Figures: the paper's (Figure 1, 2 and 3/4 styles), sweeps' and the studies'.
+
+Matplotlib is imported lazily (:func:`_pyplot`), when a figure is drawn.
+"""
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pandas as pd
 
 from ._io import save_figure
+from .analysis import grok_median, per_run, round_sig, summarize
+from .config import LOSSES, Config
+from .model import Model
 
 
 def _pyplot():
@@ -242,3 +251,194 @@ def sweep_figures(points, names, out_dir, steps=None, runs=None, threshold=0.9) 
     path = os.path.join(out_dir, "fig_sweep.png")
     save_figure(fig, path)
     return [path]
+
+
+# ------------------------------------------------------------------ the studies' figures
+
+
+def _band(ax, x, runs: pd.DataFrame, by, col, label, color, style="-o"):
+    """Median over runs of ``col`` against ``x`` with the 20-80% band."""
+    g = runs.groupby(by, sort=True)[col]
+    med, lo, hi = g.median(), g.quantile(0.2), g.quantile(0.8)
+    ax.plot(x(med.index.to_numpy()), med.to_numpy(), style, color=color, label=label, ms=4)
+    ax.fill_between(x(med.index.to_numpy()), lo.to_numpy(), hi.to_numpy(), color=color, alpha=0.2,
+                    linewidth=0)
+
+
+def _grok_plot(ax, x, med: pd.Series, label, color, steps):
+    """Median grokking step (log y); points whose median run never groks as 'x' at the top."""
+    xs, ys = x(med.index.to_numpy()), med.to_numpy()
+    ok = np.isfinite(ys)
+    ax.plot(xs[ok], np.maximum(ys[ok], 0.8), "-o", color=color, label=label, ms=4)
+    if (~ok).any():
+        ax.plot(xs[~ok], np.full((~ok).sum(), steps * 2.0), "x", color=color, ms=7)
+    ax.set_yscale("log")
+    ax.axhline(steps, color="gray", linestyle=":", linewidth=1)
+    ax.set_ylabel(f"grokking step (median; x: never in {steps:g})")
+
+
+def _save_study(fig, path):
+    """Write ``fig`` atomically; plain tick labels on log axes (no 2x10^0 minor labels)."""
+    from matplotlib.ticker import NullFormatter
+
+    for ax in fig.axes:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _long_study_figure(res, base: Config, path):
+
+    plt = _pyplot()
+    s = summarize(res.table, by=["lr"])
+    lrs = sorted(s.lr.unique(), key=lambda v: (v != 1e-12, v != 1e-16, v))
+    fig, axes = plt.subplots(3, len(lrs), figsize=(5 * len(lrs), 10), squeeze=False, sharex=True)
+    for col, lr in enumerate(lrs):
+        d = s[s.lr == lr]
+        x = d.step.to_numpy() + 1
+        ax = axes[0, col]
+        plot_accuracy(d, ax)
+        ax.axvline(math.sqrt(base.n) + 1, color="k", linestyle="--", linewidth=0.8)
+        ax.text(math.sqrt(base.n) + 1, 0.32, " sqrt(n): theory ends", fontsize=7)
+        ax.set_title(f"lr = {lr:g}, init = {base.init_scale:g}", fontsize=9)
+        ax.set_xlabel("")
+        ax = axes[1, col]
+        # While the outputs are tiny the loss differs from log 2 in the 6th digit: then show
+        # how far it has come down from log 2 instead of the loss itself.
+        near = d["train_loss_median"].min() > 0.99 * math.log(2)
+        for key, color, style in (("train_loss", "C1", "--"), ("test_loss", "C0", "-")):
+            v = d[f"{key}_median"].to_numpy()
+            ax.plot(x, math.log(2) - v if near else v, style, color=color,
+                    label=key.replace("_", " "))
+        ax.set_yscale("log")
+        ax.set_ylabel("log 2 - loss (median)" if near else "loss (median)")
+        ax.legend(fontsize=7)
+        ax = axes[2, col]
+        for key, color, style in (("pos_mu1", "C0", "-"), ("pos_mu2", "C0", ":"),
+                                  ("neg_mu2", "C3", "-"), ("neg_mu1", "C3", ":")):
+            ax.plot(x, d[f"{key}_median"], style, color=color, label=key.replace("_", " neurons, "))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("steps (t + 1)")
+        ax.set_ylabel("mean |<w_j, mu_k>| / ||mu|| (median)")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"long training: n={base.n} p={base.p} m={base.m}, {base.runs} runs", fontsize=9)
+    _save_study(fig, path)
+    plt.close(fig)
+
+
+def _dimension_study_figure(res, base: Config, path):
+    plt = _pyplot()
+    runs = per_run(res.table, ["p"], res.threshold)
+    x = lambda p: p / base.n  # noqa: E731
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    ax = axes[0]
+    _band(ax, x, runs, "p", "final_train", f"train, step {base.steps}", "C1", "--o")
+    _band(ax, x, runs, "p", "final_test", f"test, step {base.steps}", "C0")
+    _band(ax, x, runs, "p", "test_at_1", "test, step 1", "C2")
+    ax.axhline(0.5, color="gray", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("p / n")
+    ax.set_ylabel("accuracy (median, 20-80%)")
+    ax.set_ylim(0.3, 1.02)
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    _grok_plot(ax, x, grok_median(runs, "p"), f"test acc >= {res.threshold}", "C0", base.steps)
+    ax.set_xscale("log")
+    ax.set_xlabel("p / n")
+    fig.suptitle(f"dimension: ||mu|| = 2.5 sqrt(p/n), n={base.n} m={base.m} lr={base.lr:g} "
+                 f"init={base.init_scale:g}, {base.runs} runs per point", fontsize=9)
+    _save_study(fig, path)
+    plt.close(fig)
+
+
+def _snr_study_figure(res, base: Config, path):
+    plt = _pyplot()
+    runs = per_run(res.table, ["p", "mu_norm"], res.threshold)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for i, (p, d) in enumerate(runs.groupby("p", sort=True)):
+        color = f"C{i}"
+        _band(axes[0], lambda v: v, d, "mu_norm", "final_test", f"p = {p:g}", color)
+        axes[0].axvline(2.5 * math.sqrt(p / base.n), color=color, linestyle="--", linewidth=0.8)
+        # The theory's test error bound is exp(-Omega(n ||mu||^4 / p)): if that is the right
+        # scale, the curves for different p coincide against this variable.
+        _band(axes[1], lambda v, p=p: base.n * v ** 4 / p, d, "mu_norm", "final_test", f"p = {p:g}",
+              color)
+    labels = ("||mu||  (dashed: the paper's 2.5 sqrt(p/n))", "n ||mu||^4 / p")
+    for ax, label in zip(axes, labels, strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"test accuracy at step {base.steps} (median, 20-80%)")
+        ax.axhline(0.5, color="gray", linestyle=":", linewidth=1)
+        ax.set_ylim(0.3, 1.02)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"SNR threshold: n={base.n} m={base.m} lr={base.lr:g} init={base.init_scale:g}, "
+                 f"{base.runs} runs per point", fontsize=9)
+    _save_study(fig, path)
+    plt.close(fig)
+
+
+def _init_study_figure(res, base: Config, path):
+    plt = _pyplot()
+    runs = per_run(res.table, ["lr", "init_scale"], res.threshold)
+    runs["ratio"] = (runs.init_scale / runs.lr).map(round_sig)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for i, (lr, d) in enumerate(runs.groupby("lr", sort=True)):
+        color = f"C{i}"
+        _grok_plot(axes[0], lambda v: v, grok_median(d, "ratio"), f"lr = {lr:g}", color,
+                   base.steps)
+        _band(axes[1], lambda v: v, d, "ratio", "final_test", f"lr = {lr:g}", color)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("init_scale / lr  (omega_init / alpha)")
+        for r, name in ((1e-3, "Fig. 1 left"), (10.0, "Fig. 1 right")):
+            ax.axvline(r, color="gray", linestyle="--", linewidth=0.8)
+            ax.text(r, 0.98, " " + name, fontsize=7, transform=ax.get_xaxis_transform(), va="top")
+        ax.legend(fontsize=8, loc="center left")
+    axes[1].set_ylabel(f"test accuracy at step {base.steps} (median, 20-80%)")
+    axes[1].set_ylim(0.3, 1.02)
+    fig.suptitle(f"initialization vs step size: n={base.n} p={base.p} m={base.m}, "
+                 f"{base.runs} runs per point", fontsize=9)
+    _save_study(fig, path)
+    plt.close(fig)
+
+
+def _loss_study_figure(res, base: Config, path):
+    plt = _pyplot()
+    runs = per_run(res.table, ["loss", "init_scale"], res.threshold)
+    runs["ratio"] = (runs.init_scale / base.lr).map(round_sig)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for i, loss in enumerate(LOSSES):
+        d = runs[runs.loss == loss]
+        if d.empty:
+            continue
+        g0 = Model(loss=loss).g0
+        style = ("-o", "--s", ":^")[i]
+        med = grok_median(d, "ratio")
+        _grok_plot(axes[0], lambda v: v, med, f"{loss} (-l'(0) = {g0:g})", f"C{i}", base.steps)
+        _band(axes[1], lambda v: v, d, "ratio", "final_test", loss, f"C{i}", style)
+        # While the outputs are tiny the dynamics see alpha only through alpha (-l'(0)):
+        # against omega_init / (alpha (-l'(0))) the losses should fall on one curve.
+        _grok_plot(axes[2], lambda v, g0=g0: v / g0, med, loss, f"C{i}", base.steps)
+    axes[0].set_xlabel("init_scale / lr  (omega_init / alpha)")
+    axes[1].set_xlabel("init_scale / lr  (omega_init / alpha)")
+    axes[1].set_ylabel(f"test accuracy at step {base.steps} (median, 20-80%)")
+    axes[1].set_ylim(0.3, 1.02)
+    axes[2].set_xlabel("omega_init / (alpha (-l'(0)))")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.legend(fontsize=8, loc="center left")
+    fig.suptitle(f"loss: logistic, exponential and hinge; n={base.n} p={base.p} m={base.m} "
+                 f"lr={base.lr:g}, {base.runs} runs per point", fontsize=9)
+    _save_study(fig, path)
+    plt.close(fig)
+
+
+#: Study name -> its figure: (SweepResult, base Config, path) -> None.
+STUDY_FIGURES = {"long": _long_study_figure, "dimension": _dimension_study_figure,
+                 "snr": _snr_study_figure, "init": _init_study_figure, "loss": _loss_study_figure}
+
+
+def study_figure(name, res, base, path) -> None:
+    """Draw study ``name``'s figure of the sweep result ``res`` over ``base`` into ``path``."""
+    STUDY_FIGURES[name](res, base, path)

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from .analysis import summarize
 from .driver import METRICS
 
 
@@ -132,29 +133,6 @@ class Result:
             with np.load(proj_path) as npz:
                 projections = {k: npz[k] for k in npz.files}
         return cls(meta["config"], history, projections, meta.get("info"))
-
-
-def summarize(history: pd.DataFrame, by=()) -> pd.DataFrame:
-    """Per-step median, 20% and 80% quantiles over runs of every metric.
-
-    Parameters
-    ----------
-    history : pandas.DataFrame
-        Rows (run, step, metrics...), e.g. :attr:`Result.history` or a sweep's table.
-    by : sequence of str
-        Further columns to group by (a sweep's grid fields).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per (by..., step): <metric>_median, <metric>_q20, <metric>_q80.
-    """
-    keys = [*by, "step"]
-    metrics = [mt for mt in METRICS if mt in history.columns]
-    g = history.groupby(keys, sort=True)[metrics]
-    parts = {"median": g.median(), "q20": g.quantile(0.2), "q80": g.quantile(0.8)}
-    cols = {f"{mt}_{stat}": parts[stat][mt] for mt in metrics for stat in ("median", "q20", "q80")}
-    return pd.DataFrame(cols).reset_index()
 
 
 def _title(cfg: dict) -> str:

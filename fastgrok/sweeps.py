@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ._io import TMP_PREFIX, atomic_path, write_table
+from .analysis import point_summaries
 from .config import FIELDS, Config
 
 _NUMERIC = {name for name, spec in FIELDS.items() if spec.numeric}
@@ -217,10 +218,23 @@ def require_sweep_extras():
 
 
 class SweepResult:
-    """``table``.
+    """What :func:`sweep` and :func:`fastgrok.study` return.
 
-    One row per (grid point, run, step); ``points``: one row per grid point; ``threshold``: the test
-    accuracy that counted as grokked; ``figure``: a study's figure path.
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per (grid point, run, evaluated step): the grid values and the history columns.
+    points : pandas.DataFrame
+        One row per grid point: the grid values, runs, final train and test accuracy medians,
+        grok_step_median (<NA> when the median run never reaches ``threshold``), runs_never.
+    grid : list of dict
+        The grid points.
+    out : str or None
+        The folder the sweep wrote.
+    threshold : float
+        The test accuracy that counted as grokked.
+    figure : str or None
+        A study's figure path.
     """
 
     def __init__(self, table, points, grid, out=None, threshold=0.9):
@@ -228,43 +242,9 @@ class SweepResult:
         self.threshold, self.figure = threshold, None
 
 
-def grok_steps(table: pd.DataFrame, by, threshold=0.9) -> pd.Series:
-    """Per run: the first evaluated step with test_acc >= ``threshold`` (inf if none).
-
-    Indexed by (*by, run); ``table`` has one row per (by..., run, step).
-    """
-    hit = table.step.where(table.test_acc >= threshold)
-    return hit.groupby([table[k] for k in [*by, "run"]], sort=True).min().fillna(np.inf)
-
-
-def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
-    """Final medians and grokking times per grid point.
-
-    grok_step of a run: the first evaluated step with test_acc >= ``threshold``; runs that never
-    get there count in ``runs_never``. ``grok_step_median`` is <NA> when at least half the runs
-    never grok (the median run never does).
-    """
-    names = list(names)
-    grok = grok_steps(table, names, threshold)
-    rows = []
-    for values, g in table.groupby(names, sort=False):
-        values = values if isinstance(values, tuple) else (values,)
-        last = g[g.step == g.step.max()]
-        steps = grok.loc[values].to_numpy() if len(names) > 1 else grok.loc[values[0]].to_numpy()
-        never = int(np.isinf(steps).sum())
-        # The median run groks unless at least half never do ("never" sorts as +infinity).
-        med = int(np.median(steps)) if never < len(steps) / 2 else pd.NA
-        rows.append({**dict(zip(names, values, strict=True)), "runs": len(steps),
-                     "final_train_acc_median": last.train_acc.median(),
-                     "final_test_acc_median": last.test_acc.median(),
-                     "grok_step_median": med, "runs_never": never})
-    out = pd.DataFrame(rows)
-    out["grok_step_median"] = out["grok_step_median"].astype("Int64")
-    return out
-
-
-def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, threshold=0.9,
-          progress=True, figures=True, paired=()) -> SweepResult:
+def sweep(base: Config, grid: dict | list, out: str | os.PathLike | None = None, executor=None,
+          n_workers: int | None = None, threshold: float = 0.9, progress: bool = True,
+          figures: bool = True, paired: tuple = ()) -> SweepResult:
     """Run every grid point of ``grid`` over ``base``; resumable when ``out`` is given.
 
     Parameters
@@ -290,49 +270,130 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
         With ``out``: also write fig_sweep.png (line plots over one axis, heatmaps over two).
     paired : sequence of str
         Grid fields whose points share seeds (see :func:`grid_points`).
-    """
-    from .progress import progress_bar
 
+    Returns
+    -------
+    SweepResult
+        The table over every point, run and step, and the per-point summaries.
+
+    Raises
+    ------
+    ImportError
+        The ``sweeps`` extra (pyarrow, Dask) is not installed.
+    ValueError
+        A bad grid (unknown fields, empty or non-numeric lists, values a Config rejects), or a
+        folder that holds a sweep of another base Config.
+    SweepInterrupted
+        Ctrl-C: the finished points are kept, and the message says how to resume.
+
+    See Also
+    --------
+    fastgrok.study : the built-in studies, each a sweep with its own figure.
+
+    Examples
+    --------
+    >>> import fastgrok as fg
+    >>> res = fg.sweep(fg.preset("quick", runs=2, steps=5), {"mu_norm": [10.0, 35.0]},
+    ...                progress=False)
+    >>> res.points[["mu_norm", "final_train_acc_median", "final_test_acc_median"]]
+       mu_norm  final_train_acc_median  final_test_acc_median
+    0     10.0                     1.0                 0.5325
+    1     35.0                     1.0                 0.9175
+    """
     points = grid_points(base, grid, paired)
     require_sweep_extras()
     names = list(points[0][0])
-    done = {}
-    pdir = None
-    if out is not None:
+    folder = None if out is None else _SweepFolder(out, base, paired)
+    done = {} if folder is None else folder.finished(points)
+    todo = [i for i in range(len(points)) if i not in done]
+    _run_points(points, todo, done, folder, executor, n_workers, progress)
+    if folder is not None:  # as written: a resumed sweep gives the table an uninterrupted one gives
+        done = folder.read(points)
+    table = pd.concat([done[i] for i in range(len(points))], ignore_index=True)
+    summary = point_summaries(table, names, threshold)
+    if folder is not None:
+        folder.write_tables(table, summary)
+        if figures:
+            from .plots import sweep_figures
+
+            sweep_figures(summary, names, folder.out, steps=base.steps, runs=base.runs,
+                          threshold=threshold)
+    return SweepResult(table, summary, grid, None if folder is None else folder.out, threshold)
+
+
+class _SweepFolder:
+    """The folder of a resumable sweep: its spec, one file per finished point, its tables.
+
+    A folder belongs to one base experiment; its points are keyed by their values, so the same
+    folder can take a grid with points added (the finished ones are reused: a point's seed
+    depends only on the base seed and its values) or removed.
+    """
+
+    def __init__(self, out, base: Config, paired):
         from .results import _writable_dir
 
-        out = _writable_dir(out)
-        pdir = os.path.join(out, "points")
-        os.makedirs(pdir, exist_ok=True)
-        for f in os.listdir(pdir):  # half-written files of a killed sweep
+        self.out = _writable_dir(out)
+        self.points_dir = os.path.join(self.out, "points")
+        os.makedirs(self.points_dir, exist_ok=True)
+        for f in os.listdir(self.points_dir):  # half-written files of a killed sweep
             if f.startswith(TMP_PREFIX):
-                os.remove(os.path.join(pdir, f))
-        # A folder belongs to one base experiment; its points are keyed by their values, so the
-        # same folder can take a grid with points added (the finished ones are reused: a
-        # point's seed depends only on the base seed and its values) or removed.
+                os.remove(os.path.join(self.points_dir, f))
         spec = {"base": base.to_dict(), "paired": sorted(paired)}
-        spec_path = os.path.join(out, "sweep.json")
+        spec_path = os.path.join(self.out, "sweep.json")
         if os.path.exists(spec_path):
             with open(spec_path) as fh:
                 old = json.load(fh)
             if old["base"] != json.loads(json.dumps(spec, default=str))["base"]:
-                raise ValueError(f"out={out!r} holds a sweep over a different base Config; "
+                raise ValueError(f"out={self.out!r} holds a sweep over a different base Config; "
                                  "use another folder")
             if old.get("paired", []) != spec["paired"]:
-                raise ValueError(f"out={out!r} holds a sweep with paired={old.get('paired', [])} "
-                                 "(its points have other seeds); use another folder")
+                raise ValueError(f"out={self.out!r} holds a sweep with "
+                                 f"paired={old.get('paired', [])} (its points have other seeds); "
+                                 "use another folder")
         else:
             with atomic_path(spec_path) as tmp, open(tmp, "w") as fh:
                 json.dump(spec, fh, indent=2, default=str)
-        for i, (values, _) in enumerate(points):
-            path = _point_path(pdir, values)
-            if os.path.exists(path):
-                done[i] = pd.read_parquet(path)
-    todo = [i for i in range(len(points)) if i not in done]
+
+    def path(self, values: dict) -> str:
+        """The file of the point with these grid values."""
+        return _point_path(self.points_dir, values)
+
+    def finished(self, points) -> dict:
+        """{index: table} of the points already in the folder."""
+        return {i: pd.read_parquet(self.path(values)) for i, (values, _) in enumerate(points)
+                if os.path.exists(self.path(values))}
+
+    def read(self, points) -> dict:
+        """{index: table} of every point, read back from its file."""
+        return {i: pd.read_parquet(self.path(values)) for i, (values, _) in enumerate(points)}
+
+    def write_tables(self, table, summary) -> None:
+        """table.parquet (every point, run and step) and points.csv (one row per point)."""
+        write_table(table, os.path.join(self.out, "table.parquet"))
+        write_table(summary, os.path.join(self.out, "points.csv"))
+
+
+def _local_workers(n_workers, todo) -> tuple:
+    """(worker processes, threads per worker) for ``todo`` points on this machine.
+
+    One worker per CPU with one thread each by default; fewer workers get more threads each.
+    """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = max(1, min(n_workers or cpus, len(todo) or 1))
-    threads = max(1, cpus // workers)
-    own = executor is None and todo
+    return workers, max(1, cpus // workers)
+
+
+def _run_points(points, todo, done, folder, executor, n_workers, progress) -> None:
+    """Run the points ``todo`` on ``executor``, adding each finished point's table to ``done``.
+
+    The default executor is local worker processes, started and stopped here; each finished
+    point's file is written to ``folder`` (when there is one) as it arrives. Ctrl-C keeps every
+    point that finished, stops the local workers at once and raises :class:`SweepInterrupted`.
+    """
+    from .progress import progress_bar
+
+    workers, threads = _local_workers(n_workers, todo)
+    own = executor is None and bool(todo)
     if own:
         import multiprocessing
 
@@ -343,8 +404,8 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
 
     def keep(fut, i):
         h = fut.result()
-        if pdir is not None:
-            write_table(h, _point_path(pdir, points[i][0]))
+        if folder is not None:
+            write_table(h, folder.path(points[i][0]))
         done[i] = h
         bar.update(1)
 
@@ -366,7 +427,7 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
         else:
             for fut in futures:
                 fut.cancel()
-        where = (f"saved in {out}; run the same sweep again to resume" if out
+        where = (f"saved in {folder.out}; run the same sweep again to resume" if folder
                  else "not saved (no out)")
         raise SweepInterrupted(
             f"interrupted: {len(done)} of {len(points)} points {where}") from None
@@ -374,20 +435,6 @@ def sweep(base: Config, grid: dict, out=None, executor=None, n_workers=None, thr
         bar.close()
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
-    # Re-read what was written so a resumed sweep and an uninterrupted one give the same table.
-    if pdir is not None:
-        done = {i: pd.read_parquet(_point_path(pdir, v)) for i, (v, _) in enumerate(points)}
-    table = pd.concat([done[i] for i in range(len(points))], ignore_index=True)
-    summary = point_summaries(table, names, threshold)
-    if out is not None:
-        write_table(table, os.path.join(out, "table.parquet"))
-        write_table(summary, os.path.join(out, "points.csv"))
-        if figures:
-            from .plots import sweep_figures
-
-            sweep_figures(summary, names, out, steps=base.steps, runs=base.runs,
-                          threshold=threshold)
-    return SweepResult(table, summary, grid, out, threshold)
 
 
 def _point_path(pdir, values: dict) -> str:

@@ -267,3 +267,36 @@ def test_every_config_field_is_declared_once():
     from fastgrok.config import FIELDS
 
     assert list(FIELDS) == [f.name for f in dataclasses.fields(fg.Config)]
+
+
+def test_renamed_names_keep_working_with_a_future_warning():
+    with pytest.warns(FutureWarning, match="hist_steps is renamed snapshot_steps"):
+        cfg = fg.Config(steps=5, hist_steps=(0, 5))
+    assert cfg.snapshot_steps == (0, 5)
+    with pytest.warns(FutureWarning, match="population_test is renamed"):
+        assert cfg.replace(population_test=0).population_test_points == 0
+    with pytest.warns(FutureWarning, match="Config.mu is renamed Config.mean_norm"):
+        assert cfg.mu == cfg.mean_norm
+    with pytest.warns(FutureWarning, match="hist_steps is renamed"):
+        assert fg.preset("quick", steps=3, hist_steps=(1,)).snapshot_steps == (1,)
+    assert fg.Config.from_dict({**cfg.to_dict(), "snapshot_steps": None}).snapshot_steps is None
+    # A config saved by 0.1 reads as it was (no warning: the file is not the user's code).
+    old = {k: v for k, v in cfg.to_dict().items() if k != "snapshot_steps"}
+    assert fg.Config.from_dict({**old, "hist_steps": [1]}).snapshot_steps == (1,)
+    X, y, *_ = random_problem(0, 6, 20, 3)
+    with pytest.warns(FutureWarning, match="second_layer_mode is renamed second_layer"):
+        res = fg.fit(X, y, m=3, lr=0.1, steps=2, second_layer_mode="balanced")
+    assert res.config["second_layer"] == "balanced"
+    with pytest.raises(TypeError, match="give only snapshot_steps"):
+        fg.Config(hist_steps=(0,), snapshot_steps=(0,))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        fg.fit(X, y, m=3, lr=0.1, steps=2, nonsense=1)
+
+
+def test_saved_configs_hold_the_effective_leak_and_only_meaningful_columns():
+    res = fg.run(fg.preset("quick", runs=1, steps=2, m=5, activation="leaky_relu"),
+                 progress=False)
+    assert res.config["leak"] == 0.1
+    assert "test_acc_se" not in res.history.columns
+    X, y, *_ = random_problem(0, 6, 20, 3)
+    assert fg.fit(X, y, m=3, lr=0.1, steps=2, activation="leaky_relu").config["leak"] == 0.1

@@ -5,8 +5,6 @@ pair in ``test_properties.py``; here the reference itself is checked against fin
 of the loss as written, the formulations against each other on generated experiments, the
 representations in distribution, and the bad inputs.
 """
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 
 import fastgrok as fg
 from fastgrok import reference as ref
+from fastgrok.cli import main
 from fastgrok.model import Model
 
 FAMILY = [(act, leak, loss) for act, leak in (("relu", None), ("leaky_relu", 0.1), ("leaky_relu", 0.5))
@@ -163,12 +162,13 @@ def test_bad_model_fields_fail_before_any_work(kwargs, match):
             fg.step(X, y, np.zeros((2, 3)), np.ones(2), 0.1, **kwargs)
 
 
-def test_leaky_relu_default_leak_and_the_cli_options(tmp_path):
+def test_leaky_relu_default_leak_and_the_cli_options(tmp_path, capsys):
     assert Model("leaky_relu").slope == 0.1 and Model().slope == 0.0 and Model().g0 == 0.5
     assert Model(loss="exponential").g0 == Model(loss="hinge").g0 == 1.0
-    bad = subprocess.run([sys.executable, "-m", "fastgrok.cli", "run", "--leak", "0.2",
-                          "--out", str(tmp_path / "x")], capture_output=True, text=True)
-    assert bad.returncode == 2 and "leak=0.2 needs activation='leaky_relu'" in bad.stderr
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--leak", "0.2", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2
+    assert "leak=0.2 needs activation='leaky_relu'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

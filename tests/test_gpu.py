@@ -265,6 +265,7 @@ def _cu():
     return src
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize("threads,ok", [(cuda.THREADS, True), (200, False), (None, False)],
                          ids=["launch-threads", "not-a-power-of-two", "undefined"])
 def test_cuda_sources_compile_with_nvcc_only_with_a_valid_block_size(tmp_path, threads, ok):
@@ -277,12 +278,14 @@ def test_cuda_sources_compile_with_nvcc_only_with_a_valid_block_size(tmp_path, t
     assert (out.returncode == 0) == ok, out.stderr
 
 
+@pytest.mark.slow  # a subprocess
 def test_import_touches_neither_cupy_nor_numba():
     code = "import sys, fastgrok; print('cupy' in sys.modules, 'numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
 
+@pytest.mark.slow  # a subprocess
 def test_the_gpu_path_and_its_tests_need_no_numba(tmp_path):
     """The GPU machine may have no working Numba: this module and the GPU code path (with the
     NumPy engine it is compared with) must run with Numba unimportable."""
@@ -291,7 +294,7 @@ def test_the_gpu_path_and_its_tests_need_no_numba(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.path.dirname(__file__)]),
                FASTGROK_REQUIRE_GPU="0")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          __file__, "-k", "standin and not needs_no_numba"], env=env,
+                          __file__, "-k", "standin"], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout

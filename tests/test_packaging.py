@@ -97,6 +97,7 @@ def test_the_version_is_defined_once():
     assert f'version = "{fg.__version__}"' in text
 
 
+@pytest.mark.slow  # a subprocess
 def test_the_benchmarks_are_collected_by_the_readme_command():
     """`python -m pytest bench/ --benchmark-group-by=param:size` must find the comparisons."""
     done = subprocess.run([sys.executable, "-m", "pytest", "bench/", "--collect-only", "-q",

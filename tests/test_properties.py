@@ -17,12 +17,10 @@ Coverage (fast path x what is drawn; each row x the six pairs x float32/float64)
 
 ================================  ==========================================================
 fg.step, numba (2 tile widths)    shapes, X, W, y, a, leak
-direct engine, numba ops          shapes, X, W, y, a, test set, means, leak; 20 steps
-direct engine, numpy ops          the same
-direct engine, GPU ops (emulated) the same
-gram engine, numba ops            1-3 runs stacked, each its own X, W, y, a, test set; leak
-gram engine, numpy ops            the same
-gram engine, GPU ops (emulated)   the same
+direct engine x {numba, numpy,    shapes, X, W, y, a, test set, means, leak, tile width;
+GPU emulated} ops                 20 steps (one test: test_engine_trajectory_matches_...)
+gram engine x {numba, numpy,      1-3 runs stacked, each its own X, W, y, a, test set; leak;
+GPU emulated} ops                 build block width; 20 steps (the same test)
 gram build, streamed              block width; against products of the whole arrays
 reduced representation            block width and the order the blocks are drawn in
 ================================  ==========================================================
@@ -177,36 +175,37 @@ def test_fg_step_numba_matches_the_reference(tile, family, prob, dtype, leak):
 
 
 @_MATMUL_FLAG
+@pytest.mark.parametrize("method", ["direct", "gram"])
 @pytest.mark.parametrize("ops", list(OPS))
-@given(prob=problems(), dtype=st.sampled_from([np.float32, np.float64]), leak=_leaks)
-def test_direct_engine_trajectory_matches_the_reference(tile, family, ops, prob, dtype, leak):
-    X, y, W, a, Xt, yt = prob
+@given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64]), leak=_leaks,
+       tile_cols=st.sampled_from([7, 0]), block=st.sampled_from([16, 8192]))
+def test_engine_trajectory_matches_the_reference(family, method, ops, data, dtype, leak,
+                                                 tile_cols, block):
+    """The oracle test: every method x backend x dtype x activation x loss, 20 steps against
+    the float64 reference (evaluations at every step, the weights at the end). The direct pass
+    runs with tiny tiles (7 columns: tail tiles and many chunks) or the default width; the gram
+    build with several blocks (16 columns, a ragged last one) or one."""
     model = _model(family, leak)
-    assume(_kink_free(X, W, 1e4 * EPS[dtype]) and _kink_free(Xt, W, 1e4 * EPS[dtype]))
-    engine = DirectEngine(_sources([prob], dtype), 0.2, dtype, ops=OPS[ops](), model=model)
-    compared, state, wmax = _trajectories(engine, [prob], dtype, 0.2, model)
-    assume(compared >= MIN_STEPS)
-    rel = 1e-10 if dtype == np.float64 else 2e-4
-    np.testing.assert_allclose(engine.ops.to_host(engine.W), state[0][1], rtol=0, atol=rel * wmax[0])
-
-
-@_MATMUL_FLAG
-@pytest.mark.parametrize("ops", list(OPS))
-@given(data=st.data(), runs=st.integers(1, 3), dtype=st.sampled_from([np.float32, np.float64]),
-       leak=_leaks)
-def test_gram_engine_stacked_runs_match_the_reference(family, ops, data, runs, dtype, leak):
-    model = _model(family, leak)
-    n, p, m, nt = (data.draw(st.integers(1, 6)), data.draw(st.integers(2, 30)),
+    runs = 1 if method == "direct" else data.draw(st.integers(1, 3), label="runs")
+    n, p, m, nt = (data.draw(st.integers(1, 6)), data.draw(st.integers(2, 40)),
                    data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4)))
     probs = [data.draw(problems(n=n, p=p, m=m, nt=nt)) for _ in range(runs)]
     margin = 1e4 * EPS[dtype]
     assume(all(_kink_free(X, W, margin) and _kink_free(Xt, W, margin) for X, _, W, _, Xt, _ in probs))
-    engine = GramEngine(_sources(probs, dtype), 0.2, dtype, ops=OPS[ops](), model=model)
-    compared, state, wmax = _trajectories(engine, probs, dtype, 0.2, model)
-    assume(compared >= MIN_STEPS)
-    rel = 1e-9 if dtype == np.float64 else 2e-4
-    for r, (_, W64, *_) in enumerate(state):
-        np.testing.assert_allclose(engine.weights(r), W64, rtol=0, atol=rel * wmax[r])
+    saved = tunables.DIRECT_TILE_COLS, tunables.DATA_BLOCK
+    tunables.DIRECT_TILE_COLS, tunables.DATA_BLOCK = tile_cols, block
+    try:
+        Engine = DirectEngine if method == "direct" else GramEngine
+        engine = Engine(_sources(probs, dtype), 0.2, dtype, ops=OPS[ops](), model=model)
+        compared, state, wmax = _trajectories(engine, probs, dtype, 0.2, model)
+        assume(compared >= MIN_STEPS)
+        weights = ([engine.ops.to_host(engine.W)] if method == "direct"
+                   else [engine.weights(r) for r in range(runs)])
+    finally:
+        tunables.DIRECT_TILE_COLS, tunables.DATA_BLOCK = saved
+    rel = (1e-10 if method == "direct" else 1e-9) if dtype == np.float64 else 2e-4
+    for W, (_, W64, *_), wm in zip(weights, state, wmax, strict=True):
+        np.testing.assert_allclose(W, W64, rtol=0, atol=rel * wm)
 
 
 @given(prob=problems(), width=st.integers(1, 40), dtype=st.sampled_from(["float32", "float64"]))

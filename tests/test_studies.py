@@ -13,7 +13,8 @@ from fastgrok.sweeps import grid_points
 TINY = dict(n=12, m=6, n_test=16, runs=2, dtype="float64", backend="numba")
 
 
-@pytest.mark.parametrize("name,steps", [("long", 30), ("dimension", 8), ("snr", 8), ("init", 8)])
+@pytest.mark.parametrize("name,steps", [("long", 30), ("dimension", 8), ("snr", 8), ("init", 8),
+                                        ("loss", 8)])
 def test_study_runs_and_writes_its_figure(tmp_path, name, steps):
     with ThreadPoolExecutor(2) as ex:
         res = fg.study(name, out=tmp_path / name, executor=ex, progress=False, steps=steps, **TINY)

@@ -1,0 +1,25 @@
+"""Every Example in the package's docstrings runs, and gives what it shows."""
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import fastgrok
+
+MODULES = sorted(m.name for m in pkgutil.walk_packages(fastgrok.__path__, "fastgrok."))
+
+
+def test_the_public_api_has_examples():
+    """The functions a researcher calls first each show how (numpydoc Examples)."""
+    for obj in (fastgrok.run, fastgrok.fit, fastgrok.step, fastgrok.preset, fastgrok.Config,
+                fastgrok.xor_clusters, fastgrok.linear_clusters, fastgrok.sweep, fastgrok.study):
+        assert "Examples\n    --------" in obj.__doc__, obj.__name__
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS,
+                             verbose=False, report=True)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
