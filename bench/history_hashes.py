@@ -46,7 +46,7 @@ def cases():
                fg.preset(name, runs=2, steps=min(base["steps"], 60), method="gram",
                          representation="full", backend="numba"))
     yield ("population test", fg.preset("paper-fig1-left", runs=2, steps=20, m=50,
-                                        population_test_points=100, backend="numba"))
+                                        population_test_samples=100, backend="numba"))
 
 
 def main():

@@ -180,7 +180,7 @@ FIELDS = {
     "means": _Choice(MEANS, "cluster means: axis-aligned or a random orthogonal pair"),
     "snapshot_steps": _Steps("steps at which W mu1, W mu2 are kept for histograms"),
     "representation": _Choice(REPRESENTATIONS, "full p-dimensional draw or the reduced one"),
-    "population_test_points": _Int(0, "fresh test points per cluster for the population accuracy "
+    "population_test_samples": _Int(0, "fresh test samples per cluster for the population accuracy "
                                "(0: the finite test set)"),
     "activation": _Choice(ACTIVATIONS, "phi(z) = max(z, leak z): relu (leak 0) or leaky_relu"),
     "leak": _Float(0, 1, high_open=True, optional=True,
@@ -203,7 +203,7 @@ def check_field(name: str, value, **context):
 
 #: Old names of renamed fields and arguments -> their names now. The old names keep working for
 #: this version, with a FutureWarning that names the new one.
-RENAMED = {"hist_steps": "snapshot_steps", "population_test": "population_test_points",
+RENAMED = {"hist_steps": "snapshot_steps", "population_test": "population_test_samples",
            "second_layer_mode": "second_layer"}
 
 
@@ -270,7 +270,7 @@ class Config:
         n + n_test + m + 2 with the same joint law of every inner product (docs/design.md 2.3; exact
         in distribution, not the same numbers as "full" for a seed; needs p - 2 >= n + n_test +
         m); "auto" uses "reduced" when it is valid and cheaper.
-    population_test_points : int
+    population_test_samples : int
         0: test metrics on the finite clean test set of n_test samples. k > 0: the population
         clean test accuracy, estimated at each evaluation from k fresh test points per cluster
         (exact draws in the reduced representation; needs it, and the gram method), with its
@@ -332,7 +332,7 @@ class Config:
     means: str = "axis"
     snapshot_steps: tuple | None = field(default=None)
     representation: str = "auto"
-    population_test_points: int = 0
+    population_test_samples: int = 0
     activation: str = "relu"
     leak: float | None = None
     loss: str = "logistic"
@@ -347,13 +347,13 @@ class Config:
         if self.representation == "reduced" and self.p - 2 < N:
             raise ValueError(f"representation='reduced' needs p - 2 >= n + n_test + m = {N}, "
                              f"got p={self.p}; use representation='full'")
-        if self.population_test_points and representation_for(
+        if self.population_test_samples and representation_for(
                 self.representation, self.n, self.n_test, self.m, self.p) != "reduced":
-            raise ValueError("population_test_points > 0 needs representation='reduced' (fresh "
+            raise ValueError("population_test_samples > 0 needs representation='reduced' (fresh "
                              f"test points are exact draws there); p={self.p} with n + n_test + m "
                              f"= {N} and representation={self.representation!r} does not give it")
-        if self.population_test_points and self.method == "direct":
-            raise ValueError("population_test_points > 0 is implemented for method='gram' "
+        if self.population_test_samples and self.method == "direct":
+            raise ValueError("population_test_samples > 0 is implemented for method='gram' "
                              "(or 'auto')")
         check_model(self.activation, self.leak)
         if self.means == "axis" and self.p < 2:
@@ -373,7 +373,7 @@ class Config:
 
     mu = _renamed_property("mu", "mean_norm")
     hist_steps = _renamed_property("hist_steps", "snapshot_steps")
-    population_test = _renamed_property("population_test", "population_test_points")
+    population_test = _renamed_property("population_test", "population_test_samples")
 
     def replace(self, **changes) -> "Config":
         """Return a copy with ``changes`` applied (validated again)."""
@@ -441,14 +441,14 @@ PRESETS = {
                                   noise_rate=0.05, init_scale=1e-15, lr=1e-12, steps=50, runs=100,
                                   snapshot_steps=(0, 1, 2, 3, 10), activation="leaky_relu",
                                   leak=0.1, loss="logistic", data="linear"),
-    # The left panel's data and step size with fewer neurons and runs: shows the phenomenon in
-    # about a minute on two cores even with the NumPy reference direct engine.
+    # The left panel's data and step size with fewer neurons and runs: shows the phenomenon
+    # cheaply, even with the NumPy reference direct engine.
     "quick": dict(n=200, p=40_000, m=100, n_test=200, mu_norm=None, noise_rate=0.05,
                   init_scale=1e-15, lr=1e-12, steps=50, runs=20, snapshot_steps=(0, 1, 2, 3, 10)),
 }
 
-#: What ``fastgrok run`` runs with no --preset: the paper's left panel, all 100 runs (about 6 s
-#: on two cores with the gram engine, the reduced representation and the kernels cached).
+#: What ``fastgrok run`` runs with no --preset: the paper's left panel, all 100 runs (its time:
+#: docs/performance.md).
 DEFAULT_PRESET = "paper-fig1-left"
 
 

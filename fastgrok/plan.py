@@ -94,7 +94,7 @@ def plan_experiment(cfg) -> Plan:
     dtype = cfg.dtype
     if rep == "reduced" and dtype == "float32" and cfg.p > tunables.REDUCED_FLOAT32_MAX_P:
         dtype = "float64"  # see tunables.REDUCED_FLOAT32_MAX_P
-    method = "gram" if cfg.population_test_points and cfg.method == "auto" else cfg.method
+    method = "gram" if cfg.population_test_samples and cfg.method == "auto" else cfg.method
     return plan_arrays(cfg.n, p, cfg.m, cfg.n_test, dtype, method, cfg.backend, cfg.steps,
                        cfg.snapshot_steps, representation=rep)
 

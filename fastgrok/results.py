@@ -32,7 +32,7 @@ class Result:
     def __init__(self, config: dict, rows, projections=None, info=None):
         self.config = dict(config)
         self.history = pd.DataFrame(rows, columns=["run", "step", *METRICS])
-        if not self.config.get("population_test_points", self.config.get("population_test")):
+        if not self.config.get("population_test_samples", self.config.get("population_test")):
             # Only columns that mean something: the standard error is that of the population
             # accuracy's Monte Carlo estimate.
             self.history = self.history.drop(columns="test_acc_se")
@@ -84,8 +84,8 @@ class Result:
             self.summary().to_csv(target("summary.csv"), index=False)
             names = ["config.json", "history.csv", "summary.csv"]
             if self.projections:
-                # Uncompressed: the projections are float64 noise to zlib (it saved 45% of
-                # 8 MB in 0.9 s, a tenth of the left panel's run).
+                # Uncompressed: the projections are float64 noise to zlib, which would cost
+                # time for little space.
                 np.savez(target("projections.npz"), **self.projections)
                 names.append("projections.npz")
             if figures:

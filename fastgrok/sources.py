@@ -193,14 +193,14 @@ class ReducedSource(Source):
         self.y, self.y_test = self.draw.y, self.draw.y_test
         self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
         self.mu_norm = cfg.mean_norm
-        self.population_test_points = cfg.population_test_points
+        self.population_test_samples = cfg.population_test_samples
 
     def population_accuracy(self, W, step, model):
         """Clean test accuracy and loss over the population, from fresh test points.
 
         A fresh x = +-||mu|| e_k + xi has W x = +-||mu|| W e_k + W xi, and since every row of W
         lies in the span of the reduced coordinates, W xi = W g with g ~ N(0, I_d) exactly.
-        ``population_test_points`` points per cluster (independent across clusters, from the stream
+        ``population_test_samples`` points per cluster (independent across clusters, from the stream
         (seed, run, POPULATION, step)); ``model`` gives the activation and the loss.
 
         Returns
@@ -212,7 +212,7 @@ class ReducedSource(Source):
         from . import reference
         from .data import CLUSTERS, STREAM_POPULATION, rng
 
-        k = self.population_test_points
+        k = self.population_test_samples
         g = rng(self.seed, self.run, STREAM_POPULATION, step)
         W = np.asarray(W, dtype=np.float64)
         accs, losses = [], []

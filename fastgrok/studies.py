@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class Study:
-    """One built-in study: a preset with settings and the points it sweeps.
+    """One built-in study: a preset with settings and the grid it sweeps.
 
     Its figure is :data:`fastgrok.plots.STUDY_FIGURES` ``[name]``.
     """
@@ -43,7 +43,7 @@ class Study:
     question: str
     preset: str
     settings: dict
-    points: Callable[[Config], object]  # base Config -> grid (dict) or list of points
+    grid: Callable[[Config], object]  # base Config -> grid (dict) or list of points
     paired: tuple = ()  # grid fields whose points share data and initialisation
 
     def base(self, **overrides) -> Config:
@@ -54,7 +54,7 @@ class Study:
 # ------------------------------------------------------------------ the four studies
 
 
-def _long_points(base: Config):
+def _long_grid(base: Config):
     # The paper's two step sizes stay, even after 10^5 steps, in the regime where the outputs
     # are tiny and the loss is still log 2; a step size of 1e-4 (far below the 2 / smoothness
     # ~ 1 that keeps GD stable here) takes the same data through the late phase where the loss
@@ -62,11 +62,11 @@ def _long_points(base: Config):
     return {"lr": [1e-12, 1e-16, 1e-4]}
 
 
-def _dimension_points(base: Config):
+def _dimension_grid(base: Config):
     return {"p": [int(base.n * r) for r in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)]}
 
 
-def _snr_points(base: Config):
+def _snr_grid(base: Config):
     return {"p": [10_000, 40_000, 160_000],
             "mu_norm": [round_sig(v) for v in np.geomspace(2.0, 80.0, 9)]}
 
@@ -75,35 +75,35 @@ INIT_LRS = (1e-12, 1e-14, 1e-16)
 INIT_RATIOS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
-def _init_points(base: Config):
+def _init_grid(base: Config):
     return [{"lr": lr, "init_scale": round_sig(r * lr)} for lr in INIT_LRS for r in INIT_RATIOS]
 
 
 LOSS_RATIOS = INIT_RATIOS
 
 
-def _loss_points(base: Config):
+def _loss_grid(base: Config):
     return [{"loss": loss, "init_scale": round_sig(r * base.lr)}
             for loss in LOSSES for r in LOSS_RATIOS]
 
 
 # The paper's data (n = 200, p = 40000, ||mu|| = 2.5 sqrt(p/n), eta = 0.05, omega_init = 1e-15,
 # alpha = 1e-12). The sweeps use m = 100 neurons instead of 1000 and 10-20 runs per point so that
-# each study takes minutes on two cores (the step cost is ~ n^2 m); --m 1000 --runs 100 gives the
-# paper's width and run count.
+# each study stays small (the step cost is ~ n^2 m; the wall times: docs/studies.md);
+# --m 1000 --runs 100 gives the paper's width and run count.
 STUDIES = {
     "long": Study("long", "What happens long after sqrt(n) steps?", "paper-fig1-left",
-                  dict(m=100, runs=20, steps=100_000, snapshot_steps=()), _long_points),
+                  dict(m=100, runs=20, steps=100_000, snapshot_steps=()), _long_grid),
     "dimension": Study("dimension", "How does benign overfitting degrade as p/n shrinks?",
                        "paper-fig1-left", dict(m=100, runs=20, steps=1000, snapshot_steps=()),
-                       _dimension_points),
+                       _dimension_grid),
     "snr": Study("snr", "How small can ||mu|| be (SNR threshold)?", "paper-fig1-left",
-                 dict(m=100, runs=20, steps=1000, snapshot_steps=()), _snr_points),
+                 dict(m=100, runs=20, steps=1000, snapshot_steps=()), _snr_grid),
     "init": Study("init", "Grokking delay against init_scale / lr", "paper-fig1-left",
-                  dict(m=100, runs=10, steps=20_000, snapshot_steps=()), _init_points),
+                  dict(m=100, runs=10, steps=20_000, snapshot_steps=()), _init_grid),
     "loss": Study("loss", "Logistic, exponential or hinge loss: grokking delay against "
                   "init_scale / lr", "paper-fig1-left",
-                  dict(m=100, runs=10, steps=20_000, snapshot_steps=()), _loss_points,
+                  dict(m=100, runs=10, steps=20_000, snapshot_steps=()), _loss_grid,
                   paired=("loss",)),
 }
 
@@ -154,7 +154,7 @@ def study(name: str, out: str | os.PathLike | None = None, executor=None,
         raise ValueError(f"unknown study {name!r}; expected one of {', '.join(map(repr, STUDIES))}")
     st = STUDIES[name]
     base = st.base(**overrides)
-    grid = st.points(base)
+    grid = st.grid(base)
     swept = set(grid if isinstance(grid, dict) else grid[0])
     clash = sorted(swept & set(overrides))
     if clash:

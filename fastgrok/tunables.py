@@ -45,9 +45,8 @@ GRAM_BATCH_BYTES = 2 << 30
 #: Gram method, CPU: take incremental steps while a run is in the linear regime (every loss
 #: weight equal to its value at 0 in the working precision; docs/design.md 2.4). The same
 #: recursion as the dense step, with different rounding; False gives dense steps only. Read
-#: when an engine is built. On the paper's right panel (100 runs) it gives the same train and
-#: test medians at every evaluated step as dense steps, with 1 of 25 200 accuracies different
-#: (`python bench/linear_vs_dense.py`), 4.6x faster.
+#: when an engine is built. What it gains and how its accuracies compare with dense steps:
+#: `python bench/linear_vs_dense.py` (docs/performance.md).
 GRAM_LINEAR_REGIME = True
 
 #: Linear regime: most pattern changes per step, as a fraction of a run's n m pattern entries,
@@ -56,8 +55,8 @@ GRAM_LINEAR_REGIME = True
 #: when every step is evaluated, a product of the same size for the test outputs. A run enters
 #: the regime after a dense step that changed at most half of this fraction, and leaves for
 #: dense steps when its incremental steps change more. The left panel's first steps change
-#: 47%, 24%, 12% and 6% of the pattern, then about 2.5%: its runs enter after the third
-#: (after the fifth with 1/16: 10-15% slower).
+#: 47%, 24%, 12% and 6% of the pattern, then about 2.5%: with 1/4 its runs enter after the
+#: third, when incremental steps already cost less than dense ones (docs/design.md 2.4).
 GRAM_LINEAR_MAX_CHANGES = 1 / 4
 
 #: Most steps the driver asks an engine to take in one call between evaluations. The gram
@@ -74,9 +73,8 @@ GRAM_LINEAR_TRACK_GAP = 4
 #: Near-linear regime (float32 runs on the CPU, docs/design.md 2.5): after its loss weights
 #: leave -l'(0), a run whose steps change little of its pattern keeps stepping incrementally,
 #: with the weights' small moves bounded and the few entries and outputs the bound cannot
-#: decide computed exactly. False gives dense steps once the weights move. At the left panel's
-#: step size, m = 100, 20 runs x 20 000 steps: the same accuracies, 2.7x faster
-#: (`python bench/linear_vs_dense.py --near`).
+#: decide computed exactly. False gives dense steps once the weights move. What it gains:
+#: `python bench/linear_vs_dense.py --near` (docs/performance.md).
 GRAM_NEAR_LINEAR = True
 
 #: Near-linear regime: most pattern changes per step, as a fraction of a run's n m entries,

@@ -88,7 +88,7 @@ _SIG_STEPS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], 
 
 
 # contract: the row updates and the output sums as fused multiply-adds (one rounding instead of
-# two, and about 7% faster).
+# two, and fewer instructions).
 @njit(_SIG_STEPS, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
 def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks, FT, PT):
     """K steps in the linear regime, in place; returns the number of pattern changes.

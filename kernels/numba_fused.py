@@ -7,8 +7,8 @@ stored). Compiled on first use with explicit float32/float64 signatures, cached 
 
 The model enters as two scalars. The activation is one branch-free formula for every member,
 phi(z) = max(z, leak z) and phi'(z) = leak + (1 - leak) 1[z > 0], so ReLU (leak = 0) gives
-exactly the bits it always did (max(z, -0.0) adds a signed zero, which changes no sum; the
-derivative is 0 + 1 * 1[z > 0]). The loss enters only through the per-sample weight
+exactly the bits of max(z, 0) and 1[z > 0] (max(z, -0.0) adds a signed zero, which changes no
+sum; the derivative is 0 + 1 * 1[z > 0]). The loss enters only through the per-sample weight
 g_i = -l'(y_i f_i), one scalar per row computed between the row's reduction and its update,
 so its switch runs n times per step, never in the (n, m) element loops.
 """

@@ -274,7 +274,7 @@ def test_renamed_names_keep_working_with_a_future_warning():
         cfg = fg.Config(steps=5, hist_steps=(0, 5))
     assert cfg.snapshot_steps == (0, 5)
     with pytest.warns(FutureWarning, match="population_test is renamed"):
-        assert cfg.replace(population_test=0).population_test_points == 0
+        assert cfg.replace(population_test=0).population_test_samples == 0
     with pytest.warns(FutureWarning, match="Config.mu is renamed Config.mean_norm"):
         assert cfg.mu == cfg.mean_norm
     with pytest.warns(FutureWarning, match="hist_steps is renamed"):

@@ -134,7 +134,7 @@ def test_reduced_equals_full_in_distribution(changes):
 
 def test_population_accuracy_of_linear_data_uses_its_two_clusters():
     cfg = fg.Config(n=40, p=20_000, m=20, n_test=20, runs=2, steps=3, lr=1e-12, init_scale=1e-15,
-                    dtype="float64", data="linear", mu_norm=8.0, population_test_points=2000,
+                    dtype="float64", data="linear", mu_norm=8.0, population_test_samples=2000,
                     activation="leaky_relu", snapshot_steps=(0,))
     h = fg.run(cfg, progress=False).history
     last = h[h.step == 3]

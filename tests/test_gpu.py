@@ -305,7 +305,7 @@ def test_population_accuracy_and_weights_on_the_gpu_path(ops):
     from fastgrok.sources import ReducedSource
 
     cfg = fg.Config(n=12, p=10**6, m=8, n_test=4, runs=2, lr=1e-3, init_scale=1e-3,
-                    population_test_points=50, dtype="float64")
+                    population_test_samples=50, dtype="float64")
     eng, cpu = _gram_pair([ReducedSource(cfg, r) for r in range(2)], cfg.lr, "float64", ops, 3)
     for got, want in zip(eng.evaluate(), cpu.evaluate()):
         assert got["test_acc"] == want["test_acc"] and got["test_acc_se"] == want["test_acc_se"]

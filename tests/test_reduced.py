@@ -134,7 +134,7 @@ def test_population_accuracy_agrees_with_a_large_finite_test_set():
     cfg = fg.Config(n=20, p=5000, m=20, n_test=3000, runs=3, steps=8, lr=1e-12,
                     init_scale=1e-15, dtype="float64", seed=3, snapshot_steps=(0,))
     finite = fg.run(cfg, progress=False).history
-    pop = fg.run(cfg.replace(population_test_points=3000), progress=False).history
+    pop = fg.run(cfg.replace(population_test_samples=3000), progress=False).history
     # The standard error is a column only where it means something.
     assert "test_acc_se" not in finite.columns and (pop["test_acc_se"] > 0).any()
     assert (pop["train_acc"] == finite["train_acc"]).all()  # same networks
@@ -147,7 +147,7 @@ def test_population_accuracy_agrees_with_a_large_finite_test_set():
 
 
 def test_population_test_needs_the_reduced_representation():
-    with pytest.raises(ValueError, match="population_test_points"):
-        fg.Config(n=20, p=5000, m=20, n_test=30, population_test_points=100, representation="full")
-    with pytest.raises(ValueError, match="population_test_points"):
-        fg.Config(n=20, p=5000, m=20, n_test=30, population_test_points=100, method="direct")
+    with pytest.raises(ValueError, match="population_test_samples"):
+        fg.Config(n=20, p=5000, m=20, n_test=30, population_test_samples=100, representation="full")
+    with pytest.raises(ValueError, match="population_test_samples"):
+        fg.Config(n=20, p=5000, m=20, n_test=30, population_test_samples=100, method="direct")

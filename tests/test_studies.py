@@ -19,7 +19,7 @@ def test_study_runs_and_writes_its_figure(tmp_path, name, steps):
     with ThreadPoolExecutor(2) as ex:
         res = fg.study(name, out=tmp_path / name, executor=ex, progress=False, steps=steps, **TINY)
     base = studies.STUDIES[name].base(steps=steps, **TINY)
-    pts = grid_points(base, studies.STUDIES[name].points(base))
+    pts = grid_points(base, studies.STUDIES[name].grid(base))
     assert len(res.points) == len(pts)
     assert len(res.table) == res.table.groupby(list(pts[0][0])).ngroups * TINY["runs"] * (
         len(fg.run(pts[0][1].replace(runs=1), progress=False).history))
@@ -29,9 +29,9 @@ def test_study_runs_and_writes_its_figure(tmp_path, name, steps):
 
 def test_study_points_follow_the_base():
     base = studies.STUDIES["dimension"].base(n=50)
-    assert studies.STUDIES["dimension"].points(base)["p"][0] == 50
-    assert max(studies.STUDIES["dimension"].points(base)["p"]) == 50_000
-    init = studies.STUDIES["init"].points(base)
+    assert studies.STUDIES["dimension"].grid(base)["p"][0] == 50
+    assert max(studies.STUDIES["dimension"].grid(base)["p"]) == 50_000
+    init = studies.STUDIES["init"].grid(base)
     ratios = {round(np.log10(p["init_scale"] / p["lr"]), 9) for p in init}
     assert ratios == {-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0}
     # The paper's two panels are points of the init study, with exactly the paper's values.

@@ -24,8 +24,8 @@ class DirectEngine(Engine):
 
     def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, ops=None,
                  model=None):
-        if any(getattr(s, "population_test_points", 0) for s in sources):
-            raise NotImplementedError("population_test_points is implemented for the gram "
+        if any(getattr(s, "population_test_samples", 0) for s in sources):
+            raise NotImplementedError("population_test_samples is implemented for the gram "
                                       "method only")
         if ops is None:
             raise TypeError("DirectEngine needs ops=, a backend's operations "

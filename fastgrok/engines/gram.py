@@ -102,7 +102,7 @@ class GramEngine(Engine):
                                       for s in self.sources])
         self.y, self.a = host("y"), host("a")
         self.y_dev, self.a_dev = ops.asarray(self.y, np.float64), ops.asarray(self.a, np.float64)
-        self.population = any(getattr(s, "population_test_points", 0) for s in self.sources)
+        self.population = any(getattr(s, "population_test_samples", 0) for s in self.sources)
         self.yt = host("y_test") if self.sources[0].n_test > 0 else None
         self.has_means = self.sources[0].mu_norm is not None
         self.steps_done = 0
