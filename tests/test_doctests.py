@@ -1,6 +1,7 @@
 """Every Example in the package's docstrings runs, and gives what it shows."""
 import doctest
 import importlib
+import inspect
 import pkgutil
 
 import pytest
@@ -14,7 +15,8 @@ def test_the_public_api_has_examples():
     """The functions a researcher calls first each show how (numpydoc Examples)."""
     for obj in (fastgrok.run, fastgrok.fit, fastgrok.step, fastgrok.preset, fastgrok.Config,
                 fastgrok.xor_clusters, fastgrok.linear_clusters, fastgrok.sweep, fastgrok.study):
-        assert "Examples\n    --------" in obj.__doc__, obj.__name__
+        # cleandoc: Python 3.13 strips the indentation of docstrings itself.
+        assert "\nExamples\n--------\n" in inspect.cleandoc(obj.__doc__), obj.__name__
 
 
 @pytest.mark.parametrize("name", MODULES)
