@@ -330,7 +330,8 @@ def _long_study_figure(res, base: Config, path):
 def _dimension_study_figure(res, base: Config, path):
     plt = _pyplot()
     runs = per_run(res.table, ["p"], res.threshold)
-    x = lambda p: p / base.n  # noqa: E731
+    def x(p):
+        return p / base.n
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     ax = axes[0]
     _band(ax, x, runs, "p", "final_train", f"train, step {base.steps}", "C1", "--o")

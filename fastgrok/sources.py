@@ -130,7 +130,9 @@ class ArraySource(Source):
         self.mu_norm = None if mu1 is None else float(np.linalg.norm(np.asarray(mu1, np.float64)))
 
     def _block(self, k, j0, j1, dtype):
-        conv = lambda v: None if v is None else np.asarray(v[:, j0:j1], dtype=dtype)  # noqa: E731
+        def conv(v):
+            return None if v is None else np.asarray(v[:, j0:j1], dtype=dtype)
+
         return conv(self.X), conv(self.Xt), conv(self.M)
 
     def problem(self, dtype) -> Problem:
@@ -140,7 +142,9 @@ class ArraySource(Source):
         """
         from .weights import init_weights
 
-        conv = lambda v: None if v is None else np.ascontiguousarray(v, dtype=dtype)  # noqa: E731
+        def conv(v):
+            return None if v is None else np.ascontiguousarray(v, dtype=dtype)
+
         W0 = (init_weights(self.m, self.p, self.init_scale, self.seed, self.run, dtype)
               if self.W0 is None else conv(self.W0))
         M = conv(self.M)
@@ -283,5 +287,8 @@ class ReducedSource(Source):
             RT[c, n:n + nt] += self.draw._s_test[0] * M[0, c] + self.draw._s_test[1] * M[1, c]
         RT[:, n + nt:] *= self.init_scale
         X, Xt, W0 = RT[:, :n].T, RT[:, n:n + nt].T, RT[:, n + nt:].T
-        conv = lambda v: np.ascontiguousarray(v, dtype=dtype)  # noqa: E731
+
+        def conv(v):
+            return np.ascontiguousarray(v, dtype=dtype)
+
         return conv(X), conv(Xt) if nt else None, conv(W0), conv(M)

@@ -37,7 +37,9 @@ class DirectEngine(Engine):
         self.X, self.W = o.asarray(pb.X, dtype), o.asarray(pb.W0, dtype)
         self.Xt = o.asarray(pb.X_test, dtype)
         self.mus = None if pb.mu1 is None else o.asarray(np.stack([pb.mu1, pb.mu2]), dtype)
-        f64 = lambda v: None if v is None else np.asarray(v, dtype=np.float64)  # noqa: E731
+        def f64(v):
+            return None if v is None else np.asarray(v, dtype=np.float64)
+
         self.y, self.a, self.yt = f64(pb.y), f64(pb.a), f64(pb.y_test)
         self.y_dev, self.a_dev = o.asarray(self.y, np.float64), o.asarray(self.a, np.float64)
         self.lr, self.n_threads = float(lr), n_threads

@@ -98,8 +98,9 @@ class GramEngine(Engine):
         self.Ct = ops.zeros((R, n, m), self.dtype)
         self.Z = ops.empty((R, n, m), self.dtype)
         self.Z[...] = self.Z0
-        host = lambda name: np.stack([np.asarray(getattr(s, name), np.float64)  # noqa: E731
-                                      for s in self.sources])
+        def host(name):
+            return np.stack([np.asarray(getattr(s, name), np.float64) for s in self.sources])
+
         self.y, self.a = host("y"), host("a")
         self.y_dev, self.a_dev = ops.asarray(self.y, np.float64), ops.asarray(self.a, np.float64)
         self.population = any(getattr(s, "population_test_samples", 0) for s in self.sources)
