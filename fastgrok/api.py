@@ -197,7 +197,8 @@ def fit(X: ArrayLike, y: ArrayLike, m: int, lr: float, steps: int,
     (1.0, 0.97)
     """
     if renamed:  # the old names of renamed arguments, for this version
-        new = renamed_arguments(renamed, "fit")
+        new = renamed_arguments(renamed, "fit", renames={
+            "hist_steps": "snapshot_steps", "second_layer_mode": "second_layer"})
         unknown = set(new) - {"snapshot_steps", "second_layer"}
         if unknown:
             raise TypeError(f"fit() got unexpected keyword argument(s) {sorted(unknown)}")

@@ -114,9 +114,8 @@ def _config_options(p):
         p.add_argument("--" + f.name.replace("_", "-"), type=spec.parse, choices=spec.choices,
                        default=None, metavar=spec.metavar, help=spec.help)
     for old, new in RENAMED.items():
-        if new in FIELDS:
-            p.add_argument("--" + old.replace("_", "-"), dest=new, type=FIELDS[new].parse,
-                           default=None, action=_OldName, help=argparse.SUPPRESS)
+        p.add_argument("--" + old.replace("_", "-"), dest=new, type=FIELDS[new].parse,
+                       default=None, action=_OldName, help=argparse.SUPPRESS)
 
 
 def main(argv=None) -> int:

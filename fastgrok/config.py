@@ -201,15 +201,17 @@ def check_field(name: str, value, **context):
     return FIELDS[name].check(name, value, **context)
 
 
-#: Old names of renamed fields and arguments -> their names now. The old names keep working for
-#: this version, with a FutureWarning that names the new one.
-RENAMED = {"hist_steps": "snapshot_steps", "population_test": "population_test_samples",
-           "second_layer_mode": "second_layer"}
+#: Old names of renamed Config fields (and their CLI options) -> their names now. The old names
+#: keep working for this version, with a FutureWarning that names the new one.
+RENAMED = {"hist_steps": "snapshot_steps", "population_test": "population_test_samples"}
 
 
-def renamed_arguments(kwargs: dict, where: str, stacklevel: int = 3) -> dict:
-    """``kwargs`` with old names (:data:`RENAMED`) replaced by the new ones, warning for each."""
-    for old, new in RENAMED.items():
+def renamed_arguments(kwargs: dict, where: str, stacklevel: int = 3, renames=None) -> dict:
+    """``kwargs`` with old names replaced by the new ones, warning for each.
+
+    ``renames`` maps old names to new ones (default :data:`RENAMED`).
+    """
+    for old, new in (RENAMED if renames is None else renames).items():
         if old in kwargs:
             if new in kwargs:
                 raise TypeError(f"{where}: {old} is the old name of {new}; give only {new}")

@@ -118,14 +118,14 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
     return rows, projections, counts
 
 
-def segments(schedule, start, steps, per_call):
-    """The driver's calls from step ``start`` to ``steps``, each a segment for the engine.
+def segments(schedule, steps, per_call):
+    """The driver's calls from step 0 to ``steps``, each a segment for the engine.
 
     A segment is a list of (steps, evaluate) in order (:meth:`fastgrok.engines.Engine.segment`):
     at most ``per_call`` steps in all, ending at each step of ``schedule`` with evaluate True.
     Yields (segment, the evaluated steps of the segment).
     """
-    t = start
+    t = 0
     while t < steps:
         end = min(t + per_call, steps)
         evaluated = [int(s) for s in schedule if t < s <= end]
@@ -142,7 +142,7 @@ class _History:
     def __init__(self, snapshot_set, mu_norm, second_mean):
         self.snapshot_set, self.mu_norm, self.second_mean = snapshot_set, mu_norm, second_mean
         self.rows = []
-        self.proj = {}  # run -> ([P1 at hist steps], [P2 ...], a, data)
+        self.proj = {}  # run -> ([P1 at snapshot steps], [P2 ...], a, data)
 
     def record(self, t, ids, A, data, evs):
         """Record the evaluations ``evs`` of runs ``ids`` (second layers ``A``) at step t."""
@@ -184,7 +184,7 @@ def _drive_batch(engine, ids, schedule, steps, history, bar):
     engine.plan_evaluations(schedule)
     history.record(0, ids, A, data, engine.evaluate(projections=means))  # 0: always evaluated
     # At most tunables.STEPS_PER_CALL steps per call (so the progress bar keeps moving).
-    for segment, evaluated in segments(schedule, 0, steps, tunables.STEPS_PER_CALL):
+    for segment, evaluated in segments(schedule, steps, tunables.STEPS_PER_CALL):
         for s, evs in zip(evaluated, engine.segment(segment, projections=means), strict=True):
             history.record(s, ids, A, data, evs)
         bar.update(sum(k for k, _ in segment) * len(ids))

@@ -135,6 +135,10 @@ def _trajectories(engine, runs, dtype, lr, model, steps=20):
                 assert got[k] == pytest.approx(want[k], rel=rel, abs=1e-300)
             for k in ("P1", "P2"):
                 np.testing.assert_allclose(got[k], want[k], rtol=0, atol=rel * wm * 3 + 1e-300)
+        # The engine's pre-activations Z = X W^T (the state its next step starts from).
+        for Z, (X, W, *_), wm in zip(_preactivations(engine), state, wmax, strict=True):
+            np.testing.assert_allclose(Z, X @ W.T, rtol=0,
+                                       atol=rel * np.abs(X).sum(1).max() * wm + 1e-300)
         compared += 1
         if t < steps:
             for X, W, Xt, y, a, yt in state:
@@ -142,6 +146,15 @@ def _trajectories(engine, runs, dtype, lr, model, steps=20):
             engine.step(prepare_eval=bool(t % 2))
     note(f"compared {compared} steps")
     return compared, state, wmax
+
+
+def _preactivations(engine):
+    """Every run's Z (n, m) on the host: the direct engine's, or the gram engine's after it
+    brings Z up to date (the CPU's linear regime keeps its own)."""
+    if isinstance(engine, DirectEngine):
+        return [np.asarray(engine.ops.to_host(engine.Z), np.float64)]
+    engine.sync()
+    return [np.asarray(z, np.float64) for z in engine.ops.to_host(engine.Z)]
 
 
 def _sources(runs, dtype):

@@ -72,7 +72,7 @@ class Engine:
         """Take the steps of ``segment`` and return the evaluations on the way.
 
         ``segment`` is a list of (steps, evaluate) in order; the evaluations (:meth:`evaluate`)
-        after the segment that ask for one come back in order.
+        after the pairs that ask for one come back in order.
 
         One call can cover several evaluations, so engines that hold many runs (the gram
         engine on the CPU) take each run's steps and evaluations in one task, its state in

@@ -22,14 +22,11 @@ class DirectEngine(Engine):
 
     method = "direct"
 
-    def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, ops=None,
+    def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, *, ops,
                  model=None):
         if any(getattr(s, "population_test_samples", 0) for s in sources):
             raise NotImplementedError("population_test_samples is implemented for the gram "
                                       "method only")
-        if ops is None:
-            raise TypeError("DirectEngine needs ops=, a backend's operations "
-                            "(see fastgrok.engines)")
         self.ops = o = ops
         self.sources = sources
         (source,) = sources
@@ -37,6 +34,7 @@ class DirectEngine(Engine):
         self.X, self.W = o.asarray(pb.X, dtype), o.asarray(pb.W0, dtype)
         self.Xt = o.asarray(pb.X_test, dtype)
         self.mus = None if pb.mu1 is None else o.asarray(np.stack([pb.mu1, pb.mu2]), dtype)
+
         def f64(v):
             return None if v is None else np.asarray(v, dtype=np.float64)
 
@@ -84,9 +82,8 @@ class DirectEngine(Engine):
 
         A forward pass, the fused coefficients, then the update pass.
         """
-        o = ops
         model = model or Model()
-        xp = o.xp
+        o, xp = ops, ops.xp
         if X.dtype != W.dtype:  # the products, and so Z and the kernels, take W's dtype
             X = X.astype(W.dtype)
         with o.runtime(n_threads) as nt:

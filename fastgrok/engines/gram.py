@@ -83,11 +83,8 @@ class GramEngine(Engine):
 
     method = "gram"
 
-    def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, ops=None,
+    def __init__(self, sources, lr, dtype="float32", n_threads=None, on_built=None, *, ops,
                  model=None):
-        if ops is None:
-            raise TypeError("GramEngine needs ops=, a backend's operations "
-                            "(see fastgrok.engines)")
         self.ops = ops
         self.model = model or Model()
         self.sources, self.lr, self.dtype = list(sources), float(lr), np.dtype(dtype)

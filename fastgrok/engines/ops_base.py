@@ -92,7 +92,7 @@ class Ops:
         """Take the steps of ``segment`` ((steps, evaluate) in order) for every run.
 
         Returns the evaluations (:meth:`gram_evaluate`'s (f, ft, P), each stacked or a list
-        over runs) after the segment that ask, in order.
+        over runs) after the pairs that ask, in order.
 
         ``step_args`` are :meth:`gram_step`'s arguments up to ``model``, ``eval_args`` the
         keyword arguments of :meth:`gram_evaluate` (its arrays and flags).
@@ -122,7 +122,15 @@ class Ops:
 
         Each run's test pre-activations are formed and reduced at once, never stacked.
         """
-        f, ct = self.outputs(Z[r], a[r], model), Ct[r]
+        return self.evaluation(r, self.outputs(Z[r], a[r], model), Ct[r], Kt, Zt0, XM, W0M, a,
+                               model, test, means)
+
+    def evaluation(self, r, f, ct, Kt, Zt0, XM, W0M, a, model, test, means):
+        """Run r's (f, ft, P) from its outputs ``f`` and its C^T ``ct`` (n, m).
+
+        The test outputs phi(Zt0 + Kt C^T) a if ``test``, the projections W0 mu + C (X mu) if
+        ``means`` (None where not asked).
+        """
         ft = self.outputs(Zt0[r] + Kt[r] @ ct, a[r], model) if test else None
         P = (W0M[r] + ct.T @ XM[r]).astype(np.float64) if means else None
         return f, ft, P

@@ -118,10 +118,8 @@ class NumbaOps(Ops):
         if state.covers(r, test, means):
             ft, P = state.tracked(r)
             return f, ft if test else None, P if means else None
-        ct = state.coefficients(r)
-        ft = self.outputs(Zt0[r] + Kt[r] @ ct, a[r], model) if test else None
-        P = (W0M[r] + ct.T @ XM[r]).astype(np.float64) if means else None
-        return f, ft, P
+        return self.evaluation(r, f, state.coefficients(r), Kt, Zt0, XM, W0M, a, model, test,
+                               means)
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
                       n_threads=None, state=None):
