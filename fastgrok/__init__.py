@@ -11,7 +11,10 @@ from .api import fit, run, step
 from .config import PRESETS, Config, preset
 from .data import Dataset, linear_clusters, xor_clusters
 from .devices import gpu_usable, warmup
+from .driver import RunState
+from .network import Network
 from .plan import ExperimentalWarning
+from .trainer import Trainer
 
 try:
     __version__ = _metadata.version("fastgrok")
@@ -32,6 +35,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'fastgrok' has no attribute {name!r}")
 
 
-__all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "xor_clusters", "linear_clusters",
+__all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "Trainer", "Network", "RunState",
+           "xor_clusters", "linear_clusters",
            "Dataset", "Result", "SweepResult", "gpu_usable", "warmup", "sweep", "study",
            "InsufficientMemoryError", "ExperimentalWarning", "SweepInterrupted", "__version__"]

@@ -19,6 +19,28 @@ def _xp(x):
     return np
 
 
+def host_array(name, x):
+    """``x`` as something NumPy reads without a copy where it can: torch tensors (detached,
+    CPU), pandas objects, CuPy arrays (copied to the host); anything else as it is.
+
+    DLPack producers without ``__array__`` (JAX on some versions) go through
+    ``np.from_dlpack``.
+    """
+    mod = type(x).__module__.split(".")[0]
+    if mod == "cupy":
+        return x.get()
+    if mod == "torch":
+        t = x.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        return t.numpy()
+    if mod == "pandas":
+        return x.to_numpy()
+    if not hasattr(x, "__array__") and hasattr(x, "__dlpack__"):
+        return np.from_dlpack(x)
+    return x
+
+
 def float_array(name, x, ndim, dtype=None):
     """``x`` as a finite float32/float64 array with ``ndim`` dimensions (TypeError/ValueError)."""
     if x is None:
@@ -44,11 +66,16 @@ def float_array(name, x, ndim, dtype=None):
 
 
 def labels(name, y, n, dtype=None):
-    """Labels in {-1, +1} of length ``n``."""
+    """Labels in {-1, +1} of length ``n`` (booleans: True is +1, False is -1)."""
+    if _xp(y) is np and np.asarray(y).dtype == bool:
+        y = np.where(np.asarray(y), 1.0, -1.0)
     arr = float_array(name, y, 1, dtype)
     if arr.shape[0] != n:
         raise ValueError(f"{name} has {arr.shape[0]} labels but the inputs have {n} rows")
     if not bool(((arr == 1) | (arr == -1)).all()):
+        if bool(((arr == 0) | (arr == 1)).all()):
+            raise ValueError(f"{name} must contain only -1 and +1, got 0/1 labels: pass "
+                             f"2 * {name} - 1 (or booleans, True for +1)")
         raise ValueError(f"{name} must contain only -1 and +1")
     return arr
 

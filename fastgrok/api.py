@@ -6,24 +6,27 @@ step on the caller's arrays).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _validate as v
-from .config import DTYPES, Config, check_field, renamed_arguments
+from .config import Config, check_field, renamed_arguments
 from .driver import drive
 from .model import Model
-from .plan import Plan, plan_arrays, plan_experiment, warn_if_experimental
-from .sources import ArraySource, GeneratedSource, ReducedSource
+from .plan import Plan, plan_experiment, warn_if_experimental
+from .sources import GeneratedSource, ReducedSource
+from .trainer import Setup, check_rules
 
 if TYPE_CHECKING:
     from .results import Result
 
 
-def run(cfg: Config, progress: bool = True, n_threads: int | None = None) -> Result:
+def run(cfg: Config, progress: bool = True, n_threads: int | None = None, *,
+        stop: str | Callable | None = None, metrics: Mapping | None = None,
+        track: Mapping | None = None) -> Result:
     """Run the experiment ``cfg`` describes.
 
     ``cfg.runs`` independent runs, each drawing its data and initialisation from (cfg.seed, run)
@@ -32,21 +35,31 @@ def run(cfg: Config, progress: bool = True, n_threads: int | None = None) -> Res
     Parameters
     ----------
     cfg : Config
-        The experiment (see :func:`fastgrok.preset` for the paper's settings).
+        The experiment (see :func:`fastgrok.preset` for the paper's settings). With
+        ``cfg.snapshot_steps`` given, each run's network is kept at those steps and at its last
+        (:meth:`Result.weights`, :meth:`Result.decision_function`).
     progress : bool
         Show progress (a bar on a terminal, plain lines in a log).
     n_threads : int, optional
         CPU threads for the numba engines (default: all available); results do not depend on it.
+    stop, metrics : optional
+        A stop rule and metrics of your own, as :func:`fit` takes them.
+    track : dict, optional
+        Name -> (p,) direction whose projections W v are kept at the snapshot steps, as
+        :func:`fit` takes it (the full representation only: the reduced one has no p
+        coordinates).
 
     Returns
     -------
     Result
         What ran and what it gave: ``history`` (one row per run and evaluated step: run, step,
-        train_acc, train_loss, test_acc, test_loss, pos_mu1, pos_mu2, neg_mu1, neg_mu2, and
-        test_acc_se with a population test), ``projections`` (W mu1, W mu2 at the snapshot
-        steps), ``config`` (the effective settings) and ``info``: engine (method/backend),
-        dtype, representation, working_p, wall_s, and on the CPU's gram engine
-        linear_fraction, near_linear_fraction and pattern_changes_per_step.
+        train_acc, train_loss, test_acc, test_loss, pos_mu1, pos_mu2, neg_mu1, neg_mu2,
+        train_acc_clean and train_acc_flipped (the accuracy on the training samples whose labels
+        were kept and on those that were flipped), test_acc_se with a population test, and the
+        metrics' columns), ``projections`` (W mu1, W mu2 at the snapshot steps), ``config``
+        (the effective settings), ``stop_steps`` and ``info``: engine (method/backend), dtype,
+        representation, working_p, wall_s, and on the CPU's gram engine linear_fraction,
+        near_linear_fraction and pattern_changes_per_step.
 
     Raises
     ------
@@ -81,38 +94,65 @@ def run(cfg: Config, progress: bool = True, n_threads: int | None = None) -> Res
     """
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a fastgrok.Config, got {type(cfg).__name__}")
-    plan = plan_experiment(cfg)
-    Src = ReducedSource if plan.representation == "reduced" else GeneratedSource
-    return _execute(plan, cfg.to_dict(effective=True), lambda ids: [Src(cfg, r) for r in ids],
-                    cfg.runs, cfg.lr, cfg.mean_norm, progress, n_threads, Model.of(cfg),
-                    second_mean=cfg.data == "xor")
+    check_rules(stop, metrics)
+    kept = 0 if cfg.snapshot_steps is None else len(set(cfg.snapshot_steps) | {cfg.steps})
+    plan = plan_experiment(cfg, networks_kept=kept)
+    names, tracked = [], None
+    if track:
+        if plan.representation == "reduced":
+            raise ValueError("track needs the p coordinates of the weights, which the reduced "
+                             "representation does not have: use representation='full'")
+        vecs = Setup._tracked(track, cfg.p, plan.dtype)
+        names, tracked = list(track), vecs
+    if plan.representation == "reduced":
+        def sources(ids):
+            return [ReducedSource(cfg, r) for r in ids]
+    else:
+        def sources(ids):
+            return [GeneratedSource(cfg, r, tracked) for r in ids]
+    network_steps = () if cfg.snapshot_steps is None else set(cfg.snapshot_steps) | {cfg.steps}
+    config = cfg.to_dict(effective=True)
+    if names:
+        config["track"] = names
+    return _execute(plan, config, sources, cfg.runs, cfg.lr, cfg.mean_norm, progress, n_threads,
+                    Model.of(cfg), second_mean=cfg.data == "xor", network_steps=network_steps,
+                    stop=stop, metrics=metrics, track=names)
 
 
 def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, progress, n_threads,
-           model, second_mean=True):
+             model, second_mean=True, network_steps=(), stop=None, metrics=None, track=()):
     """Shared by run and fit: the thread runtime, the driver, the Result."""
     from .results import Result
 
     t0 = time.perf_counter()
     eng = plan.engine
     with eng.runtime(n_threads) as threads:
-        rows, proj, counts = drive(lambda ids, on_built: eng(sources(ids), lr, plan.dtype,
-                                                     n_threads=threads, on_built=on_built,
-                                                     model=model),
-                           list(range(runs)), plan.batch, plan.steps, plan.snapshot_steps, mu_norm,
-                           progress=progress, desc=f"fastgrok {plan.engine_name}",
-                           second_mean=second_mean)
+        out = drive(lambda ids, on_built: eng(sources(ids), lr, plan.dtype, n_threads=threads,
+                                              on_built=on_built, model=model),
+                    list(range(runs)), plan.batch, plan.steps, plan.snapshot_steps, mu_norm,
+                    progress=progress, desc=f"fastgrok {plan.engine_name}",
+                    second_mean=second_mean, network_steps=network_steps, stop=stop,
+                    metrics=metrics, track=track)
     info = {"engine": plan.engine_name, "dtype": plan.dtype, "representation": plan.representation,
             "working_p": plan.p, "wall_s": round(time.perf_counter() - t0, 3)}
-    info.update(eng.describe(counts))  # what the engines did beyond plain steps
-    return Result(config, rows, proj, info)
+    info.update(eng.describe(out.counts))  # what the engines did beyond plain steps
+    if stop is not None:
+        config = {**config, "stop": stop if isinstance(stop, str) else getattr(
+            stop, "__name__", "callable")}
+    stop_steps = np.array([out.stop_steps.get(r, -1) for r in range(runs)], dtype=np.int64)
+    return Result(config, out.rows, out.projections, info, networks=out.networks,
+                  stop_steps=stop_steps if stop is not None else None,
+                  metrics=list(metrics or ()))
 
 
-def fit(X: ArrayLike, y: ArrayLike, m: int, lr: float, steps: int,
-        X_test: ArrayLike | None = None, y_test: ArrayLike | None = None, *,
-        mu1: ArrayLike | None = None, mu2: ArrayLike | None = None, init_scale: float = 1e-15,
-        second_layer: str = "random", runs: int = 1, seed: int = 0, method: str = "auto",
-        backend: str = "auto", dtype: str | None = None,
+def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
+        X_test: ArrayLike | None = None, y_test: ArrayLike | None = None,
+        mu1: ArrayLike | None = None, mu2: ArrayLike | None = None,
+        W0: ArrayLike | None = None, a: ArrayLike | None = None,
+        flipped: ArrayLike | None = None, track: Mapping | None = None,
+        stop: str | Callable | None = None, metrics: Mapping | None = None,
+        init_scale: float = 1e-15, second_layer: str = "random", runs: int = 1, seed: int = 0,
+        method: str = "auto", backend: str = "auto", dtype: str | None = None,
         snapshot_steps: Sequence[int] | None = None, progress: bool = False,
         n_threads: int | None = None, activation: str = "relu", leak: float | None = None,
         loss: str = "logistic", **renamed) -> Result:
@@ -121,9 +161,10 @@ def fit(X: ArrayLike, y: ArrayLike, m: int, lr: float, steps: int,
     Parameters
     ----------
     X : (n, p) array
-        Training inputs (finite).
+        Training inputs (finite): NumPy (any order, memmap), pandas, lists, CPU torch tensors,
+        JAX arrays; CuPy arrays are copied to the host.
     y : (n,) array
-        Training labels in {-1, +1}.
+        Training labels in {-1, +1} (ints, floats, or booleans with True for +1).
     m : int
         Hidden neurons.
     lr : float
@@ -133,11 +174,34 @@ def fit(X: ArrayLike, y: ArrayLike, m: int, lr: float, steps: int,
     X_test, y_test : arrays, optional
         A test set (labels in {-1, +1}); test metrics are NaN without one.
     mu1, mu2 : (p,) arrays, optional
-        Directions whose projections W mu_k are tracked (alignment columns are NaN without them).
+        Directions whose projections W mu_k are tracked (alignment columns are NaN without
+        them); mu1 alone for two-class data.
+    W0 : (m, p) or (runs, m, p) array, optional
+        Starting first layer (any real values): the same for every run, or one per run.
+        Default: i.i.d. N(0, init_scale^2) drawn from (seed, run).
+    a : (m,) or (runs, m) array, optional
+        The fixed second layer (any real values, zeros included). Default: signs
+        +-1/sqrt(m) drawn from (seed, run) as ``second_layer`` says.
+    flipped : (n,) bool array, optional
+        Which training labels were flipped: the history gains train_acc_clean and
+        train_acc_flipped (the training accuracy on each group).
+    track : dict, optional
+        Name -> (p,) direction v: the projections <w_j, v> are kept at the snapshot steps as
+        ``res.projections[name]`` (runs, snapshot steps, m).
+    stop : None, "interpolation" or callable, optional
+        "interpolation": a run stops after the first step at which it classifies every
+        training label (the flipped ones included) correctly; a callable(state) -> bool gets a
+        :class:`fastgrok.driver.RunState` after every step. A stopped run is frozen: it leaves
+        its batch (it costs nothing more), its later history rows repeat its stop step's row,
+        and ``res.stop_steps`` says where each run stopped (-1: it never did).
+    metrics : dict, optional
+        Name -> callable(state) -> float, recorded as history columns at the evaluated steps
+        (``state`` as for ``stop``; a metric that raises is named in a RuntimeWarning and
+        recorded as NaN).
     init_scale : float
         Standard deviation of the initial weights.
     second_layer : {"random", "balanced"}
-        Signs of the fixed second layer.
+        Signs of the fixed second layer (without ``a``).
     runs : int
         Independent initialisations (run r draws a and W0 from (seed, r)); the data stay fixed.
     seed : int
@@ -147,7 +211,8 @@ def fit(X: ArrayLike, y: ArrayLike, m: int, lr: float, steps: int,
     dtype : {"float32", "float64"}, optional
         Working precision; default X's dtype if it is float32/float64, else float64.
     snapshot_steps : sequence of int, optional
-        Steps at which W mu1, W mu2 are kept (formerly ``hist_steps``).
+        Steps at which the projections are kept and each run's network is kept (it is always
+        kept at the last step): :meth:`Result.weights`, :meth:`Result.decision_function`.
     progress : bool
         Show a progress bar.
     n_threads : int, optional
@@ -163,7 +228,8 @@ def fit(X: ArrayLike, y: ArrayLike, m: int, lr: float, steps: int,
     Result
         As :func:`run` returns it (every ``history`` column and ``info`` key listed there);
         ``config`` holds fit's arguments and the data's sizes, the alignment columns are NaN
-        without ``mu1``/``mu2`` and the test columns NaN without a test set.
+        without ``mu1``, the flip columns absent without ``flipped`` and the test columns NaN
+        without a test set.
 
     Raises
     ------
@@ -173,11 +239,12 @@ def fit(X: ArrayLike, y: ArrayLike, m: int, lr: float, steps: int,
         An argument out of range, arrays of mismatched shapes, non-finite inputs or labels
         outside {-1, +1} (each named in the message).
     InsufficientMemoryError
-        The planned run would not fit in the memory available now.
+        The planned run (with its kept networks) would not fit in the memory available now.
 
     See Also
     --------
     run : the paper's experiment from a Config.
+    Trainer : the same network, stepped by your own loop.
     step : one step on arrays you hold.
     xor_clusters, linear_clusters : the data models as arrays.
 
@@ -191,10 +258,15 @@ def fit(X: ArrayLike, y: ArrayLike, m: int, lr: float, steps: int,
     >>> import fastgrok as fg
     >>> ds = fg.xor_clusters(100, 2000, n_test=100, noise_rate=0.1, seed=1)
     >>> res = fg.fit(ds.X, ds.y, m=50, lr=0.01, steps=30, X_test=ds.X_test, y_test=ds.y_test,
-    ...              init_scale=1e-3)
+    ...              init_scale=1e-3, flipped=ds.flipped)
     >>> last = res.history[res.history.step == 30]
     >>> float(last.train_acc.iloc[0]), float(last.test_acc.iloc[0])
     (1.0, 0.97)
+    >>> float(last.train_acc_flipped.iloc[0])  # the flipped labels are fitted too
+    1.0
+    >>> W, a = res.weights()
+    >>> W.shape
+    (50, 2000)
     """
     if renamed:  # the old names of renamed arguments, for this version
         new = renamed_arguments(renamed, "fit", renames={
@@ -204,52 +276,19 @@ def fit(X: ArrayLike, y: ArrayLike, m: int, lr: float, steps: int,
             raise TypeError(f"fit() got unexpected keyword argument(s) {sorted(unknown)}")
         snapshot_steps = new.get("snapshot_steps", snapshot_steps)
         second_layer = new.get("second_layer", second_layer)
-    model = Model(activation, leak, loss)  # checked first, like every other argument
-    if dtype is None:
-        dtype = str(np.asarray(X).dtype) if str(np.asarray(X).dtype) in DTYPES else "float64"
-    # The scalar arguments are checked by the same validators as Config's fields.
-    checked = {name: check_field(name, value) for name, value in (
-        ("m", m), ("lr", lr), ("steps", steps), ("init_scale", init_scale), ("runs", runs),
-        ("seed", seed), ("method", method), ("backend", backend), ("dtype", dtype),
-        ("second_layer", second_layer))}
-    m, steps, runs, seed = checked["m"], checked["steps"], checked["runs"], checked["seed"]
-    if snapshot_steps is not None:
-        snapshot_steps = check_field("snapshot_steps", snapshot_steps, steps=steps)
-    X = v.float_array("X", X, 2, dtype)
-    n, p = X.shape
-    y = v.labels("y", y, n, dtype)
-    if (X_test is None) != (y_test is None):
-        raise ValueError("X_test and y_test must be given together")
-    n_test = 0
-    if X_test is not None:
-        X_test = v.float_array("X_test", X_test, 2, dtype)
-        if X_test.shape[1] != p:
-            raise ValueError(f"X_test has {X_test.shape[1]} columns but X has {p}")
-        n_test = X_test.shape[0]
-        y_test = v.labels("y_test", y_test, n_test, dtype)
-    if (mu1 is None) != (mu2 is None):
-        raise ValueError("mu1 and mu2 must be given together")
-    mu_norm = None
-    if mu1 is not None:
-        mu1, mu2 = (v.float_array(name, mu, 1, dtype) for name, mu in (("mu1", mu1), ("mu2", mu2)))
-        for name, mu in (("mu1", mu1), ("mu2", mu2)):
-            if mu.shape[0] != p:
-                raise ValueError(f"{name} has length {mu.shape[0]} but X has {p} columns")
-        mu_norm = float(np.linalg.norm(np.asarray(mu1, dtype=np.float64)))
-    plan = plan_arrays(n, p, m, n_test, dtype, method, backend, steps, snapshot_steps)
-
-    def sources(ids):
-        return [ArraySource(X, y, m, checked["init_scale"], seed, r, second_layer, X_test,
-                            y_test, mu1, mu2) for r in ids]
-
-    config = {"n": n, "p": p, "m": m, "n_test": n_test, "lr": checked["lr"], "steps": steps,
-              "runs": runs, "seed": seed, "init_scale": checked["init_scale"],
-              "second_layer": second_layer, "method": method, "backend": backend,
-              "dtype": dtype, "snapshot_steps": list(plan.snapshot_steps),
-              "activation": model.activation,
-              "leak": model.slope if model.activation == "leaky_relu" else None,
-              "loss": model.loss}
-    return _execute(plan, config, sources, runs, checked["lr"], mu_norm, progress, n_threads, model)
+    check_rules(stop, metrics)
+    kept = len(set(snapshot_steps or ()) | {steps}) if isinstance(steps, int) else 1
+    setup = Setup(X, y, m=m, lr=lr, steps=steps, X_test=X_test, y_test=y_test, mu1=mu1, mu2=mu2,
+                  W0=W0, a=a, flipped=flipped, track=track, init_scale=init_scale,
+                  second_layer=second_layer, runs=runs, seed=seed, method=method,
+                  backend=backend, dtype=dtype, snapshot_steps=snapshot_steps,
+                  activation=activation, leak=leak, loss=loss, networks_kept=kept)
+    network_steps = set(setup.plan.snapshot_steps if snapshot_steps is not None else ()) \
+        | {setup.steps}
+    return _execute(setup.plan, setup.config(), setup.sources, setup.runs, setup.lr,
+                    setup.mu_norm, progress, n_threads, setup.model,
+                    second_mean=setup.mu2 is not None, network_steps=network_steps, stop=stop,
+                    metrics=metrics, track=setup.track_names)
 
 
 def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = None,

@@ -5,6 +5,8 @@ step and evaluate (see :mod:`fastgrok.engines`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from . import tunables
@@ -50,8 +52,69 @@ def alignment_summaries(P1, P2, a, mu_norm) -> dict:
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class RunState:
+    """A read-only view of one run at one evaluated step, for stop rules and metrics.
+
+    What :func:`fastgrok.fit`'s ``stop`` and ``metrics`` callables receive. The arrays are
+    read-only views (copy them to keep them).
+
+    Attributes
+    ----------
+    step : int
+        Steps taken.
+    run : int
+        The run's index.
+    outputs : (n,) float64 array
+        Training outputs f(x_i).
+    test_outputs : (n_test,) float64 array or None
+        Test outputs (None without a test set).
+    y, y_test : arrays
+        Training labels (as trained on, flips included) and test labels (or None).
+    flipped : (n,) bool array or None
+        Which training labels were flipped, where known.
+    projections : dict
+        Name -> (m,) float64 array <w_j, v> for "mu1", "mu2" (where means are known) and each
+        tracked direction; filled at the snapshot steps and wherever the engine gives them.
+    """
+
+    step: int
+    run: int
+    outputs: np.ndarray
+    test_outputs: np.ndarray | None
+    y: np.ndarray
+    y_test: np.ndarray | None
+    flipped: np.ndarray | None
+    projections: dict
+    _network: object = None
+
+    def network(self):
+        """The run's network now (:class:`fastgrok.network.Network`; costs a copy of its state)."""
+        return self._network()
+
+    def weights(self):
+        """(W, a) now: the first layer (m, p) and the second layer (m,) (forms W: costly)."""
+        return self._network().weights()
+
+
+@dataclass
+class Trained:
+    """What :func:`drive` gives back.
+
+    ``rows`` (one dict per run and recorded step, sorted), ``projections`` (see :func:`drive`),
+    ``counts`` (the engines' counters, summed), ``networks`` ((run, step) -> Network, at the kept
+    steps) and ``stop_steps`` (run -> the step at which its stop rule fired).
+    """
+
+    rows: list
+    projections: dict
+    counts: dict
+    networks: dict = field(default_factory=dict)
+    stop_steps: dict = field(default_factory=dict)
+
+
 def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=False, desc="fastgrok",
-          second_mean=True):
+          second_mean=True, *, network_steps=(), stop=None, metrics=None, track=()) -> Trained:
     """Train every run and collect the history and the histogram projections.
 
     Parameters
@@ -66,7 +129,7 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
     steps : int
         Gradient steps per run.
     snapshot_steps : sequence of int
-        Steps at which W mu1 and W mu2 are kept whole.
+        Steps at which the projections W mu1, W mu2 (and the tracked ones) are kept whole.
     mu_norm : float or None
         ||mu||, to normalise the alignment summaries (None: no means known).
     progress : bool
@@ -74,23 +137,31 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
     second_mean : bool
         False when the data do not use mu2 (linear data): its projections and alignment
         columns are NaN rather than numbers about a direction no sample has.
+    network_steps : sequence of int
+        Steps at which each run's network is kept (:class:`fastgrok.network.Network`); a run
+        that stops keeps its network at its stop step for every later one.
+    stop : None, "interpolation" or callable
+        A run stops after the first step at which the rule holds ("interpolation": every
+        training label is classified correctly; a callable gets a :class:`RunState` and returns
+        a bool). It leaves its batch and is frozen: its later rows repeat its stop step's.
+    metrics : dict, optional
+        Name -> callable(RunState) -> float, recorded as history columns.
+    track : sequence of str
+        Names of the tracked directions (after mu1 and mu2 in the engines' projections).
 
     Returns
     -------
-    rows : list of dict
-        One per (run, evaluated step), sorted by run then step: run, step and :data:`METRICS`.
-    projections : dict
-        "steps" (H,), "P1", "P2" (R, H, m) and "a" (R, m); with them, where the engine gives
-        them, the training data's projections "X_mu" (R, n, 2) and labels "y" (R, n); empty
-        without means.
-    counts : dict
-        The engines' counters (``engine.counters()``) summed over batches.
+    Trained
+        ``projections`` holds "steps" (H,), "P1", "P2" (R, H, m), "a" (R, m) and each tracked
+        name (R, H, m); with them, where the engine gives them, the training data's projections
+        "X_mu" (R, n, 2) and labels "y" (R, n); empty without directions.
     """
     from .progress import progress_bar
 
     schedule = eval_schedule(steps, snapshot_steps)
     runs = list(runs)
-    history = _History(set(int(s) for s in snapshot_steps), mu_norm, second_mean)
+    history = _History(set(int(s) for s in snapshot_steps), mu_norm, second_mean, set(schedule),
+                       set(int(s) for s in network_steps), stop, dict(metrics or {}), list(track))
     counts = {}
     # One bar over all runs x steps; a batch's build shows as the bar's phase, not a second bar.
     bar = progress_bar(len(runs) * steps, desc, "step", enabled=progress)
@@ -103,19 +174,7 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
             del engine
     finally:
         bar.close()
-    rows, proj, snapshot_set = history.rows, history.proj, history.snapshot_set
-    rows.sort(key=lambda row: (row["run"], row["step"]))
-    projections = {}
-    if proj:
-        order = sorted(proj)
-        projections = {"steps": np.array(sorted(snapshot_set)),
-                       "P1": np.stack([np.stack(proj[r][0]) for r in order]),
-                       "P2": np.stack([np.stack(proj[r][1]) for r in order]),
-                       "a": np.stack([proj[r][2] for r in order])}
-        if all(proj[r][3] is not None for r in order):
-            projections["X_mu"] = np.stack([proj[r][3][0] for r in order])
-            projections["y"] = np.stack([proj[r][3][1] for r in order])
-    return rows, projections, counts
+    return history.result(runs, steps, counts)
 
 
 def segments(schedule, steps, per_call):
@@ -136,27 +195,152 @@ def segments(schedule, steps, per_call):
         t = end
 
 
+def _read_only(x):
+    if x is None:
+        return None
+    view = np.asarray(x).view()
+    view.flags.writeable = False
+    return view
+
+
 class _History:
-    """The rows of the history and the projections kept at the snapshot steps, as recorded."""
+    """The rows of the history, the projections and networks kept, the stops, as recorded."""
 
-    def __init__(self, snapshot_set, mu_norm, second_mean):
+    def __init__(self, snapshot_set, mu_norm, second_mean, record_set=(), network_set=(),
+                 stop=None, metrics=None, track=()):
         self.snapshot_set, self.mu_norm, self.second_mean = snapshot_set, mu_norm, second_mean
+        self.record_set, self.network_set = set(record_set), set(network_set)
+        self.stop, self.metrics, self.track = stop, dict(metrics or {}), list(track)
         self.rows = []
-        self.proj = {}  # run -> ([P1 at snapshot steps], [P2 ...], a, data)
+        self.proj = {}  # run -> {step: (P1, P2, tracked)}; self.data: run -> (X mu, y)
+        self.data, self.a = {}, {}
+        self.networks, self.stop_steps = {}, {}
+        self.frozen = {}  # run -> (stop step, its row, its projections, its network)
+        self.flips = {}
 
-    def record(self, t, ids, A, data, evs):
-        """Record the evaluations ``evs`` of runs ``ids`` (second layers ``A``) at step t."""
-        for r, a, ev in zip(ids, A, evs, strict=True):
-            P1, P2 = _host(ev["P1"]), _host(ev["P2"])
-            if P2 is not None and not self.second_mean:
-                P2 = np.full_like(P2, np.nan)
-            self.rows.append({"run": r, "step": t,
-                              **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
-                              **alignment_summaries(P1, P2, a, self.mu_norm or 1.0)})
-            if t in self.snapshot_set and P1 is not None:
-                entry = self.proj.setdefault(r, ([], [], a, data[r]))
-                entry[0].append(P1)
-                entry[1].append(P2)
+    def state(self, t, r, ev, source, network):
+        """The :class:`RunState` of run r at step t from its evaluation ``ev``."""
+        P, names = ev.get("P"), ["mu1", "mu2"] if self.mu_norm is not None else []
+        proj = {}
+        if P is not None:
+            for k, name in enumerate(names):
+                proj[name] = _read_only(P[:, k])
+            for k, name in enumerate(self.track):
+                proj[name] = _read_only(P[:, 2 + k])
+        return RunState(t, r, _read_only(ev["f"]), _read_only(ev.get("ft")),
+                        _read_only(source.y), _read_only(source.y_test),
+                        _read_only(source.flipped), proj, network)
+
+    def record(self, t, ids, A, evs, sources=None, networks=None):
+        """Record the evaluations ``evs`` of runs ``ids`` (second layers ``A``) at step t.
+
+        Rows at the recorded steps, projections at the snapshot steps, networks at the network
+        steps (``networks(i)`` gives position i's). Returns the positions whose stop rule fired.
+        """
+        stopped = []
+        for i, (r, a, ev) in enumerate(zip(ids, A, evs, strict=True)):
+            src = sources[i] if sources is not None else None
+            state = None
+            recorded = t in self.record_set
+            if recorded:
+                row = self._row(t, r, a, ev, src)
+                if self.metrics:
+                    state = self.state(t, r, ev, src, lambda i=i: networks(i))
+                    row.update(self._metrics(state))
+                self.rows.append(row)
+            if t in self.snapshot_set and ev.get("P") is not None:
+                self.proj.setdefault(r, {})[t] = self._projections(ev["P"])
+            if t in self.network_set:
+                self.networks[(r, t)] = networks(i)
+            if self.stop is not None and t > 0:
+                if state is None:
+                    state = self.state(t, r, ev, src, lambda i=i: networks(i))
+                if self._stops(state):
+                    if not recorded:
+                        row = self._row(t, r, a, ev, src)
+                        row.update(self._metrics(state))
+                        self.rows.append(row)
+                    net = self.networks.get((r, t)) or (networks(i) if self.network_set else None)
+                    P = self._projections(ev["P"]) if ev.get("P") is not None else None
+                    self.frozen[r] = (t, row, P, net)
+                    self.stop_steps[r] = t
+                    stopped.append(i)
+        return stopped
+
+    def _row(self, t, r, a, ev, src):
+        P1, P2 = _host(ev["P1"]), _host(ev["P2"])
+        if P2 is not None and not self.second_mean:
+            P2 = np.full_like(P2, np.nan)
+        row = {"run": r, "step": t, **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
+               **alignment_summaries(P1, P2, a, self.mu_norm or 1.0)}
+        flipped = None if src is None else src.flipped
+        if flipped is not None:
+            self.flips[r] = True
+            margins = np.asarray(ev["f"]) * src.y > 0
+            for name, sel in (("train_acc_clean", ~flipped), ("train_acc_flipped", flipped)):
+                row[name] = float(margins[sel].mean()) if sel.any() else np.nan
+        return row
+
+    def _projections(self, P):
+        P = _host(P)
+        P2 = P[:, 1] if self.second_mean and self.mu_norm is not None else np.full(len(P), np.nan)
+        P1 = P[:, 0] if self.mu_norm is not None else np.full(len(P), np.nan)
+        return P1, P2, P[:, 2:]
+
+    def _metrics(self, state):
+        out = {}
+        for name, fn in self.metrics.items():
+            try:
+                value = float(fn(state))
+            except Exception as exc:  # a user's metric: say which, keep training
+                import warnings
+
+                warnings.warn(f"metric {name!r} raised {type(exc).__name__}: {exc} (run "
+                              f"{state.run}, step {state.step}); recorded as NaN",
+                              RuntimeWarning, stacklevel=2)
+                value = np.nan
+            out[name] = value
+        return out
+
+    def _stops(self, state):
+        if self.stop == "interpolation":
+            return bool(np.all(state.y * state.outputs > 0))
+        verdict = self.stop(state)
+        if not isinstance(verdict, (bool, np.bool_)):
+            raise TypeError(f"the stop rule must return a bool, got {type(verdict).__name__} "
+                            f"({verdict!r}) at run {state.run}, step {state.step}")
+        return bool(verdict)
+
+    def result(self, runs, steps, counts) -> Trained:
+        """Fill the frozen runs' later rows and kept steps, and assemble what was recorded."""
+        for r, (s, row, P, net) in self.frozen.items():
+            for t in sorted(self.record_set):
+                if t > s:
+                    self.rows.append({**row, "step": int(t)})
+            for t in self.snapshot_set:
+                if t > s and P is not None:
+                    self.proj.setdefault(r, {})[t] = P
+            for t in self.network_set:
+                if t > s and net is not None:
+                    self.networks[(r, t)] = net
+        self.rows.sort(key=lambda row: (row["run"], row["step"]))
+        projections = {}
+        if self.proj:
+            order = sorted(self.proj)
+            hs = sorted(self.snapshot_set)
+            projections = {"steps": np.array(hs),
+                           "P1": np.stack([np.stack([self.proj[r][t][0] for t in hs])
+                                           for r in order]),
+                           "P2": np.stack([np.stack([self.proj[r][t][1] for t in hs])
+                                           for r in order]),
+                           "a": np.stack([self.a[r] for r in order])}
+            for k, name in enumerate(self.track):
+                projections[name] = np.stack([np.stack([self.proj[r][t][2][:, k] for t in hs])
+                                              for r in order])
+            if all(self.data.get(r) is not None for r in order):
+                projections["X_mu"] = np.stack([self.data[r][0] for r in order])
+                projections["y"] = np.stack([self.data[r][1] for r in order])
+        return Trained(self.rows, projections, counts, self.networks, self.stop_steps)
 
 
 def _build(make_engine, runs, b0, batch, bar):
@@ -174,20 +358,48 @@ def _build(make_engine, runs, b0, batch, bar):
 
 
 def _drive_batch(engine, ids, schedule, steps, history, bar):
-    """Take every step of the batch's runs ``ids``, recording the evaluations of ``schedule``."""
-    means = history.mu_norm is not None
+    """Take every step of the batch's runs ``ids``, recording the evaluations of ``schedule``.
+
+    With a stop rule every step is evaluated (one step per call) and a run that stops leaves
+    the batch at once.
+    """
+    means = engine.sources[0].n_directions > 0
+    ids = list(ids)
     A = [np.asarray(s.a, dtype=np.float64) for s in engine.sources]
+    for r, a in zip(ids, A, strict=True):
+        history.a[r] = a
     # The training data in the plane of the means, with their labels, for the figures.
-    xm = engine.data_projections() if history.snapshot_set and means else None
-    data = {r: None if xm is None else (xm[i], np.asarray(s.y, np.float64))
-            for i, (r, s) in enumerate(zip(ids, engine.sources, strict=True))}
+    xm = engine.data_projections() \
+        if history.snapshot_set and history.mu_norm is not None else None
+    for i, (r, s) in enumerate(zip(ids, engine.sources, strict=True)):
+        history.data[r] = None if xm is None else (xm[i], np.asarray(s.y, np.float64))
+    if history.stop is not None:
+        schedule, per_call = np.arange(steps + 1), 1
+    else:
+        per_call = tunables.STEPS_PER_CALL
     engine.plan_evaluations(schedule)
-    history.record(0, ids, A, data, engine.evaluate(projections=means))  # 0: always evaluated
+    positions = list(range(len(ids)))  # the batch's runs still training, as ids positions
+
+    def record(t, evs):
+        stopped = history.record(t, [ids[i] for i in positions], [A[i] for i in positions], evs,
+                                 engine.sources, engine.network)
+        if stopped:
+            keep = [k for k in range(len(positions)) if k not in stopped]
+            positions[:] = [positions[k] for k in keep]
+            engine.select(keep)
+
+    record(0, engine.evaluate(projections=means))  # 0: always evaluated
     # At most tunables.STEPS_PER_CALL steps per call (so the progress bar keeps moving).
-    for segment, evaluated in segments(schedule, steps, tunables.STEPS_PER_CALL):
+    counted = 0  # run-steps shown on the bar; stopped runs' remaining steps at the end
+    for segment, evaluated in segments(schedule, steps, per_call):
+        if not positions:
+            break
+        taken = sum(k for k, _ in segment) * len(positions)
         for s, evs in zip(evaluated, engine.segment(segment, projections=means), strict=True):
-            history.record(s, ids, A, data, evs)
-        bar.update(sum(k for k, _ in segment) * len(ids))
+            record(s, evs)
+        bar.update(taken)
+        counted += taken
+    bar.update(steps * len(ids) - counted)
 
 
 def _host(x):

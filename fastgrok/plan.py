@@ -11,6 +11,8 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import tunables
 from ._memory import check_fits
 from .config import representation_for
@@ -87,8 +89,8 @@ class Plan:
         return f"{self.method}/{self.backend}"
 
 
-def plan_experiment(cfg) -> Plan:
-    """The plan of :func:`fastgrok.run` for the experiment ``cfg``."""
+def plan_experiment(cfg, networks_kept=0) -> Plan:
+    """The plan of :func:`fastgrok.run` for the experiment ``cfg`` (``networks_kept`` per run)."""
     rep = representation_for(cfg.representation, cfg.n, cfg.n_test, cfg.m, cfg.p)
     p = cfg.n + cfg.n_test + cfg.m + 2 if rep == "reduced" else cfg.p
     dtype = cfg.dtype
@@ -96,12 +98,17 @@ def plan_experiment(cfg) -> Plan:
         dtype = "float64"  # see tunables.REDUCED_FLOAT32_MAX_P
     method = "gram" if cfg.population_test_samples and cfg.method == "auto" else cfg.method
     return plan_arrays(cfg.n, p, cfg.m, cfg.n_test, dtype, method, cfg.backend, cfg.steps,
-                       cfg.snapshot_steps, representation=rep)
+                       cfg.snapshot_steps, representation=rep, runs=cfg.runs,
+                       networks_kept=networks_kept)
 
 
 def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, snapshot_steps=None,
-                representation="full") -> Plan:
-    """The plan for training on arrays of these sizes (:func:`fastgrok.fit`)."""
+                representation="full", runs=1, networks_kept=0) -> Plan:
+    """The plan for training on arrays of these sizes (:func:`fastgrok.fit`).
+
+    ``networks_kept`` networks per run are kept (snapshots): the gram method keeps C (m, n),
+    the direct method W (m, p); their memory for ``runs`` runs is counted before any work.
+    """
     from .driver import default_snapshot_steps
     from .engines import get_engine
 
@@ -115,6 +122,11 @@ def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, snapshot_steps=N
     engine = get_engine(method, backend)
     check_fits(engine.estimate_bytes(n, p, m, n_test, dtype),
                f"one {method}/{backend} run (n={n}, p={p}, m={m}, n_test={n_test}, {dtype})")
+    if networks_kept:
+        per = 8 * m * n if method == "gram" else np.dtype(dtype).itemsize * m * p
+        check_fits(engine.estimate_bytes(n, p, m, n_test, dtype) + runs * networks_kept * per,
+                   f"{networks_kept} kept networks (snapshot_steps and the last step) of each of "
+                   f"{runs} runs ({method}: {'C, m x n' if method == 'gram' else 'W, m x p'})")
     hist = tuple(snapshot_steps) if snapshot_steps is not None else default_snapshot_steps(steps)
     return Plan(method, backend, representation, dtype, n, p, m, n_test, steps,
                 engine.max_batch(n, p, m, n_test, dtype), engine, hist)

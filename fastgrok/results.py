@@ -10,6 +10,9 @@ import pandas as pd
 from .analysis import summarize
 from .driver import METRICS
 
+#: The history's benign-overfitting columns, where the flipped labels are known.
+FLIP_COLUMNS = ("train_acc_clean", "train_acc_flipped")
+
 
 class Result:
     """What :func:`fastgrok.run` and :func:`fastgrok.fit` return.
@@ -27,17 +30,88 @@ class Result:
         the second layer "a" (runs, m). Empty when no means are known.
     info : dict
         How it ran: engine (method/backend), dtype, wall time.
+    stop_steps : (runs,) int array or None
+        With a stop rule: the step at which each run stopped (-1: it never did).
+    networks : dict
+        (run, step) -> :class:`fastgrok.network.Network`, at the steps where networks were
+        kept (:meth:`kept_steps`); read them through :meth:`weights`,
+        :meth:`decision_function`, :meth:`network`.
     """
 
-    def __init__(self, config: dict, rows, projections=None, info=None):
+    def __init__(self, config: dict, rows, projections=None, info=None, networks=None,
+                 stop_steps=None, metrics=()):
         self.config = dict(config)
-        self.history = pd.DataFrame(rows, columns=["run", "step", *METRICS])
+        columns = ["run", "step", *METRICS]
+        if isinstance(rows, pd.DataFrame):
+            extra = [c for c in rows.columns if c not in columns]
+        else:
+            extra = [c for c in FLIP_COLUMNS if rows and c in rows[0]] + list(metrics)
+        self.history = pd.DataFrame(rows, columns=columns + extra)
         if not self.config.get("population_test_samples", self.config.get("population_test")):
             # Only columns that mean something: the standard error is that of the population
             # accuracy's Monte Carlo estimate.
             self.history = self.history.drop(columns="test_acc_se")
         self.projections = projections or {}
         self.info = dict(info or {})
+        self.networks = dict(networks or {})
+        self.stop_steps = None if stop_steps is None else np.asarray(stop_steps, np.int64)
+
+    # ------------------------------------------------------------------ the trained networks
+    def kept_steps(self, run: int = 0) -> list:
+        """The steps at which run ``run``'s network was kept."""
+        return sorted(t for r, t in self.networks if r == run)
+
+    def network(self, run: int = 0, step: int | None = None):
+        """Run ``run``'s network at ``step`` (None: the last kept step).
+
+        A :class:`fastgrok.network.Network`; ValueError naming the kept steps if ``step`` was
+        not kept.
+        """
+        kept = self.kept_steps(run)
+        if not kept:
+            runs = sorted({r for r, _ in self.networks})
+            if runs:
+                raise ValueError(f"run={run!r} has no kept network; the kept runs are {runs}")
+            raise ValueError("no network was kept: pass snapshot_steps to run() (fit() keeps "
+                             "the last step's)")
+        step = kept[-1] if step is None else step
+        if (run, step) not in self.networks:
+            raise ValueError(f"the network of run {run} was not kept at step {step!r}; kept "
+                             f"steps: {kept} (pass snapshot_steps to keep others)")
+        return self.networks[(run, step)]
+
+    def weights(self, run: int = 0, step: int | None = None) -> tuple:
+        """(W, a) of run ``run`` at ``step`` (None: the last): W (m, p), a (m,), NumPy arrays.
+
+        The gram method rebuilds W = W0 + C X in column blocks from the run's data (its
+        generated streams, or the caller's arrays); in the reduced representation there is no
+        W with p coordinates (a ValueError says to use representation='full').
+        """
+        return self.network(run, step).weights()
+
+    def decision_function(self, X, run: int = 0, step: int | None = None) -> np.ndarray:
+        """The outputs f(x) (q,) on new inputs X (q, p), float64 (gram: W is never formed)."""
+        from . import _validate as v
+
+        return self.network(run, step).decision_function(
+            v.float_array("X", v.host_array("X", X), 2))
+
+    def predict(self, X, run: int = 0, step: int | None = None) -> np.ndarray:
+        """Labels in {-1, +1} (q,) on new inputs X (an output of 0 gives -1)."""
+        return np.where(self.decision_function(X, run, step) > 0, 1.0, -1.0)
+
+    def to_torch(self, run: int = 0, step: int | None = None):
+        """The network as a ``torch.nn.Module`` (:class:`fastgrok.torch.TwoLayerNet`).
+
+        Its outputs equal :meth:`decision_function`; one ``torch.optim.SGD`` step on its
+        ``loss`` equals fastgrok's next step. Needs PyTorch (ImportError otherwise).
+        """
+        from .torch_export import to_module
+
+        net = self.network(run, step)
+        W, a = net.weights()
+        return to_module(W, a, activation=self.config.get("activation", "relu"),
+                         leak=net.leak, loss=self.config.get("loss", "logistic"))
 
     def __repr__(self):
         """A one-line description: runs, steps and engine."""
@@ -61,7 +135,8 @@ class Result:
     def save(self, out, figures=True) -> dict:
         """Write the result's files and figures to ``out``.
 
-        config.json, history.csv, summary.csv, projections.npz and the figures
+        config.json, history.csv, summary.csv, projections.npz, networks.npz (the kept
+        networks and the stop steps) and the figures
         (fig_accuracy.png; with projections fig_projections.png and, for XOR data,
         fig_plane.png).
 
@@ -88,6 +163,9 @@ class Result:
                 # time for little space.
                 np.savez(target("projections.npz"), **self.projections)
                 names.append("projections.npz")
+            if self.networks or self.stop_steps is not None:
+                np.savez(target("networks.npz"), **self._network_arrays())
+                names.append("networks.npz")
             if figures:
                 names += self._figures(target)
         return {name: os.path.join(out, name) for name in names}
@@ -114,15 +192,32 @@ class Result:
             plots.histogram_figure(self.projections, target("fig_projections.png"),
                                    title=_title(self.config))
             names.append("fig_projections.png")
-            if "X_mu" in self.projections and np.isfinite(self.projections["P2"]).any():
+            # The plane figure marks the flips by the XOR labelling: generated XOR data only.
+            if "X_mu" in self.projections and self.config.get("data") == "xor" \
+                    and np.isfinite(self.projections["P2"]).any():
                 plots.plane_figure(self.projections, target("fig_plane.png"),
                                    title=_title(self.config), leak=self.config.get("leak") or 0.0)
                 names.append("fig_plane.png")
         return names
 
+    def _network_arrays(self) -> dict:
+        """The kept networks and stop steps as named arrays (networks.npz)."""
+        out = {} if self.stop_steps is None else {"stop_steps": self.stop_steps}
+        for (r, t), net in self.networks.items():
+            kind, arr = ("W", net.W) if net.W is not None else ("C", net.C)
+            out[f"run{r}_step{t}_{kind}"] = arr
+            out[f"run{r}_step{t}_a"] = net.a
+        return out
+
     @classmethod
-    def load(cls, folder) -> "Result":
-        """The result :meth:`save` wrote into ``folder`` (config, info, history, projections)."""
+    def load(cls, folder, X=None, W0=None) -> "Result":
+        """The result :meth:`save` wrote into ``folder``.
+
+        Config, info, history, projections, the kept networks and stop steps. A gram network
+        of :func:`fastgrok.fit` keeps only its coefficients C (W = W0 + C X): pass the training
+        inputs ``X`` (and ``W0`` if it was given) to rebuild its weights; the networks of
+        :func:`fastgrok.run` regenerate theirs from the seed.
+        """
         path = os.fspath(folder)
         with open(os.path.join(path, "config.json")) as fh:
             meta = json.load(fh)
@@ -132,7 +227,65 @@ class Result:
         if os.path.exists(proj_path):
             with np.load(proj_path) as npz:
                 projections = {k: npz[k] for k in npz.files}
-        return cls(meta["config"], history, projections, meta.get("info"))
+        networks, stop_steps = {}, None
+        net_path = os.path.join(path, "networks.npz")
+        if os.path.exists(net_path):
+            with np.load(net_path) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            stop_steps = arrays.pop("stop_steps", None)
+            networks = _networks(meta["config"], arrays, X, W0)
+        return cls(meta["config"], history, projections, meta.get("info"), networks=networks,
+                   stop_steps=stop_steps)
+
+
+def _networks(config, arrays, X, W0) -> dict:
+    """(run, step) -> Network from networks.npz's arrays; the gram ones get their sources."""
+    from .model import Model
+    from .network import Network
+
+    leak = Model(config.get("activation", "relu"), config.get("leak"), "logistic").slope
+    out = {}
+    for key, arr in arrays.items():
+        run, step, kind = key.split("_")
+        if kind == "a":
+            continue
+        r, t = int(run[3:]), int(step[4:])
+        a = arrays[f"{run}_{step}_a"]
+        if kind == "W":
+            out[(r, t)] = Network(a, leak, W=arr, dtype=arr.dtype)
+        else:
+            out[(r, t)] = Network(a, leak, C=arr, source=_source(config, r, X, W0),
+                                  dtype=config.get("dtype") or "float64")
+    return out
+
+
+def _source(config, r, X, W0):
+    """Run r's source for rebuilding W: regenerated for run(), the given X for fit()."""
+    from . import sources
+
+    if "data" in config:  # a Config's dict: run()
+        from .config import Config
+
+        cfg = Config.from_dict(config)
+        if config.get("representation") == "reduced":
+            return sources.ReducedSource(cfg, r)
+        return sources.GeneratedSource(cfg, r)
+    if X is None:
+        return _MissingInputs()
+    W0r = None if W0 is None else (W0 if np.ndim(W0) == 2 else W0[r])
+    return sources.ArraySource(np.asarray(X), np.ones(len(X)), config["m"],
+                               config.get("init_scale") or 0.0, config.get("seed", 0), r, W0=W0r)
+
+
+class _MissingInputs:
+    """The source of a loaded fit() network whose training inputs were not given."""
+
+    p_nominal = None
+
+    def __getattr__(self, name):
+        raise ValueError("this result's gram networks keep only their coefficients C "
+                         "(W = W0 + C X) and fit()'s training inputs are not saved: load it "
+                         "with Result.load(folder, X=X) (and W0=W0 if you gave one)")
 
 
 def _title(cfg: dict) -> str:
@@ -141,8 +294,10 @@ def _title(cfg: dict) -> str:
     # Name the model where it is not the paper's (ReLU, logistic loss, XOR data).
     model = [cfg.get("activation", "relu") if cfg.get("leak") is None
              else f"{cfg['activation']}({cfg['leak']:g})",
-             f"{cfg.get('loss', 'logistic')} loss", f"{cfg.get('data', 'xor')} data"]
-    if model != ["relu", "logistic loss", "xor data"]:
+             f"{cfg.get('loss', 'logistic')} loss"]
+    if "data" in cfg:  # generated data; a fit() describes the caller's data by its sizes only
+        model.append(f"{cfg['data']} data")
+    if model[:2] != ["relu", "logistic loss"] or model[2:] not in ([], ["xor data"]):
         text += "\n" + ", ".join(model)
     return text
 

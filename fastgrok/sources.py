@@ -21,7 +21,9 @@ from .weights import draw_second_layer, init_block
 class Problem:
     """Everything one run trains on, as arrays (float64 or the working dtype).
 
-    ``X_test``/``y_test`` and ``mu1``/``mu2`` may be None (``fg.fit`` on a user's data).
+    ``X_test``/``y_test`` and ``directions`` may be None (``fg.fit`` on a user's data).
+    ``directions`` (k, p) are the rows whose projections W v are kept: mu1, mu2 (zero rows
+    where no means are known), then the tracked directions.
     """
 
     X: np.ndarray
@@ -30,20 +32,40 @@ class Problem:
     a: np.ndarray
     X_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
-    mu1: np.ndarray | None = None
-    mu2: np.ndarray | None = None
+    directions: np.ndarray | None = None
+
+    mu1 = property(lambda self: None if self.directions is None else self.directions[0])
+    mu2 = property(lambda self: None if self.directions is None else self.directions[1])
 
 
 class Source:
     """Base class.
 
     Attributes: n, p, m, n_test (0 without a test set), y, y_test, a (float64), mu_norm (None
-    without means).
+    without means), flipped ((n,) bool: the training labels that were flipped; None when not
+    known) and tracked ((k, p) directions whose projections are kept beside the means; None).
     """
 
     n = p = m = n_test = 0
     y = y_test = a = None
     mu_norm = None
+    flipped = None
+    tracked = None
+
+    @property
+    def n_directions(self) -> int:
+        """Rows of the directions block: mu1, mu2, then the tracked ones (0: none)."""
+        if self.mu_norm is None and self.tracked is None:
+            return 0
+        return 2 + (0 if self.tracked is None else self.tracked.shape[0])
+
+    def _directions(self, M, j0, j1, dtype):
+        """The block's directions: the means' rows (zero rows without means), then the tracked."""
+        if self.tracked is None:
+            return M
+        if M is None:
+            M = np.zeros((2, j1 - j0), dtype)
+        return np.concatenate([M, np.asarray(self.tracked[:, j0:j1], dtype=dtype)])
 
     def _block(self, k, j0, j1, dtype):
         """(X_b, Xt_b or None, M_b (2, cols) or None) for column block k, in ``dtype``."""
@@ -62,9 +84,13 @@ class Source:
         return self.block_list()
 
     def block(self, k, j0, j1, dtype="float64"):
-        """(X_b, Xt_b, W0_b, M_b) of column block k in ``dtype``; any order, any thread."""
+        """(X_b, Xt_b, W0_b, M_b) of column block k in ``dtype``; any order, any thread.
+
+        M_b (k, cols) holds the directions (:attr:`n_directions` rows) or is None.
+        """
         X, Xt, M = self._block(k, j0, j1, dtype)
-        return X, Xt, init_block(self.m, self.init_scale, self.seed, self.run, k, j1 - j0, dtype), M
+        return (X, Xt, init_block(self.m, self.init_scale, self.seed, self.run, k, j1 - j0, dtype),
+                self._directions(M, j0, j1, dtype))
 
     def blocks(self, dtype="float64"):
         """Yield (j0, j1, X_b, Xt_b, W0_b, M_b) over all column blocks, in order."""
@@ -74,27 +100,25 @@ class Source:
     def problem(self, dtype) -> Problem:
         """All arrays materialised in ``dtype`` (memory checked first)."""
         dt = np.dtype(dtype)
-        n, p, m, nt = self.n, self.p, self.m, self.n_test
-        has_m = self.mu_norm is not None
-        check_fits((n + nt + m + 2 * has_m) * p * dt.itemsize,
+        n, p, m, nt, k = self.n, self.p, self.m, self.n_test, self.n_directions
+        check_fits((n + nt + m + k) * p * dt.itemsize,
                    f"the arrays of one run (n={n}, n_test={nt}, m={m}, p={p}, {dt})")
         X, W0 = empty_aligned((n, p), dt), empty_aligned((m, p), dt)
         Xt = empty_aligned((nt, p), dt) if nt else None
-        M = empty_aligned((2, p), dt) if has_m else None
+        M = empty_aligned((k, p), dt) if k else None
         for j0, j1, Xb, Xtb, Wb, Mb in self.blocks(dt):
             X[:, j0:j1], W0[:, j0:j1] = Xb, Wb
             if nt:
                 Xt[:, j0:j1] = Xtb
-            if has_m:
+            if k:
                 M[:, j0:j1] = Mb
-        return Problem(X, self.y, W0, self.a, Xt, self.y_test,
-                       None if M is None else M[0], None if M is None else M[1])
+        return Problem(X, self.y, W0, self.a, Xt, self.y_test, M)
 
 
 class GeneratedSource(Source):
     """Run ``run`` of the experiment ``cfg``: data, second layer and W0 from (cfg.seed, run)."""
 
-    def __init__(self, cfg, run):
+    def __init__(self, cfg, run, tracked=None):
         self.draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, run,
                             cfg.means, cfg.data)
         self.n, self.p, self.m, self.n_test = cfg.n, cfg.p, cfg.m, cfg.n_test
@@ -102,6 +126,8 @@ class GeneratedSource(Source):
         self.y, self.y_test = self.draw.y, self.draw.y_test
         self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
         self.mu_norm = cfg.mean_norm
+        self.flipped = self.draw.flipped
+        self.tracked = tracked
 
     def _block(self, k, j0, j1, dtype):
         X, Xt, mu1, mu2 = self.draw.block(k, j0, j1, dtype)
@@ -111,11 +137,14 @@ class GeneratedSource(Source):
 class ArraySource(Source):
     """A user's arrays (validated by the caller), with W0 and a drawn from (seed, run).
 
-    Unless given (``W0``, ``a``: tests and benchmarks start engines from chosen weights).
+    Unless given (``W0``, ``a``). ``mu2`` may be None with ``mu1`` given (two-class data: its
+    row of the directions is zero). ``flipped`` marks the flipped training labels, ``tracked``
+    the directions whose projections are kept.
     """
 
     def __init__(self, X, y, m, init_scale=0.0, seed=0, run=0, second_layer="random",
-                 X_test=None, y_test=None, mu1=None, mu2=None, W0=None, a=None):
+                 X_test=None, y_test=None, mu1=None, mu2=None, W0=None, a=None, flipped=None,
+                 tracked=None):
         self.X, self.Xt = X, X_test
         self.n, self.p = X.shape
         self.m, self.n_test = m, 0 if X_test is None else X_test.shape[0]
@@ -126,8 +155,10 @@ class ArraySource(Source):
             a = draw_second_layer(m, seed, run, second_layer)
         self.a = np.asarray(a, np.float64)
         self.W0 = W0
-        self.M = None if mu1 is None else np.stack([mu1, mu2])
+        self.M = None if mu1 is None else np.stack([mu1, np.zeros_like(mu1) if mu2 is None
+                                                    else mu2])
         self.mu_norm = None if mu1 is None else float(np.linalg.norm(np.asarray(mu1, np.float64)))
+        self.flipped, self.tracked = flipped, tracked
 
     def _block(self, k, j0, j1, dtype):
         def conv(v):
@@ -147,16 +178,16 @@ class ArraySource(Source):
 
         W0 = (init_weights(self.m, self.p, self.init_scale, self.seed, self.run, dtype)
               if self.W0 is None else conv(self.W0))
-        M = conv(self.M)
-        return Problem(conv(self.X), self.y, W0, self.a, conv(self.Xt), self.y_test,
-                       None if M is None else M[0], None if M is None else M[1])
+        M = None if self.n_directions == 0 else self._directions(self.M, 0, self.p, dtype)
+        return Problem(conv(self.X), self.y, W0, self.a, conv(self.Xt), self.y_test, conv(M))
 
     def block(self, k, j0, j1, dtype="float64"):
-        """Columns j0:j1 of X, X_test, W0 and the means in ``dtype`` (block k of the draw)."""
+        """Columns j0:j1 of X, X_test, W0 and the directions in ``dtype`` (block k of the draw)."""
         if self.W0 is None:
             return super().block(k, j0, j1, dtype)
         X, Xt, M = self._block(k, j0, j1, dtype)
-        return X, Xt, np.asarray(self.W0[:, j0:j1], dtype=dtype), M
+        return (X, Xt, np.asarray(self.W0[:, j0:j1], dtype=dtype),
+                self._directions(M, j0, j1, dtype))
 
 
 class ReducedSource(Source):
@@ -197,6 +228,7 @@ class ReducedSource(Source):
         self.y, self.y_test = self.draw.y, self.draw.y_test
         self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
         self.mu_norm = cfg.mean_norm
+        self.flipped = self.draw.flipped
         self.population_test_samples = cfg.population_test_samples
 
     def population_accuracy(self, W, step, model):

@@ -26,9 +26,10 @@ def block_products(X, Xt, W0, M, dtype):
 
     Returns
     -------
-    G : ((n + nt), (n + m + 2)) float64
-        [X; X_test] [X; W0; M]^T for this block (M: the two means, zero rows without them).
-    W0M : (m, 2) float64
+    G : ((n + nt), (n + m + k)) float64
+        [X; X_test] [X; W0; M]^T for this block (M: k directions, the two means first; two
+        zero rows when M is None).
+    W0M : (m, k) float64
         W0 M^T for this block.
     """
     dt = np.dtype(dtype)
@@ -38,13 +39,14 @@ def block_products(X, Xt, W0, M, dtype):
     A[:n] = X
     if nt:
         A[n:] = Xt
-    B = zeros_aligned((n + m + 2, cols), dt)
+    k = 2 if M is None else M.shape[0]
+    B = zeros_aligned((n + m + k, cols), dt)
     B[:n] = X
     B[n:n + m] = W0
     if M is not None:
         B[n + m:] = M
-    G = gemm(A, B.T, empty_aligned((n + nt, n + m + 2), dt))
-    W0M = gemm(B[n:n + m], B[n + m:].T, empty_aligned((m, 2), dt))
+    G = gemm(A, B.T, empty_aligned((n + nt, n + m + k), dt))
+    W0M = gemm(B[n:n + m], B[n + m:].T, empty_aligned((m, k), dt))
     return G.astype(np.float64), W0M.astype(np.float64)
 
 

@@ -11,7 +11,7 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = {"kernels": 0, "engines": 1, "driver": 2, "plan": 3, "devices": 3,
-          "api": 4, "results": 4, "sweeps": 4, "studies": 4, "cli": 4, "__init__": 4}
+          "api": 4, "trainer": 4, "results": 4, "sweeps": 4, "studies": 4, "cli": 4, "__init__": 4}
 
 
 def _modules():

@@ -109,6 +109,23 @@ class Engine:
         """
         raise NotImplementedError
 
+    def network(self, i):
+        """Run i's network (the i-th source of the batch) now, as a :class:`~fastgrok.network.Network`.
+
+        Holds copies: later steps do not change it.
+        """
+        raise NotImplementedError
+
+    def select(self, keep) -> None:
+        """Keep only the runs at positions ``keep`` of the batch (the others leave it).
+
+        Engines that hold one run only end (``keep`` empty) or keep it.
+        """
+        keep = list(keep)
+        if keep and keep != list(range(len(self.sources))):
+            raise NotImplementedError(f"{type(self).__name__} cannot drop runs from a batch")
+        self.sources = [self.sources[i] for i in keep]
+
     def counters(self) -> dict:
         """What the engine did beyond plain steps, as integer counters.
 
@@ -127,17 +144,18 @@ def run_metrics(f, y, ft=None, yt=None, P=None, loss="logistic") -> dict:
         Training outputs and (noisy) labels.
     ft, yt : (n_test,) arrays, optional
         Test outputs and clean labels (NaN metrics without them).
-    P : (m, 2) array, optional
-        Projections W [mu1, mu2].
+    P : (m, k) array, optional
+        Projections W [mu1, mu2, tracked directions...].
     loss : str
         The training loss, whose mean the losses report.
     """
     out = {"train_acc": reference.accuracy(y, f), "train_loss": reference.mean_loss(y, f, loss),
-           "test_acc": np.nan, "test_loss": np.nan, "test_acc_se": np.nan, "P1": None, "P2": None}
+           "test_acc": np.nan, "test_loss": np.nan, "test_acc_se": np.nan, "P1": None, "P2": None,
+           "f": f, "ft": ft, "P": None}
     if ft is not None:
         out["test_acc"] = reference.accuracy(yt, ft)
         out["test_loss"] = reference.mean_loss(yt, ft, loss)
     if P is not None:
         P = np.asarray(P, dtype=np.float64)
-        out["P1"], out["P2"] = P[:, 0], P[:, 1]
+        out["P"], out["P1"], out["P2"] = P, P[:, 0], P[:, 1]
     return out

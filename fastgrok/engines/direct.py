@@ -33,7 +33,7 @@ class DirectEngine(Engine):
         pb = source.problem(dtype)
         self.X, self.W = o.asarray(pb.X, dtype), o.asarray(pb.W0, dtype)
         self.Xt = o.asarray(pb.X_test, dtype)
-        self.mus = None if pb.mu1 is None else o.asarray(np.stack([pb.mu1, pb.mu2]), dtype)
+        self.mus = o.asarray(pb.directions, dtype)  # (k, p) or None
 
         def f64(v):
             return None if v is None else np.asarray(v, dtype=np.float64)
@@ -70,11 +70,18 @@ class DirectEngine(Engine):
         P = o.to_host(self.P) if projections and self.P is not None else None
         return [run_metrics(f, self.y, ft, self.yt, P, self.model.loss)]
 
+    def network(self, i=0):
+        """The run's network now, W copied to the host."""
+        from ..network import Network
+
+        return Network(self.a, self.model.slope, W=np.array(self.ops.to_host(self.W)),
+                       dtype=self.W.dtype)
+
     def data_projections(self):
         """The training data's projections X mu (n, 2), float64 on the host."""
         if self.mus is None:
             return None
-        return [np.asarray(self.ops.to_host(self.X @ self.mus.T), np.float64)]
+        return [np.asarray(self.ops.to_host(self.X @ self.mus[:2].T), np.float64)]
 
     @classmethod
     def step_fn(cls, X, y, W, a, lr, ops, n_threads=None, model=None):

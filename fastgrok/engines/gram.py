@@ -30,7 +30,8 @@ def build(sources, dtype, ops, n_threads=None, on_built=None) -> dict:
     Returns
     -------
     dict of stacked arrays in ``dtype`` on the backend's device: K (R, n, n), Kt (R, nt, n),
-    Z0 (R, n, m), Zt0 (R, nt, m), XM (R, n, 2), W0M (R, m, 2).
+    Z0 (R, n, m), Zt0 (R, nt, m), XM (R, n, k), W0M (R, m, k) with k the sources' directions
+    (mu1, mu2 and the tracked ones; at least 2).
     """
     from ..kernels.threads import map_ordered
 
@@ -38,7 +39,8 @@ def build(sources, dtype, ops, n_threads=None, on_built=None) -> dict:
     n, m, nt = s0.n, s0.m, s0.n_test
     dt = np.dtype(dtype)
     R = len(sources)
-    shapes = {"K": (n, n), "Kt": (nt, n), "Z0": (n, m), "Zt0": (nt, m), "XM": (n, 2), "W0M": (m, 2)}
+    k = max(2, s0.n_directions)
+    shapes = {"K": (n, n), "Kt": (nt, n), "Z0": (n, m), "Zt0": (nt, m), "XM": (n, k), "W0M": (m, k)}
     out = {k: ops.empty((R, *s), dt) for k, s in shapes.items()}
     # Only the columns where the data rows are non-zero: K, Kt, Z0, Zt0 and the mean products
     # have no term elsewhere (the reduced representation's W0 has 3.5 times more columns).
@@ -102,7 +104,7 @@ class GramEngine(Engine):
         self.y_dev, self.a_dev = ops.asarray(self.y, np.float64), ops.asarray(self.a, np.float64)
         self.population = any(getattr(s, "population_test_samples", 0) for s in self.sources)
         self.yt = host("y_test") if self.sources[0].n_test > 0 else None
-        self.has_means = self.sources[0].mu_norm is not None
+        self.has_means = self.sources[0].n_directions > 0
         self.steps_done = 0
         self.state = ops.gram_state(R, self.dtype, self.model)  # e.g. the CPU's linear regime
 
@@ -219,8 +221,40 @@ class GramEngine(Engine):
         """The training data's projections X mu (n, 2) per run, float64 on the host."""
         if not self.has_means:
             return None
-        XM = np.asarray(self.ops.to_host(self.XM), np.float64)
+        XM = np.asarray(self.ops.to_host(self.XM[:, :, :2]), np.float64)
         return list(XM)
+
+    def network(self, i=0):
+        """Run i's network now: its coefficients C and its source (W is not formed)."""
+        from ..network import Network
+
+        self.ops.gram_sync(self.state, self.Z, self.Ct, with_z=False, runs=[i])
+        C = np.array(self.ops.to_host(self.Ct[i]), np.float64).T
+        return Network(self.a[i], self.model.slope, C=C, source=self.sources[i],
+                       dtype=self.dtype)
+
+    def select(self, keep):
+        """Keep the runs at positions ``keep``: the stacked arrays and the backend state."""
+        keep = [int(i) for i in keep]
+        if keep == list(range(len(self.sources))):
+            return
+        idx = np.asarray(keep, dtype=np.int64)
+
+        def take(x):
+            if x is None:
+                return None
+            out = self.ops.empty((len(keep), *x.shape[1:]), x.dtype)
+            out[...] = x[self.ops.asarray(idx, np.int64)]
+            return out
+
+        for name in (*_BLOCKS, "Ct", "Z", "y_dev", "a_dev"):
+            setattr(self, name, take(getattr(self, name)))
+        self.y, self.a = self.y[idx], self.a[idx]
+        if self.yt is not None:
+            self.yt = self.yt[idx]
+        self.sources = [self.sources[i] for i in keep]
+        if self.state is not None:
+            self.state.select(keep, (self.Kt, self.Zt0, self.XM, self.W0M))
 
     def weights(self, r=0):
         """W(t) = W0 + C(t) X of run ``r`` (m, p) on the host, rebuilt block by block."""

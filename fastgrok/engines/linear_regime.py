@@ -138,6 +138,7 @@ class LinearRegime:
         self.counts = np.zeros((R, len(COUNTERS)), np.int64)
         self.margins = self._frozen_margins()
         self.rows = None  # the tracked evaluation rows (:meth:`track`)
+        self.retired = np.zeros(len(COUNTERS), np.int64)  # counters of runs that left (select)
 
     def track(self, Kt, Zt0, XM, W0M, test, means):
         """Keep the test outputs and the projections of the runs in the regime up to date.
@@ -152,9 +153,23 @@ class LinearRegime:
             self.rows = (Kt if test else None, Zt0 if test else None,
                          XM if means else None, W0M if means else None)
 
+    def select(self, keep, rows):
+        """Keep the runs at positions ``keep`` (their counters stay counted).
+
+        ``rows`` are the engine's (Kt, Zt0, XM, W0M) of the kept runs, for the tracked rows.
+        """
+        self.retired += self.counts.sum(axis=0) - self.counts[keep].sum(axis=0)
+        for name in ("runs", "left", "flips", "near", "near_off"):
+            setattr(self, name, [getattr(self, name)[i] for i in keep])
+        self.counts = self.counts[keep]
+        if self.rows is not None:
+            self.rows = tuple(None if old is None else new
+                              for old, new in zip(self.rows, rows, strict=True))
+
     def counters(self) -> dict:
         """What the regime did, summed over runs (see :data:`COUNTERS`)."""
-        return {name: int(self.counts[:, i].sum()) for i, name in enumerate(COUNTERS)}
+        total = self.counts.sum(axis=0) + self.retired
+        return {name: int(total[i]) for i, name in enumerate(COUNTERS)}
 
     @staticmethod
     def describe(counters: dict) -> dict:

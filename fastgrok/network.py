@@ -1,0 +1,101 @@
+"""A trained network at one step: its weights, its outputs on new inputs, its projections.
+
+A :class:`Network` is what :meth:`fastgrok.Trainer.network` and :meth:`fastgrok.Result.network`
+hand back. The direct method keeps W itself; the gram method keeps only its coefficients C
+(m x n, W = W0 + C X) and the run's source (the generated streams, or the caller's arrays), and
+rebuilds whatever is asked for from them in column blocks, never forming W unless the weights
+themselves are asked for.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import reference
+from ._memory import check_fits
+
+
+class Network:
+    """One run's two-layer network f(x) = sum_j a_j phi(<w_j, x>) at one step.
+
+    Parameters
+    ----------
+    a : (m,) array
+        Second layer (float64).
+    leak : float
+        The activation's slope for negative inputs (0: ReLU).
+    W : (m, p) array, optional
+        The first layer, where it is kept (the direct method).
+    C : (m, n) array, optional
+        The gram method's coefficients: W = W0 + C X, with X and W0 from ``source``.
+    source : fastgrok.sources.Source, optional
+        Where X and W0 come from (with ``C``).
+    dtype : str
+        The working dtype the weights were trained in.
+    """
+
+    def __init__(self, a, leak=0.0, W=None, C=None, source=None, dtype="float64"):
+        self.a = np.asarray(a, np.float64)
+        self.leak, self.W, self.C, self.source = float(leak), W, C, source
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def m(self) -> int:
+        """Hidden neurons."""
+        return self.a.shape[0]
+
+    @property
+    def p(self) -> int:
+        """Input dimension."""
+        return self.W.shape[1] if self.W is not None else self.source.p
+
+    def _check_full(self, what):
+        if getattr(self.source, "p_nominal", None) is not None:
+            raise ValueError(
+                f"{what} needs the p coordinates of the weights, which a run in the reduced "
+                f"representation does not have (it trains in dimension {self.source.p} in "
+                f"place of p={self.source.p_nominal}); run it with representation='full'")
+
+    def weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(W, a): the first layer (m, p) in the working dtype and the second layer (m,)."""
+        self._check_full("weights()")
+        if self.W is not None:
+            return np.array(self.W), self.a.copy()
+        check_fits(self.m * self.p * self.dtype.itemsize,
+                   f"the weights W (m={self.m}, p={self.p})")
+        W = np.empty((self.m, self.p), self.dtype)
+        C = self.C.astype(self.dtype)
+        for j0, j1, X, _, W0, _ in self.source.blocks(self.dtype):
+            W[:, j0:j1] = W0 + C @ X
+        return W, self.a.copy()
+
+    def preactivations(self, X_new) -> np.ndarray:
+        """X_new W^T (q, m) in float64: from W0 and X in column blocks for the gram method."""
+        self._check_full("Inputs of p coordinates")
+        X_new = np.asarray(X_new)
+        if X_new.ndim != 2 or X_new.shape[1] != self.p:
+            raise ValueError(f"X must have shape (q, {self.p}), got {X_new.shape}")
+        if self.W is not None:
+            return np.asarray(X_new, np.float64) @ np.asarray(self.W, np.float64).T
+        Z0 = np.zeros((X_new.shape[0], self.m))
+        XK = np.zeros((X_new.shape[0], self.C.shape[1]))
+        for j0, j1, X, _, W0, _ in self.source.blocks(np.float64):
+            part = np.asarray(X_new[:, j0:j1], np.float64)
+            Z0 += part @ W0.T
+            XK += part @ X.T
+        return Z0 + XK @ np.asarray(self.C, np.float64).T
+
+    def decision_function(self, X_new) -> np.ndarray:
+        """Outputs f(x) (q,) of the rows of ``X_new`` (q, p), float64."""
+        return reference.forward_from_preactivations(self.preactivations(X_new), self.a,
+                                                     self.leak)
+
+    def project(self, V) -> np.ndarray:
+        """<w_j, v_k>: W V^T (m, k) for directions V (k, p), or W v (m,) for one v (p,)."""
+        V = np.asarray(V, np.float64)
+        P = self.preactivations(V.reshape(-1, V.shape[-1])).T
+        return P[:, 0] if V.ndim == 1 else P
+
+    def nbytes(self) -> int:
+        """Bytes held (W or C, and a)."""
+        held = self.W if self.W is not None else self.C
+        return int(held.nbytes + self.a.nbytes)

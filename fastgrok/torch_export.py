@@ -1,0 +1,64 @@
+"""The hand-off to PyTorch: a trained network as a ``torch.nn.Module``.
+
+PyTorch is an optional dependency: importing this module without it works; building a module
+raises an ImportError that says how to install it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError("to_torch() needs PyTorch: pip install torch (fastgrok does not "
+                          "depend on it otherwise)") from exc
+    return torch
+
+
+def to_module(W, a, activation="relu", leak=0.0, loss="logistic"):
+    """A ``torch.nn.Module`` f(x) = phi(x W^T) a with fastgrok's activation and loss.
+
+    ``W`` (m, p) is a trainable parameter ``weight`` and ``a`` (m,) a parameter ``a`` with
+    ``requires_grad=False`` (fastgrok's second layer is fixed; set it to True to train it).
+    The module's ``loss(X, y)`` is fastgrok's mean training loss, with the same derivative at
+    every kink (phi'(0) = leak, the hinge's weight 0 at margin 1), so one ``torch.optim.SGD``
+    step with fastgrok's lr on it equals fastgrok's step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgrok.torch_export import to_module
+    >>> net = to_module(np.ones((3, 4)), np.array([1.0, -1.0, 0.5]))  # doctest: +SKIP
+    >>> net(torch.ones(2, 4))  # doctest: +SKIP
+    tensor([2., 2.], dtype=torch.float64, grad_fn=<MvBackward0>)
+    """
+    torch = _torch()
+    slope = 0.0 if activation == "relu" else float(leak)
+
+    class TwoLayerNet(torch.nn.Module):
+        """fastgrok's two-layer network: f(x) = sum_j a_j phi(<w_j, x>)."""
+
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.from_numpy(np.array(W)))
+            self.a = torch.nn.Parameter(torch.from_numpy(np.array(a, dtype=np.asarray(W).dtype)),
+                                        requires_grad=False)
+            self.leak, self.loss_name = slope, loss
+
+        def forward(self, x):
+            z = x @ self.weight.T
+            h = torch.relu(z) if self.leak == 0 else torch.nn.functional.leaky_relu(z, self.leak)
+            return h @ self.a
+
+        def loss(self, X, y):
+            """fastgrok's mean training loss of the labels y in {-1, +1}."""
+            margin = y * self(X)
+            if self.loss_name == "logistic":
+                return torch.nn.functional.softplus(-margin).mean()
+            if self.loss_name == "exponential":
+                return torch.exp(-margin).mean()
+            return torch.relu(1 - margin).mean()  # hinge; relu'(0) = 0: weight 0 at margin 1
+
+    return TwoLayerNet()
