@@ -20,8 +20,10 @@ def _xp(x):
 
 
 def host_array(name, x):
-    """``x`` as something NumPy reads without a copy where it can: torch tensors (detached,
-    CPU), pandas objects, CuPy arrays (copied to the host); anything else as it is.
+    """``x`` as something NumPy reads, without a copy where it can.
+
+    Torch tensors (detached, on the CPU), pandas objects, CuPy arrays (copied to the host);
+    anything else as it is.
 
     DLPack producers without ``__array__`` (JAX on some versions) go through
     ``np.from_dlpack``.

@@ -292,7 +292,8 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
 
 
 def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = None,
-         activation: str = "relu", leak: float | None = None, loss: str = "logistic"):
+         activation: str = "relu", leak: float | None = None, loss: str = "logistic", *,
+         return_outputs: bool = False):
     """One full-batch gradient-descent step on the mean loss, in place on ``W``.
 
     w_j <- w_j + (lr a_j / n) sum_i g_i phi'(<w_j, x_i>) y_i x_i with g_i = -l'(y_i f_i)
@@ -318,11 +319,16 @@ def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = N
         CPU threads for the numba backend (restored afterwards).
     activation, leak, loss
         The network's activation and loss, as the Config fields of the same names.
+    return_outputs : bool
+        Also return the outputs f = phi(X W^T) a (n,) the step computed from W before the
+        update (a loop's metrics need no second forward pass).
 
     Returns
     -------
     W : array
         The same array, updated.
+    f : (n,) float64 array
+        With ``return_outputs``: the outputs before the update (on W's device).
 
     Raises
     ------
@@ -354,6 +360,9 @@ def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = N
     True
     >>> bool(np.any(W != W0))
     True
+    >>> W, f = fg.step(X, y, W, a, lr=0.1, return_outputs=True)
+    >>> f.shape
+    (20,)
     """
     model = Model(activation, leak, loss)
     xp = v._xp(W)
@@ -391,8 +400,8 @@ def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = N
     warn_if_experimental(backend)
     from .engines import get_engine
 
-    get_engine("direct", backend).step_fn(X, y, W, a, lr, n_threads=n_threads, model=model)
-    return W
+    f = get_engine("direct", backend).step_fn(X, y, W, a, lr, n_threads=n_threads, model=model)
+    return (W, f) if return_outputs else W
 
 
 __all__ = ["run", "fit", "step"]

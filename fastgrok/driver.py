@@ -177,16 +177,18 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
     return history.result(runs, steps, counts)
 
 
-def segments(schedule, steps, per_call):
+def segments(schedule, steps, per_call, breaks=()):
     """The driver's calls from step 0 to ``steps``, each a segment for the engine.
 
     A segment is a list of (steps, evaluate) in order (:meth:`fastgrok.engines.Engine.segment`):
     at most ``per_call`` steps in all, ending at each step of ``schedule`` with evaluate True.
-    Yields (segment, the evaluated steps of the segment).
+    A call also ends at each step of ``breaks`` (where the engine's state is read after the
+    call: the kept networks). Yields (segment, the evaluated steps of the segment).
     """
     t = 0
+    breaks = sorted(int(b) for b in breaks)
     while t < steps:
-        end = min(t + per_call, steps)
+        end = min([t + per_call, steps] + [b for b in breaks if b > t][:1])
         evaluated = [int(s) for s in schedule if t < s <= end]
         ends = sorted(set(evaluated) | {end})
         segment = [(e - s0, e in evaluated)
@@ -391,7 +393,7 @@ def _drive_batch(engine, ids, schedule, steps, history, bar):
     record(0, engine.evaluate(projections=means))  # 0: always evaluated
     # At most tunables.STEPS_PER_CALL steps per call (so the progress bar keeps moving).
     counted = 0  # run-steps shown on the bar; stopped runs' remaining steps at the end
-    for segment, evaluated in segments(schedule, steps, per_call):
+    for segment, evaluated in segments(schedule, steps, per_call, history.network_set):
         if not positions:
             break
         taken = sum(k for k, _ in segment) * len(positions)

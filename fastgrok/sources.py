@@ -134,6 +134,13 @@ class GeneratedSource(Source):
         return X, Xt, np.stack([mu1, mu2])
 
 
+def empty_copy(x, dtype):
+    """An aligned C-contiguous copy of ``x`` in ``dtype``."""
+    out = empty_aligned(np.shape(x), dtype)
+    out[...] = x
+    return out
+
+
 class ArraySource(Source):
     """A user's arrays (validated by the caller), with W0 and a drawn from (seed, run).
 
@@ -169,7 +176,8 @@ class ArraySource(Source):
     def problem(self, dtype) -> Problem:
         """The caller's arrays without copies where the dtype already matches.
 
-        A given W0 is used (and trained) in place, else W0 is drawn whole.
+        A given W0 is copied (the direct method trains its W0 in place, and the caller's array
+        must stay as it was), else W0 is drawn whole.
         """
         from .weights import init_weights
 
@@ -177,7 +185,7 @@ class ArraySource(Source):
             return None if v is None else np.ascontiguousarray(v, dtype=dtype)
 
         W0 = (init_weights(self.m, self.p, self.init_scale, self.seed, self.run, dtype)
-              if self.W0 is None else conv(self.W0))
+              if self.W0 is None else empty_copy(self.W0, dtype))
         M = None if self.n_directions == 0 else self._directions(self.M, 0, self.p, dtype)
         return Problem(conv(self.X), self.y, W0, self.a, conv(self.Xt), self.y_test, conv(M))
 

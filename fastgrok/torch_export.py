@@ -53,7 +53,7 @@ def to_module(W, a, activation="relu", leak=0.0, loss="logistic"):
             return h @ self.a
 
         def loss(self, X, y):
-            """fastgrok's mean training loss of the labels y in {-1, +1}."""
+            """The mean training loss of fastgrok's model for labels y in {-1, +1}."""
             margin = y * self(X)
             if self.loss_name == "logistic":
                 return torch.nn.functional.softplus(-margin).mean()

@@ -110,7 +110,7 @@ class Engine:
         raise NotImplementedError
 
     def network(self, i):
-        """Run i's network (the i-th source of the batch) now, as a :class:`~fastgrok.network.Network`.
+        """Run i's network (the batch's i-th source) now (:class:`fastgrok.network.Network`).
 
         Holds copies: later steps do not change it.
         """

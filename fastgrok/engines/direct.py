@@ -75,7 +75,7 @@ class DirectEngine(Engine):
         from ..network import Network
 
         return Network(self.a, self.model.slope, W=np.array(self.ops.to_host(self.W)),
-                       dtype=self.W.dtype)
+                       source=self.sources[0], dtype=self.W.dtype)
 
     def data_projections(self):
         """The training data's projections X mu (n, 2), float64 on the host."""
@@ -87,7 +87,8 @@ class DirectEngine(Engine):
     def step_fn(cls, X, y, W, a, lr, ops, n_threads=None, model=None):
         """One in-place step on the caller's arrays (``fg.step``) with the operations ``ops``.
 
-        A forward pass, the fused coefficients, then the update pass.
+        A forward pass, the fused coefficients, then the update pass. Returns the outputs f
+        (n,) of the forward pass (float64).
         """
         model = model or Model()
         o, xp = ops, ops.xp
@@ -96,10 +97,10 @@ class DirectEngine(Engine):
         with o.runtime(n_threads) as nt:
             Z = o.direct_pass(X, W, n_threads=nt)[0]
             V = o.empty(Z.shape, W.dtype)
-            o.coefficients(Z, xp.asarray(y, dtype=xp.float64), xp.asarray(a, dtype=xp.float64), lr,
-                           V, model)
+            f = o.coefficients(Z, xp.asarray(y, dtype=xp.float64),
+                               xp.asarray(a, dtype=xp.float64), lr, V, model)
             o.direct_pass(X, W, V=V, forward=False, n_threads=nt)
-        return W
+        return f
 
     @staticmethod
     def estimate_bytes(n, p, m, n_test, dtype, ops):
