@@ -51,3 +51,12 @@ def test_the_readme_python_block_runs(tmp_path, monkeypatch):
     block = re.search(r"```python\n(.*?)```", _read("README.md"), re.S).group(1)
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "README.md", "exec"), {})
+
+
+def test_the_guide_research_example_runs(tmp_path, monkeypatch, capsys):
+    guide = _read("docs", "guide.md")
+    section = guide[guide.index("## fastgrok from your research code"):]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "guide.md", "exec"), {})
+    assert "train_acc_flipped" in capsys.readouterr().out
