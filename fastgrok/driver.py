@@ -186,10 +186,13 @@ def segments(schedule, steps, per_call, breaks=()):
     call: the kept networks). Yields (segment, the evaluated steps of the segment).
     """
     t = 0
-    breaks = sorted(int(b) for b in breaks)
+    schedule = np.unique(np.asarray(schedule, dtype=np.int64))
+    breaks = np.unique(np.asarray(list(breaks), dtype=np.int64))
     while t < steps:
-        end = min([t + per_call, steps] + [b for b in breaks if b > t][:1])
-        evaluated = [int(s) for s in schedule if t < s <= end]
+        nxt = breaks[np.searchsorted(breaks, t, side="right"):][:1]
+        end = min([t + per_call, steps] + [int(b) for b in nxt])
+        lo, hi = np.searchsorted(schedule, [t, end], side="right")
+        evaluated = [int(s) for s in schedule[lo:hi]]
         ends = sorted(set(evaluated) | {end})
         segment = [(e - s0, e in evaluated)
                    for s0, e in zip([t] + ends[:-1], ends, strict=True)]
@@ -229,6 +232,8 @@ class _History:
                 proj[name] = _read_only(P[:, k])
             for k, name in enumerate(self.track):
                 proj[name] = _read_only(P[:, 2 + k])
+        if self.stop == "interpolation" and not self.metrics:  # the rule reads y and f only
+            return RunState(t, r, ev["f"], None, source.y, None, None, {}, None)
         return RunState(t, r, _read_only(ev["f"]), _read_only(ev.get("ft")),
                         _read_only(source.y), _read_only(source.y_test),
                         _read_only(source.flipped), proj, network)
@@ -258,16 +263,39 @@ class _History:
                 if state is None:
                     state = self.state(t, r, ev, src, lambda i=i: networks(i))
                 if self._stops(state):
-                    if not recorded:
-                        row = self._row(t, r, a, ev, src)
-                        row.update(self._metrics(state))
-                        self.rows.append(row)
-                    net = self.networks.get((r, t)) or (networks(i) if self.network_set else None)
-                    P = self._projections(ev["P"]) if ev.get("P") is not None else None
-                    self.frozen[r] = (t, row, P, net)
-                    self.stop_steps[r] = t
+                    self._freeze(t, r, i, a, ev, src, networks, state, row if recorded else None)
                     stopped.append(i)
         return stopped
+
+    def stops(self, t, ids, outputs, sources, networks):
+        """The positions whose stop rule fires at step t, from the training outputs alone.
+
+        (Steps that are not recorded: no evaluation is made unless a rule fires.)
+        """
+        fired = []
+        for i, (r, f) in enumerate(zip(ids, outputs, strict=True)):
+            ev = {"f": f}
+            if self._stops(self.state(t, r, ev, sources[i], lambda i=i: networks(i))):
+                fired.append(i)
+        return fired
+
+    def record_stopped(self, t, ids, A, evs, sources, networks, fired):
+        """Record the rows of the positions ``fired`` (stopped at step t) and freeze them."""
+        for i in fired:
+            r, ev, src = ids[i], evs[i], sources[i]
+            state = self.state(t, r, ev, src, lambda i=i: networks(i))
+            self._freeze(t, r, i, A[i], ev, src, networks, state, None)
+
+    def _freeze(self, t, r, i, a, ev, src, networks, state, row):
+        """Run r stopped at step t: its row there (recorded unless given) and what it keeps."""
+        if row is None:
+            row = self._row(t, r, a, ev, src)
+            row.update(self._metrics(state))
+            self.rows.append(row)
+        net = self.networks.get((r, t)) or (networks(i) if self.network_set else None)
+        P = self._projections(ev["P"]) if ev.get("P") is not None else None
+        self.frozen[r] = (t, row, P, net)
+        self.stop_steps[r] = t
 
     def _row(self, t, r, a, ev, src):
         P1, P2 = _host(ev["P1"]), _host(ev["P2"])
@@ -375,25 +403,27 @@ def _drive_batch(engine, ids, schedule, steps, history, bar):
         if history.snapshot_set and history.mu_norm is not None else None
     for i, (r, s) in enumerate(zip(ids, engine.sources, strict=True)):
         history.data[r] = None if xm is None else (xm[i], np.asarray(s.y, np.float64))
-    if history.stop is not None:
-        schedule, per_call = np.arange(steps + 1), 1
-    else:
-        per_call = tunables.STEPS_PER_CALL
     engine.plan_evaluations(schedule)
     positions = list(range(len(ids)))  # the batch's runs still training, as ids positions
 
-    def record(t, evs):
-        stopped = history.record(t, [ids[i] for i in positions], [A[i] for i in positions], evs,
-                                 engine.sources, engine.network)
+    def leave(stopped):
         if stopped:
             keep = [k for k in range(len(positions)) if k not in stopped]
             positions[:] = [positions[k] for k in keep]
             engine.select(keep)
 
+    def record(t, evs):
+        leave(history.record(t, [ids[i] for i in positions], [A[i] for i in positions], evs,
+                             engine.sources, engine.network))
+
     record(0, engine.evaluate(projections=means))  # 0: always evaluated
+    if history.stop is not None:
+        _steps_with_stop(engine, ids, A, positions, steps, history, bar, means, record, leave)
+        return
     # At most tunables.STEPS_PER_CALL steps per call (so the progress bar keeps moving).
     counted = 0  # run-steps shown on the bar; stopped runs' remaining steps at the end
-    for segment, evaluated in segments(schedule, steps, per_call, history.network_set):
+    for segment, evaluated in segments(schedule, steps, tunables.STEPS_PER_CALL,
+                                       history.network_set):
         if not positions:
             break
         taken = sum(k for k, _ in segment) * len(positions)
@@ -401,6 +431,48 @@ def _drive_batch(engine, ids, schedule, steps, history, bar):
             record(s, evs)
         bar.update(taken)
         counted += taken
+    bar.update(steps * len(ids) - counted)
+
+
+def _steps_with_stop(engine, ids, A, positions, steps, history, bar, means, record, leave):
+    """One step at a time, the stop rule checked after each.
+
+    At the recorded, snapshot and network steps a full evaluation; elsewhere only what the
+    rule reads: for "interpolation" (without metrics) the engine's own loop, which stops each
+    run at its step; for a callable, the training outputs after each step.
+    """
+    full = sorted(history.record_set | history.snapshot_set | history.network_set)
+    fast = history.stop == "interpolation"
+    t = counted = 0
+    while t < steps and positions:
+        nxt = next((s for s in full if s > t), steps + 1)
+        gap = min(nxt, steps + 1) - t - 1  # the steps before the next full evaluation
+        taken = len(positions)
+        if gap == 0:
+            t += 1
+            record(t, engine.segment([(1, True)], projections=means)[0])
+            bar.update(taken)
+            counted += taken
+            continue
+        now = [ids[i] for i in positions]
+        if fast:
+            k, offsets = engine.advance_until_interpolation(gap)
+            fired = [i for i, o in enumerate(offsets) if o]
+            ats = [t + offsets[i] for i in fired]
+        else:
+            k = 1
+            engine.advance(1, prepare_eval=False)
+            fired = history.stops(t + 1, now, engine.outputs(), engine.sources, engine.network)
+            ats = [t + 1] * len(fired)
+        if fired:
+            evs = engine.evaluate(projections=means)
+            for i, at in zip(fired, ats, strict=True):
+                history.record_stopped(at, now, [A[j] for j in positions], evs, engine.sources,
+                                       engine.network, [i])
+            leave(fired)
+        t += k
+        bar.update(k * taken)
+        counted += k * taken
     bar.update(steps * len(ids) - counted)
 
 

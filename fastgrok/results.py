@@ -42,15 +42,19 @@ class Result:
                  stop_steps=None, metrics=()):
         self.config = dict(config)
         columns = ["run", "step", *METRICS]
-        if isinstance(rows, pd.DataFrame):
-            extra = [c for c in rows.columns if c not in columns]
-        else:
-            extra = [c for c in FLIP_COLUMNS if rows and c in rows[0]] + list(metrics)
-        self.history = pd.DataFrame(rows, columns=columns + extra)
         if not self.config.get("population_test_samples", self.config.get("population_test")):
             # Only columns that mean something: the standard error is that of the population
             # accuracy's Monte Carlo estimate.
-            self.history = self.history.drop(columns="test_acc_se")
+            columns.remove("test_acc_se")
+        if isinstance(rows, pd.DataFrame):
+            self.history = rows[[c for c in columns if c in rows.columns]
+                                + [c for c in rows.columns if c not in columns + ["test_acc_se"]]]
+        else:
+            columns += [c for c in FLIP_COLUMNS if rows and c in rows[0]] + list(metrics)
+            # Column by column: a fit's result is built in a research loop, many times.
+            self.history = pd.DataFrame({c: np.array([row.get(c, np.nan) for row in rows],
+                                                     dtype=np.int64 if c in ("run", "step")
+                                                     else np.float64) for c in columns})
         self.projections = projections or {}
         self.info = dict(info or {})
         self.networks = dict(networks or {})

@@ -221,7 +221,7 @@ class Trainer:
         self.step_count = 0
         self.runs = s.runs
         self.info = {"engine": s.plan.engine_name, "dtype": s.plan.dtype}
-        self._evaluation = None
+        self._evaluation = self._outputs = None
 
     def __repr__(self):
         """Sizes, engine and steps taken."""
@@ -236,7 +236,7 @@ class Trainer:
             self._engine.n_threads = nt
             self._engine.advance(k, prepare_eval=True)
         self.step_count += k
-        self._evaluation = None
+        self._evaluation = self._outputs = None
         return self
 
     def _evaluate(self):
@@ -255,7 +255,12 @@ class Trainer:
 
     def outputs(self, run: int = 0) -> np.ndarray:
         """The training outputs f(x_i) (n,) now, float64."""
-        return np.array(self._evaluate()[self._run(run)]["f"], dtype=np.float64)
+        run = self._run(run)
+        if self._outputs is None:
+            with self._binding.runtime(self.n_threads) as nt:
+                self._engine.n_threads = nt
+                self._outputs = self._engine.outputs()
+        return np.array(self._outputs[run], dtype=np.float64)
 
     def test_outputs(self, run: int = 0) -> np.ndarray:
         """The test outputs (n_test,) now, float64 (ValueError without a test set)."""

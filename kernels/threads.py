@@ -53,13 +53,20 @@ def threads(n_threads=None):
     if _state["controller"] is None:
         from threadpoolctl import ThreadpoolController
 
-        _state["controller"] = ThreadpoolController()
+        # The BLAS libraries' own controllers, looked up once: entering and leaving this
+        # context is then a few library calls (a research loop enters it at every step).
+        _state["controller"] = ThreadpoolController().select(user_api="blas").lib_controllers
     old_numba = numba.get_num_threads()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    blas = _state["controller"]
+    old_blas = [lib.get_num_threads() for lib in blas]
     try:
-        with _state["controller"].limit(limits=1, user_api="blas"):
-            yield n
+        for lib in blas:
+            lib.set_num_threads(1)
+        yield n
     finally:
+        for lib, old in zip(blas, old_blas, strict=True):
+            lib.set_num_threads(old)
         numba.set_num_threads(old_numba)
 
 
@@ -105,6 +112,6 @@ def map_ordered(fn, items, n_threads):
 
     An iterator: results are consumed as they arrive, in order.
     """
-    if not n_threads or n_threads == 1:
+    if not n_threads or n_threads == 1 or len(items) < 2:  # one item: no hand-off to the pool
         return map(fn, items)
     return pool(n_threads).map(fn, items)

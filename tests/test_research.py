@@ -251,3 +251,20 @@ def test_flip_columns_count_the_flipped_samples():
         warnings.simplefilter("error")
         run = fg.run(fg.preset("quick", runs=1, steps=2), progress=False)
     assert {"train_acc_clean", "train_acc_flipped"} <= set(run.history.columns)
+
+
+@pytest.mark.parametrize("method,backend", [("gram", "numba"), ("direct", "numpy")])
+def test_stops_between_recorded_steps_are_exact(method, backend):
+    ds = fg.xor_clusters(20, 60, n_test=5, noise_rate=0.1, seed=1, mu_norm=3.0)
+    kw = dict(m=6, lr=0.01, steps=1000, runs=2, method=method, backend=backend, dtype="float64",
+              init_scale=1e-2)
+    res = fg.fit(ds.X, ds.y, stop=lambda s: s.step == 57 + s.run, **kw)
+    assert list(res.stop_steps) == [57, 58]
+    full = fg.fit(ds.X, ds.y, snapshot_steps=[57, 58], **kw)
+    for r in range(2):
+        row = res.history[(res.history.run == r) & (res.history.step == 57 + r)]
+        assert len(row) == 1
+        _close(res.weights(run=r)[0], full.weights(run=r, step=57 + r)[0])
+        assert row.train_loss.iloc[0] == pytest.approx(
+            full.history[(full.history.run == r) & (full.history.step == 57 + r)].train_loss
+            .iloc[0], rel=1e-12)

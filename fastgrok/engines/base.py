@@ -94,6 +94,30 @@ class Engine:
         """
         raise NotImplementedError
 
+    def advance_until_interpolation(self, steps: int):
+        """Step every run until it classifies every training label correctly, at most ``steps``.
+
+        Returns (taken, fired): the runs that did not fire took ``taken`` steps; ``fired[i]`` is
+        the step (1..taken) after which run i first interpolated (its state stays there) or 0.
+        This default steps all runs together and returns at the first step at which any fires.
+        """
+        for t in range(1, steps + 1):
+            self.advance(1, prepare_eval=False)
+            ok = [bool(np.all(np.asarray(s.y) * f > 0))
+                  for s, f in zip(self.sources, self.outputs(), strict=True)]
+            if any(ok):
+                return t, [t if o else 0 for o in ok]
+        return steps, [0] * len(self.sources)
+
+    def outputs(self, test: bool = False) -> list:
+        """Per run, the training outputs f (n,) now, float64 on the host (test outputs too).
+
+        The cheap read a research loop or a stop rule needs: no metrics, no projections. With
+        ``test`` a list of (f, ft) pairs.
+        """
+        evs = self.evaluate(projections=False)
+        return [(ev["f"], ev["ft"]) if test else ev["f"] for ev in evs]
+
     def data_projections(self) -> list | None:
         """Per run, the training data's projections X mu (n, 2) on the host in float64.
 

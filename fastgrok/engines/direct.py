@@ -70,6 +70,12 @@ class DirectEngine(Engine):
         P = o.to_host(self.P) if projections and self.P is not None else None
         return [run_metrics(f, self.y, ft, self.yt, P, self.model.loss)]
 
+    def outputs(self, test=False):
+        """The run's f (from the pass's Z; ft with ``test``, one extra pass if not prepared)."""
+        if test:
+            return super().outputs(test)
+        return [self.ops.outputs(self.Z, self.a_dev, self.model)]
+
     def network(self, i=0):
         """The run's network now, W copied to the host."""
         from ..network import Network

@@ -187,6 +187,24 @@ class GramEngine(Engine):
                                        state=self.state)
         return self._metrics(*parts)
 
+    def advance_until_interpolation(self, steps):
+        """Each run until it interpolates, at most ``steps`` (the backend's loop)."""
+        taken, fired = self.ops.gram_until_interpolation(
+            self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model,
+            self.n_threads, state=self.state, steps=steps)
+        self.steps_done += taken
+        return taken, list(fired)
+
+    def outputs(self, test=False):
+        """Per run, f (and ft with ``test``): one evaluation without metrics or projections."""
+        if self.population and test:
+            return super().outputs(test)
+        args = {**self._eval_args(False), "test": test and self._test}
+        f, ft, _ = self.ops.gram_evaluate(**args, n_threads=self.n_threads, state=self.state)
+        if test:
+            return [(f[r], None if ft is None else ft[r]) for r in range(len(self.sources))]
+        return [f[r] for r in range(len(self.sources))]
+
     def segment(self, segment, projections=True):
         """The segment's steps and evaluations, each run's in one task on the CPU."""
         if self.population:  # the population accuracy needs W: evaluations one by one

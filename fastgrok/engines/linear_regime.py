@@ -25,6 +25,10 @@ from .. import tunables
 COUNTERS = ("run_steps", "linear_run_steps", "pattern_changes", "near_linear_run_steps")
 RUN_STEPS, LINEAR_STEPS, PATTERN_CHANGES, NEAR_STEPS = range(len(COUNTERS))
 
+#: The frozen margins (:meth:`LinearRegime._frozen_margins`) per (loss, single, g0): a fixed
+#: property of the loss and the precision, found once by bisection.
+_MARGINS: dict = {}
+
 
 @dataclass(eq=False)
 class LinearState:
@@ -285,12 +289,16 @@ class LinearRegime:
         return self.kernels.frozen(f, y, self.g0, self.single, self.loss)
 
     def _frozen_margins(self):
-        """(lo, hi), halved.
+        """(lo, hi), halved; computed once per (loss, precision) and kept.
 
         The weight of a margin y f in [2 lo, 2 hi] is g0 (the edges found by bisection over the
         float64 bit patterns with the regime's own check; halved so that rounding-level wiggles of
         the loss function near the edges cannot matter).
         """
+        key = (self.loss, self.single, self.g0)
+        if key in _MARGINS:
+            return _MARGINS[key]
+
         def ok(z):
             return self._frozen(np.array([z]), np.ones(1))
 
@@ -306,7 +314,8 @@ class LinearRegime:
                     bad = mid
             return sign * float(np.int64(good).view(np.float64))
 
-        return edge(-1.0) / 2, edge(1.0) / 2
+        _MARGINS[key] = edge(-1.0) / 2, edge(1.0) / 2
+        return _MARGINS[key]
 
     def _cannot_thaw(self, st, y, k):
         """True when no weight can move off g0 within the next k steps.

@@ -80,6 +80,24 @@ class NumbaOps(Ops):
         map_runs(lambda r: self._advance_run(r, K, Z0, Z, Ct, y, a, lr, model, state, steps),
                  list(range(Z.shape[0])), n_threads)
 
+    def gram_until_interpolation(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None,
+                                 state=None, steps=1):
+        """Each run steps on its own until it interpolates (then stays), one task per run."""
+        from ..kernels.numba_fused import outputs
+        from ..kernels.threads import map_runs
+
+        def one(r):
+            for t in range(1, steps + 1):
+                self._advance_run(r, K, Z0, Z, Ct, y, a, lr, model, state, 1)
+                f = state.outputs(r) if state is not None else None
+                if f is None:
+                    f = outputs(Z[r], a[r], model.slope)
+                if np.all(y[r] * f > 0):
+                    return t
+            return 0
+
+        return steps, map_runs(one, list(range(Z.shape[0])), n_threads)
+
     def gram_segment(self, segment, step_args, eval_args, n_threads=None, state=None):
         """Every run's steps and evaluations in one task per run on the thread pool."""
         from ..kernels.threads import map_runs
