@@ -310,3 +310,30 @@ def test_population_accuracy_and_weights_on_the_gpu_path(ops):
     for got, want in zip(eng.evaluate(), cpu.evaluate()):
         assert got["test_acc"] == want["test_acc"] and got["test_acc_se"] == want["test_acc_se"]
     np.testing.assert_allclose(eng.weights(1), cpu.weights(1), rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("Engine", [GramEngine, DirectEngine])
+def test_research_paths_on_the_device_ops(ops, Engine):
+    """Kept networks, interpolation stops and dropped runs on the device operations."""
+    from fastgrok.sources import ArraySource
+
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((12, 40)), np.where(rng.random(12) < 0.5, 1.0, -1.0)
+    runs = 3 if Engine is GramEngine else 1
+    srcs = [ArraySource(X, y, 5, 0.1, 0, r, a=rng.standard_normal(5)) for r in range(runs)]
+    eng = Engine(srcs, 0.3, "float64", ops=ops)
+    taken, fired = eng.advance_until_interpolation(50)
+    for i, src in enumerate(srcs):
+        W = src.problem("float64").W0
+        t = fired[i] or taken
+        for _ in range(t):
+            ref.step(X, y, W, src.a, 0.3)
+        np.testing.assert_allclose(eng.network(i).weights()[0], W, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(eng.outputs()[i], ref.forward(X, W, src.a)[1], rtol=1e-10,
+                                   atol=1e-14)
+    if Engine is GramEngine:
+        keep = [2, 0]
+        before = [eng.network(i).weights()[0] for i in keep]
+        eng.select(keep)
+        for j in range(2):
+            np.testing.assert_array_equal(eng.network(j).weights()[0], before[j])
