@@ -215,9 +215,13 @@ class Trainer:
             dtype=dtype, activation=activation, leak=leak, loss=loss)
         self.n_threads = n_threads
         self._binding = s.plan.engine
+        # The runs in batches, as fit holds them (the direct method: one run per engine).
+        batches = [list(range(r0, min(r0 + s.plan.batch, s.runs)))
+                   for r0 in range(0, s.runs, s.plan.batch)]
         with self._binding.runtime(n_threads) as nt:
-            self._engine = self._binding(s.sources(range(s.runs)), s.lr, s.plan.dtype,
-                                         n_threads=nt, model=s.model)
+            self._engines = [self._binding(s.sources(ids), s.lr, s.plan.dtype, n_threads=nt,
+                                           model=s.model) for ids in batches]
+        self._where = [(b, i) for b, ids in enumerate(batches) for i in range(len(ids))]
         self.step_count = 0
         self.runs = s.runs
         self.info = {"engine": s.plan.engine_name, "dtype": s.plan.dtype}
@@ -233,8 +237,9 @@ class Trainer:
         """Take ``k`` full-batch gradient steps (every run); returns the trainer."""
         k = v.positive_int("k", k)
         with self._binding.runtime(self.n_threads) as nt:
-            self._engine.n_threads = nt
-            self._engine.advance(k, prepare_eval=True)
+            for engine in self._engines:
+                engine.n_threads = nt
+                engine.advance(k, prepare_eval=True)
         self.step_count += k
         self._evaluation = self._outputs = None
         return self
@@ -242,9 +247,11 @@ class Trainer:
     def _evaluate(self):
         if self._evaluation is None:
             with self._binding.runtime(self.n_threads) as nt:
-                self._engine.n_threads = nt
-                self._evaluation = self._engine.evaluate(
-                    projections=self._engine.sources[0].n_directions > 0)
+                self._evaluation = []
+                for engine in self._engines:
+                    engine.n_threads = nt
+                    self._evaluation += engine.evaluate(
+                        projections=engine.sources[0].n_directions > 0)
         return self._evaluation
 
     def _run(self, run):
@@ -258,8 +265,10 @@ class Trainer:
         run = self._run(run)
         if self._outputs is None:
             with self._binding.runtime(self.n_threads) as nt:
-                self._engine.n_threads = nt
-                self._outputs = self._engine.outputs()
+                self._outputs = []
+                for engine in self._engines:
+                    engine.n_threads = nt
+                    self._outputs += engine.outputs()
         return np.array(self._outputs[run], dtype=np.float64)
 
     def test_outputs(self, run: int = 0) -> np.ndarray:
@@ -276,9 +285,10 @@ class Trainer:
 
     def network(self, run: int = 0):
         """Run ``run``'s network now (:class:`fastgrok.network.Network`), a copy."""
+        b, i = self._where[self._run(run)]
         with self._binding.runtime(self.n_threads) as nt:
-            self._engine.n_threads = nt
-            return self._engine.network(self._run(run))
+            self._engines[b].n_threads = nt
+            return self._engines[b].network(i)
 
     def weights(self, run: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(W, a) now: W (m, p) in the working dtype, a (m,) float64 (copies)."""

@@ -268,3 +268,19 @@ def test_stops_between_recorded_steps_are_exact(method, backend):
         assert row.train_loss.iloc[0] == pytest.approx(
             full.history[(full.history.run == r) & (full.history.step == 57 + r)].train_loss
             .iloc[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["direct", "gram"])
+def test_a_trainer_of_several_runs_steps_each_as_fit_does(method):
+    ds = fg.xor_clusters(16, 50, n_test=4, noise_rate=0.1, seed=2, mu_norm=3.0)
+    kw = dict(m=5, lr=0.2, runs=3, init_scale=0.05, method=method, backend="numba",
+              dtype="float64")
+    tr = fg.Trainer(ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, **kw)
+    tr.step(4)
+    res = fg.fit(ds.X, ds.y, steps=4, **kw)
+    for r in range(3):
+        np.testing.assert_array_equal(tr.weights(run=r)[0], res.weights(run=r)[0])
+        assert tr.evaluate(run=r)["test_acc"] == res.history[
+            (res.history.run == r) & (res.history.step == 4)].test_acc.iloc[0]
+    with pytest.raises(ValueError, match="run must be"):
+        tr.outputs(run=3)
