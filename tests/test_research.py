@@ -277,7 +277,7 @@ def test_a_trainer_of_several_runs_steps_each_as_fit_does(method):
               dtype="float64")
     tr = fg.Trainer(ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, **kw)
     tr.step(4)
-    res = fg.fit(ds.X, ds.y, steps=4, **kw)
+    res = fg.fit(ds.X, ds.y, X_test=ds.X_test, y_test=ds.y_test, steps=4, **kw)
     for r in range(3):
         np.testing.assert_array_equal(tr.weights(run=r)[0], res.weights(run=r)[0])
         assert tr.evaluate(run=r)["test_acc"] == res.history[
