@@ -4,7 +4,8 @@
 
 1. A loop of fits of the size the leaky-ReLU benign-overfitting papers run: n = 100, p = 1000,
    m = 64, hinge loss, leaky ReLU, label noise 0.1, trained to interpolation (stop rule), one fit
-   per seed, at three step sizes (interpolation after a few, tens and hundreds of steps);
+   per seed, at four step sizes (interpolation after a few, tens, hundreds and thousands of
+   steps);
    fastgrok's ``fit(stop="interpolation")`` against a PyTorch autograd loop that checks the
    training error after every step. Reports the time per fit, the ratio, and fit's fixed cost
    (a fit of 1 step: planning, the build, one step, the result).
@@ -123,6 +124,6 @@ def step_vs_torch(n=100, m=100, p=5000, repeats=5, k=100):
 
 
 if __name__ == "__main__":
-    for lr in (1e-1, 1e-3, 1e-4):
-        fit_loop(lr=lr)
+    for lr in (1e-1, 1e-3, 1e-4, 1e-5):
+        fit_loop(lr=lr, max_steps=20_000)
     step_vs_torch()

@@ -200,7 +200,7 @@ class LinearRegime:
         return max(LinearState.nbytes(n, m, n_test, dtype), NearLinearState.nbytes(n, m))
 
     def advance(self, r, K, Z0, Z, Ct, y, a, lr, steps, model, marks=(), evaluate=None,
-                wanted=(True, True)):
+                wanted=(True, True), until=False):
         """Run r's next ``steps`` steps: incremental while it is in the regime, else dense.
 
         ``marks`` (increasing, in 1..steps): the steps of this call after which the run is
@@ -208,10 +208,14 @@ class LinearRegime:
         rows they are recorded by the kernel as it steps (``wanted``: whether ft and P are
         asked for), so that all the steps between two exact refreshes take one kernel call;
         elsewhere the steps stop at each mark and ``evaluate()`` gives the evaluation.
+
+        With ``until`` (and no marks) the run stops after the first step at which it classifies
+        every training label correctly: returns that step (1..steps), or 0 if it did not. In
+        the regime the kernel takes many steps in one call, recording every step's outputs,
+        and the steps past the first interpolation are taken back.
         """
         from ..kernels.gram_cpu import step_run
 
-        self.counts[r, RUN_STEPS] += steps
         entries = Z.shape[1] * Z.shape[2]
         limit = tunables.GRAM_LINEAR_MAX_CHANGES * entries
         near_limit = tunables.GRAM_NEAR_MAX_CHANGES * entries
@@ -229,15 +233,16 @@ class LinearRegime:
                                                [mk - done for mk in marks if mk > done], wanted)
                     out += evs
                 else:
-                    k = self._incremental(r, K, Z0, Z, Ct, y, a, lr, stop - done, limit)[0]
+                    k = self._incremental(r, K, Z0, Z, Ct, y, a, lr, stop - done, limit,
+                                          until=until)[0]
             else:
                 if self.near[r] is None and self.left[r] and not self.near_off[r] \
                         and self.flips[r] is not None and self.flips[r] <= near_limit / 2:
                     self.near[r] = self._near_state(r, K[r], np.asarray(Z[r], np.float64).T,
                                                     np.asarray(Ct[r], np.float64).T, y[r], a[r],
                                                     lr)
-                if self.near[r] is not None:
-                    k = self._near(r, K, Z, Ct, stop - done, near_limit)
+                if self.near[r] is not None:  # (one step at a time until interpolation)
+                    k = self._near(r, K, Z, Ct, 1 if until else stop - done, near_limit)
                 else:
                     before = None if self.left[r] and self.near_off[r] else Z[r] > 0
                     step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope,
@@ -246,9 +251,22 @@ class LinearRegime:
                         self.flips[r] = int(np.count_nonzero(before != (Z[r] > 0)))
                     k = 1
             done += k
+            if until and np.all(y[r] * self._current_outputs(r, Z, a) > 0):
+                self.counts[r, RUN_STEPS] += done
+                return done
             if done in marks[len(out):len(out) + 1]:  # a mark reached outside the kernel
                 out.append(evaluate())
-        return out
+        self.counts[r, RUN_STEPS] += done
+        return 0 if until else out
+
+    def _current_outputs(self, r, Z, a):
+        """Run r's outputs now, from its regime state or from the engine's Z."""
+        f = self.outputs(r)
+        if f is None:
+            from ..kernels.numba_fused import outputs
+
+            f = outputs(Z[r], a[r], self.leak)
+        return f
 
     def _enter(self, r, K, Z, Ct, y, a, lr):
         from ..kernels.numba_fused import outputs
@@ -365,12 +383,14 @@ class LinearRegime:
                              st.steps, C)
         return C
 
-    def _incremental(self, r, K, Z0, Z, Ct, y, a, lr, steps, limit, marks=(), wanted=None):
+    def _incremental(self, r, K, Z0, Z, Ct, y, a, lr, steps, limit, marks=(), wanted=None,
+                     until=False):
         """Up to ``steps`` incremental steps of run r.
 
         Returns how many were taken, and the evaluations the kernel recorded after the steps in
         ``marks`` (in 1..steps) that were taken (with tracked rows only; ``wanted``: whether ft and
-        P are asked for).
+        P are asked for). With ``until``, no step past the first at which every training label
+        is classified correctly.
         """
         st = self.runs[r]
         done, evs = 0, []
@@ -398,10 +418,12 @@ class LinearRegime:
             k = min(steps - done, refresh - st.steps % refresh)
             k, changes, got = self._steps(st, K[r], a[r], y[r], k,
                                           [mk - done for mk in marks if done < mk <= done + k],
-                                          wanted)
+                                          wanted, until)
             evs += got
             done += k
             self.counts[r, PATTERN_CHANGES] += changes
+            if until and np.all(y[r] * st.f > 0):
+                break
             if changes > limit * k:  # dense steps are cheaper now
                 self.sync(r, Z, Ct)
                 self.runs[r], self.flips[r] = None, changes // k
@@ -409,11 +431,12 @@ class LinearRegime:
         self.counts[r, LINEAR_STEPS] += done
         return done, evs
 
-    def _steps(self, st, K, a, y, k, marks=(), wanted=None):
+    def _steps(self, st, K, a, y, k, marks=(), wanted=None, until=False):
         """Up to k incremental steps, the regime holding before each.
 
         Returns (steps taken, pattern changes, the evaluations (f, ft, P) after the steps in
-        ``marks`` taken).
+        ``marks`` taken). With ``until``, none past the first step whose outputs classify every
+        training label correctly.
         """
         n, nt = st.ZT.shape[1], st.nt
         m, e = st.UT.shape
@@ -435,18 +458,22 @@ class LinearRegime:
                    for q, s in enumerate(marked)]
             return F, rows, changes, evs
 
-        if k == 1 or self._cannot_thaw(st, y, k - 1):  # (the paper's right panel: always)
-            F, rows, changes, evs = take(k, every=False)
+        if k == 1 or (not until and self._cannot_thaw(st, y, k - 1)):
+            F, rows, changes, evs = take(k, every=False)  # (the paper's right panel: always)
         else:
             saved = [getattr(st, key).copy() for key in LinearState.STEPPED]
             F, rows, changes, evs = take(k, every=True)
             # The kernel took all k steps; step s + 2 was allowed only if the outputs after
             # step s + 1 (F[s]) left every weight frozen. If not, go back and take s + 1 steps.
             bad = self.kernels.first_thawed(F[:-1], y, self.g0, self.single, self.loss)
-            if bad >= 0:
+            cut = bad + 1 if bad >= 0 else k
+            if until:  # and none past the first step that interpolates
+                hits = np.flatnonzero((y * F > 0).all(axis=1))
+                cut = min(cut, int(hits[0]) + 1) if len(hits) else cut
+            if cut < k:
                 for key, old in zip(LinearState.STEPPED, saved, strict=True):
                     getattr(st, key)[...] = old
-                k = bad + 1
+                k = cut
                 F, rows, changes, evs = take(k, every=True)
         st.f = F[rows[k - 1]]
         st.steps += k

@@ -87,11 +87,11 @@ class NumbaOps(Ops):
         from ..kernels.threads import map_runs
 
         def one(r):
+            if state is not None:  # the regime's own loop: many steps per kernel call
+                return state.advance(r, K, Z0, Z, Ct, y, a, lr, steps, model, until=True)
             for t in range(1, steps + 1):
                 self._advance_run(r, K, Z0, Z, Ct, y, a, lr, model, state, 1)
-                f = state.outputs(r) if state is not None else None
-                if f is None:
-                    f = outputs(Z[r], a[r], model.slope)
+                f = outputs(Z[r], a[r], model.slope)
                 if np.all(y[r] * f > 0):
                     return t
             return 0
