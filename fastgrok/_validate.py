@@ -43,8 +43,11 @@ def host_array(name, x):
     return x
 
 
-def float_array(name, x, ndim, dtype=None):
-    """``x`` as a finite float32/float64 array with ``ndim`` dimensions (TypeError/ValueError)."""
+def float_array(name, x, ndim, dtype=None, finite=True):
+    """``x`` as a finite float32/float64 array with ``ndim`` dimensions (TypeError/ValueError).
+
+    ``finite=False`` leaves the scan for NaN and inf to the caller.
+    """
     if x is None:
         raise TypeError(f"{name} is required")
     xp = _xp(x)
@@ -62,7 +65,7 @@ def float_array(name, x, ndim, dtype=None):
         arr = arr.astype(dtype, copy=False)
     elif arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
-    if not bool(xp.isfinite(arr).all()):
+    if finite and not bool(xp.isfinite(arr).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return arr
 

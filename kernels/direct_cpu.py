@@ -24,16 +24,23 @@ from .blas import gemm
 from .memory import empty_aligned, zeros_aligned
 from .threads import map_chunks, ordered_sum
 
+#: A p that one tile would cover is still cut in two from this many columns on, so that a pass
+#: over a small p (a research loop's fg.step) uses two threads.
+MIN_SPLIT_P = 4096
 
-def tile_width(n, m, itemsize, tile_bytes, tile_cols=0):
+
+def tile_width(n, m, itemsize, tile_bytes, tile_cols=0, p=None):
     """Columns per tile.
 
     ``tile_cols`` when set, else X and W tiles of about ``tile_bytes`` together (a multiple of 64
-    columns, at most 65536).
+    columns, at most 65536), and at most half of p when p >= :data:`MIN_SPLIT_P`. Depends on
+    the problem only, never on the thread count.
     """
     if tile_cols:
         return int(tile_cols)
     cols = tile_bytes // ((n + m) * itemsize)
+    if p is not None and p >= MIN_SPLIT_P and cols >= p:
+        cols = -(-p // 128) * 64  # two tiles
     return int(min(max(cols // 64 * 64, 64), 1 << 16))
 
 
@@ -69,7 +76,7 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, *, 
     n, p = X.shape
     m = W.shape[0]
     dt = W.dtype
-    tw = tile_width(n, m, dt.itemsize, tile_bytes, tile_cols)
+    tw = tile_width(n, m, dt.itemsize, tile_bytes, tile_cols, p)
     starts = list(range(0, p, tw))
     Vt = None if V is None else V.T  # a transposed view: gemm passes the Trans flag, no copy
 

@@ -82,7 +82,23 @@ def map_chunks(n_items, fn, n_threads, n_chunks):
     chunks = np.array_split(np.arange(n_items), n_chunks)
     if n_threads in (None, 1) or n_chunks == 1:
         return [fn(c) for c in chunks]
-    return list(pool(n_threads).map(fn, chunks))
+    return _inline_first(fn, chunks, n_threads)
+
+
+def _inline_first(fn, items, n_threads):
+    """``[fn(x) for x in items]`` on the pool, the calling thread taking the first share.
+
+    The calling thread would otherwise only wait: it takes the first 1/n_threads of the items
+    itself, which also spares one hand-off to a pool thread (tens of microseconds, which count
+    in a pass of a millisecond).
+    """
+    share = max(1, len(items) // n_threads)
+    futures = [pool(n_threads).submit(fn, x) for x in items[share:]]
+    try:
+        first = [fn(x) for x in items[:share]]
+    finally:
+        rest = [f.result() for f in futures]
+    return first + rest
 
 
 def ordered_sum(parts):

@@ -286,3 +286,22 @@ def test_a_trainer_of_several_runs_steps_each_as_fit_does(method):
             (res.history.run == r) & (res.history.step == 4)].test_acc.iloc[0]
     with pytest.raises(ValueError, match="run must be"):
         tr.outputs(run=3)
+
+
+def test_step_checks_its_inputs_through_the_outputs_and_leaves_w_unchanged():
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((6, 4096)), np.where(rng.random(6) < 0.5, 1.0, -1.0)
+    W, a = rng.standard_normal((3, 4096)), rng.standard_normal(3)
+    for backend in ("numpy", "numba"):
+        bad_X, bad_W = X.copy(), W.copy()
+        bad_X[2, 4000] = np.inf
+        bad_W[1, 7] = np.nan
+        W0 = W.copy()
+        with pytest.raises(ValueError, match="X contains NaN or inf"):
+            fg.step(bad_X, y, W, a, lr=0.1, backend=backend)
+        np.testing.assert_array_equal(W, W0)
+        with pytest.raises(ValueError, match="W contains NaN or inf"):
+            fg.step(X, y, bad_W, a, lr=0.1, backend=backend)
+        with pytest.raises(ValueError, match="not finite"):
+            fg.step(X * 1e300, y, W * 1e300, a, lr=0.1, backend=backend)
+        np.testing.assert_array_equal(W, W0)

@@ -90,11 +90,12 @@ class DirectEngine(Engine):
         return [np.asarray(self.ops.to_host(self.X @ self.mus[:2].T), np.float64)]
 
     @classmethod
-    def step_fn(cls, X, y, W, a, lr, ops, n_threads=None, model=None):
+    def step_fn(cls, X, y, W, a, lr, ops, n_threads=None, model=None, check_outputs=None):
         """One in-place step on the caller's arrays (``fg.step``) with the operations ``ops``.
 
         A forward pass, the fused coefficients, then the update pass. Returns the outputs f
-        (n,) of the forward pass (float64).
+        (n,) of the forward pass (float64). ``check_outputs(f)`` is called before the update
+        (it may raise: W is then unchanged).
         """
         model = model or Model()
         o, xp = ops, ops.xp
@@ -105,6 +106,8 @@ class DirectEngine(Engine):
             V = o.empty(Z.shape, W.dtype)
             f = o.coefficients(Z, xp.asarray(y, dtype=xp.float64),
                                xp.asarray(a, dtype=xp.float64), lr, V, model)
+            if check_outputs is not None:
+                check_outputs(f)
             o.direct_pass(X, W, V=V, forward=False, n_threads=nt)
         return f
 
