@@ -305,3 +305,19 @@ def test_step_checks_its_inputs_through_the_outputs_and_leaves_w_unchanged():
         with pytest.raises(ValueError, match="not finite"):
             fg.step(X * 1e300, y, W * 1e300, a, lr=0.1, backend=backend)
         np.testing.assert_array_equal(W, W0)
+
+
+def test_run_takes_stop_metrics_and_track():
+    cfg = fg.preset("quick", runs=2, steps=300, p=3000, representation="full", noise_rate=0.1,
+                    snapshot_steps=[0, 1])
+    v = np.ones(cfg.p) / np.sqrt(cfg.p)
+    res = fg.run(cfg, progress=False, stop="interpolation", track={"ones": v},
+                 metrics={"mean_f": lambda s: float(np.mean(s.outputs))})
+    assert res.projections["ones"].shape == (2, 2, cfg.m)
+    for r in range(2):
+        W, _ = res.weights(run=r, step=1)
+        _close(res.projections["ones"][r, 1], W.astype(np.float64) @ v, tol=1e-5)
+    assert (res.stop_steps >= 1).all()
+    pop = fg.run(fg.preset("quick", runs=2, steps=30, population_test_samples=50),
+                 progress=False, stop="interpolation")
+    assert (pop.stop_steps >= 1).all() and pop.history.test_acc_se.notna().all()
