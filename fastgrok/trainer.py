@@ -263,12 +263,8 @@ class Trainer:
     def outputs(self, run: int = 0) -> np.ndarray:
         """The training outputs f(x_i) (n,) now, float64."""
         run = self._run(run)
-        if self._outputs is None:
-            with self._binding.runtime(self.n_threads) as nt:
-                self._outputs = []
-                for engine in self._engines:
-                    engine.n_threads = nt
-                    self._outputs += engine.outputs()
+        if self._outputs is None:  # (no BLAS here: no thread runtime to enter)
+            self._outputs = [f for engine in self._engines for f in engine.outputs()]
         return np.array(self._outputs[run], dtype=np.float64)
 
     def test_outputs(self, run: int = 0) -> np.ndarray:
