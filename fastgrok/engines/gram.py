@@ -189,13 +189,14 @@ class GramEngine(Engine):
 
     def advance_until_interpolation(self, steps):
         """Each run until it interpolates, at most ``steps`` (the backend's loop)."""
-        if self.population:  # the population test's streams are keyed by the batch's step
-            return super().advance_until_interpolation(steps)
-        taken, fired = self.ops.gram_until_interpolation(
+        # (A population test steps its runs together: its streams are keyed by the step.)
+        out = None if self.population else self.ops.gram_until_interpolation(
             self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model,
             self.n_threads, state=self.state, steps=steps)
-        self.steps_done += taken
-        return taken, list(fired)
+        if out is None:
+            return super().advance_until_interpolation(steps)
+        self.steps_done += out[0]
+        return out[0], list(out[1])
 
     def outputs(self, test=False):
         """Per run, f (and ft with ``test``): one evaluation without metrics or projections."""

@@ -110,20 +110,13 @@ class Ops:
 
     def gram_until_interpolation(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None,
                                  state=None, steps=1):
-        """Step every run until it classifies every training label correctly, at most ``steps``.
+        """Each run steps on its own until it classifies every training label correctly.
 
-        Returns (taken, fired): every run that did not fire took ``taken`` steps; ``fired[r]``
-        is the step (1..taken) after which run r first interpolated, where it stays, or 0.
-        Here one step at a time for all runs, returning at the first step at which any fires.
+        At most ``steps``. Returns (steps, fired) with ``fired[r]`` the step (1..steps) after
+        which run r first interpolated (where it stays) or 0; or None when the backend has no
+        loop of its own (then the engine steps its runs together, checking after each step).
         """
-        for t in range(1, steps + 1):
-            self.gram_step(K, Z0, Z, Ct, y, a, lr, model, n_threads, state, 1)
-            f = self.gram_evaluate(Z, None, Ct, None, None, None, a, model, test=False,
-                                   means=False, n_threads=n_threads, state=state)[0]
-            ok = [bool(np.all(self.to_host(y[r]) * f[r] > 0)) for r in range(len(f))]
-            if any(ok):
-                return t, [t if o else 0 for o in ok]
-        return steps, [0] * Z.shape[0]
+        return None
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
                       n_threads=None, state=None):
