@@ -448,9 +448,10 @@ def _steps_with_stop(engine, ids, A, positions, steps, history, bar, means, reco
         nxt = next((s for s in full if s > t), steps + 1)
         gap = min(nxt, steps + 1) - t - 1  # the steps before the next full evaluation
         taken = len(positions)
-        if gap == 0:
+        if gap == 0:  # (one step and an evaluation: no segment machinery for one step)
             t += 1
-            record(t, engine.segment([(1, True)], projections=means)[0])
+            engine.advance(1, prepare_eval=True)
+            record(t, engine.evaluate(projections=means))
             bar.update(taken)
             counted += taken
             continue
