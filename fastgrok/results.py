@@ -51,14 +51,28 @@ class Result:
                                 + [c for c in rows.columns if c not in columns + ["test_acc_se"]]]
         else:
             columns += [c for c in FLIP_COLUMNS if rows and c in rows[0]] + list(metrics)
-            # Column by column: a fit's result is built in a research loop, many times.
-            self.history = pd.DataFrame({c: np.array([row.get(c, np.nan) for row in rows],
-                                                     dtype=np.int64 if c in ("run", "step")
-                                                     else np.float64) for c in columns})
+            # Column by column, and made a DataFrame when first read: a fit's result is built
+            # in a research loop, many times, and the loop may read only its networks.
+            self._history = None
+            self._columns = {c: np.array([row.get(c, np.nan) for row in rows],
+                                         dtype=np.int64 if c in ("run", "step") else np.float64)
+                             for c in columns}
         self.projections = projections or {}
         self.info = dict(info or {})
         self.networks = dict(networks or {})
         self.stop_steps = None if stop_steps is None else np.asarray(stop_steps, np.int64)
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """The history table (see the class docstring)."""
+        if self._history is None:
+            self._history = pd.DataFrame(self._columns)
+            self._columns = None
+        return self._history
+
+    @history.setter
+    def history(self, table: pd.DataFrame):
+        self._history, self._columns = table, None
 
     # ------------------------------------------------------------------ the trained networks
     def kept_steps(self, run: int = 0) -> list:
