@@ -127,8 +127,10 @@ def main(argv=None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:
+        from .kernels.threads import release_pool
         from .sweeps import SweepInterrupted
 
+        release_pool()  # so that the exit cannot wait on a pool thread
         msg = (exc.message if isinstance(exc, SweepInterrupted)
                else "interrupted: nothing was written")
         print(f"fastgrok: {msg}", file=sys.stderr, flush=True)

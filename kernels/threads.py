@@ -39,6 +39,20 @@ def pool(n_threads: int) -> ThreadPoolExecutor:
         return _state["pool"]
 
 
+def release_pool() -> None:
+    """Shut the thread pool down without waiting; its threads end after their current task.
+
+    For a program that was interrupted and is about to exit: a KeyboardInterrupt that lands while
+    the pool starts a thread can leave that thread unknown to concurrent.futures' exit hook, and
+    the interpreter would then wait for it forever at exit. The pool's own shutdown wakes every
+    one of its threads. (No lock: the interrupted thread may have been holding it.)
+    """
+    old = _state["pool"]
+    _state["pool"], _state["pool_size"] = None, 0
+    if old is not None:
+        old.shutdown(wait=False, cancel_futures=True)
+
+
 @contextmanager
 def threads(n_threads=None):
     """Run the enclosed block with ``n_threads`` fastgrok threads and single-threaded BLAS.
