@@ -277,14 +277,32 @@ def _grok_plot(ax, x, med: pd.Series, label, color, steps):
     ax.set_ylabel(f"grokking step (median; x: never in {steps:g})")
 
 
-def _save_study(fig, path):
-    """Write ``fig`` atomically; plain tick labels on log axes (no 2x10^0 minor labels)."""
+def _save_study(fig, path, title):
+    """Title ``fig``, write it atomically and close it.
+
+    Plain tick labels on log axes (no 2x10^0 minor labels).
+    """
     from matplotlib.ticker import NullFormatter
 
+    fig.suptitle(title, fontsize=9)
     for ax in fig.axes:
         ax.xaxis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
     save_figure(fig, path)
+    _pyplot().close(fig)
+
+
+def _accuracy_axis(ax, steps=None, chance=False):
+    """The y axis of a study's accuracy panel, in [0.3, 1.02].
+
+    Labelled the test accuracy at step ``steps`` (any accuracy without it), with the chance
+    level dotted if ``chance``.
+    """
+    what = f"test accuracy at step {steps}" if steps is not None else "accuracy"
+    ax.set_ylabel(f"{what} (median, 20-80%)")
+    if chance:
+        ax.axhline(0.5, color="gray", linestyle=":", linewidth=1)
+    ax.set_ylim(0.3, 1.02)
 
 
 def _long_study_figure(res, base: Config, path):
@@ -322,9 +340,8 @@ def _long_study_figure(res, base: Config, path):
         ax.set_xlabel("steps (t + 1)")
         ax.set_ylabel("mean |<w_j, mu_k>| / ||mu|| (median)")
         ax.legend(fontsize=7)
-    fig.suptitle(f"long training: n={base.n} p={base.p} m={base.m}, {base.runs} runs", fontsize=9)
-    _save_study(fig, path)
-    plt.close(fig)
+    _save_study(fig, path,
+                f"long training: n={base.n} p={base.p} m={base.m}, {base.runs} runs")
 
 
 def _dimension_study_figure(res, base: Config, path):
@@ -337,20 +354,16 @@ def _dimension_study_figure(res, base: Config, path):
     _band(ax, x, runs, "p", "final_train", f"train, step {base.steps}", "C1", "--o")
     _band(ax, x, runs, "p", "final_test", f"test, step {base.steps}", "C0")
     _band(ax, x, runs, "p", "test_at_1", "test, step 1", "C2")
-    ax.axhline(0.5, color="gray", linestyle=":", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlabel("p / n")
-    ax.set_ylabel("accuracy (median, 20-80%)")
-    ax.set_ylim(0.3, 1.02)
+    _accuracy_axis(ax, chance=True)
     ax.legend(fontsize=8)
     ax = axes[1]
     _grok_plot(ax, x, grok_median(runs, "p"), f"test acc >= {res.threshold}", "C0", base.steps)
     ax.set_xscale("log")
     ax.set_xlabel("p / n")
-    fig.suptitle(f"dimension: ||mu|| = 2.5 sqrt(p/n), n={base.n} m={base.m} lr={base.lr:g} "
-                 f"init={base.init_scale:g}, {base.runs} runs per point", fontsize=9)
-    _save_study(fig, path)
-    plt.close(fig)
+    _save_study(fig, path, f"dimension: ||mu|| = 2.5 sqrt(p/n), n={base.n} m={base.m} "
+                           f"lr={base.lr:g} init={base.init_scale:g}, {base.runs} runs per point")
 
 
 def _snr_study_figure(res, base: Config, path):
@@ -369,14 +382,10 @@ def _snr_study_figure(res, base: Config, path):
     for ax, label in zip(axes, labels, strict=True):
         ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel(f"test accuracy at step {base.steps} (median, 20-80%)")
-        ax.axhline(0.5, color="gray", linestyle=":", linewidth=1)
-        ax.set_ylim(0.3, 1.02)
+        _accuracy_axis(ax, base.steps, chance=True)
         ax.legend(fontsize=8)
-    fig.suptitle(f"SNR threshold: n={base.n} m={base.m} lr={base.lr:g} init={base.init_scale:g}, "
-                 f"{base.runs} runs per point", fontsize=9)
-    _save_study(fig, path)
-    plt.close(fig)
+    _save_study(fig, path, f"SNR threshold: n={base.n} m={base.m} lr={base.lr:g} "
+                           f"init={base.init_scale:g}, {base.runs} runs per point")
 
 
 def _init_study_figure(res, base: Config, path):
@@ -396,12 +405,9 @@ def _init_study_figure(res, base: Config, path):
             ax.axvline(r, color="gray", linestyle="--", linewidth=0.8)
             ax.text(r, 0.98, " " + name, fontsize=7, transform=ax.get_xaxis_transform(), va="top")
         ax.legend(fontsize=8, loc="center left")
-    axes[1].set_ylabel(f"test accuracy at step {base.steps} (median, 20-80%)")
-    axes[1].set_ylim(0.3, 1.02)
-    fig.suptitle(f"initialization vs step size: n={base.n} p={base.p} m={base.m}, "
-                 f"{base.runs} runs per point", fontsize=9)
-    _save_study(fig, path)
-    plt.close(fig)
+    _accuracy_axis(axes[1], base.steps)
+    _save_study(fig, path, f"initialization vs step size: n={base.n} p={base.p} m={base.m}, "
+                           f"{base.runs} runs per point")
 
 
 def _loss_study_figure(res, base: Config, path):
@@ -423,16 +429,13 @@ def _loss_study_figure(res, base: Config, path):
         _grok_plot(axes[2], lambda v, g0=g0: v / g0, med, loss, f"C{i}", base.steps)
     axes[0].set_xlabel("init_scale / lr  (omega_init / alpha)")
     axes[1].set_xlabel("init_scale / lr  (omega_init / alpha)")
-    axes[1].set_ylabel(f"test accuracy at step {base.steps} (median, 20-80%)")
-    axes[1].set_ylim(0.3, 1.02)
+    _accuracy_axis(axes[1], base.steps)
     axes[2].set_xlabel("omega_init / (alpha (-l'(0)))")
     for ax in axes:
         ax.set_xscale("log")
         ax.legend(fontsize=8, loc="center left")
-    fig.suptitle(f"loss: logistic, exponential and hinge; n={base.n} p={base.p} m={base.m} "
-                 f"lr={base.lr:g}, {base.runs} runs per point", fontsize=9)
-    _save_study(fig, path)
-    plt.close(fig)
+    _save_study(fig, path, f"loss: logistic, exponential and hinge; n={base.n} p={base.p} "
+                           f"m={base.m} lr={base.lr:g}, {base.runs} runs per point")
 
 
 #: Study name -> its figure: (SweepResult, base Config, path) -> None.
