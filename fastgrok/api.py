@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 
 from . import _validate as v
 from .config import Config, check_field, renamed_arguments
-from .driver import drive
+from .driver import default_snapshot_steps, drive
 from .model import Model
 from .plan import Plan, plan_experiment, warn_if_experimental
 from .sources import GeneratedSource, ReducedSource
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def run(cfg: Config, progress: bool = True, n_threads: int | None = None, *,
         stop: str | Callable | None = None, metrics: Mapping | None = None,
-        track: Mapping | None = None) -> Result:
+        track: Mapping | None = None, keep_networks: bool = False) -> Result:
     """Run the experiment ``cfg`` describes.
 
     ``cfg.runs`` independent runs, each drawing its data and initialisation from (cfg.seed, run)
@@ -35,9 +35,7 @@ def run(cfg: Config, progress: bool = True, n_threads: int | None = None, *,
     Parameters
     ----------
     cfg : Config
-        The experiment (see :func:`fastgrok.preset` for the paper's settings). With
-        ``cfg.snapshot_steps`` given, each run's network is kept at those steps and at its last
-        (:meth:`Result.weights`, :meth:`Result.decision_function`).
+        The experiment (see :func:`fastgrok.preset` for the paper's settings).
     progress : bool
         Show progress (a bar on a terminal, plain lines in a log).
     n_threads : int, optional
@@ -48,6 +46,11 @@ def run(cfg: Config, progress: bool = True, n_threads: int | None = None, *,
         Name -> (p,) direction whose projections W v are kept at the snapshot steps, as
         :func:`fit` takes it (the full representation only: the reduced one has no p
         coordinates).
+    keep_networks : bool
+        Keep each run's network at the snapshot steps and its last step
+        (:meth:`Result.weights`, :meth:`Result.decision_function`, :meth:`Result.to_torch`;
+        the full representation only). Off by default: the paper's left panel would keep 700
+        networks, about 1 GiB.
 
     Returns
     -------
@@ -95,22 +98,23 @@ def run(cfg: Config, progress: bool = True, n_threads: int | None = None, *,
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a fastgrok.Config, got {type(cfg).__name__}")
     check_rules(stop, metrics)
-    kept = 0 if cfg.snapshot_steps is None else len(set(cfg.snapshot_steps) | {cfg.steps})
-    plan = plan_experiment(cfg, networks_kept=kept)
+    network_steps = ()
+    if keep_networks:
+        network_steps = set(cfg.snapshot_steps or default_snapshot_steps(cfg.steps)) | {cfg.steps}
+    plan = plan_experiment(cfg, networks_kept=len(network_steps))
+    for asked, what in ((track, "track"), (keep_networks, "keep_networks")):
+        if asked and plan.representation == "reduced":
+            raise ValueError(f"{what} needs the p coordinates of the weights, which the reduced "
+                             f"representation does not have: use representation='full'")
     names, tracked = [], None
     if track:
-        if plan.representation == "reduced":
-            raise ValueError("track needs the p coordinates of the weights, which the reduced "
-                             "representation does not have: use representation='full'")
-        vecs = Setup._tracked(track, cfg.p, plan.dtype)
-        names, tracked = list(track), vecs
+        names, tracked = list(track), Setup._tracked(track, cfg.p, plan.dtype)
     if plan.representation == "reduced":
         def sources(ids):
             return [ReducedSource(cfg, r) for r in ids]
     else:
         def sources(ids):
             return [GeneratedSource(cfg, r, tracked) for r in ids]
-    network_steps = () if cfg.snapshot_steps is None else set(cfg.snapshot_steps) | {cfg.steps}
     config = cfg.to_dict(effective=True)
     if names:
         config["track"] = names

@@ -90,7 +90,7 @@ class Result:
             runs = sorted({r for r, _ in self.networks})
             if runs:
                 raise ValueError(f"run={run!r} has no kept network; the kept runs are {runs}")
-            raise ValueError("no network was kept: pass snapshot_steps to run() (fit() keeps "
+            raise ValueError("no network was kept: pass keep_networks=True to run() (fit() keeps "
                              "the last step's)")
         step = kept[-1] if step is None else step
         if (run, step) not in self.networks:

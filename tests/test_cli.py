@@ -18,9 +18,8 @@ def test_cli_run_writes_every_output(tmp_path, capsys):
     out = tmp_path / "o"
     assert main(["run", *TINY, "--snapshot-steps", "0,2,4", "--out", str(out), "--no-progress"]) == 0
     assert sorted(os.listdir(out)) == sorted(["config.json", "history.csv", "summary.csv",
-                                              "projections.npz", "networks.npz",
-                                              "fig_accuracy.png", "fig_projections.png",
-                                              "fig_plane.png"])
+                                              "projections.npz", "fig_accuracy.png",
+                                              "fig_projections.png", "fig_plane.png"])
     cfg = json.loads((out / "config.json").read_text())["config"]
     assert cfg["p"] == 200 and cfg["snapshot_steps"] == [0, 2, 4] and cfg["n_test"] == 20
     text = capsys.readouterr().out

@@ -167,13 +167,16 @@ def test_bad_research_input_is_named():
         fg.fit(X, y, m=3, lr=0.1, steps=2, mu2=X[0])
 
 
-def test_reduced_runs_keep_outputs_but_say_weights_need_full():
+def test_run_keeps_networks_only_when_asked_and_in_the_full_representation():
     cfg = fg.preset("quick", runs=1, steps=3, snapshot_steps=[1])
     res = fg.run(cfg, progress=False)
-    assert res.info["representation"] == "reduced"
-    with pytest.raises(ValueError, match="representation='full'"):
+    assert res.info["representation"] == "reduced" and not res.networks
+    with pytest.raises(ValueError, match="keep_networks=True"):
         res.weights()
-    full = fg.run(cfg.replace(representation="full", p=2000), progress=False)
+    with pytest.raises(ValueError, match="representation='full'"):
+        fg.run(cfg, progress=False, keep_networks=True)
+    full = fg.run(cfg.replace(representation="full", p=2000), progress=False, keep_networks=True)
+    assert full.kept_steps() == [1, 3]
     assert full.weights(step=1)[0].shape == (cfg.m, 2000)
 
 
@@ -214,7 +217,7 @@ def test_save_and_load_keep_networks_and_stop_steps(tmp_path):
     with pytest.raises(ValueError, match="Result.load"):
         fg.Result.load(tmp_path / "r").weights()
     cfg = fg.preset("quick", runs=1, steps=2, p=500, representation="full", snapshot_steps=[1])
-    run = fg.run(cfg, progress=False)
+    run = fg.run(cfg, progress=False, keep_networks=True)
     run.save(tmp_path / "g", figures=False)
     np.testing.assert_array_equal(fg.Result.load(tmp_path / "g").weights(step=1)[0],
                                   run.weights(step=1)[0])
@@ -312,7 +315,7 @@ def test_run_takes_stop_metrics_and_track():
                     snapshot_steps=[0, 1])
     v = np.ones(cfg.p) / np.sqrt(cfg.p)
     res = fg.run(cfg, progress=False, stop="interpolation", track={"ones": v},
-                 metrics={"mean_f": lambda s: float(np.mean(s.outputs))})
+                 metrics={"mean_f": lambda s: float(np.mean(s.outputs))}, keep_networks=True)
     assert res.projections["ones"].shape == (2, 2, cfg.m)
     for r in range(2):
         W, _ = res.weights(run=r, step=1)
