@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import tunables
+from . import reference, tunables
 
 METRICS = ("train_acc", "train_loss", "test_acc", "test_loss", "test_acc_se",
            "pos_mu1", "pos_mu2", "neg_mu1", "neg_mu2")
@@ -174,7 +174,7 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
             del engine
     finally:
         bar.close()
-    return history.result(runs, steps, counts)
+    return history.result(counts)
 
 
 def segments(schedule, steps, per_call, breaks=()):
@@ -221,10 +221,11 @@ class _History:
         self.data, self.a = {}, {}
         self.networks, self.stop_steps = {}, {}
         self.frozen = {}  # run -> (stop step, its row, its projections, its network)
-        self.flips = {}
 
     def state(self, t, r, ev, source, network):
         """The :class:`RunState` of run r at step t from its evaluation ``ev``."""
+        if self.stop == "interpolation" and not self.metrics:  # the rule reads y and f only
+            return RunState(t, r, ev["f"], None, source.y, None, None, {}, None)
         P, names = ev.get("P"), ["mu1", "mu2"] if self.mu_norm is not None else []
         proj = {}
         if P is not None:
@@ -232,8 +233,6 @@ class _History:
                 proj[name] = _read_only(P[:, k])
             for k, name in enumerate(self.track):
                 proj[name] = _read_only(P[:, 2 + k])
-        if self.stop == "interpolation" and not self.metrics:  # the rule reads y and f only
-            return RunState(t, r, ev["f"], None, source.y, None, None, {}, None)
         return RunState(t, r, _read_only(ev["f"]), _read_only(ev.get("ft")),
                         _read_only(source.y), _read_only(source.y_test),
                         _read_only(source.flipped), proj, network)
@@ -305,7 +304,6 @@ class _History:
                **alignment_summaries(P1, P2, a, self.mu_norm or 1.0)}
         flipped = None if src is None else src.flipped
         if flipped is not None:
-            self.flips[r] = True
             margins = np.asarray(ev["f"]) * src.y > 0
             for name, sel in (("train_acc_clean", ~flipped), ("train_acc_flipped", flipped)):
                 row[name] = float(margins[sel].mean()) if sel.any() else np.nan
@@ -334,14 +332,14 @@ class _History:
 
     def _stops(self, state):
         if self.stop == "interpolation":
-            return bool(np.all(state.y * state.outputs > 0))
+            return reference.interpolates(state.y, state.outputs)
         verdict = self.stop(state)
         if not isinstance(verdict, (bool, np.bool_)):
             raise TypeError(f"the stop rule must return a bool, got {type(verdict).__name__} "
                             f"({verdict!r}) at run {state.run}, step {state.step}")
         return bool(verdict)
 
-    def result(self, runs, steps, counts) -> Trained:
+    def result(self, counts) -> Trained:
         """Fill the frozen runs' later rows and kept steps, and assemble what was recorded."""
         for r, (s, row, P, net) in self.frozen.items():
             for t in sorted(self.record_set):
@@ -390,8 +388,8 @@ def _build(make_engine, runs, b0, batch, bar):
 def _drive_batch(engine, ids, schedule, steps, history, bar):
     """Take every step of the batch's runs ``ids``, recording the evaluations of ``schedule``.
 
-    With a stop rule every step is evaluated (one step per call) and a run that stops leaves
-    the batch at once.
+    With a stop rule the rule is checked after every step (:func:`_steps_with_stop`) and a run
+    that stops leaves the batch at once.
     """
     means = engine.sources[0].n_directions > 0
     ids = list(ids)

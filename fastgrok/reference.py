@@ -105,6 +105,14 @@ def step(X, y, W, a, lr, leak=0.0, loss="logistic"):
     return W
 
 
+def interpolates(y, f) -> bool:
+    """Whether the outputs classify every label correctly: y_i f_i > 0 for all i.
+
+    (f_i = 0 counts as wrong, as in :func:`accuracy`.) The stop rule "interpolation".
+    """
+    return bool(np.all(y * f > 0))
+
+
 def accuracy(y, f):
     """Fraction of samples with sign(f_i) = y_i; f_i = 0 counts as wrong."""
     return float(np.mean(y * f > 0))

@@ -103,7 +103,7 @@ class Engine:
         """
         for t in range(1, steps + 1):
             self.advance(1, prepare_eval=False)
-            ok = [bool(np.all(np.asarray(s.y) * f > 0))
+            ok = [reference.interpolates(np.asarray(s.y), f)
                   for s, f in zip(self.sources, self.outputs(), strict=True)]
             if any(ok):
                 return t, [t if o else 0 for o in ok]

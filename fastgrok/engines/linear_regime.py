@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import tunables
+from ..reference import interpolates
 
 #: The regime's counters, in the columns of :attr:`LinearRegime.counts`: run-steps taken,
 #: run-steps taken incrementally in the linear regime, pattern changes in incremental steps,
@@ -251,7 +252,7 @@ class LinearRegime:
                         self.flips[r] = int(np.count_nonzero(before != (Z[r] > 0)))
                     k = 1
             done += k
-            if until and np.all(y[r] * self._current_outputs(r, Z, a) > 0):
+            if until and interpolates(y[r], self._current_outputs(r, Z, a)):
                 self.counts[r, RUN_STEPS] += done
                 return done
             if done in marks[len(out):len(out) + 1]:  # a mark reached outside the kernel
@@ -422,7 +423,7 @@ class LinearRegime:
             evs += got
             done += k
             self.counts[r, PATTERN_CHANGES] += changes
-            if until and np.all(y[r] * st.f > 0):
+            if until and interpolates(y[r], st.f):
                 break
             if changes > limit * k:  # dense steps are cheaper now
                 self.sync(r, Z, Ct)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tunables
+from ..reference import interpolates
 from .linear_regime import LinearRegime
 from .ops_base import Ops, stack_parts
 
@@ -92,7 +93,7 @@ class NumbaOps(Ops):
             for t in range(1, steps + 1):
                 self._advance_run(r, K, Z0, Z, Ct, y, a, lr, model, state, 1)
                 f = outputs(Z[r], a[r], model.slope)
-                if np.all(y[r] * f > 0):
+                if interpolates(y[r], f):
                     return t
             return 0
 
