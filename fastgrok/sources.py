@@ -13,7 +13,7 @@ import numpy as np
 
 from ._memory import check_fits
 from .data import RunDraw, block_ranges
-from .kernels.memory import empty_aligned
+from .kernels.memory import copy_aligned, empty_aligned
 from .weights import draw_second_layer, init_block
 
 
@@ -134,13 +134,6 @@ class GeneratedSource(Source):
         return X, Xt, np.stack([mu1, mu2])
 
 
-def empty_copy(x, dtype):
-    """An aligned C-contiguous copy of ``x`` in ``dtype``."""
-    out = empty_aligned(np.shape(x), dtype)
-    out[...] = x
-    return out
-
-
 class ArraySource(Source):
     """A user's arrays (validated by the caller), with W0 and a drawn from (seed, run).
 
@@ -185,7 +178,7 @@ class ArraySource(Source):
             return None if v is None else np.ascontiguousarray(v, dtype=dtype)
 
         W0 = (init_weights(self.m, self.p, self.init_scale, self.seed, self.run, dtype)
-              if self.W0 is None else empty_copy(self.W0, dtype))
+              if self.W0 is None else copy_aligned(self.W0, dtype))
         M = None if self.n_directions == 0 else self._directions(self.M, 0, self.p, dtype)
         return Problem(conv(self.X), self.y, W0, self.a, conv(self.Xt), self.y_test, conv(M))
 

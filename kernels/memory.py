@@ -26,6 +26,13 @@ def empty_aligned(shape, dtype, zero=False):
     return raw[start:start + count * dt.itemsize].view(dt).reshape(shape)
 
 
+def copy_aligned(x, dtype):
+    """An aligned C-contiguous copy of ``x`` in ``dtype`` (:func:`empty_aligned`)."""
+    out = empty_aligned(np.shape(x), dtype)
+    out[...] = x
+    return out
+
+
 def zeros_aligned(shape, dtype):
     """:func:`empty_aligned`, filled with zeros."""
     return empty_aligned(shape, dtype, zero=True)
