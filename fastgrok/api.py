@@ -281,17 +281,14 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
         snapshot_steps = new.get("snapshot_steps", snapshot_steps)
         second_layer = new.get("second_layer", second_layer)
     check_rules(stop, metrics)
-    kept = len(set(snapshot_steps or ()) | {steps}) if isinstance(steps, int) else 1
     setup = Setup(X, y, m=m, lr=lr, steps=steps, X_test=X_test, y_test=y_test, mu1=mu1, mu2=mu2,
                   W0=W0, a=a, flipped=flipped, track=track, init_scale=init_scale,
                   second_layer=second_layer, runs=runs, seed=seed, method=method,
                   backend=backend, dtype=dtype, snapshot_steps=snapshot_steps,
-                  activation=activation, leak=leak, loss=loss, networks_kept=kept)
-    network_steps = set(setup.plan.snapshot_steps if snapshot_steps is not None else ()) \
-        | {setup.steps}
+                  activation=activation, leak=leak, loss=loss, keep_networks=True)
     return _execute(setup.plan, setup.config(), setup.sources, setup.runs, setup.lr,
                     setup.mu_norm, progress, n_threads, setup.model,
-                    second_mean=setup.mu2 is not None, network_steps=network_steps, stop=stop,
+                    second_mean=setup.mu2 is not None, network_steps=setup.network_steps, stop=stop,
                     metrics=metrics, track=setup.track_names)
 
 

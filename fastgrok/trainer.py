@@ -32,11 +32,12 @@ class Setup:
                  W0=None, a=None, flipped=None, track=None, init_scale=1e-15,
                  second_layer="random", runs=1, seed=0, method="auto", backend="auto",
                  dtype=None, snapshot_steps=None, activation="relu", leak=None,
-                 loss="logistic", networks_kept=0):
+                 loss="logistic", keep_networks=False):
         self.model = Model(activation, leak, loss)  # checked first, like every other argument
         X = v.host_array("X", X)
         if dtype is None:
-            dtype = str(np.asarray(X).dtype) if str(np.asarray(X).dtype) in DTYPES else "float64"
+            dtype = str(np.asarray(X).dtype)
+            dtype = dtype if dtype in DTYPES else "float64"
         checked = {name: check_field(name, value) for name, value in (
             ("m", m), ("lr", lr), ("steps", steps), ("init_scale", init_scale), ("runs", runs),
             ("seed", seed), ("method", method), ("backend", backend), ("dtype", dtype),
@@ -80,8 +81,10 @@ class Setup:
         self.a = self._second_layer(a, runs, m)
         self.second_layer = second_layer
         self.n, self.p, self.n_test, self.dtype = n, p, n_test, dtype
+        # fit keeps each run's network at the snapshot steps it was given and at the last.
+        self.network_steps = (set(snapshot_steps or ()) | {self.steps}) if keep_networks else set()
         self.plan = plan_arrays(n, p, m, n_test, dtype, method, backend, self.steps,
-                                snapshot_steps, runs=runs, networks_kept=networks_kept)
+                                snapshot_steps, runs=runs, networks_kept=len(self.network_steps))
 
     @staticmethod
     def _vector(name, vec, p, dtype):
