@@ -303,10 +303,12 @@ class _History:
         row = {"run": r, "step": t, **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
                **alignment_summaries(P1, P2, a, self.mu_norm or 1.0)}
         flipped = None if src is None else src.flipped
-        if flipped is not None:
-            margins = np.asarray(ev["f"]) * src.y > 0
-            for name, sel in (("train_acc_clean", ~flipped), ("train_acc_flipped", flipped)):
-                row[name] = float(margins[sel].mean()) if sel.any() else np.nan
+        if flipped is not None:  # counts, not means of subsets: this runs for every row
+            right = np.asarray(ev["f"]) * src.y > 0
+            n_flipped, right_flipped = np.count_nonzero(flipped), np.count_nonzero(right & flipped)
+            n_clean, right_clean = len(right) - n_flipped, np.count_nonzero(right) - right_flipped
+            row["train_acc_clean"] = right_clean / n_clean if n_clean else np.nan
+            row["train_acc_flipped"] = right_flipped / n_flipped if n_flipped else np.nan
         return row
 
     def _projections(self, P):
