@@ -38,6 +38,10 @@ DIRECT_TILE_COLS = 0
 #: usable parallelism and costs chunks x (n + n_test) x m x 8 bytes of partial sums.
 DIRECT_CHUNKS = 8
 
+#: Direct method, CPU: run the chunks in one Numba parallel region calling the BLAS directly
+#: (False: on fastgrok's Python thread pool). The same bits either way; tests compare the two.
+DIRECT_NATIVE_PASS = True
+
 #: Gram method: memory for the state of the runs held at once (runs are batched so that many
 #: small per-run products keep every core busy).
 GRAM_BATCH_BYTES = 2 << 30

@@ -10,6 +10,11 @@ of the work (:mod:`fastgrok.kernels.threads`): results do not depend on n_thread
 The CBLAS symbols are looked up in the BLAS library NumPy itself loaded (found through
 threadpoolctl). Where none is found, :func:`gemm` falls back to ``numpy.matmul`` (same results
 for every thread count, slower, and with an m x tile temporary for the in-place update).
+
+Compiled kernels call the same functions through :func:`cblas_gemm`, a Numba intrinsic that
+takes the function's address as an argument (so the kernels stay in Numba's on-disk cache):
+the direct pass runs its tiles in a Numba parallel region (:mod:`.direct_cpu`), whose threads
+take a task in microseconds where a sleeping Python pool thread takes a hundred.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ FORCE_NUMPY_FALLBACK = False
 
 
 def _find_cblas():
-    """{'s': sgemm, 'd': dgemm} from NumPy's BLAS, or {} if no CBLAS symbol is exported."""
+    """{'s': sgemm, 'd': dgemm, 'ilp64': bool} from NumPy's BLAS, or {} if none is exported."""
     try:
         from threadpoolctl import threadpool_info
 
@@ -53,6 +58,7 @@ def _find_cblas():
                 fn.restype = None
                 found[kind] = fn
             if len(found) == 2:
+                found["ilp64"] = int_t is ctypes.c_int64
                 return found
     return {}
 
@@ -66,6 +72,69 @@ def cblas():
             if _state["cblas"] is None:
                 _state["cblas"] = _find_cblas()
     return _state["cblas"]
+
+
+def gemm_addresses():
+    """(sgemm, dgemm) addresses for :func:`cblas_gemm`, or None.
+
+    None where the CBLAS found takes 32-bit integers (the intrinsic passes 64-bit ones) or where
+    there is none: callers then use :func:`gemm` from Python.
+    """
+    fns = cblas()
+    if not fns or not fns["ilp64"]:
+        return None
+    if "addresses" not in fns:
+        fns["addresses"] = tuple(ctypes.cast(fns[k], ctypes.c_void_p).value for k in ("s", "d"))
+    return fns["addresses"]
+
+
+def _cblas_gemm_codegen(context, builder, signature, args):
+    from llvmlite import ir
+    from numba.core import types
+
+    single = signature.args[-1].dtype == types.float32
+    real = ir.FloatType() if single else ir.DoubleType()
+    i32, i64, ptr = ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, ptr, i64, ptr, i64,
+                                          real, ptr, i64])
+    addr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, _ = args
+
+    def enum(v):  # CBLAS enums are C ints
+        return builder.trunc(v, i32)
+
+    def scalar(v):  # alpha and beta in the matrices' precision
+        return builder.fptrunc(v, real) if single else v
+
+    def pointer(v):
+        return builder.inttoptr(v, ptr)
+
+    fn = builder.inttoptr(addr, fnty.as_pointer())
+    builder.call(fn, [ir.Constant(i32, _ROW_MAJOR), enum(ta), enum(tb), M, N, K, scalar(alpha),
+                      pointer(A), lda, pointer(B), ldb, scalar(beta), pointer(C), ldc])
+    return context.get_dummy_value()
+
+
+def _define_intrinsic():
+    from numba.core import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def cblas_gemm(typingctx, addr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, like):
+        """Row-major C = alpha op(A) op(B) + beta C through the ILP64 CBLAS ?gemm at ``addr``.
+
+        All integers int64, alpha and beta float64, A, B and C addresses (int64); ``like`` is an
+        array whose dtype (float32/float64) chooses sgemm's or dgemm's argument types. Called
+        from compiled code only; the caller guarantees the shapes and addresses.
+        """
+        sig = types.void(addr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, like)
+        return sig, _cblas_gemm_codegen
+
+    return cblas_gemm
+
+
+cblas_gemm = _define_intrinsic()
+#: CBLAS transpose flags, for :func:`cblas_gemm`.
+NO_TRANS, TRANS = _NO_TRANS, _TRANS
 
 
 def _layout(A, item):

@@ -12,17 +12,33 @@ scaled coefficients V) is one Numba kernel (:mod:`fastgrok.kernels.numba_fused`)
 grouped into a fixed number of chunks; each chunk accumulates its partial Z in float64 on one
 thread, and the chunks are summed in order, so the result does not depend on the thread count.
 
+Where NumPy's BLAS exports an ILP64 CBLAS (NumPy's own wheels do), the chunks run in one Numba
+parallel region that calls it directly (:func:`_native_pass`); otherwise on fastgrok's Python
+thread pool. Both compute the same products in the same order: the same bits.
+
 The engine (:class:`fastgrok.engines.direct.DirectEngine` over the CPU operations) calls the
 passes and the fused kernel in turn; fastgrok imports this module only when a numba engine is
 first used.
 """
 from __future__ import annotations
 
-import numpy as np
+import functools
+import threading
 
-from .blas import gemm
+import numba
+import numpy as np
+from numba import njit, prange
+
+from . import numba_cache  # noqa: F401  (before any kernel is defined: where its cache goes)
+from .blas import NO_TRANS, TRANS, cblas_gemm, gemm, gemm_addresses
 from .memory import empty_aligned, zeros_aligned
+from .numba_fused import outputs_and_coefficients
 from .threads import map_chunks, ordered_sum
+
+# One native pass at a time: Numba's workqueue threading layer (where OpenMP and TBB are
+# missing) aborts the process when a parallel region is entered from two threads at once.
+_native_lock = threading.Lock()
+_layer = {}
 
 #: A p that one tile would cover is still cut in two from this many columns on, so that a pass
 #: over a small p (a research loop's fg.step) uses two threads.
@@ -45,7 +61,7 @@ def tile_width(n, m, itemsize, tile_bytes, tile_cols=0, p=None):
 
 
 def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, *, tile_bytes,
-              tile_cols, chunks):
+              tile_cols, chunks, native=True):
     """One pass over the column tiles of X and W (see the module docstring).
 
     Parameters
@@ -68,6 +84,8 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, *, 
     chunks : int
         Chunks of tiles, each reduced on one thread in float64 and merged in order: fixed, not
         the thread count, so that the result does not depend on the thread count.
+    native : bool
+        Run the chunks in a Numba parallel region where the BLAS allows it (same bits).
 
     Returns
     -------
@@ -78,6 +96,18 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, *, 
     dt = W.dtype
     tw = tile_width(n, m, dt.itemsize, tile_bytes, tile_cols, p)
     starts = list(range(0, p, tw))
+    addresses = native_addresses() if native else None
+    if addresses is not None and all(A is None or _rows_of_one_dtype(A, dt) for A in (X, Xt, mus)):
+        none = np.empty((0, 0), dt)
+        with _native_lock:
+            out = _native_pass(addresses[int(dt == np.float64)], X, W,
+                               none if V is None else np.ascontiguousarray(V, dtype=dt),
+                               none if Xt is None else Xt, none if mus is None else mus,
+                               _chunk_bounds(len(starts), chunks), tw, forward, V is not None,
+                               Xt is not None, mus is not None)
+        return tuple(z if want else None
+                     for z, want in zip(out, (forward, Xt is not None, mus is not None),
+                                        strict=True))
     Vt = None if V is None else V.T  # a transposed view: gemm passes the Trans flag, no copy
 
     def chunk(tiles):
@@ -103,3 +133,137 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, *, 
 
     parts = map_chunks(len(starts), chunk, n_threads, chunks)
     return tuple(ordered_sum([pt[k] for pt in parts]) for k in range(3))
+
+
+def native_addresses():
+    """(sgemm, dgemm) addresses for the native pass, or None where it does not run.
+
+    It needs an ILP64 CBLAS (:func:`fastgrok.kernels.blas.gemm_addresses`) and a Numba threading
+    layer whose idle threads spin (OpenMP, TBB): with the workqueue layer the hand-off to a
+    sleeping thread costs more than the Python pool's.
+    """
+    addresses = gemm_addresses()
+    if addresses is None:
+        return None
+    if "layer" not in _layer:
+        numba.get_num_threads()  # starts Numba's threads, which chooses the layer
+        _layer["layer"] = numba.threading_layer()
+    return addresses if _layer["layer"] in ("omp", "tbb") else None
+
+
+def native_step(X, y, W, a, lr, leak, loss, *, tile_bytes, tile_cols, chunks, native=True):
+    """One whole direct-method step in one compiled call, or None where that does not run.
+
+    The forward pass, the coefficients (:func:`fastgrok.kernels.numba_fused.
+    outputs_and_coefficients`) and the update pass of :func:`tile_pass`, with no Python between
+    them (``fg.step`` in a research loop). y and a float64; X and W of one dtype.
+
+    Returns
+    -------
+    (f, V, updated) or None
+        The outputs before the update, the coefficients, and whether W was updated: it is not
+        when an output is not finite (the caller reports it, or applies V itself).
+    """
+    addresses = native_addresses() if native else None
+    dt = W.dtype
+    if addresses is None or not _rows_of_one_dtype(X, dt):
+        return None
+    n, p = X.shape
+    tw = tile_width(n, W.shape[0], dt.itemsize, tile_bytes, tile_cols, p)
+    with _native_lock:
+        return _native_step(addresses[int(dt == np.float64)], X, W,
+                            np.ascontiguousarray(y, np.float64),
+                            np.ascontiguousarray(a, np.float64), float(lr),
+                            _chunk_bounds(-(-p // tw), chunks), tw, float(leak), int(loss))
+
+
+def _rows_of_one_dtype(A, dt):
+    """True if ``A`` is in dtype ``dt`` with unit column stride and a valid row stride."""
+    item = A.itemsize
+    return A.dtype == dt and A.strides[1] == item and A.strides[0] >= A.shape[1] * item
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_bounds(n_tiles, chunks):
+    """Tile bounds of the chunks, as :func:`fastgrok.kernels.threads.map_chunks` splits them."""
+    sizes = [len(c) for c in np.array_split(np.arange(n_tiles), max(1, min(chunks, n_tiles)))]
+    return np.cumsum([0, *sizes]).astype(np.int64)  # (shared: never written)
+
+
+def _native_signatures():
+    sigs = []
+    for f in ("float32", "float64"):
+        view = f"{f}[:, :]"
+        sigs.append(f"UniTuple(float64[:, ::1], 3)(int64, {view}, {f}[:, ::1], {f}[:, ::1], "
+                    f"{view}, {view}, int64[::1], int64, boolean, boolean, boolean, boolean)")
+    return sigs
+
+
+@njit(_native_signatures(), parallel=True, nogil=True, cache=True)
+def _native_pass(addr, X, W, V, Xt, mus, bounds, tw, forward, update, with_xt, with_mus):
+    """:func:`tile_pass` as one parallel region: chunk c takes tiles bounds[c]:bounds[c + 1].
+
+    X, Xt and mus have unit column stride, W and V are C-contiguous; the arrays not wanted are
+    (0, 0) placeholders. Returns (Z, Zt, P) in float64, empty where not wanted.
+    """
+    n, p = X.shape
+    m = W.shape[0]
+    n_test, k = Xt.shape[0], mus.shape[0]
+    item = X.itemsize
+    n_chunks = bounds.size - 1
+    rows_z, rows_t, rows_p = n if forward else 0, n_test if with_xt else 0, m if with_mus else 0
+    Zc = np.zeros((n_chunks, rows_z, m))
+    Ztc = np.zeros((n_chunks, rows_t, m))
+    Pc = np.zeros((n_chunks, rows_p, k))
+    zb = np.empty((n_chunks, rows_z, m), X.dtype)
+    ztb = np.empty((n_chunks, rows_t, m), X.dtype)
+    pb = np.empty((n_chunks, rows_p, k), X.dtype)
+    ldx, ldw = X.strides[0] // item, W.strides[0] // item
+    ldt, ldm = max(Xt.strides[0] // item, 1), max(mus.strides[0] // item, 1)
+    x0, w0, xt0, mu0 = X.ctypes.data, W.ctypes.data, Xt.ctypes.data, mus.ctypes.data
+    v0 = V.ctypes.data
+    for c in prange(n_chunks):
+        for t in range(bounds[c], bounds[c + 1]):
+            j0 = t * tw
+            cols = min(tw, p - j0)
+            off = j0 * item
+            if update:  # W[:, j0:j1] += V^T X[:, j0:j1]
+                cblas_gemm(addr, TRANS, NO_TRANS, m, cols, n, 1.0, v0, m, x0 + off, ldx, 1.0,
+                           w0 + off, ldw, X)
+            if forward:  # Z += X[:, j0:j1] W[:, j0:j1]^T
+                cblas_gemm(addr, NO_TRANS, TRANS, n, m, cols, 1.0, x0 + off, ldx, w0 + off, ldw,
+                           0.0, zb[c].ctypes.data, m, X)
+                Zc[c] += zb[c]
+            if with_xt:
+                cblas_gemm(addr, NO_TRANS, TRANS, n_test, m, cols, 1.0, xt0 + off, ldt, w0 + off,
+                           ldw, 0.0, ztb[c].ctypes.data, m, X)
+                Ztc[c] += ztb[c]
+            if with_mus:  # P += W[:, j0:j1] mus[:, j0:j1]^T
+                cblas_gemm(addr, NO_TRANS, TRANS, m, k, cols, 1.0, w0 + off, ldw, mu0 + off, ldm,
+                           0.0, pb[c].ctypes.data, k, X)
+                Pc[c] += pb[c]
+    for c in range(1, n_chunks):  # in chunk order: the same sums for every thread count
+        Zc[0] += Zc[c]
+        Ztc[0] += Ztc[c]
+        Pc[0] += Pc[c]
+    return Zc[0].copy(), Ztc[0].copy(), Pc[0].copy()
+
+
+def _step_signatures():
+    return [f"Tuple((float64[:], {f}[:, ::1], boolean))(int64, {f}[:, :], {f}[:, ::1], "
+            "float64[::1], float64[::1], float64, int64[::1], int64, float64, int64)"
+            for f in ("float32", "float64")]
+
+
+@njit(_step_signatures(), nogil=True, cache=True)
+def _native_step(addr, X, W, y, a, lr, bounds, tw, leak, loss):
+    """:func:`native_step`: two native passes around the coefficients kernel."""
+    none = np.empty((0, 0), X.dtype)
+    Z = _native_pass(addr, X, W, none, none, none, bounds, tw, True, False, False, False)[0]
+    V = np.empty((X.shape[0], W.shape[0]), X.dtype)
+    f = outputs_and_coefficients(Z, y, a, lr, V, False, leak, loss)
+    for i in range(f.size):
+        if not np.isfinite(f[i]):
+            return f, V, False
+    _native_pass(addr, X, W, V, none, none, bounds, tw, False, True, False, False)
+    return f, V, True

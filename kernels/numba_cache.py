@@ -20,6 +20,17 @@ def cache_dir() -> str:
     return os.path.join(base, "fastgrok")
 
 
+def _other_stamps(own):
+    """(name, mtime, size) of every module of this package but ``own``, in name order."""
+    out = []
+    for name in sorted(os.listdir(_HERE)):
+        path = os.path.join(_HERE, name)
+        if name.endswith(".py") and path != os.path.abspath(own):
+            st = os.stat(path)
+            out.append((name, st.st_mtime, st.st_size))
+    return out
+
+
 def _install_cache_locator():
     """Put a locator first in Numba's list that sends this package's kernels to cache_dir()."""
     try:
@@ -40,6 +51,12 @@ def _install_cache_locator():
             super().__init__(py_func, py_file)
             self._cache_path = os.path.join(cache_dir(), "numba",
                                             self.get_suitable_cache_subpath(py_file))
+
+        def get_source_stamp(self):
+            # Every kernel module, not only the function's own: kernels call kernels of other
+            # modules (the coefficients kernel inside the direct step), and a cache keyed on one
+            # file would keep a stale copy of an edited callee.
+            return (super().get_source_stamp(), *_other_stamps(self._py_file))
 
         @classmethod
         def from_function(cls, py_func, py_file):

@@ -71,25 +71,85 @@ def test_cblas_found():
     assert blas.cblas(), "no CBLAS gemm found in NumPy's BLAS: the numba engine falls back"
 
 
-def test_n_threads_is_honoured_and_restored(monkeypatch):
+@pytest.mark.parametrize("native", [True, False], ids=["native", "pool"])
+def test_n_threads_is_honoured_and_restored(monkeypatch, native):
+    from fastgrok.kernels import direct_cpu
+
     def blas_threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
     monkeypatch.setattr(tunables, "DIRECT_TILE_COLS", 8)
+    monkeypatch.setattr(tunables, "DIRECT_NATIVE_PASS", native)
     before_numba, before_blas = numba.get_num_threads(), blas_threads()
     X, y, W, a = random_problem(3, 5, 40, 3)
     seen = {}
-    real_pool = kthreads.pool
 
-    def spy(n):
-        seen["n"] = n
-        seen["blas"] = blas_threads()
-        return real_pool(n)
+    def spy(real, threads_of):
+        def wrapped(*args, **kwargs):
+            seen["n"] = threads_of(*args)
+            seen["blas"] = blas_threads()
+            return real(*args, **kwargs)
+        return wrapped
 
-    monkeypatch.setattr(kthreads, "pool", spy)
+    if native:  # the parallel region runs on Numba's threads
+        monkeypatch.setattr(direct_cpu, "_native_step",
+                            spy(direct_cpu._native_step, lambda *_: numba.get_num_threads()))
+    else:
+        monkeypatch.setattr(kthreads, "pool", spy(kthreads.pool, lambda n: n))
     fg.step(X, y, W, a, 0.1, backend="numba", n_threads=2)
     assert seen["n"] == 2 and set(seen["blas"]) == {1}  # our threads, single-threaded BLAS
     assert numba.get_num_threads() == before_numba and blas_threads() == before_blas
+
+
+def test_native_pass_equals_the_pool_pass(monkeypatch):
+    """The parallel region and the Python pool compute the same bits (every optional product)."""
+    from fastgrok.kernels import direct_cpu
+
+    assert direct_cpu.gemm_addresses() is not None, "no ILP64 CBLAS: the native pass never runs"
+    rng = np.random.default_rng(11)
+    for dt, (n, m, p, nt, k, tw) in [(np.float32, (13, 7, 1000, 5, 3, 64)),
+                                     (np.float64, (9, 4, 333, 2, 1, 100)),
+                                     (np.float32, (30, 20, 5000, 0, 2, 0))]:
+        X, Xt = rng.standard_normal((n, p)).astype(dt), rng.standard_normal((nt, p)).astype(dt)
+        W, mus = rng.standard_normal((m, p)).astype(dt), rng.standard_normal((k, p)).astype(dt)
+        V = rng.standard_normal((n, m)).astype(dt)
+        out = []
+        for native in (True, False):
+            Wc = W.copy()
+            with kthreads.threads(2) as nth:
+                res = direct_cpu.tile_pass(X, Wc, V=V, Xt=Xt if nt else None, mus=mus,
+                                           n_threads=nth, tile_bytes=1 << 20, tile_cols=tw,
+                                           chunks=3, native=native)
+            out.append((Wc, *res))
+        for a_, b_ in zip(*out, strict=True):
+            assert (a_ is None and b_ is None) or np.array_equal(a_, b_)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("model", [{}, {"activation": "leaky_relu", "leak": 0.1, "loss": "hinge"},
+                                   {"loss": "exponential"}], ids=["relu", "leaky-hinge", "exp"])
+def test_native_step_equals_the_pool_step(monkeypatch, dtype, model):
+    """fg.step in one compiled call gives the bits of the pass-by-pass step."""
+    monkeypatch.setattr(tunables, "DIRECT_TILE_COLS", 64)
+    X, y, W, a = random_problem(5, 17, 700, 9, dtype=dtype, scale=0.1)
+    out = []
+    for native in (True, False):
+        monkeypatch.setattr(tunables, "DIRECT_NATIVE_PASS", native)
+        Wc = W.copy()
+        fs = [fg.step(X, y, Wc, a, 0.05, n_threads=2, return_outputs=True, **model)[1]
+              for _ in range(3)]
+        out.append((Wc, *fs))
+    for a_, b_ in zip(*out, strict=True):
+        assert np.array_equal(a_, b_)
+
+
+def test_native_step_leaves_w_unchanged_on_overflow():
+    X, y, W, a = random_problem(6, 8, 50, 4)
+    W[:] = 1e308  # X W^T overflows
+    before = W.copy()
+    with pytest.raises(ValueError, match="not finite"):
+        fg.step(X, y, W, a, 0.1, backend="numba", loss="exponential")
+    assert np.array_equal(W, before)
 
 
 def test_run_numba_equals_run_numpy_in_float64(small_cfg):

@@ -93,7 +93,8 @@ class DirectEngine(Engine):
     def step_fn(cls, X, y, W, a, lr, ops, n_threads=None, model=None, check_outputs=None):
         """One in-place step on the caller's arrays (``fg.step``) with the operations ``ops``.
 
-        A forward pass, the fused coefficients, then the update pass. Returns the outputs f
+        A forward pass, the fused coefficients, then the update pass (one compiled call where
+        the operations have one, :meth:`Ops.direct_step`). Returns the outputs f
         (n,) of the forward pass (float64). ``check_outputs(f)`` is called before the update
         (it may raise: W is then unchanged).
         """
@@ -101,11 +102,17 @@ class DirectEngine(Engine):
         o, xp = ops, ops.xp
         if X.dtype != W.dtype:  # the products, and so Z and the kernels, take W's dtype
             X = X.astype(W.dtype)
+        y, a = xp.asarray(y, dtype=xp.float64), xp.asarray(a, dtype=xp.float64)
         with o.runtime(n_threads) as nt:
-            Z = o.direct_pass(X, W, n_threads=nt)[0]
-            V = o.empty(Z.shape, W.dtype)
-            f = o.coefficients(Z, xp.asarray(y, dtype=xp.float64),
-                               xp.asarray(a, dtype=xp.float64), lr, V, model)
+            whole = o.direct_step(X, y, W, a, lr, model, n_threads=nt)
+            if whole is not None:
+                f, V, updated = whole
+                if updated:
+                    return f
+            else:
+                Z = o.direct_pass(X, W, n_threads=nt)[0]
+                V = o.empty(Z.shape, W.dtype)
+                f = o.coefficients(Z, y, a, lr, V, model)
             if check_outputs is not None:
                 check_outputs(f)
             o.direct_pass(X, W, V=V, forward=False, n_threads=nt)

@@ -165,6 +165,14 @@ class Ops:
         """F = phi(Z) a of one run, float64 on the host."""
         raise NotImplementedError
 
+    def direct_step(self, X, y, W, a, lr, model, n_threads=None):
+        """A whole in-place step in one call where the backend has one: (f, V, updated) or None.
+
+        None: the engine runs the forward pass, :meth:`coefficients` and the update pass itself.
+        ``updated`` is False when an output is not finite (W is then unchanged).
+        """
+        return None
+
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
         """Apply the pending update W += V^T X (when V is given), then form the products.
 

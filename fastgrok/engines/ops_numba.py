@@ -164,6 +164,12 @@ class NumbaOps(Ops):
 
         return outputs(Z, a, model.slope)
 
+    def direct_step(self, X, y, W, a, lr, model, n_threads=None):
+        """The whole step in one compiled call (:func:`fastgrok.kernels.direct_cpu.native_step`)."""
+        from ..kernels.direct_cpu import native_step
+
+        return native_step(X, y, W, a, lr, model.slope, model.loss_code, **tile_options())
+
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
         """One tiled pass over p: the update and the products fused per column tile."""
         from ..kernels.direct_cpu import tile_pass
@@ -181,4 +187,4 @@ def tile_options() -> dict:
     The keyword arguments of :func:`fastgrok.kernels.direct_cpu.tile_pass`.
     """
     return {"tile_bytes": tunables.DIRECT_TILE_BYTES, "tile_cols": tunables.DIRECT_TILE_COLS,
-            "chunks": tunables.DIRECT_CHUNKS}
+            "chunks": tunables.DIRECT_CHUNKS, "native": tunables.DIRECT_NATIVE_PASS}
