@@ -199,53 +199,100 @@ def _native_signatures():
     return sigs
 
 
-@njit(_native_signatures(), parallel=True, nogil=True, cache=True)
+def _chunk_signatures():
+    sigs = []
+    for f in ("float32", "float64"):
+        view = f"{f}[:, :]"
+        sigs.append(f"void(int64, {view}, {f}[:, ::1], {f}[:, ::1], {view}, {view}, int64, "
+                    f"int64, int64, boolean, boolean, float64[:, ::1], float64[:, ::1], "
+                    f"float64[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1])")
+    return sigs
+
+
+@njit(inline="always")
+def _add(total, part):
+    for i in range(total.shape[0]):
+        for j in range(total.shape[1]):
+            total[i, j] += part[i, j]
+
+
+@njit(_chunk_signatures(), nogil=True, cache=True)
+def _chunk(addr, X, W, V, Xt, mus, t0, t1, tw, forward, update, Z, Zt, P, zb, ztb, pb):
+    """Tiles t0:t1 of one chunk, on the calling thread: the products added into Z, Zt and P.
+
+    Z, Zt, P (float64) and their blocks zb, ztb, pb have zero rows where not wanted.
+    """
+    n, p = X.shape
+    m = W.shape[0]
+    item = X.itemsize
+    ldx, ldw = X.strides[0] // item, W.strides[0] // item
+    ldt, ldm = max(Xt.strides[0] // item, 1), max(mus.strides[0] // item, 1)
+    x0, w0, xt0, mu0 = X.ctypes.data, W.ctypes.data, Xt.ctypes.data, mus.ctypes.data
+    for t in range(t0, t1):
+        j0 = t * tw
+        cols = min(tw, p - j0)
+        off = j0 * item
+        if update:  # W[:, j0:j1] += V^T X[:, j0:j1]
+            cblas_gemm(addr, TRANS, NO_TRANS, m, cols, n, 1.0, V.ctypes.data, m, x0 + off, ldx,
+                       1.0, w0 + off, ldw, X)
+        if forward:  # Z += X[:, j0:j1] W[:, j0:j1]^T
+            cblas_gemm(addr, NO_TRANS, TRANS, n, m, cols, 1.0, x0 + off, ldx, w0 + off, ldw, 0.0,
+                       zb.ctypes.data, m, X)
+            _add(Z, zb)
+        if Zt.shape[0]:
+            cblas_gemm(addr, NO_TRANS, TRANS, Zt.shape[0], m, cols, 1.0, xt0 + off, ldt,
+                       w0 + off, ldw, 0.0, ztb.ctypes.data, m, X)
+            _add(Zt, ztb)
+        if P.shape[0]:  # P += W[:, j0:j1] mus[:, j0:j1]^T
+            cblas_gemm(addr, NO_TRANS, TRANS, m, mus.shape[0], cols, 1.0, w0 + off, ldw,
+                       mu0 + off, ldm, 0.0, pb.ctypes.data, mus.shape[0], X)
+            _add(P, pb)
+
+
+def _chunks_signatures():
+    sigs = []
+    for f in ("float32", "float64"):
+        view, out, block = f"{f}[:, :]", "float64[:, :, ::1]", f"{f}[:, :, ::1]"
+        sigs.append(f"void(int64, {view}, {f}[:, ::1], {f}[:, ::1], {view}, {view}, "
+                    f"int64[::1], int64, boolean, boolean, {out}, {out}, {out}, {block}, "
+                    f"{block}, {block})")
+    return sigs
+
+
+@njit(_chunks_signatures(), parallel=True, nogil=True, cache=True)
+def _parallel_chunks(addr, X, W, V, Xt, mus, bounds, tw, forward, update, Zc, Ztc, Pc, zb, ztb,
+                     pb):
+    """Chunk c (tiles bounds[c]:bounds[c + 1]) on one of Numba's threads, into Zc[c] and so on.
+
+    Nothing else in this parallel function: its compilation stays small.
+    """
+    for c in prange(bounds.size - 1):
+        _chunk(addr, X, W, V, Xt, mus, bounds[c], bounds[c + 1], tw, forward, update, Zc[c],
+               Ztc[c], Pc[c], zb[c], ztb[c], pb[c])
+
+
+@njit(_native_signatures(), nogil=True, cache=True)
 def _native_pass(addr, X, W, V, Xt, mus, bounds, tw, forward, update, with_xt, with_mus):
-    """:func:`tile_pass` as one parallel region: chunk c takes tiles bounds[c]:bounds[c + 1].
+    """:func:`tile_pass` with its chunks in one parallel region (:func:`_parallel_chunks`).
 
     X, Xt and mus have unit column stride, W and V are C-contiguous; the arrays not wanted are
     (0, 0) placeholders. Returns (Z, Zt, P) in float64, empty where not wanted.
     """
-    n, p = X.shape
-    m = W.shape[0]
-    n_test, k = Xt.shape[0], mus.shape[0]
-    item = X.itemsize
+    n, m, k = X.shape[0], W.shape[0], mus.shape[0]
     n_chunks = bounds.size - 1
-    rows_z, rows_t, rows_p = n if forward else 0, n_test if with_xt else 0, m if with_mus else 0
+    rows_z, rows_t = n if forward else 0, Xt.shape[0] if with_xt else 0
+    rows_p = m if with_mus else 0
     Zc = np.zeros((n_chunks, rows_z, m))
     Ztc = np.zeros((n_chunks, rows_t, m))
     Pc = np.zeros((n_chunks, rows_p, k))
-    zb = np.empty((n_chunks, rows_z, m), X.dtype)
-    ztb = np.empty((n_chunks, rows_t, m), X.dtype)
-    pb = np.empty((n_chunks, rows_p, k), X.dtype)
-    ldx, ldw = X.strides[0] // item, W.strides[0] // item
-    ldt, ldm = max(Xt.strides[0] // item, 1), max(mus.strides[0] // item, 1)
-    x0, w0, xt0, mu0 = X.ctypes.data, W.ctypes.data, Xt.ctypes.data, mus.ctypes.data
-    v0 = V.ctypes.data
-    for c in prange(n_chunks):
-        for t in range(bounds[c], bounds[c + 1]):
-            j0 = t * tw
-            cols = min(tw, p - j0)
-            off = j0 * item
-            if update:  # W[:, j0:j1] += V^T X[:, j0:j1]
-                cblas_gemm(addr, TRANS, NO_TRANS, m, cols, n, 1.0, v0, m, x0 + off, ldx, 1.0,
-                           w0 + off, ldw, X)
-            if forward:  # Z += X[:, j0:j1] W[:, j0:j1]^T
-                cblas_gemm(addr, NO_TRANS, TRANS, n, m, cols, 1.0, x0 + off, ldx, w0 + off, ldw,
-                           0.0, zb[c].ctypes.data, m, X)
-                Zc[c] += zb[c]
-            if with_xt:
-                cblas_gemm(addr, NO_TRANS, TRANS, n_test, m, cols, 1.0, xt0 + off, ldt, w0 + off,
-                           ldw, 0.0, ztb[c].ctypes.data, m, X)
-                Ztc[c] += ztb[c]
-            if with_mus:  # P += W[:, j0:j1] mus[:, j0:j1]^T
-                cblas_gemm(addr, NO_TRANS, TRANS, m, k, cols, 1.0, w0 + off, ldw, mu0 + off, ldm,
-                           0.0, pb[c].ctypes.data, k, X)
-                Pc[c] += pb[c]
+    _parallel_chunks(addr, X, W, V, Xt, mus, bounds, tw, forward, update, Zc, Ztc, Pc,
+                     np.empty((n_chunks, rows_z, m), X.dtype),
+                     np.empty((n_chunks, rows_t, m), X.dtype),
+                     np.empty((n_chunks, rows_p, k), X.dtype))
     for c in range(1, n_chunks):  # in chunk order: the same sums for every thread count
-        Zc[0] += Zc[c]
-        Ztc[0] += Ztc[c]
-        Pc[0] += Pc[c]
+        _add(Zc[0], Zc[c])
+        _add(Ztc[0], Ztc[c])
+        _add(Pc[0], Pc[c])
     return Zc[0].copy(), Ztc[0].copy(), Pc[0].copy()
 
 
