@@ -20,8 +20,11 @@ SECOND_LAYER = ("random", "balanced")
 MEANS = ("axis", "random")
 REPRESENTATIONS = ("auto", "full", "reduced")
 ACTIVATIONS = ("relu", "leaky_relu")
-LOSSES = ("logistic", "exponential", "hinge")
+LOSSES = ("logistic", "exponential", "hinge", "square")
+#: The losses of the classification studies (the square loss is a regression loss on +-1).
+CLASSIFICATION_LOSSES = ("logistic", "exponential", "hinge")
 DATA = ("xor", "linear")
+LABEL_NOISE = ("independent", "exact")
 #: The leak of "leaky_relu" when none is given.
 DEFAULT_LEAK = 0.1
 
@@ -187,6 +190,8 @@ FIELDS = {
                    help="leaky_relu's slope for z < 0, in [0, 1) (none: 0.1)"),
     "loss": _Choice(LOSSES, "training loss of the margin y f"),
     "data": _Choice(DATA, "xor: +-mu1 -> +1, +-mu2 -> -1 (the paper); linear: y mu1 + noise"),
+    "label_noise": _Choice(LABEL_NOISE, "independent: each training label flips with probability "
+                           "noise_rate; exact: round(noise_rate n) flips, split over the classes"),
 }
 
 
@@ -282,13 +287,19 @@ class Config:
     leak : float or None
         leaky_relu's slope for negative pre-activations, in [0, 1) (None: 0.1). An error with
         "relu".
-    loss : {"logistic", "exponential", "hinge"}
-        log(1 + exp(-z)) (the paper), exp(-z) or max(0, 1 - z) of the margin z = y f; the mean
-        over samples is minimised, and the history's losses are this loss.
+    loss : {"logistic", "exponential", "hinge", "square"}
+        log(1 + exp(-z)) (the paper), exp(-z), max(0, 1 - z) or (1 - z)^2 / 2 of the margin
+        z = y f (the square loss is (y - f)^2 / 2 for labels +-1); the mean over samples is
+        minimised, and the history's losses are this loss.
     data : {"xor", "linear"}
         "xor": the paper's four clusters, +-mu1 -> +1 and +-mu2 -> -1. "linear": two clusters,
         x = y_clean mu1 + noise (the noisy linear model of Frei, Chatterji and Bartlett 2022);
         mu2 is unused and its alignment columns are NaN. Labels flip at ``noise_rate`` in both.
+    label_noise : {"independent", "exact"}
+        "independent": each training label flips with probability ``noise_rate`` (the paper).
+        "exact": exactly round(noise_rate n) flips, split over the clean classes in proportion
+        to their sizes, as several benign-overfitting papers state the noise
+        (:func:`fastgrok.data.flip_mask`).
 
     Raises
     ------
@@ -339,6 +350,7 @@ class Config:
     leak: float | None = None
     loss: str = "logistic"
     data: str = "xor"
+    label_noise: str = "independent"
 
     def __post_init__(self):
         """Check every field (TypeError or ValueError naming the field) and the fields together."""

@@ -94,17 +94,20 @@ class RunDraw:
         mu1 = mu_norm e_1, mu2 = mu_norm e_2, or a random orthogonal pair.
     data : {"xor", "linear"}
         Four clusters +-mu1 -> +1, +-mu2 -> -1; or two, +mu1 -> +1, -mu1 -> -1 (mu2 unused).
+    label_noise : {"independent", "exact"}
+        How the flips are drawn (:func:`flip_mask`).
     """
 
-    def __init__(self, n, p, n_test, mu_norm, noise_rate, seed, run, means="axis", data="xor"):
+    def __init__(self, n, p, n_test, mu_norm, noise_rate, seed, run, means="axis", data="xor",
+                 label_noise="independent"):
         self.n, self.p, self.n_test = n, p, n_test
         self.mu_norm, self.noise_rate = float(mu_norm), float(noise_rate)
         self.seed, self.run, self.means, self.data = seed, run, means, data
         k = len(CLUSTERS[data])
         g = rng(seed, run, STREAM_LABELS)
         self.clusters = g.integers(0, k, size=n)
-        self.flipped = g.random(n) < noise_rate
         self.y_clean = _clean_labels(self.clusters, data)
+        self.flipped = flip_mask(g.random(n), self.y_clean, noise_rate, label_noise)
         self.y = np.where(self.flipped, -self.y_clean, self.y_clean)
         self.clusters_test = rng(seed, run, STREAM_TEST_LABELS).integers(0, k, size=n_test)
         self.y_test = _clean_labels(self.clusters_test, data)
@@ -213,7 +216,7 @@ def materialize(draw: RunDraw, dtype="float64") -> Dataset:
 
 def xor_clusters(n: int, p: int, n_test: int = 200, mu_norm: float | None = None,
                  noise_rate: float = 0.05, seed: int = 0, run: int = 0, means: str = "axis",
-                 dtype: str = "float64") -> Dataset:
+                 dtype: str = "float64", label_noise: str = "independent") -> Dataset:
     """Draw the XOR-cluster data of Xu et al. 2024 (Definition 2.1; docs/design.md section 1).
 
     x = xbar + xi with xbar uniform on {+mu1, -mu1, +mu2, -mu2} and xi ~ N(0, I_p); the clean
@@ -234,6 +237,9 @@ def xor_clusters(n: int, p: int, n_test: int = 200, mu_norm: float | None = None
         Axis-aligned means (default) or a random orthogonal pair.
     dtype : {"float64", "float32"}
         Dtype of the returned arrays (see the module docstring for how the two relate).
+    label_noise : {"independent", "exact"}
+        Each label flips with probability ``noise_rate``, or exactly round(noise_rate n)
+        labels flip, split over the clean classes (:func:`flip_mask`).
 
     Returns
     -------
@@ -260,12 +266,13 @@ def xor_clusters(n: int, p: int, n_test: int = 200, mu_norm: float | None = None
     >>> ds.y
     array([ 1.,  1.,  1.,  1.,  1.,  1., -1., -1.])
     """
-    return _dataset("xor", n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype)
+    return _dataset("xor", n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype,
+                    label_noise)
 
 
 def linear_clusters(n: int, p: int, n_test: int = 200, mu_norm: float | None = None,
                     noise_rate: float = 0.05, seed: int = 0, run: int = 0, means: str = "axis",
-                    dtype: str = "float64") -> Dataset:
+                    dtype: str = "float64", label_noise: str = "independent") -> Dataset:
     """Draw noisy linear data (Frei, Chatterji and Bartlett 2022): x = y_clean mu1 + xi.
 
     The clean label is uniform on {-1, +1}, xi ~ N(0, I_p); training labels flip with
@@ -279,18 +286,57 @@ def linear_clusters(n: int, p: int, n_test: int = 200, mu_norm: float | None = N
     >>> bool(((ds.X @ ds.mu1 > 0) == (ds.y > 0)).mean() > 0.9)
     True
     """
-    return _dataset("linear", n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype)
+    return _dataset("linear", n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype,
+                    label_noise)
 
 
-def _dataset(data, n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype) -> Dataset:
+def _dataset(data, n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype,
+             label_noise) -> Dataset:
     cfg = Config(n=n, p=p, n_test=n_test, mu_norm=mu_norm, noise_rate=noise_rate, seed=seed,
                  means=means, dtype=str(np.dtype(dtype)) if _is_dtype(dtype) else dtype, runs=1,
-                 data=data)
+                 data=data, label_noise=label_noise)
     if isinstance(run, bool) or not isinstance(run, (int, np.integer)) or run < 0:
         raise ValueError(f"run must be a non-negative integer, got {run!r}")
     draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, int(run),
-                   cfg.means, cfg.data)
+                   cfg.means, cfg.data, cfg.label_noise)
     return materialize(draw, cfg.dtype)
+
+
+def flip_mask(u, y_clean, noise_rate, label_noise="independent"):
+    """Which training labels flip, from one uniform draw ``u`` (n,) per sample.
+
+    "independent": sample i flips when u_i < noise_rate (each with probability eta).
+    "exact": k = round(eta n) flips (NumPy's rint: half to even), split over the clean classes
+    in proportion to their sizes (class +1 gets round(k n_+ / n), class -1 the rest, never more
+    than its size); within a class the samples with the smallest u flip. The same u give both,
+    so the clusters and the noise vectors of a run do not depend on the choice.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgrok.data import flip_mask
+    >>> u = np.array([0.9, 0.1, 0.5, 0.3, 0.7, 0.2])
+    >>> y = np.array([1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
+    >>> flip_mask(u, y, 0.34, "exact").astype(int)   # round(0.34 * 6) = 2 flips, one per class
+    array([0, 1, 0, 0, 0, 1])
+    """
+    u, y_clean = np.asarray(u), np.asarray(y_clean)
+    if label_noise == "independent":
+        return u < noise_rate
+    if label_noise != "exact":
+        raise ValueError(f"label_noise must be 'independent' or 'exact', got {label_noise!r}")
+    n = len(u)
+    k = int(np.rint(noise_rate * n))
+    pos = np.flatnonzero(y_clean > 0)
+    neg = np.flatnonzero(y_clean <= 0)
+    k_pos = min(int(np.rint(k * len(pos) / n)) if n else 0, len(pos))
+    k_neg = min(k - k_pos, len(neg))
+    k_pos = min(k - k_neg, len(pos))
+    flipped = np.zeros(n, dtype=bool)
+    for idx, count in ((pos, k_pos), (neg, k_neg)):
+        # A stable sort: ties in u (impossible for continuous draws) go to the lower index.
+        flipped[idx[np.argsort(u[idx], kind="stable")[:count]]] = True
+    return flipped
 
 
 def _is_dtype(x):

@@ -22,8 +22,8 @@ class Model:
     activation : {"relu", "leaky_relu"}
     leak : float or None
         Slope for negative pre-activations, in [0, 1); only with "leaky_relu" (None: 0.1).
-    loss : {"logistic", "exponential", "hinge"}
-        l(z) = log(1 + exp(-z)), exp(-z) or max(0, 1 - z) of the margin z = y f.
+    loss : {"logistic", "exponential", "hinge", "square"}
+        l(z) = log(1 + exp(-z)), exp(-z), max(0, 1 - z) or (1 - z)^2 / 2 of the margin z = y f.
     """
 
     activation: str = "relu"

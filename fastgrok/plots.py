@@ -11,7 +11,7 @@ import pandas as pd
 
 from ._io import save_figure
 from .analysis import grok_median, per_run, round_sig, summarize
-from .config import LOSSES, Config
+from .config import CLASSIFICATION_LOSSES, Config
 from .model import Model
 
 
@@ -415,7 +415,7 @@ def _loss_study_figure(res, base: Config, path):
     runs = per_run(res.table, ["loss", "init_scale"], res.threshold)
     runs["ratio"] = (runs.init_scale / base.lr).map(round_sig)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for i, loss in enumerate(LOSSES):
+    for i, loss in enumerate(CLASSIFICATION_LOSSES):
         d = runs[runs.loss == loss]
         if d.empty:
             continue

@@ -41,7 +41,7 @@ def softplus(z):
 
 
 def loss_values(z, loss="logistic"):
-    """l(z) of each margin z = y f: log(1 + exp(-z)), exp(-z) or max(0, 1 - z).
+    """l(z) of each margin z = y f: log(1 + exp(-z)), exp(-z), max(0, 1 - z) or (1 - z)^2 / 2.
 
     Stable for any finite z: the logistic loss through softplus; the exponential loss of a
     margin below about -709 is inf (it is larger than any double), without a warning.
@@ -54,6 +54,8 @@ def loss_values(z, loss="logistic"):
             return np.exp(-z)
     if loss == "hinge":
         return np.maximum(0.0, 1.0 - z)
+    if loss == "square":  # (y - f)^2 / 2 = (1 - y f)^2 / 2 for y = +-1
+        return 0.5 * (1.0 - z) ** 2
     raise ValueError(f"unknown loss {loss!r}")
 
 
@@ -72,7 +74,8 @@ def loss_weights(y, f, loss="logistic"):
 
     logistic: 1 / (1 + exp(y f)), accurate in relative terms for large |y f|; exponential:
     exp(-y f) (inf below a margin of about -709: a diverged run); hinge: 1 if y f < 1 else 0
-    (at the kink y f = 1 the weight is 0, the convention of automatic differentiation).
+    (at the kink y f = 1 the weight is 0, the convention of automatic differentiation); square:
+    1 - y f (negative past the target: the square loss pulls over-confident outputs back).
     """
     z = np.asarray(y * f, dtype=np.float64)
     if loss == "logistic":
@@ -82,6 +85,8 @@ def loss_weights(y, f, loss="logistic"):
             return np.exp(-z)
     if loss == "hinge":
         return (z < 1.0).astype(np.float64)
+    if loss == "square":
+        return 1.0 - z
     raise ValueError(f"unknown loss {loss!r}")
 
 

@@ -120,7 +120,7 @@ class GeneratedSource(Source):
 
     def __init__(self, cfg, run, tracked=None):
         self.draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, run,
-                            cfg.means, cfg.data)
+                            cfg.means, cfg.data, cfg.label_noise)
         self.n, self.p, self.m, self.n_test = cfg.n, cfg.p, cfg.m, cfg.n_test
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
@@ -222,7 +222,7 @@ class ReducedSource(Source):
                 f"representation='reduced' needs p - 2 >= n + n_test + m = {N}, got p={cfg.p}; "
                 "use representation='full' (it is cheap at this size)")
         self.draw = RunDraw(cfg.n, 2, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, run,
-                            "axis", cfg.data)
+                            "axis", cfg.data, cfg.label_noise)
         self.N, self.p_nominal = N, cfg.p
         self.n, self.p, self.m, self.n_test = cfg.n, N + 2, cfg.m, cfg.n_test
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from .analysis import round_sig
-from .config import LOSSES, Config, preset
+from .config import CLASSIFICATION_LOSSES, Config, preset
 
 if TYPE_CHECKING:
     from .sweeps import SweepResult
@@ -84,7 +84,7 @@ LOSS_RATIOS = INIT_RATIOS
 
 def _loss_grid(base: Config):
     return [{"loss": loss, "init_scale": round_sig(r * base.lr)}
-            for loss in LOSSES for r in LOSS_RATIOS]
+            for loss in CLASSIFICATION_LOSSES for r in LOSS_RATIOS]
 
 
 # The paper's data (n = 200, p = 40000, ||mu|| = 2.5 sqrt(p/n), eta = 0.05, omega_init = 1e-15,

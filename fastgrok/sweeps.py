@@ -194,6 +194,19 @@ def _stop_workers(executor):
             proc.join(timeout=5)
 
 
+def _normalised(base: dict):
+    """A base Config's dict as JSON, with the fields it predates at their defaults.
+
+    A sweep written before a field existed is over that field's default (which is how the
+    field was added): it resumes under the version that has the field.
+    """
+    try:
+        base = Config.from_dict(base).to_dict()
+    except (TypeError, ValueError):  # a field this version does not know: compared as written
+        pass
+    return json.loads(json.dumps(base, default=str))
+
+
 class SweepInterrupted(KeyboardInterrupt):
     """A sweep stopped by Ctrl-C (SIGINT).
 
@@ -343,7 +356,7 @@ class _SweepFolder:
         if os.path.exists(spec_path):
             with open(spec_path) as fh:
                 old = json.load(fh)
-            if old["base"] != json.loads(json.dumps(spec, default=str))["base"]:
+            if _normalised(old["base"]) != _normalised(spec["base"]):
                 raise ValueError(f"out={self.out!r} holds a sweep over a different base Config; "
                                  "use another folder")
             if old.get("paired", []) != spec["paired"]:

@@ -56,7 +56,9 @@ class EmulatedKernels:
         if loss == 1:
             with np.errstate(over="ignore"):
                 return np.exp(-z)
-        return np.where(z < 1.0, 1.0, 0.0)
+        if loss == 2:
+            return np.where(z < 1.0, 1.0, 0.0)
+        return 1.0 - z
 
     def outputs(self, Z, a, n_per_run, leak=0.0):
         """The outputs kernel's f."""

@@ -59,6 +59,8 @@ def to_module(W, a, activation="relu", leak=0.0, loss="logistic"):
                 return torch.nn.functional.softplus(-margin).mean()
             if self.loss_name == "exponential":
                 return torch.exp(-margin).mean()
+            if self.loss_name == "square":
+                return ((1 - margin) ** 2 / 2).mean()
             return torch.relu(1 - margin).mean()  # hinge; relu'(0) = 0: weight 0 at margin 1
 
     return TwoLayerNet()

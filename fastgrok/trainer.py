@@ -50,7 +50,7 @@ class Setup:
             snapshot_steps = check_field("snapshot_steps", snapshot_steps, steps=self.steps)
         self.X = X = v.float_array("X", X, 2, dtype)
         n, p = X.shape
-        self.y = v.labels("y", v.host_array("y", y), n, dtype)
+        self.y = self._labels("y", y, n, dtype)
         if (X_test is None) != (y_test is None):
             raise ValueError("X_test and y_test must be given together")
         self.X_test = self.y_test = None
@@ -60,7 +60,7 @@ class Setup:
             if self.X_test.shape[1] != p:
                 raise ValueError(f"X_test has {self.X_test.shape[1]} columns but X has {p}")
             n_test = self.X_test.shape[0]
-            self.y_test = v.labels("y_test", v.host_array("y_test", y_test), n_test, dtype)
+            self.y_test = self._labels("y_test", y_test, n_test, dtype)
         if mu1 is None and mu2 is not None:
             raise ValueError("mu2 needs mu1 (mu1 alone is enough for two-class data)")
         self.mu1 = self.mu2 = self.mu_norm = None
@@ -85,6 +85,17 @@ class Setup:
         self.network_steps = (set(snapshot_steps or ()) | {self.steps}) if keep_networks else set()
         self.plan = plan_arrays(n, p, m, n_test, dtype, method, backend, self.steps,
                                 snapshot_steps, runs=runs, networks_kept=len(self.network_steps))
+
+    def _labels(self, name, y, n, dtype):
+        """Labels in {-1, +1}; real-valued targets with the square loss are not implemented."""
+        try:
+            return v.labels(name, v.host_array(name, y), n, dtype)
+        except ValueError as exc:
+            if self.model.loss == "square" and str(exc).endswith("only -1 and +1"):
+                raise NotImplementedError(
+                    f"{name}: real-valued targets with loss='square' (regression) are not "
+                    "implemented yet; the square loss trains on labels -1/+1") from None
+            raise
 
     @staticmethod
     def _vector(name, vec, p, dtype):

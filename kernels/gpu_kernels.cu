@@ -6,8 +6,8 @@
 //   c_i = (lr / n) * g(y_i f_i) * y_i                  (g = -l', one per row)
 //   V_ij = c_i a_j phi'(Z_ij)        (written, or added into V when accumulate != 0)
 // with phi(z) = max(z, leak z), phi'(z) = 1 if z > 0 else leak (ReLU: leak = 0), and the loss
-// code 0 logistic, 1 exponential, 2 hinge (the order of fastgrok.config.LOSSES). The loss is
-// a per-row scalar, uniform over the block: its switch never diverges threads.
+// code 0 logistic, 1 exponential, 2 hinge, 3 square (the order of fastgrok.config.LOSSES). The
+// loss is a per-row scalar, uniform over the block: its switch never diverges threads.
 // The big products (X W^T, V^T X, K C^T) go through cuBLAS from Python. As on the CPU, V is
 // computed in double and rounded to T once (when accumulating: the old value is added in double
 // and the sum rounded once, which is what the Numba kernel does).
@@ -32,7 +32,8 @@ __device__ double loss_weight(double z, int loss) {
         return exp(-(fmax(z, 0.0) + log1p(exp(-fabs(z)))));
     }
     if (loss == 1) return exp(-z);
-    return z < 1.0 ? 1.0 : 0.0;
+    if (loss == 2) return z < 1.0 ? 1.0 : 0.0;
+    return 1.0 - z;  // square
 }
 
 template <typename T>

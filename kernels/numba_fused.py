@@ -22,7 +22,7 @@ from numba import njit
 from . import numba_cache  # noqa: F401  (before any kernel is defined: where its cache goes)
 
 #: Loss codes of the kernels: the index in fastgrok.config.LOSSES.
-LOGISTIC, EXPONENTIAL, HINGE = 0, 1, 2
+LOGISTIC, EXPONENTIAL, HINGE, SQUARE = 0, 1, 2, 3
 
 # (Z, y, a, lr, V, accumulate, leak, loss): Z float64 (direct: summed over p in float64) or
 # float32 (gram).
@@ -44,7 +44,9 @@ def loss_weight(z, loss):
         return math.exp(-(max(z, 0.0) + math.log1p(math.exp(-abs(z)))))
     if loss == EXPONENTIAL:
         return math.exp(-z)
-    return 1.0 if z < 1.0 else 0.0
+    if loss == HINGE:
+        return 1.0 if z < 1.0 else 0.0
+    return 1.0 - z  # SQUARE
 
 
 @njit(["float64(float64[:,::1], int64, float64[::1], float64)",

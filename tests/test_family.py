@@ -13,10 +13,11 @@ import pytest
 import fastgrok as fg
 from fastgrok import reference as ref
 from fastgrok.cli import main
+from fastgrok.config import LOSSES
 from fastgrok.model import Model
 
 FAMILY = [(act, leak, loss) for act, leak in (("relu", None), ("leaky_relu", 0.1), ("leaky_relu", 0.5))
-          for loss in ("logistic", "exponential", "hinge")]
+          for loss in LOSSES]
 IDS = [f"{a}{'' if k is None else k}-{l}" for a, k, l in FAMILY]
 
 
@@ -27,7 +28,8 @@ def _mean_loss(X, y, W, a, model):
     margins = y * (phi @ a)
     return {"logistic": np.mean(np.log1p(np.exp(-margins))),
             "exponential": np.mean(np.exp(-margins)),
-            "hinge": np.mean(np.maximum(0.0, 1.0 - margins))}[model.loss]
+            "hinge": np.mean(np.maximum(0.0, 1.0 - margins)),
+            "square": np.mean((y - phi @ a) ** 2) / 2}[model.loss]
 
 
 @pytest.mark.parametrize("act,leak,loss", FAMILY, ids=IDS)
@@ -79,13 +81,13 @@ def test_loss_values_and_weights_are_stable_for_large_margins():
 def test_the_kernels_loss_weight_equals_the_reference():
     from fastgrok.kernels.numba_fused import loss_weight
 
-    for code, name in enumerate(("logistic", "exponential", "hinge")):
+    for code, name in enumerate(LOSSES):
         for z in (-1000.0, -3.0, -1e-9, 0.0, 1e-9, 0.999, 1.0, 1.001, 40.0, 800.0):
             assert loss_weight(z, code) == ref.loss_weights(np.array([z]), 1.0, name)[0], (name, z)
 
 
 @pytest.mark.parametrize("data", ["xor", "linear"])
-@pytest.mark.parametrize("act,leak,loss", FAMILY[:6], ids=IDS[:6])
+@pytest.mark.parametrize("act,leak,loss", FAMILY[:8], ids=IDS[:8])
 def test_gram_equals_direct_on_generated_experiments(act, leak, loss, data):
     """Steps large enough that the outputs leave the tiny regime (the losses differ there)."""
     cfg = fg.Config(n=30, p=3000, m=40, n_test=50, steps=40, runs=2, lr=2e-3, init_scale=1e-3,

@@ -18,6 +18,7 @@ from fastgrok.kernels import cuda
 
 import fastgrok as fg
 from fastgrok import reference as ref
+from fastgrok.config import LOSSES
 from fastgrok.engines import CupyOps, DirectEngine, GramEngine, NumpyOps
 from fastgrok.sources import ArraySource, GeneratedSource
 from fastgrok.testing import StandInCupy
@@ -109,7 +110,7 @@ def test_gram_m_beyond_one_block_two_stacked_runs_match_the_numpy_engine(ops, n_
 
 
 FAMILY = [(act, leak, loss) for act, leak in (("relu", None), ("leaky_relu", 0.2))
-          for loss in ("logistic", "exponential", "hinge")]
+          for loss in LOSSES]
 
 
 @pytest.mark.parametrize("act,leak,loss", FAMILY, ids=[f"{a}-{l}" for a, _, l in FAMILY])

@@ -11,7 +11,8 @@ import fastgrok as fg
 from fastgrok import reference as ref
 
 MODELS = [("relu", None, "logistic"), ("leaky_relu", 0.2, "exponential"),
-          ("relu", None, "hinge"), ("leaky_relu", 0.05, "logistic")]
+          ("relu", None, "hinge"), ("leaky_relu", 0.05, "logistic"),
+          ("leaky_relu", 0.1, "square")]
 ENGINES = [("gram", "numba"), ("gram", "numpy"), ("direct", "numba"), ("direct", "numpy")]
 
 

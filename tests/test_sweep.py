@@ -102,6 +102,25 @@ def test_a_grown_grid_reuses_the_finished_points(tmp_path, monkeypatch):
                                   small.table)
 
 
+def test_a_sweep_written_before_a_field_existed_resumes(tmp_path, monkeypatch):
+    """A field added later (here label_noise) is at its default in an older sweep.json."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = tmp_path / "old"
+    with ThreadPoolExecutor(1) as ex:
+        first = fg.sweep(BASE, {"mu_norm": [5.0, 20.0]}, out=out, executor=ex, progress=False)
+        spec = json.loads((out / "sweep.json").read_text())
+        del spec["base"]["label_noise"]
+        (out / "sweep.json").write_text(json.dumps(spec))
+        monkeypatch.setattr(sw, "_run_point", lambda *a: pytest.fail("a point was recomputed"))
+        again = fg.sweep(BASE, {"mu_norm": [5.0, 20.0]}, out=out, executor=ex, progress=False)
+        pd.testing.assert_frame_equal(first.table, again.table)
+        with pytest.raises(ValueError, match="different base Config"):
+            fg.sweep(BASE.replace(label_noise="exact"), {"mu_norm": [5.0]}, out=out,
+                     executor=ex, progress=False)
+
+
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
     grid = {"mu_norm": [5.0, 10.0, 20.0, 40.0]}
