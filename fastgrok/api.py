@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _validate as v
-from .config import Config, check_field, renamed_arguments
+from .config import Config, check_decay, check_field, renamed_arguments
 from .driver import default_snapshot_steps, drive
 from .model import Model
 from .plan import Plan, plan_experiment, warn_if_experimental
@@ -140,6 +140,8 @@ def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, p
     info = {"engine": plan.engine_name, "dtype": plan.dtype, "representation": plan.representation,
             "working_p": plan.p, "wall_s": round(time.perf_counter() - t0, 3)}
     info.update(eng.describe(out.counts))  # what the engines did beyond plain steps
+    if model.weight_decay and plan.method == "gram":
+        info["linear_regime"] = "off: weight decay rescales the W0 terms at every step"
     if stop is not None:
         config = {**config, "stop": stop if isinstance(stop, str) else getattr(
             stop, "__name__", "callable")}
@@ -159,7 +161,7 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
         method: str = "auto", backend: str = "auto", dtype: str | None = None,
         snapshot_steps: Sequence[int] | None = None, progress: bool = False,
         n_threads: int | None = None, activation: str = "relu", leak: float | None = None,
-        loss: str = "logistic", **renamed) -> Result:
+        loss: str = "logistic", weight_decay: float = 0.0, **renamed) -> Result:
     """Train the paper's network (or another member of its family) on the caller's data.
 
     Parameters
@@ -223,6 +225,9 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
         CPU threads for the numba engines.
     activation, leak, loss
         The network's activation and loss, as the Config fields of the same names.
+    weight_decay : float
+        lambda >= 0: W <- (1 - lr lambda) W - lr grad at each step (lr lambda < 1); as the
+        Config field.
     **renamed
         ``hist_steps`` and ``second_layer_mode``, the old names of ``snapshot_steps`` and
         ``second_layer`` (a FutureWarning; they stop working in the next version).
@@ -285,7 +290,8 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
                   W0=W0, a=a, flipped=flipped, track=track, init_scale=init_scale,
                   second_layer=second_layer, runs=runs, seed=seed, method=method,
                   backend=backend, dtype=dtype, snapshot_steps=snapshot_steps,
-                  activation=activation, leak=leak, loss=loss, keep_networks=True)
+                  activation=activation, leak=leak, loss=loss, keep_networks=True,
+                  weight_decay=weight_decay)
     return _execute(setup.plan, setup.config(), setup.sources, setup.runs, setup.lr,
                     setup.mu_norm, progress, n_threads, setup.model,
                     second_mean=setup.mu2 is not None, network_steps=setup.network_steps, stop=stop,
@@ -294,7 +300,7 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
 
 def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = None,
          activation: str = "relu", leak: float | None = None, loss: str = "logistic", *,
-         return_outputs: bool = False):
+         return_outputs: bool = False, weight_decay: float = 0.0):
     """One full-batch gradient-descent step on the mean loss, in place on ``W``.
 
     w_j <- w_j + (lr a_j / n) sum_i g_i phi'(<w_j, x_i>) y_i x_i with g_i = -l'(y_i f_i)
@@ -323,6 +329,8 @@ def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = N
     return_outputs : bool
         Also return the outputs f = phi(X W^T) a (n,) the step computed from W before the
         update (a loop's metrics need no second forward pass).
+    weight_decay : float
+        lambda >= 0: W <- (1 - lr lambda) W + (the update above); lr lambda < 1.
 
     Returns
     -------
@@ -365,7 +373,7 @@ def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = N
     >>> f.shape
     (20,)
     """
-    model = Model(activation, leak, loss)
+    model = Model(activation, leak, loss, weight_decay)
     xp = v._xp(W)
     if not hasattr(W, "dtype") or W.dtype not in (np.float32, np.float64):
         raise TypeError(f"W must be a float32 or float64 array, got {getattr(W, 'dtype', type(W))}")
@@ -398,6 +406,7 @@ def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = N
     if a.shape[0] != W.shape[0]:
         raise ValueError(f"a has length {a.shape[0]} but W has {W.shape[0]} rows")
     lr = check_field("lr", lr)
+    check_decay(model.weight_decay, lr)
     backend = check_field("backend", backend)
     if backend == "auto":  # device arrays stay on their device; host arrays use the CPU kernels
         backend = "cupy" if on_device else "numba"

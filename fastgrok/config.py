@@ -192,6 +192,8 @@ FIELDS = {
     "data": _Choice(DATA, "xor: +-mu1 -> +1, +-mu2 -> -1 (the paper); linear: y mu1 + noise"),
     "label_noise": _Choice(LABEL_NOISE, "independent: each training label flips with probability "
                            "noise_rate; exact: round(noise_rate n) flips, split over the classes"),
+    "weight_decay": _Float(0, help="weight decay lambda >= 0: W <- (1 - lr lambda) W - lr grad "
+                           "(lr lambda < 1)"),
 }
 
 
@@ -199,6 +201,14 @@ def check_model(activation, leak):
     """ValueError when ``leak`` is given with activation="relu" (whose leak is 0 by definition)."""
     if activation == "relu" and leak is not None:
         raise ValueError(f"leak={leak} needs activation='leaky_relu' (ReLU has no leak)")
+
+
+def check_decay(weight_decay, lr):
+    """ValueError when a step would not shrink W by a factor in (0, 1]: lr * weight_decay >= 1."""
+    if weight_decay and lr * weight_decay >= 1:
+        raise ValueError(f"weight_decay={weight_decay} with lr={lr} gives the factor "
+                         f"1 - lr * weight_decay = {1 - lr * weight_decay:g} <= 0; "
+                         "lr * weight_decay must be < 1")
 
 
 def check_field(name: str, value, **context):
@@ -300,6 +310,11 @@ class Config:
         "exact": exactly round(noise_rate n) flips, split over the clean classes in proportion
         to their sizes, as several benign-overfitting papers state the noise
         (:func:`fastgrok.data.flip_mask`).
+    weight_decay : float
+        lambda >= 0: each step is W <- (1 - lr lambda) W - lr grad, the gradient step on the
+        mean loss plus (lambda / 2) ||W||_F^2 (lr lambda < 1). The gram method stays exact,
+        W = s_t W0 + C X with s_t = (1 - lr lambda)^t; the linear regime is off (docs/design.md
+        section 5).
 
     Raises
     ------
@@ -351,6 +366,7 @@ class Config:
     loss: str = "logistic"
     data: str = "xor"
     label_noise: str = "independent"
+    weight_decay: float = 0.0
 
     def __post_init__(self):
         """Check every field (TypeError or ValueError naming the field) and the fields together."""
@@ -370,6 +386,7 @@ class Config:
             raise ValueError("population_test_samples > 0 is implemented for method='gram' "
                              "(or 'auto')")
         check_model(self.activation, self.leak)
+        check_decay(self.weight_decay, self.lr)
         if self.means == "axis" and self.p < 2:
             raise ValueError(f"p must be >= 2 for two orthogonal means, got {self.p}")
 

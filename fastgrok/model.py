@@ -24,15 +24,19 @@ class Model:
         Slope for negative pre-activations, in [0, 1); only with "leaky_relu" (None: 0.1).
     loss : {"logistic", "exponential", "hinge", "square"}
         l(z) = log(1 + exp(-z)), exp(-z), max(0, 1 - z) or (1 - z)^2 / 2 of the margin z = y f.
+    weight_decay : float
+        lambda >= 0 of the objective's (lambda / 2) ||W||_F^2: a step multiplies W by
+        :meth:`decay` before adding the loss's update.
     """
 
     activation: str = "relu"
     leak: float | None = None
     loss: str = "logistic"
+    weight_decay: float = 0.0
 
     def __post_init__(self):
         """Check the fields, as Config checks them."""
-        for name in ("activation", "leak", "loss"):
+        for name in ("activation", "leak", "loss", "weight_decay"):
             object.__setattr__(self, name, check_field(name, getattr(self, name)))
         check_model(self.activation, self.leak)
 
@@ -53,7 +57,11 @@ class Model:
         """-l'(0): the loss weight of every sample while the outputs are tiny."""
         return 0.5 if self.loss == "logistic" else 1.0
 
+    def decay(self, lr) -> float:
+        """The factor 1 - lr lambda a step multiplies W by (exactly 1.0 without weight decay)."""
+        return 1.0 - float(lr) * self.weight_decay if self.weight_decay else 1.0
+
     @classmethod
     def of(cls, cfg) -> "Model":
-        """The model of a Config (or anything with activation, leak and loss attributes)."""
-        return cls(cfg.activation, cfg.leak, cfg.loss)
+        """The model of a Config (or anything with activation, leak, loss, weight_decay)."""
+        return cls(cfg.activation, cfg.leak, cfg.loss, getattr(cfg, "weight_decay", 0.0))

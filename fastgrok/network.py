@@ -2,9 +2,9 @@
 
 A :class:`Network` is what :meth:`fastgrok.Trainer.network` and :meth:`fastgrok.Result.network`
 hand back. The direct method keeps W itself; the gram method keeps only its coefficients C
-(m x n, W = W0 + C X) and the run's source (the generated streams, or the caller's arrays), and
-rebuilds whatever is asked for from them in column blocks, never forming W unless the weights
-themselves are asked for.
+(m x n, W = s W0 + C X, with s = 1 without weight decay) and the run's source (the generated
+streams, or the caller's arrays), and rebuilds whatever is asked for from them in column blocks,
+never forming W unless the weights themselves are asked for.
 """
 from __future__ import annotations
 
@@ -26,16 +26,19 @@ class Network:
     W : (m, p) array, optional
         The first layer, where it is kept (the direct method).
     C : (m, n) array, optional
-        The gram method's coefficients: W = W0 + C X, with X and W0 from ``source``.
+        The gram method's coefficients: W = scale W0 + C X, with X and W0 from ``source``.
     source : fastgrok.sources.Source, optional
         Where X and W0 come from (with ``C``).
     dtype : str
         The working dtype the weights were trained in.
+    scale : float
+        s_t = (1 - lr lambda)^t, the factor of W0 after t steps with weight decay (1.0 without).
     """
 
-    def __init__(self, a, leak=0.0, W=None, C=None, source=None, dtype="float64"):
+    def __init__(self, a, leak=0.0, W=None, C=None, source=None, dtype="float64", scale=1.0):
         self.a = np.asarray(a, np.float64)
         self.leak, self.W, self.C, self.source = float(leak), W, C, source
+        self.scale = float(scale)
         self.dtype = np.dtype(dtype)
 
     @property
@@ -65,7 +68,7 @@ class Network:
         W = np.empty((self.m, self.p), self.dtype)
         C = self.C.astype(self.dtype)
         for j0, j1, X, _, W0, _ in self.source.blocks(self.dtype):
-            W[:, j0:j1] = W0 + C @ X
+            W[:, j0:j1] = (W0 if self.scale == 1.0 else self.scale * W0) + C @ X
         return W, self.a.copy()
 
     def preactivations(self, X_new) -> np.ndarray:
@@ -82,7 +85,7 @@ class Network:
             part = np.asarray(X_new[:, j0:j1], np.float64)
             Z0 += part @ W0.T
             XK += part @ X.T
-        return Z0 + XK @ np.asarray(self.C, np.float64).T
+        return self.scale * Z0 + XK @ np.asarray(self.C, np.float64).T
 
     def decision_function(self, X_new) -> np.ndarray:
         """Outputs f(x) (q,) of the rows of ``X_new`` (q, p), float64."""

@@ -103,10 +103,17 @@ def gradient(X, y, W, a, leak=0.0, loss="logistic"):
     return -update_coefficients(Z, y, f, a, 1.0, leak, loss).T @ X
 
 
-def step(X, y, W, a, lr, leak=0.0, loss="logistic"):
-    """One full-batch gradient-descent step, in place on W; returns W."""
+def step(X, y, W, a, lr, leak=0.0, loss="logistic", weight_decay=0.0):
+    """One full-batch gradient-descent step, in place on W; returns W.
+
+    With ``weight_decay`` lambda, the step on the mean loss plus (lambda / 2) ||W||_F^2:
+    W <- (1 - lr lambda) W - lr grad, the gradient taken at the W before the step.
+    """
     Z, f = forward(X, W, a, leak)
-    W += update_coefficients(Z, y, f, a, lr, leak, loss).T @ X
+    update = update_coefficients(Z, y, f, a, lr, leak, loss).T @ X
+    if weight_decay:
+        W *= 1.0 - lr * weight_decay
+    W += update
     return W
 
 

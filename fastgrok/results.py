@@ -225,6 +225,8 @@ class Result:
             kind, arr = ("W", net.W) if net.W is not None else ("C", net.C)
             out[f"run{r}_step{t}_{kind}"] = arr
             out[f"run{r}_step{t}_a"] = net.a
+            if net.scale != 1.0:  # weight decay: W = scale W0 + C X
+                out[f"run{r}_step{t}_scale"] = np.float64(net.scale)
         return out
 
     @classmethod
@@ -265,7 +267,7 @@ def _networks(config, arrays, X, W0) -> dict:
     out = {}
     for key, arr in arrays.items():
         run, step, kind = key.split("_")
-        if kind == "a":
+        if kind in ("a", "scale"):
             continue
         r, t = int(run[3:]), int(step[4:])
         a = arrays[f"{run}_{step}_a"]
@@ -273,7 +275,8 @@ def _networks(config, arrays, X, W0) -> dict:
             out[(r, t)] = Network(a, leak, W=arr, dtype=arr.dtype)
         else:
             out[(r, t)] = Network(a, leak, C=arr, source=_source(config, r, X, W0),
-                                  dtype=config.get("dtype") or "float64")
+                                  dtype=config.get("dtype") or "float64",
+                                  scale=float(arrays.get(f"{run}_{step}_scale", 1.0)))
     return out
 
 

@@ -74,9 +74,12 @@ class EmulatedKernels:
         return f
 
     @staticmethod
-    def gemm_update(V, X, W):
-        """W += V^T X in place."""
-        W += V.T @ X
+    def gemm_update(V, X, W, beta=1.0):
+        """W <- beta W + V^T X in place."""
+        update = V.T @ X
+        if beta != 1.0:
+            W *= beta
+        W += update
 
 
 class _Function:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from . import _validate as v
-from .config import DTYPES, check_field
+from .config import DTYPES, check_decay, check_field
 from .model import Model
 from .plan import plan_arrays
 from .sources import ArraySource
@@ -32,8 +32,9 @@ class Setup:
                  W0=None, a=None, flipped=None, track=None, init_scale=1e-15,
                  second_layer="random", runs=1, seed=0, method="auto", backend="auto",
                  dtype=None, snapshot_steps=None, activation="relu", leak=None,
-                 loss="logistic", keep_networks=False):
-        self.model = Model(activation, leak, loss)  # checked first, like every other argument
+                 loss="logistic", keep_networks=False, weight_decay=0.0):
+        # The model is checked first, like every other argument.
+        self.model = Model(activation, leak, loss, weight_decay)
         X = v.host_array("X", X)
         if dtype is None:
             dtype = str(np.asarray(X).dtype)
@@ -45,6 +46,7 @@ class Setup:
         self.m, self.steps, self.runs, self.seed = (checked[k] for k in ("m", "steps", "runs",
                                                                           "seed"))
         self.lr, self.init_scale = checked["lr"], checked["init_scale"]
+        check_decay(self.model.weight_decay, self.lr)
         m, runs = self.m, self.runs
         if snapshot_steps is not None:
             snapshot_steps = check_field("snapshot_steps", snapshot_steps, steps=self.steps)
@@ -164,7 +166,7 @@ class Setup:
                 "snapshot_steps": list(self.plan.snapshot_steps), "track": self.track_names,
                 "activation": model.activation,
                 "leak": model.slope if model.activation == "leaky_relu" else None,
-                "loss": model.loss}
+                "loss": model.loss, "weight_decay": model.weight_decay}
 
 
 class Trainer:
@@ -177,7 +179,7 @@ class Trainer:
     Parameters
     ----------
     X, y, m, lr, X_test, y_test, W0, a, mu1, mu2, flipped, track, init_scale, second_layer, runs,
-    seed, backend, dtype, activation, leak, loss
+    seed, backend, dtype, activation, leak, loss, weight_decay
         As in :func:`fastgrok.fit`.
     method : {"auto", "gram", "direct"}
         "auto" plans for ``TRAINER_PLANNING_STEPS`` steps (a Trainer does not know how many
@@ -221,12 +223,13 @@ class Trainer:
                  init_scale: float = 1e-15, second_layer: str = "random", runs: int = 1,
                  seed: int = 0, method: str = "auto", backend: str = "auto",
                  dtype: str | None = None, n_threads: int | None = None,
-                 activation: str = "relu", leak: float | None = None, loss: str = "logistic"):
+                 activation: str = "relu", leak: float | None = None, loss: str = "logistic",
+                 weight_decay: float = 0.0):
         self._setup = s = Setup(
             X, y, m=m, lr=lr, steps=TRAINER_PLANNING_STEPS, X_test=X_test, y_test=y_test,
             mu1=mu1, mu2=mu2, W0=W0, a=a, flipped=flipped, track=track, init_scale=init_scale,
             second_layer=second_layer, runs=runs, seed=seed, method=method, backend=backend,
-            dtype=dtype, activation=activation, leak=leak, loss=loss)
+            dtype=dtype, activation=activation, leak=leak, loss=loss, weight_decay=weight_decay)
         self.n_threads = n_threads
         self._binding = s.plan.engine
         # The runs in batches, as fit holds them (the direct method: one run per engine).

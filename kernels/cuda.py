@@ -129,12 +129,12 @@ class CudaKernels:
                       np.int32(accumulate), np.float64(leak), np.int32(loss)))
         return f
 
-    def gemm_update(self, V, X, W):
-        """W += V^T X in place with cuBLAS (beta = 1): no m x p temporary."""
+    def gemm_update(self, V, X, W, beta=1.0):
+        """W <- beta W + V^T X in place with cuBLAS: no m x p temporary."""
         cublas = getattr(self.cupy, "cublas", None)
         if cublas is None:
             from cupy import cublas
-        cublas.gemm("T", "N", V, X, out=W, alpha=1.0, beta=1.0)
+        cublas.gemm("T", "N", V, X, out=W, alpha=1.0, beta=float(beta))
 
 
 def kernels() -> CudaKernels:

@@ -60,8 +60,8 @@ def tile_width(n, m, itemsize, tile_bytes, tile_cols=0, p=None):
     return int(min(max(cols // 64 * 64, 64), 1 << 16))
 
 
-def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, *, tile_bytes,
-              tile_cols, chunks, native=True):
+def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, decay=1.0, *,
+              tile_bytes, tile_cols, chunks, native=True):
     """One pass over the column tiles of X and W (see the module docstring).
 
     Parameters
@@ -69,13 +69,15 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, *, 
     X : (n, p) array
     W : (m, p) array, same dtype, C-contiguous; updated in place when ``V`` is given.
     V : (n, m) array of W's dtype, optional
-        Update coefficients: W += V^T X, applied tile by tile before the products.
+        Update coefficients: W <- decay W + V^T X, applied tile by tile before the products.
     Xt : (nt, p) array, optional
         Test inputs: also return Zt = Xt W^T.
     mus : (k, p) array, optional
         Directions: also return P = W mus^T (m, k).
     forward : bool
         Return Z = X W^T (False: only update, e.g. for a standalone step).
+    decay : float
+        The factor of W in the update (1 - lr lambda with weight decay; 1.0: W += V^T X).
     n_threads : int, optional
         Worker threads (default: all CPUs); must be called inside
         :func:`fastgrok.kernels.threads.threads` or BLAS may oversubscribe.
@@ -104,7 +106,7 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, *, 
                                none if V is None else np.ascontiguousarray(V, dtype=dt),
                                none if Xt is None else Xt, none if mus is None else mus,
                                _chunk_bounds(len(starts), chunks), tw, forward, V is not None,
-                               Xt is not None, mus is not None)
+                               Xt is not None, mus is not None, float(decay))
         return tuple(z if want else None
                      for z, want in zip(out, (forward, Xt is not None, mus is not None),
                                         strict=True))
@@ -122,7 +124,7 @@ def tile_pass(X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None, *, 
             j1 = min(j0 + tw, p)
             Wb = W[:, j0:j1]
             if Vt is not None:
-                gemm(Vt, X[:, j0:j1], Wb, beta=1.0)
+                gemm(Vt, X[:, j0:j1], Wb, beta=decay)
             if forward:
                 Zc += gemm(X[:, j0:j1], Wb.T, zb)
             if Xt is not None:
@@ -151,7 +153,8 @@ def native_addresses():
     return addresses if _layer["layer"] in ("omp", "tbb") else None
 
 
-def native_step(X, y, W, a, lr, leak, loss, *, tile_bytes, tile_cols, chunks, native=True):
+def native_step(X, y, W, a, lr, leak, loss, decay=1.0, *, tile_bytes, tile_cols, chunks,
+                native=True):
     """One whole direct-method step in one compiled call, or None where that does not run.
 
     The forward pass, the coefficients (:func:`fastgrok.kernels.numba_fused.
@@ -174,7 +177,8 @@ def native_step(X, y, W, a, lr, leak, loss, *, tile_bytes, tile_cols, chunks, na
         return _native_step(addresses[int(dt == np.float64)], X, W,
                             np.ascontiguousarray(y, np.float64),
                             np.ascontiguousarray(a, np.float64), float(lr),
-                            _chunk_bounds(-(-p // tw), chunks), tw, float(leak), int(loss))
+                            _chunk_bounds(-(-p // tw), chunks), tw, float(leak), int(loss),
+                            float(decay))
 
 
 def _rows_of_one_dtype(A, dt):
@@ -195,7 +199,8 @@ def _native_signatures():
     for f in ("float32", "float64"):
         view = f"{f}[:, :]"
         sigs.append(f"UniTuple(float64[:, ::1], 3)(int64, {view}, {f}[:, ::1], {f}[:, ::1], "
-                    f"{view}, {view}, int64[::1], int64, boolean, boolean, boolean, boolean)")
+                    f"{view}, {view}, int64[::1], int64, boolean, boolean, boolean, boolean, "
+                    "float64)")
     return sigs
 
 
@@ -205,7 +210,7 @@ def _chunk_signatures():
         view = f"{f}[:, :]"
         sigs.append(f"void(int64, {view}, {f}[:, ::1], {f}[:, ::1], {view}, {view}, int64, "
                     f"int64, int64, boolean, boolean, float64[:, ::1], float64[:, ::1], "
-                    f"float64[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1])")
+                    f"float64[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], float64)")
     return sigs
 
 
@@ -217,7 +222,7 @@ def _add(total, part):
 
 
 @njit(_chunk_signatures(), nogil=True, cache=True)
-def _chunk(addr, X, W, V, Xt, mus, t0, t1, tw, forward, update, Z, Zt, P, zb, ztb, pb):
+def _chunk(addr, X, W, V, Xt, mus, t0, t1, tw, forward, update, Z, Zt, P, zb, ztb, pb, decay):
     """Tiles t0:t1 of one chunk, on the calling thread: the products added into Z, Zt and P.
 
     Z, Zt, P (float64) and their blocks zb, ztb, pb have zero rows where not wanted.
@@ -232,9 +237,9 @@ def _chunk(addr, X, W, V, Xt, mus, t0, t1, tw, forward, update, Z, Zt, P, zb, zt
         j0 = t * tw
         cols = min(tw, p - j0)
         off = j0 * item
-        if update:  # W[:, j0:j1] += V^T X[:, j0:j1]
+        if update:  # W[:, j0:j1] <- decay W[:, j0:j1] + V^T X[:, j0:j1]
             cblas_gemm(addr, TRANS, NO_TRANS, m, cols, n, 1.0, V.ctypes.data, m, x0 + off, ldx,
-                       1.0, w0 + off, ldw, X)
+                       decay, w0 + off, ldw, X)
         if forward:  # Z += X[:, j0:j1] W[:, j0:j1]^T
             cblas_gemm(addr, NO_TRANS, TRANS, n, m, cols, 1.0, x0 + off, ldx, w0 + off, ldw, 0.0,
                        zb.ctypes.data, m, X)
@@ -255,24 +260,25 @@ def _chunks_signatures():
         view, out, block = f"{f}[:, :]", "float64[:, :, ::1]", f"{f}[:, :, ::1]"
         sigs.append(f"void(int64, {view}, {f}[:, ::1], {f}[:, ::1], {view}, {view}, "
                     f"int64[::1], int64, boolean, boolean, {out}, {out}, {out}, {block}, "
-                    f"{block}, {block})")
+                    f"{block}, {block}, float64)")
     return sigs
 
 
 @njit(_chunks_signatures(), parallel=True, nogil=True, cache=True)
 def _parallel_chunks(addr, X, W, V, Xt, mus, bounds, tw, forward, update, Zc, Ztc, Pc, zb, ztb,
-                     pb):
+                     pb, decay):
     """Chunk c (tiles bounds[c]:bounds[c + 1]) on one of Numba's threads, into Zc[c] and so on.
 
     Nothing else in this parallel function: its compilation stays small.
     """
     for c in prange(bounds.size - 1):
         _chunk(addr, X, W, V, Xt, mus, bounds[c], bounds[c + 1], tw, forward, update, Zc[c],
-               Ztc[c], Pc[c], zb[c], ztb[c], pb[c])
+               Ztc[c], Pc[c], zb[c], ztb[c], pb[c], decay)
 
 
 @njit(_native_signatures(), nogil=True, cache=True)
-def _native_pass(addr, X, W, V, Xt, mus, bounds, tw, forward, update, with_xt, with_mus):
+def _native_pass(addr, X, W, V, Xt, mus, bounds, tw, forward, update, with_xt, with_mus,
+                 decay):
     """:func:`tile_pass` with its chunks in one parallel region (:func:`_parallel_chunks`).
 
     X, Xt and mus have unit column stride, W and V are C-contiguous; the arrays not wanted are
@@ -288,7 +294,7 @@ def _native_pass(addr, X, W, V, Xt, mus, bounds, tw, forward, update, with_xt, w
     _parallel_chunks(addr, X, W, V, Xt, mus, bounds, tw, forward, update, Zc, Ztc, Pc,
                      np.empty((n_chunks, rows_z, m), X.dtype),
                      np.empty((n_chunks, rows_t, m), X.dtype),
-                     np.empty((n_chunks, rows_p, k), X.dtype))
+                     np.empty((n_chunks, rows_p, k), X.dtype), decay)
     for c in range(1, n_chunks):  # in chunk order: the same sums for every thread count
         _add(Zc[0], Zc[c])
         _add(Ztc[0], Ztc[c])
@@ -298,19 +304,20 @@ def _native_pass(addr, X, W, V, Xt, mus, bounds, tw, forward, update, with_xt, w
 
 def _step_signatures():
     return [f"Tuple((float64[:], {f}[:, ::1], boolean))(int64, {f}[:, :], {f}[:, ::1], "
-            "float64[::1], float64[::1], float64, int64[::1], int64, float64, int64)"
+            "float64[::1], float64[::1], float64, int64[::1], int64, float64, int64, float64)"
             for f in ("float32", "float64")]
 
 
 @njit(_step_signatures(), nogil=True, cache=True)
-def _native_step(addr, X, W, y, a, lr, bounds, tw, leak, loss):
+def _native_step(addr, X, W, y, a, lr, bounds, tw, leak, loss, decay):
     """:func:`native_step`: two native passes around the coefficients kernel."""
     none = np.empty((0, 0), X.dtype)
-    Z = _native_pass(addr, X, W, none, none, none, bounds, tw, True, False, False, False)[0]
+    Z = _native_pass(addr, X, W, none, none, none, bounds, tw, True, False, False, False,
+                     1.0)[0]
     V = np.empty((X.shape[0], W.shape[0]), X.dtype)
     f = outputs_and_coefficients(Z, y, a, lr, V, False, leak, loss)
     for i in range(f.size):
         if not np.isfinite(f[i]):
             return f, V, False
-    _native_pass(addr, X, W, V, none, none, bounds, tw, False, True, False, False)
+    _native_pass(addr, X, W, V, none, none, bounds, tw, False, True, False, False, decay)
     return f, V, True

@@ -62,9 +62,13 @@ def family(request):
     return request.param
 
 
-def _model(family, leak):
+def _model(family, leak, weight_decay=0.0):
     activation, loss = family
-    return Model(activation, leak if activation == "leaky_relu" else None, loss)
+    return Model(activation, leak if activation == "leaky_relu" else None, loss, weight_decay)
+
+
+#: Weight decay: none (the paper), or lambda with lr lambda = 0.1 at the tests' lr = 0.2.
+_decays = st.sampled_from([0.0, 0.5])
 
 
 @st.composite
@@ -147,7 +151,7 @@ def _trajectories(engine, runs, dtype, lr, model, steps=20):
         compared += 1
         if t < steps:
             for X, W, Xt, y, a, yt in state:
-                ref.step(X, y, W, a, lr, model.slope, model.loss)
+                ref.step(X, y, W, a, lr, model.slope, model.loss, model.weight_decay)
             engine.step(prepare_eval=bool(t % 2))
     note(f"compared {compared} steps")
     return compared, state, wmax
@@ -174,17 +178,17 @@ def tile(request, monkeypatch):
     monkeypatch.setattr(tunables, "DIRECT_TILE_COLS", request.param)
 
 
-@given(problems(max_p=40), st.sampled_from([np.float32, np.float64]), _leaks)
-def test_fg_step_numba_matches_the_reference(tile, family, prob, dtype, leak):
+@given(problems(max_p=40), st.sampled_from([np.float32, np.float64]), _leaks, _decays)
+def test_fg_step_numba_matches_the_reference(tile, family, prob, dtype, leak, decay):
     X, y, W, a, _, _ = prob
-    model = _model(family, leak)
+    model = _model(family, leak, decay)
     X, W = X.astype(dtype), W.astype(dtype)
     X64, W64 = X.astype(np.float64), W.astype(np.float64)
     assume(_kink_free(X64, W64, 1e3 * EPS[dtype]) and _decisive(X64, W64, a, 1e3 * EPS[dtype], model, y))
     n, p = X.shape
-    expected = ref.step(X64, y, W64.copy(), a, 0.05, model.slope, model.loss)
+    expected = ref.step(X64, y, W64.copy(), a, 0.05, model.slope, model.loss, decay)
     got = fg.step(X, y, W.copy(), a, 0.05, backend="numba", activation=model.activation,
-                  leak=model.leak, loss=model.loss)
+                  leak=model.leak, loss=model.loss, weight_decay=decay)
     assert got.dtype == dtype
     # float64: rounding only. float32: each product sums at most p + n float32 terms.
     tol = 1e-10 if dtype == np.float64 else 4 * (p + n) * EPS[np.float32]
@@ -196,14 +200,15 @@ def test_fg_step_numba_matches_the_reference(tile, family, prob, dtype, leak):
 @pytest.mark.parametrize("method", ["direct", "gram"])
 @pytest.mark.parametrize("ops", list(OPS))
 @given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64]), leak=_leaks,
-       tile_cols=st.sampled_from([7, 0]), block=st.sampled_from([16, 8192]))
+       tile_cols=st.sampled_from([7, 0]), block=st.sampled_from([16, 8192]), decay=_decays)
 def test_engine_trajectory_matches_the_reference(family, method, ops, data, dtype, leak,
-                                                 tile_cols, block):
+                                                 tile_cols, block, decay):
     """The oracle test: every method x backend x dtype x activation x loss, 20 steps against
     the float64 reference (evaluations at every step, the weights at the end). The direct pass
     runs with tiny tiles (7 columns: tail tiles and many chunks) or the default width; the gram
-    build with several blocks (16 columns, a ragged last one) or one."""
-    model = _model(family, leak)
+    build with several blocks (16 columns, a ragged last one) or one. With and without weight
+    decay."""
+    model = _model(family, leak, decay)
     runs = 1 if method == "direct" else data.draw(st.integers(1, 3), label="runs")
     n, p, m, nt = (data.draw(st.integers(1, 6)), data.draw(st.integers(2, 40)),
                    data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4)))

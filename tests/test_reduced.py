@@ -52,9 +52,13 @@ def test_inner_products_have_the_same_joint_law():
         assert_same_distribution(full[k], red[k], k)
 
 
-def test_training_accuracies_have_the_same_distribution():
-    h_full = fg.run(CFG.replace(representation="full"), progress=False).history
-    h_red = fg.run(CFG.replace(representation="reduced"), progress=False).history
+@pytest.mark.parametrize("setup", [{}, {"weight_decay": 2e10}, {"loss": "square"},
+                                   {"label_noise": "exact", "noise_rate": 0.15}],
+                         ids=["paper", "weight-decay", "square", "exact-noise"])
+def test_training_accuracies_have_the_same_distribution(setup):
+    cfg = CFG.replace(**setup)
+    h_full = fg.run(cfg.replace(representation="full"), progress=False).history
+    h_red = fg.run(cfg.replace(representation="reduced"), progress=False).history
     for t in (0, 1, 5, CFG.steps):
         for col in ("train_acc", "test_acc"):
             assert_same_distribution(h_full.loc[h_full.step == t, col],

@@ -86,3 +86,86 @@ def test_square_loss_regression_targets_are_not_implemented_yet():
         fg.fit(ds.X, ds.y * 0.5 + 0.1, m=3, lr=0.1, steps=2, loss="square")
     with pytest.raises(ValueError, match="only -1 and \\+1"):  # other losses: the label error
         fg.fit(ds.X, ds.y * 0.5 + 0.1, m=3, lr=0.1, steps=2, loss="hinge")
+
+
+ENGINES = [("gram", "numba"), ("gram", "numpy"), ("direct", "numba"), ("direct", "numpy")]
+
+
+def _reference_trajectory(X, y, W0, a, lr, steps, leak=0.0, loss="logistic", weight_decay=0.0):
+    W, out = W0.copy(), [W0.copy()]
+    for _ in range(steps):
+        ref.step(X, y, W, a, lr, leak, loss, weight_decay)
+        out.append(W.copy())
+    return out
+
+
+@pytest.mark.parametrize("method,backend", ENGINES)
+def test_weight_decay_fit_follows_the_reference(method, backend, tmp_path):
+    """W = s_t W0 + C X in the gram method: every kept network, its outputs, save and load."""
+    ds = fg.xor_clusters(20, 60, n_test=10, noise_rate=0.1, seed=7, mu_norm=4.0)
+    lr, wd, steps = 0.5, 0.3, 25
+    res = fg.fit(ds.X, ds.y, m=6, lr=lr, steps=steps, X_test=ds.X_test, y_test=ds.y_test,
+                 init_scale=0.3, weight_decay=wd, activation="leaky_relu", leak=0.1,
+                 method=method, backend=backend, dtype="float64",
+                 snapshot_steps=range(steps + 1))
+    W0, a = res.weights(step=0)
+    want = _reference_trajectory(ds.X, ds.y, W0, a, lr, steps, 0.1, "logistic", wd)
+    for t in range(steps + 1):
+        np.testing.assert_allclose(res.weights(step=t)[0], want[t], rtol=1e-10,
+                                   atol=1e-12 * np.abs(want[t]).max())
+    f_want = ref.forward(ds.X_test, want[-1], a, 0.1)[1]
+    np.testing.assert_allclose(res.decision_function(ds.X_test), f_want, rtol=1e-10, atol=1e-13)
+    last = res.history[res.history.step == steps].iloc[0]
+    assert last.train_loss == pytest.approx(
+        ref.mean_loss(ds.y, ref.forward(ds.X, want[-1], a, 0.1)[1]), rel=1e-10)
+    res.save(tmp_path / "r")
+    back = fg.Result.load(tmp_path / "r", X=ds.X, W0=W0)
+    np.testing.assert_allclose(back.weights(step=steps)[0], want[-1], rtol=1e-10,
+                               atol=1e-12 * np.abs(want[-1]).max())
+    if method == "gram":
+        assert res.info["linear_regime"].startswith("off")
+
+
+def test_weight_decay_trainer_and_step_follow_the_reference():
+    ds = fg.linear_clusters(15, 40, n_test=5, mu_norm=3.0, seed=2)
+    tr = fg.Trainer(ds.X, ds.y, m=4, lr=0.4, init_scale=0.2, weight_decay=0.5, method="gram",
+                    dtype="float64")
+    W0, a = tr.weights()
+    want = _reference_trajectory(ds.X, ds.y, W0, a, 0.4, 12, weight_decay=0.5)
+    W = W0.copy()
+    for t in range(1, 13):
+        tr.step()
+        fg.step(ds.X, ds.y, W, a, 0.4, weight_decay=0.5)
+        np.testing.assert_allclose(tr.weights()[0], want[t], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(W, want[t], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(tr.outputs(), ref.forward(ds.X, want[t], a)[1], rtol=1e-10,
+                                   atol=1e-14)
+
+
+@pytest.mark.parametrize("representation", ["full", "reduced"])
+def test_weight_decay_gram_equals_direct_on_generated_runs(representation):
+    cfg = fg.Config(n=30, p=3000, m=20, n_test=40, steps=30, runs=2, lr=0.05, init_scale=0.05,
+                    weight_decay=2.0, dtype="float64", backend="numba",
+                    representation=representation, activation="leaky_relu", loss="hinge")
+    if representation == "reduced":  # the direct method has no reduced representation
+        h = fg.run(cfg.replace(method="gram"), progress=False).history
+        h0 = fg.run(cfg.replace(method="gram", weight_decay=0.0), progress=False).history
+        assert not np.allclose(h.train_loss, h0.train_loss)  # the decay changed the training
+        return
+    h_direct = fg.run(cfg.replace(method="direct"), progress=False).history
+    h_gram = fg.run(cfg.replace(method="gram"), progress=False).history
+    assert (h_direct.train_acc == h_gram.train_acc).all()
+    np.testing.assert_allclose(h_gram.train_loss, h_direct.train_loss, rtol=1e-9)
+    np.testing.assert_allclose(h_gram.pos_mu1, h_direct.pos_mu1, rtol=1e-9, atol=1e-12)
+
+
+def test_bad_weight_decay_names_the_field():
+    ds = fg.xor_clusters(10, 20, seed=1)
+    with pytest.raises(ValueError, match="weight_decay"):
+        fg.Config(weight_decay=-1.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        fg.Config(lr=0.1, weight_decay=10.0)  # lr * weight_decay = 1: W would vanish
+    with pytest.raises(ValueError, match="weight_decay"):
+        fg.fit(ds.X, ds.y, m=3, lr=0.5, steps=2, weight_decay=4.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        fg.step(ds.X, ds.y, np.zeros((3, 20)), np.ones(3), 0.5, weight_decay=-0.1)

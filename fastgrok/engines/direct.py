@@ -50,7 +50,8 @@ class DirectEngine(Engine):
     def _pass(self, update, with_eval):
         self.Z, self.Zt, self.P = self.ops.direct_pass(
             self.X, self.W, V=self.V if update else None, Xt=self.Xt if with_eval else None,
-            mus=self.mus if with_eval else None, n_threads=self.n_threads)
+            mus=self.mus if with_eval else None, n_threads=self.n_threads,
+            decay=self.model.decay(self.lr))
         self._eval_ready = with_eval
 
     def step(self, prepare_eval=True):
@@ -115,7 +116,7 @@ class DirectEngine(Engine):
                 f = o.coefficients(Z, y, a, lr, V, model)
             if check_outputs is not None:
                 check_outputs(f)
-            o.direct_pass(X, W, V=V, forward=False, n_threads=nt)
+            o.direct_pass(X, W, V=V, forward=False, n_threads=nt, decay=model.decay(lr))
         return f
 
     @staticmethod

@@ -17,6 +17,8 @@ from .base import Engine, run_metrics
 
 #: The stacked state arrays of a batch and the shape of one run's block.
 _BLOCKS = ("K", "Kt", "Z0", "Zt0", "XM", "W0M")
+#: The blocks that carry W0 (scaled by s_t under weight decay).
+_W0_TERMS = ("Z0", "Zt0", "W0M")
 
 
 def build(sources, dtype, ops, n_threads=None, on_built=None) -> dict:
@@ -107,6 +109,13 @@ class GramEngine(Engine):
         self.has_means = self.sources[0].n_directions > 0
         self.steps_done = 0
         self.state = ops.gram_state(R, self.dtype, self.model)  # e.g. the CPU's linear regime
+        # Weight decay: W(t) = s_t W0 + C(t) X with s_t = decay^t. The W0 terms (Z0, Zt0, W0M)
+        # are kept at s_t times their values at the start, from unscaled copies.
+        self.decay, self.scale = self.model.decay(self.lr), 1.0
+        self._unscaled = None
+        if self.decay != 1.0:
+            self._unscaled = {k: ops.asarray(getattr(self, k).copy(), self.dtype)
+                              for k in _W0_TERMS}
 
     @classmethod
     def max_batch(cls, n, p, m, n_test, dtype, ops):
@@ -143,10 +152,21 @@ class GramEngine(Engine):
         """``steps`` steps of every run in one call.
 
         On the CPU each run takes its steps in one task, its state in cache (the numbers are those
-        of one step at a time).
+        of one step at a time). With weight decay, one step at a time: C <- decay C + V and
+        Z = s Z0 + K C^T, the decay applied to C and the W0 terms around the backend's step.
         """
-        self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr,
-                           self.model, self.n_threads, state=self.state, steps=steps)
+        if self.decay == 1.0:
+            self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr,
+                               self.model, self.n_threads, state=self.state, steps=steps)
+        else:
+            for _ in range(steps):
+                self.Ct *= self.decay  # the step adds V(Z(t)) to it: C(t+1) = decay C(t) + V
+                self.scale *= self.decay
+                self.Z0[...] = self.scale * self._unscaled["Z0"]
+                self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev,
+                                   self.lr, self.model, self.n_threads, state=None, steps=1)
+            for k in ("Zt0", "W0M"):
+                getattr(self, k)[...] = self.scale * self._unscaled[k]
         self.steps_done += steps
 
     def sync(self):
@@ -189,8 +209,9 @@ class GramEngine(Engine):
 
     def advance_until_interpolation(self, steps):
         """Each run until it interpolates, at most ``steps`` (the backend's loop)."""
-        # (A population test steps its runs together: its streams are keyed by the step.)
-        out = None if self.population else self.ops.gram_until_interpolation(
+        # (A population test steps its runs together: its streams are keyed by the step; weight
+        # decay steps through advance.)
+        out = None if self.population or self.decay != 1.0 else self.ops.gram_until_interpolation(
             self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model,
             self.n_threads, state=self.state, steps=steps)
         if out is None:
@@ -210,7 +231,8 @@ class GramEngine(Engine):
 
     def segment(self, segment, projections=True):
         """The segment's steps and evaluations, each run's in one task on the CPU."""
-        if self.population:  # the population accuracy needs W: evaluations one by one
+        if self.population or self.decay != 1.0:
+            # The population accuracy needs W, weight decay its own steps: one by one.
             return super().segment(segment, projections)
         step_args = (self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model)
         parts = self.ops.gram_segment(segment, step_args, self._eval_args(projections),
@@ -252,7 +274,7 @@ class GramEngine(Engine):
         self.ops.gram_sync(self.state, self.Z, self.Ct, with_z=False, runs=[i])
         C = np.array(self.ops.to_host(self.Ct[i]), np.float64).T
         return Network(self.a[i], self.model.slope, C=C, source=self.sources[i],
-                       dtype=self.dtype)
+                       dtype=self.dtype, scale=self.scale)
 
     def select(self, keep):
         """Keep the runs at positions ``keep``: the stacked arrays and the backend state."""
@@ -270,6 +292,8 @@ class GramEngine(Engine):
 
         for name in (*_BLOCKS, "Ct", "Z", "y_dev", "a_dev"):
             setattr(self, name, take(getattr(self, name)))
+        if self._unscaled is not None:
+            self._unscaled = {k: take(v) for k, v in self._unscaled.items()}
         self.y, self.a = self.y[idx], self.a[idx]
         if self.yt is not None:
             self.yt = self.yt[idx]
@@ -278,7 +302,10 @@ class GramEngine(Engine):
             self.state.select(keep, (self.Kt, self.Zt0, self.XM, self.W0M))
 
     def weights(self, r=0):
-        """W(t) = W0 + C(t) X of run ``r`` (m, p) on the host, rebuilt block by block."""
+        """W(t) = s_t W0 + C(t) X of run ``r`` (m, p) on the host, rebuilt block by block.
+
+        s_t = 1 without weight decay.
+        """
         src = self.sources[r]
         check_fits(src.m * src.p * self.dtype.itemsize, f"the weights W (m={src.m}, p={src.p})")
         # This run's C only, on the calling thread (weights may be asked for from the pool's
@@ -287,5 +314,5 @@ class GramEngine(Engine):
         W = np.empty((src.m, src.p), self.dtype)
         C = self.ops.to_host(self.Ct[r]).T
         for j0, j1, X, _, W0, _ in src.blocks(self.dtype):
-            W[:, j0:j1] = W0 + C @ X
+            W[:, j0:j1] = (W0 if self.scale == 1.0 else self.scale * W0) + C @ X
         return W

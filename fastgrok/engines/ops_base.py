@@ -173,8 +173,9 @@ class Ops:
         """
         return None
 
-    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
-        """Apply the pending update W += V^T X (when V is given), then form the products.
+    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None,
+                    decay=1.0):
+        """Apply the pending update W <- decay W + V^T X (when V is given), then the products.
 
         Returns the products of the updated W: Z = X W^T (if ``forward``), Zt = Xt W^T,
         P = W mus^T (None where not asked).

@@ -89,10 +89,12 @@ class CupyOps(Ops):
         """The CUDA outputs kernel, f on the host."""
         return self.to_host(self.k.outputs(Z, a, Z.shape[0], model.slope))
 
-    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None,
+                    decay=1.0):
         """The update with cuBLAS in place (no m x p temporary), then the products."""
         if V is not None:
-            self.k.gemm_update(V, X, W)  # W += V^T X in place (cuBLAS beta = 1): no m x p temporary
+            # W <- decay W + V^T X in place (cuBLAS beta = decay): no m x p temporary
+            self.k.gemm_update(V, X, W, beta=decay)
         Z = X @ W.T if forward else None
         Zt = Xt @ W.T if Xt is not None else None
         P = W @ mus.T if mus is not None else None

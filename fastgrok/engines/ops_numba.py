@@ -41,7 +41,11 @@ class NumbaOps(Ops):
 
         The flag is read when the engine is built.
         """
-        return LinearRegime(R, dtype, model) if tunables.GRAM_LINEAR_REGIME else None
+        # Weight decay rescales the W0 terms at every step, which the regime's incremental
+        # steps do not follow: dense steps (docs/design.md section 5).
+        if not tunables.GRAM_LINEAR_REGIME or model.weight_decay:
+            return None
+        return LinearRegime(R, dtype, model)
 
     @staticmethod
     def gram_state_bytes(n, m, n_test, dtype) -> int:
@@ -168,9 +172,11 @@ class NumbaOps(Ops):
         """The whole step in one compiled call (:func:`fastgrok.kernels.direct_cpu.native_step`)."""
         from ..kernels.direct_cpu import native_step
 
-        return native_step(X, y, W, a, lr, model.slope, model.loss_code, **tile_options())
+        return native_step(X, y, W, a, lr, model.slope, model.loss_code, model.decay(lr),
+                           **tile_options())
 
-    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None,
+                    decay=1.0):
         """One tiled pass over p: the update and the products fused per column tile."""
         from ..kernels.direct_cpu import tile_pass
 
@@ -178,7 +184,7 @@ class NumbaOps(Ops):
             # BLAS takes column tiles of X with one unit stride; a view like X[:, ::2] has none.
             X = np.ascontiguousarray(X)
         return tile_pass(X, W, V=V, Xt=Xt, mus=mus, forward=forward, n_threads=n_threads,
-                         **tile_options())
+                         decay=decay, **tile_options())
 
 
 def tile_options() -> dict:

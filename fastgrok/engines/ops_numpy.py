@@ -45,10 +45,14 @@ class NumpyOps(Ops):
         """The reference's outputs."""
         return reference.forward_from_preactivations(Z, a, model.slope)
 
-    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None):
+    def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None,
+                    decay=1.0):
         """The update and the products with NumPy (one product per mean, as the reference)."""
         if V is not None:
-            W += V.T @ X
+            update = V.T @ X
+            if decay != 1.0:  # weight decay, as the reference applies it
+                W *= decay
+            W += update
         Z = X @ W.T if forward else None
         Zt = Xt @ W.T if Xt is not None else None
         # One product per mean, as the reference computes W mu1 and W mu2.
