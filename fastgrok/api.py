@@ -140,8 +140,9 @@ def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, p
     info = {"engine": plan.engine_name, "dtype": plan.dtype, "representation": plan.representation,
             "working_p": plan.p, "wall_s": round(time.perf_counter() - t0, 3)}
     info.update(eng.describe(out.counts))  # what the engines did beyond plain steps
-    if model.weight_decay and plan.method == "gram":
-        info["linear_regime"] = "off: weight decay rescales the W0 terms at every step"
+    if model.stepwise and plan.method == "gram":
+        info["linear_regime"] = ("off: weight decay or a trained second layer changes every "
+                                 "pre-activation at every step (dense steps)")
     if stop is not None:
         config = {**config, "stop": stop if isinstance(stop, str) else getattr(
             stop, "__name__", "callable")}
@@ -161,7 +162,8 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
         method: str = "auto", backend: str = "auto", dtype: str | None = None,
         snapshot_steps: Sequence[int] | None = None, progress: bool = False,
         n_threads: int | None = None, activation: str = "relu", leak: float | None = None,
-        loss: str = "logistic", weight_decay: float = 0.0, **renamed) -> Result:
+        loss: str = "logistic", weight_decay: float = 0.0, train_second_layer: bool = False,
+        lr_second: float | None = None, **renamed) -> Result:
     """Train the paper's network (or another member of its family) on the caller's data.
 
     Parameters
@@ -228,6 +230,11 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
     weight_decay : float
         lambda >= 0: W <- (1 - lr lambda) W - lr grad at each step (lr lambda < 1); as the
         Config field.
+    train_second_layer : bool
+        Train the second layer too (from ``a``, or the drawn one), with step size ``lr_second``
+        (None: ``lr``); as the Config fields. The kept networks carry their own a.
+    lr_second : float, optional
+        The second layer's step size; only with ``train_second_layer``.
     **renamed
         ``hist_steps`` and ``second_layer_mode``, the old names of ``snapshot_steps`` and
         ``second_layer`` (a FutureWarning; they stop working in the next version).
@@ -291,7 +298,8 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
                   second_layer=second_layer, runs=runs, seed=seed, method=method,
                   backend=backend, dtype=dtype, snapshot_steps=snapshot_steps,
                   activation=activation, leak=leak, loss=loss, keep_networks=True,
-                  weight_decay=weight_decay)
+                  weight_decay=weight_decay, train_second_layer=train_second_layer,
+                  lr_second=lr_second)
     return _execute(setup.plan, setup.config(), setup.sources, setup.runs, setup.lr,
                     setup.mu_norm, progress, n_threads, setup.model,
                     second_mean=setup.mu2 is not None, network_steps=setup.network_steps, stop=stop,

@@ -142,6 +142,23 @@ class _Choice(_Field):
         return value
 
 
+class _Bool(_Field):
+    metavar = "true|false"
+
+    def check(self, name, value, **context):
+        if not (isinstance(value, bool) or type(value).__name__ == "bool_"):  # NumPy's too
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+        return bool(value)
+
+    def parse(self, text):
+        low = text.strip().lower()
+        if low in ("true", "yes", "1", "on"):
+            return True
+        if low in ("false", "no", "0", "off"):
+            return False
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 class _Steps(_Field):
     """A sorted tuple of distinct steps in [0, steps], or None."""
 
@@ -194,6 +211,11 @@ FIELDS = {
                            "noise_rate; exact: round(noise_rate n) flips, split over the classes"),
     "weight_decay": _Float(0, help="weight decay lambda >= 0: W <- (1 - lr lambda) W - lr grad "
                            "(lr lambda < 1)"),
+    "train_second_layer": _Bool("train the second layer a too (default: fixed)"),
+    "lr_second": _Float(0, low_open=True, optional=True,
+                        help="the second layer's step size (none: lr); needs train_second_layer"),
+    "second_layer_scale": _Float(0, low_open=True, optional=True,
+                                 help="|a_j| at the start (none: 1/sqrt(m))"),
 }
 
 
@@ -209,6 +231,13 @@ def check_decay(weight_decay, lr):
         raise ValueError(f"weight_decay={weight_decay} with lr={lr} gives the factor "
                          f"1 - lr * weight_decay = {1 - lr * weight_decay:g} <= 0; "
                          "lr * weight_decay must be < 1")
+
+
+def check_second_layer(train_second_layer, lr_second):
+    """ValueError when ``lr_second`` is given for a second layer that is not trained."""
+    if lr_second is not None and not train_second_layer:
+        raise ValueError(f"lr_second={lr_second} needs train_second_layer=True (the second "
+                         "layer is fixed otherwise)")
 
 
 def check_field(name: str, value, **context):
@@ -315,6 +344,14 @@ class Config:
         mean loss plus (lambda / 2) ||W||_F^2 (lr lambda < 1). The gram method stays exact,
         W = s_t W0 + C X with s_t = (1 - lr lambda)^t; the linear regime is off (docs/design.md
         section 5).
+    train_second_layer : bool
+        Train the second layer too: a_j <- a_j + (lr_second / n) sum_i g_i y_i phi(z_ij) (with
+        weight decay, times 1 - lr_second lambda first), from the same step's pre-activations.
+        Default False: a is fixed, as in the paper.
+    lr_second : float or None
+        The second layer's step size (None: ``lr``); only with ``train_second_layer``.
+    second_layer_scale : float or None
+        |a_j| at the start: a_j = +-second_layer_scale (None: the paper's 1/sqrt(m)).
 
     Raises
     ------
@@ -367,6 +404,9 @@ class Config:
     data: str = "xor"
     label_noise: str = "independent"
     weight_decay: float = 0.0
+    train_second_layer: bool = False
+    lr_second: float | None = None
+    second_layer_scale: float | None = None
 
     def __post_init__(self):
         """Check every field (TypeError or ValueError naming the field) and the fields together."""
@@ -387,6 +427,9 @@ class Config:
                              "(or 'auto')")
         check_model(self.activation, self.leak)
         check_decay(self.weight_decay, self.lr)
+        check_second_layer(self.train_second_layer, self.lr_second)
+        if self.train_second_layer:
+            check_decay(self.weight_decay, self.lr_second or self.lr)
         if self.means == "axis" and self.p < 2:
             raise ValueError(f"p must be >= 2 for two orthogonal means, got {self.p}")
 

@@ -27,16 +27,19 @@ class Model:
     weight_decay : float
         lambda >= 0 of the objective's (lambda / 2) ||W||_F^2: a step multiplies W by
         :meth:`decay` before adding the loss's update.
+    lr_second : float or None
+        The second layer's step size when it is trained (None: the second layer is fixed).
     """
 
     activation: str = "relu"
     leak: float | None = None
     loss: str = "logistic"
     weight_decay: float = 0.0
+    lr_second: float | None = None
 
     def __post_init__(self):
         """Check the fields, as Config checks them."""
-        for name in ("activation", "leak", "loss", "weight_decay"):
+        for name in ("activation", "leak", "loss", "weight_decay", "lr_second"):
             object.__setattr__(self, name, check_field(name, getattr(self, name)))
         check_model(self.activation, self.leak)
 
@@ -61,7 +64,15 @@ class Model:
         """The factor 1 - lr lambda a step multiplies W by (exactly 1.0 without weight decay)."""
         return 1.0 - float(lr) * self.weight_decay if self.weight_decay else 1.0
 
+    @property
+    def stepwise(self) -> bool:
+        """Whether a step needs more than the loss's update of W (weight decay, a trained a)."""
+        return bool(self.weight_decay) or self.lr_second is not None
+
     @classmethod
     def of(cls, cfg) -> "Model":
-        """The model of a Config (or anything with activation, leak, loss, weight_decay)."""
-        return cls(cfg.activation, cfg.leak, cfg.loss, getattr(cfg, "weight_decay", 0.0))
+        """The model of a Config."""
+        lr_second = None
+        if cfg.train_second_layer:
+            lr_second = cfg.lr if cfg.lr_second is None else cfg.lr_second
+        return cls(cfg.activation, cfg.leak, cfg.loss, cfg.weight_decay, lr_second)

@@ -103,17 +103,31 @@ def gradient(X, y, W, a, leak=0.0, loss="logistic"):
     return -update_coefficients(Z, y, f, a, 1.0, leak, loss).T @ X
 
 
-def step(X, y, W, a, lr, leak=0.0, loss="logistic", weight_decay=0.0):
-    """One full-batch gradient-descent step, in place on W; returns W.
+def second_layer_increment(Z, y, f, lr_second, leak=0.0, loss="logistic"):
+    """-lr_second times the mean loss's gradient in a: (lr_second / n) sum_i g_i y_i phi(z_ij)."""
+    g = loss_weights(y, f, loss)
+    return (lr_second / Z.shape[0]) * ((g * y) @ activation(np.asarray(Z, np.float64), leak))
+
+
+def step(X, y, W, a, lr, leak=0.0, loss="logistic", weight_decay=0.0, lr_second=None):
+    """One full-batch gradient-descent step, in place on W (and on a if it is trained); returns W.
 
     With ``weight_decay`` lambda, the step on the mean loss plus (lambda / 2) ||W||_F^2:
-    W <- (1 - lr lambda) W - lr grad, the gradient taken at the W before the step.
+    W <- (1 - lr lambda) W - lr grad, the gradient taken at the W before the step. With
+    ``lr_second``, the second layer takes its own step from the same point (a float64 array,
+    updated in place): a <- (1 - lr_second lambda) a + :func:`second_layer_increment`.
     """
     Z, f = forward(X, W, a, leak)
     update = update_coefficients(Z, y, f, a, lr, leak, loss).T @ X
+    if lr_second is not None:
+        increment = second_layer_increment(Z, y, f, lr_second, leak, loss)
     if weight_decay:
         W *= 1.0 - lr * weight_decay
     W += update
+    if lr_second is not None:
+        if weight_decay:
+            a *= 1.0 - lr_second * weight_decay
+        a += increment
     return W
 
 

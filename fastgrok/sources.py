@@ -124,7 +124,8 @@ class GeneratedSource(Source):
         self.n, self.p, self.m, self.n_test = cfg.n, cfg.p, cfg.m, cfg.n_test
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
-        self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
+        self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer,
+                                   cfg.second_layer_scale)
         self.mu_norm = cfg.mean_norm
         self.flipped = self.draw.flipped
         self.tracked = tracked
@@ -227,7 +228,8 @@ class ReducedSource(Source):
         self.n, self.p, self.m, self.n_test = cfg.n, N + 2, cfg.m, cfg.n_test
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
-        self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer)
+        self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer,
+                                   cfg.second_layer_scale)
         self.mu_norm = cfg.mean_norm
         self.flipped = self.draw.flipped
         self.population_test_samples = cfg.population_test_samples

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from . import _validate as v
-from .config import DTYPES, check_decay, check_field
+from .config import DTYPES, check_decay, check_field, check_second_layer
 from .model import Model
 from .plan import plan_arrays
 from .sources import ArraySource
@@ -32,9 +32,15 @@ class Setup:
                  W0=None, a=None, flipped=None, track=None, init_scale=1e-15,
                  second_layer="random", runs=1, seed=0, method="auto", backend="auto",
                  dtype=None, snapshot_steps=None, activation="relu", leak=None,
-                 loss="logistic", keep_networks=False, weight_decay=0.0):
+                 loss="logistic", keep_networks=False, weight_decay=0.0,
+                 train_second_layer=False, lr_second=None):
         # The model is checked first, like every other argument.
-        self.model = Model(activation, leak, loss, weight_decay)
+        check_field("train_second_layer", train_second_layer)
+        check_second_layer(train_second_layer, lr_second)
+        lr_a = None
+        if train_second_layer:
+            lr_a = check_field("lr", lr) if lr_second is None else lr_second
+        self.model = Model(activation, leak, loss, weight_decay, lr_a)
         X = v.host_array("X", X)
         if dtype is None:
             dtype = str(np.asarray(X).dtype)
@@ -47,6 +53,8 @@ class Setup:
                                                                           "seed"))
         self.lr, self.init_scale = checked["lr"], checked["init_scale"]
         check_decay(self.model.weight_decay, self.lr)
+        if self.model.lr_second is not None:
+            check_decay(self.model.weight_decay, self.model.lr_second)
         m, runs = self.m, self.runs
         if snapshot_steps is not None:
             snapshot_steps = check_field("snapshot_steps", snapshot_steps, steps=self.steps)
@@ -166,7 +174,8 @@ class Setup:
                 "snapshot_steps": list(self.plan.snapshot_steps), "track": self.track_names,
                 "activation": model.activation,
                 "leak": model.slope if model.activation == "leaky_relu" else None,
-                "loss": model.loss, "weight_decay": model.weight_decay}
+                "loss": model.loss, "weight_decay": model.weight_decay,
+                "train_second_layer": model.lr_second is not None, "lr_second": model.lr_second}
 
 
 class Trainer:
@@ -179,7 +188,7 @@ class Trainer:
     Parameters
     ----------
     X, y, m, lr, X_test, y_test, W0, a, mu1, mu2, flipped, track, init_scale, second_layer, runs,
-    seed, backend, dtype, activation, leak, loss, weight_decay
+    seed, backend, dtype, activation, leak, loss, weight_decay, train_second_layer, lr_second
         As in :func:`fastgrok.fit`.
     method : {"auto", "gram", "direct"}
         "auto" plans for ``TRAINER_PLANNING_STEPS`` steps (a Trainer does not know how many
@@ -224,12 +233,14 @@ class Trainer:
                  seed: int = 0, method: str = "auto", backend: str = "auto",
                  dtype: str | None = None, n_threads: int | None = None,
                  activation: str = "relu", leak: float | None = None, loss: str = "logistic",
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, train_second_layer: bool = False,
+                 lr_second: float | None = None):
         self._setup = s = Setup(
             X, y, m=m, lr=lr, steps=TRAINER_PLANNING_STEPS, X_test=X_test, y_test=y_test,
             mu1=mu1, mu2=mu2, W0=W0, a=a, flipped=flipped, track=track, init_scale=init_scale,
             second_layer=second_layer, runs=runs, seed=seed, method=method, backend=backend,
-            dtype=dtype, activation=activation, leak=leak, loss=loss, weight_decay=weight_decay)
+            dtype=dtype, activation=activation, leak=leak, loss=loss, weight_decay=weight_decay,
+            train_second_layer=train_second_layer, lr_second=lr_second)
         self.n_threads = n_threads
         self._binding = s.plan.engine
         # The runs in batches, as fit holds them (the direct method: one run per engine).

@@ -12,8 +12,8 @@ from .data import STREAM_A, STREAM_W0, block_ranges, gaussian_block, rng
 from .kernels.memory import empty_aligned
 
 
-def draw_second_layer(m, seed=0, run=0, mode="random") -> np.ndarray:
-    """Fixed second-layer weights a_j in {+1/sqrt(m), -1/sqrt(m)}, float64.
+def draw_second_layer(m, seed=0, run=0, mode="random", scale=None) -> np.ndarray:
+    """Second-layer weights a_j in {+1/sqrt(m), -1/sqrt(m)} (or +-scale), float64.
 
     Parameters
     ----------
@@ -24,6 +24,8 @@ def draw_second_layer(m, seed=0, run=0, mode="random") -> np.ndarray:
     mode : {"random", "balanced"}
         "random": i.i.d. signs (the paper; the split is Binomial). "balanced": exactly
         ceil(m/2) positive signs, in random order.
+    scale : float, optional
+        |a_j| (default 1/sqrt(m), the paper's).
     """
     g = rng(seed, run, STREAM_A)
     if mode == "random":
@@ -32,7 +34,7 @@ def draw_second_layer(m, seed=0, run=0, mode="random") -> np.ndarray:
         signs = g.permutation(np.where(np.arange(m) < (m + 1) // 2, 1.0, -1.0))
     else:
         raise ValueError(f"unknown second_layer {mode!r}; expected 'random' or 'balanced'")
-    return signs / np.sqrt(m)
+    return signs / np.sqrt(m) if scale is None else signs * float(scale)
 
 
 def init_block(m, init_scale, seed, run, k, cols, dtype="float64") -> np.ndarray:

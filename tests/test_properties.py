@@ -62,13 +62,16 @@ def family(request):
     return request.param
 
 
-def _model(family, leak, weight_decay=0.0):
+def _model(family, leak, weight_decay=0.0, lr_second=None):
     activation, loss = family
-    return Model(activation, leak if activation == "leaky_relu" else None, loss, weight_decay)
+    return Model(activation, leak if activation == "leaky_relu" else None, loss, weight_decay,
+                 lr_second)
 
 
 #: Weight decay: none (the paper), or lambda with lr lambda = 0.1 at the tests' lr = 0.2.
 _decays = st.sampled_from([0.0, 0.5])
+#: The second layer: fixed (the paper) or trained with its own step size.
+_second = st.sampled_from([None, 0.1])
 
 
 @st.composite
@@ -119,7 +122,7 @@ def _trajectories(engine, runs, dtype, lr, model, steps=20):
     rel = 1e-10 if dtype == np.float64 else 2e-4
     margin = 1e3 * EPS[dtype] * (1 if dtype == np.float64 else 10)
     # The reference runs on the numbers the engine saw (rounded to dtype), in float64.
-    state = [[v.astype(dtype).astype(np.float64) for v in (X, W, Xt)] + [y, a, yt]
+    state = [[v.astype(dtype).astype(np.float64) for v in (X, W, Xt)] + [y, a.copy(), yt]
              for X, y, W, a, Xt, yt in runs]
     p = runs[0][0].shape[1]
     mu1, mu2 = (mu.astype(np.float64) for mu in _means(p, dtype))
@@ -151,7 +154,8 @@ def _trajectories(engine, runs, dtype, lr, model, steps=20):
         compared += 1
         if t < steps:
             for X, W, Xt, y, a, yt in state:
-                ref.step(X, y, W, a, lr, model.slope, model.loss, model.weight_decay)
+                ref.step(X, y, W, a, lr, model.slope, model.loss, model.weight_decay,
+                         model.lr_second)
             engine.step(prepare_eval=bool(t % 2))
     note(f"compared {compared} steps")
     return compared, state, wmax
@@ -200,15 +204,16 @@ def test_fg_step_numba_matches_the_reference(tile, family, prob, dtype, leak, de
 @pytest.mark.parametrize("method", ["direct", "gram"])
 @pytest.mark.parametrize("ops", list(OPS))
 @given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64]), leak=_leaks,
-       tile_cols=st.sampled_from([7, 0]), block=st.sampled_from([16, 8192]), decay=_decays)
+       tile_cols=st.sampled_from([7, 0]), block=st.sampled_from([16, 8192]), decay=_decays,
+       lr_second=_second)
 def test_engine_trajectory_matches_the_reference(family, method, ops, data, dtype, leak,
-                                                 tile_cols, block, decay):
+                                                 tile_cols, block, decay, lr_second):
     """The oracle test: every method x backend x dtype x activation x loss, 20 steps against
     the float64 reference (evaluations at every step, the weights at the end). The direct pass
     runs with tiny tiles (7 columns: tail tiles and many chunks) or the default width; the gram
     build with several blocks (16 columns, a ragged last one) or one. With and without weight
-    decay."""
-    model = _model(family, leak, decay)
+    decay, with the second layer fixed or trained."""
+    model = _model(family, leak, decay, lr_second)
     runs = 1 if method == "direct" else data.draw(st.integers(1, 3), label="runs")
     n, p, m, nt = (data.draw(st.integers(1, 6)), data.draw(st.integers(2, 40)),
                    data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4)))

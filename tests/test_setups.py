@@ -169,3 +169,63 @@ def test_bad_weight_decay_names_the_field():
         fg.fit(ds.X, ds.y, m=3, lr=0.5, steps=2, weight_decay=4.0)
     with pytest.raises(ValueError, match="weight_decay"):
         fg.step(ds.X, ds.y, np.zeros((3, 20)), np.ones(3), 0.5, weight_decay=-0.1)
+
+
+def _reference_pair(X, y, W0, a0, lr, steps, leak=0.0, loss="logistic", weight_decay=0.0,
+                    lr_second=None):
+    W, a, out = W0.copy(), np.array(a0, np.float64), [(W0.copy(), np.array(a0, np.float64))]
+    for _ in range(steps):
+        ref.step(X, y, W, a, lr, leak, loss, weight_decay, lr_second)
+        out.append((W.copy(), a.copy()))
+    return out
+
+
+@pytest.mark.parametrize("method,backend", ENGINES)
+@pytest.mark.parametrize("weight_decay", [0.0, 0.2])
+def test_trained_second_layer_follows_the_reference(method, backend, weight_decay):
+    ds = fg.xor_clusters(20, 60, n_test=10, noise_rate=0.1, seed=3, mu_norm=4.0)
+    lr, lr2, steps = 0.5, 0.3, 22
+    a0 = np.array([1.0, -1.0, 0.0, 0.5, -0.25, 2.0])  # any values, zeros included
+    res = fg.fit(ds.X, ds.y, m=6, lr=lr, steps=steps, X_test=ds.X_test, y_test=ds.y_test,
+                 init_scale=0.3, a=a0, train_second_layer=True, lr_second=lr2,
+                 weight_decay=weight_decay, loss="hinge", activation="leaky_relu", leak=0.2,
+                 method=method, backend=backend, dtype="float64",
+                 snapshot_steps=range(steps + 1))
+    W0 = res.weights(step=0)[0]
+    want = _reference_pair(ds.X, ds.y, W0, a0, lr, steps, 0.2, "hinge", weight_decay, lr2)
+    for t in range(steps + 1):
+        W, a = res.weights(step=t)
+        np.testing.assert_allclose(W, want[t][0], rtol=1e-10, atol=1e-12 * np.abs(W).max())
+        np.testing.assert_allclose(a, want[t][1], rtol=1e-10, atol=1e-13)
+    assert not np.allclose(want[-1][1], a0)  # the second layer moved
+    f_want = ref.forward(ds.X_test, *want[-1], 0.2)[1]
+    np.testing.assert_allclose(res.decision_function(ds.X_test), f_want, rtol=1e-10, atol=1e-13)
+    assert res.config["train_second_layer"] and res.config["lr_second"] == lr2
+
+
+def test_trained_second_layer_in_generated_runs_gram_equals_direct():
+    cfg = fg.Config(n=30, p=2000, m=20, n_test=40, steps=25, runs=2, lr=0.05, init_scale=0.05,
+                    train_second_layer=True, lr_second=0.02, second_layer_scale=0.01,
+                    dtype="float64", backend="numba", representation="full")
+    h_direct = fg.run(cfg.replace(method="direct"), progress=False).history
+    h_gram = fg.run(cfg.replace(method="gram"), progress=False).history
+    assert (h_direct.train_acc == h_gram.train_acc).all()
+    np.testing.assert_allclose(h_gram.train_loss, h_direct.train_loss, rtol=1e-9)
+    fixed = fg.run(cfg.replace(method="gram", train_second_layer=False, lr_second=None),
+                   progress=False).history
+    assert not np.allclose(fixed.train_loss, h_gram.train_loss)
+
+
+def test_second_layer_options_are_checked():
+    ds = fg.xor_clusters(10, 20, seed=1)
+    with pytest.raises(ValueError, match="lr_second"):
+        fg.Config(lr_second=0.1)  # without train_second_layer
+    with pytest.raises(ValueError, match="lr_second"):
+        fg.fit(ds.X, ds.y, m=3, lr=0.1, steps=2, lr_second=0.1)
+    with pytest.raises(TypeError, match="train_second_layer"):
+        fg.Config(train_second_layer="yes")
+    with pytest.raises(ValueError, match="second_layer_scale"):
+        fg.Config(second_layer_scale=0.0)
+    a = fg.weights.draw_second_layer(8, 0, 0, "random", scale=0.25)
+    np.testing.assert_array_equal(np.abs(a), 0.25)
+    np.testing.assert_array_equal(np.sign(a), np.sign(fg.weights.draw_second_layer(8, 0, 0)))

@@ -159,6 +159,21 @@ class Engine:
         return {}
 
 
+def next_second_layer(Z, y, a, model):
+    """A run's second layer after one step when it is trained (float64, on the host).
+
+    From the run's pre-activations Z (n, m) before the step, as the reference takes it:
+    a <- (1 - lr_second lambda) a + (lr_second / n) sum_i g_i y_i phi(z_ij).
+    """
+    Z = np.asarray(Z, np.float64)
+    f = reference.forward_from_preactivations(Z, a, model.slope)
+    increment = reference.second_layer_increment(Z, y, f, model.lr_second, model.slope,
+                                                 model.loss)
+    if model.weight_decay:
+        a = a * (1.0 - model.lr_second * model.weight_decay)
+    return a + increment
+
+
 def run_metrics(f, y, ft=None, yt=None, P=None, loss="logistic") -> dict:
     """The evaluation dict of one run from host float64 outputs (every engine uses this).
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import tunables
 from ..model import Model
-from .base import Engine, run_metrics
+from .base import Engine, next_second_layer, run_metrics
 
 
 class DirectEngine(Engine):
@@ -55,9 +55,17 @@ class DirectEngine(Engine):
         self._eval_ready = with_eval
 
     def step(self, prepare_eval=True):
-        """Form the coefficients, then the update pass (with the evaluation products if asked)."""
+        """Form the coefficients, then the update pass (with the evaluation products if asked).
+
+        A trained second layer takes its step from the same pre-activations.
+        """
+        a_next = None
+        if self.model.lr_second is not None:
+            a_next = next_second_layer(self.ops.to_host(self.Z), self.y, self.a, self.model)
         self.ops.coefficients(self.Z, self.y_dev, self.a_dev, self.lr, self.V, self.model)
         self._pass(update=True, with_eval=prepare_eval)
+        if a_next is not None:
+            self.a, self.a_dev = a_next, self.ops.asarray(a_next, np.float64)
 
     def evaluate(self, projections=True):
         """The run's evaluation dict (one extra pass if the step did not prepare it)."""

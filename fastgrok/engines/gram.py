@@ -13,7 +13,7 @@ import numpy as np
 from .. import tunables
 from .._memory import check_fits
 from ..model import Model
-from .base import Engine, run_metrics
+from .base import Engine, next_second_layer, run_metrics
 
 #: The stacked state arrays of a batch and the shape of one run's block.
 _BLOCKS = ("K", "Kt", "Z0", "Zt0", "XM", "W0M")
@@ -152,19 +152,30 @@ class GramEngine(Engine):
         """``steps`` steps of every run in one call.
 
         On the CPU each run takes its steps in one task, its state in cache (the numbers are those
-        of one step at a time). With weight decay, one step at a time: C <- decay C + V and
-        Z = s Z0 + K C^T, the decay applied to C and the W0 terms around the backend's step.
+        of one step at a time). With weight decay or a trained second layer, one step at a time
+        around the backend's step: C <- decay C + V and Z = s Z0 + K C^T (the decay applied to C
+        and the W0 terms), a's step from the Z before it.
         """
-        if self.decay == 1.0:
+        if not self.model.stepwise:
             self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr,
                                self.model, self.n_threads, state=self.state, steps=steps)
-        else:
-            for _ in range(steps):
+            self.steps_done += steps
+            return
+        for _ in range(steps):
+            a_next = None
+            if self.model.lr_second is not None:
+                Z = self.ops.to_host(self.Z)
+                a_next = np.stack([next_second_layer(Z[r], self.y[r], self.a[r], self.model)
+                                   for r in range(len(self.sources))])
+            if self.decay != 1.0:
                 self.Ct *= self.decay  # the step adds V(Z(t)) to it: C(t+1) = decay C(t) + V
                 self.scale *= self.decay
                 self.Z0[...] = self.scale * self._unscaled["Z0"]
-                self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev,
-                                   self.lr, self.model, self.n_threads, state=None, steps=1)
+            self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev,
+                               self.lr, self.model, self.n_threads, state=None, steps=1)
+            if a_next is not None:
+                self.a, self.a_dev = a_next, self.ops.asarray(a_next, np.float64)
+        if self.decay != 1.0:
             for k in ("Zt0", "W0M"):
                 getattr(self, k)[...] = self.scale * self._unscaled[k]
         self.steps_done += steps
@@ -210,8 +221,8 @@ class GramEngine(Engine):
     def advance_until_interpolation(self, steps):
         """Each run until it interpolates, at most ``steps`` (the backend's loop)."""
         # (A population test steps its runs together: its streams are keyed by the step; weight
-        # decay steps through advance.)
-        out = None if self.population or self.decay != 1.0 else self.ops.gram_until_interpolation(
+        # decay and a trained second layer step through advance.)
+        out = None if self.population or self.model.stepwise else self.ops.gram_until_interpolation(
             self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model,
             self.n_threads, state=self.state, steps=steps)
         if out is None:
@@ -231,8 +242,8 @@ class GramEngine(Engine):
 
     def segment(self, segment, projections=True):
         """The segment's steps and evaluations, each run's in one task on the CPU."""
-        if self.population or self.decay != 1.0:
-            # The population accuracy needs W, weight decay its own steps: one by one.
+        if self.population or self.model.stepwise:
+            # The population accuracy needs W, weight decay and a trained a their own steps.
             return super().segment(segment, projections)
         step_args = (self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model)
         parts = self.ops.gram_segment(segment, step_args, self._eval_args(projections),

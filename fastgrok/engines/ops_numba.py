@@ -41,9 +41,9 @@ class NumbaOps(Ops):
 
         The flag is read when the engine is built.
         """
-        # Weight decay rescales the W0 terms at every step, which the regime's incremental
-        # steps do not follow: dense steps (docs/design.md section 5).
-        if not tunables.GRAM_LINEAR_REGIME or model.weight_decay:
+        # Weight decay rescales the W0 terms at every step and a trained second layer moves a,
+        # which the regime's incremental steps do not follow: dense steps (docs/design.md 5).
+        if not tunables.GRAM_LINEAR_REGIME or model.stepwise:
             return None
         return LinearRegime(R, dtype, model)
 
