@@ -9,7 +9,7 @@ from importlib import metadata as _metadata
 from ._memory import InsufficientMemoryError
 from .api import fit, run, step
 from .config import PRESETS, Config, preset
-from .data import Dataset, linear_clusters, xor_clusters
+from .data import Dataset, batch_schedule, linear_clusters, xor_clusters
 from .devices import gpu_usable, warmup
 from .driver import RunState
 from .network import Network
@@ -36,6 +36,6 @@ def __getattr__(name):
 
 
 __all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "Trainer", "Network", "RunState",
-           "xor_clusters", "linear_clusters",
+           "xor_clusters", "linear_clusters", "batch_schedule",
            "Dataset", "Result", "SweepResult", "gpu_usable", "warmup", "sweep", "study",
            "InsufficientMemoryError", "ExperimentalWarning", "SweepInterrupted", "__version__"]

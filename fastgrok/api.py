@@ -141,8 +141,8 @@ def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, p
             "working_p": plan.p, "wall_s": round(time.perf_counter() - t0, 3)}
     info.update(eng.describe(out.counts))  # what the engines did beyond plain steps
     if model.stepwise and plan.method == "gram":
-        info["linear_regime"] = ("off: weight decay or a trained second layer changes every "
-                                 "pre-activation at every step (dense steps)")
+        info["linear_regime"] = ("off: weight decay, a trained second layer or minibatches "
+                                 "change the step's algebra (dense steps)")
     if stop is not None:
         config = {**config, "stop": stop if isinstance(stop, str) else getattr(
             stop, "__name__", "callable")}
@@ -163,7 +163,7 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
         snapshot_steps: Sequence[int] | None = None, progress: bool = False,
         n_threads: int | None = None, activation: str = "relu", leak: float | None = None,
         loss: str = "logistic", weight_decay: float = 0.0, train_second_layer: bool = False,
-        lr_second: float | None = None, **renamed) -> Result:
+        lr_second: float | None = None, batch_size: int | None = None, **renamed) -> Result:
     """Train the paper's network (or another member of its family) on the caller's data.
 
     Parameters
@@ -235,6 +235,9 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
         (None: ``lr``); as the Config fields. The kept networks carry their own a.
     lr_second : float, optional
         The second layer's step size; only with ``train_second_layer``.
+    batch_size : int, optional
+        Minibatch SGD with this many samples per step (:func:`batch_schedule`, from (seed, run));
+        ``steps`` counts minibatch steps. None: full batch.
     **renamed
         ``hist_steps`` and ``second_layer_mode``, the old names of ``snapshot_steps`` and
         ``second_layer`` (a FutureWarning; they stop working in the next version).
@@ -299,7 +302,7 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
                   backend=backend, dtype=dtype, snapshot_steps=snapshot_steps,
                   activation=activation, leak=leak, loss=loss, keep_networks=True,
                   weight_decay=weight_decay, train_second_layer=train_second_layer,
-                  lr_second=lr_second)
+                  lr_second=lr_second, batch_size=batch_size)
     return _execute(setup.plan, setup.config(), setup.sources, setup.runs, setup.lr,
                     setup.mu_norm, progress, n_threads, setup.model,
                     second_mean=setup.mu2 is not None, network_steps=setup.network_steps, stop=stop,

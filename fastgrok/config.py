@@ -66,11 +66,15 @@ class _Field:
 class _Int(_Field):
     numeric, metavar = True, "INT"
 
-    def __init__(self, minimum=1, help=""):
+    def __init__(self, minimum=1, help="", optional=False):
         super().__init__(help)
-        self.minimum = minimum
+        self.minimum, self.optional = minimum, optional
+        if optional:
+            self.metavar = "INT|none"
 
     def check(self, name, value, **context):
+        if value is None and self.optional:
+            return None
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
         if value < self.minimum:
@@ -79,6 +83,8 @@ class _Int(_Field):
 
     def parse(self, text):
         """Integers written as 40000, 40_000 or 4e4 (the last only if it is integral)."""
+        if self.optional and text.strip().lower() in ("none", "full"):
+            return None
         try:
             return int(text.replace("_", ""))
         except ValueError:
@@ -216,6 +222,8 @@ FIELDS = {
                         help="the second layer's step size (none: lr); needs train_second_layer"),
     "second_layer_scale": _Float(0, low_open=True, optional=True,
                                  help="|a_j| at the start (none: 1/sqrt(m))"),
+    "batch_size": _Int(1, "minibatch SGD: samples per step, drawn without replacement per "
+                          "epoch (none: full batch)", optional=True),
 }
 
 
@@ -231,6 +239,12 @@ def check_decay(weight_decay, lr):
         raise ValueError(f"weight_decay={weight_decay} with lr={lr} gives the factor "
                          f"1 - lr * weight_decay = {1 - lr * weight_decay:g} <= 0; "
                          "lr * weight_decay must be < 1")
+
+
+def check_batch(batch_size, n):
+    """ValueError when ``batch_size`` is outside [1, n]."""
+    if batch_size is not None and batch_size > n:
+        raise ValueError(f"batch_size must be in [1, n] = [1, {n}], got {batch_size}")
 
 
 def check_second_layer(train_second_layer, lr_second):
@@ -352,6 +366,10 @@ class Config:
         The second layer's step size (None: ``lr``); only with ``train_second_layer``.
     second_layer_scale : float or None
         |a_j| at the start: a_j = +-second_layer_scale (None: the paper's 1/sqrt(m)).
+    batch_size : int or None
+        Minibatch SGD: each step is the gradient step on the mean loss over batch_size samples
+        (:func:`fastgrok.batch_schedule`: without replacement per epoch, from the run's own
+        stream); ``steps`` counts minibatch steps. None: full batch (the paper).
 
     Raises
     ------
@@ -407,6 +425,7 @@ class Config:
     train_second_layer: bool = False
     lr_second: float | None = None
     second_layer_scale: float | None = None
+    batch_size: int | None = None
 
     def __post_init__(self):
         """Check every field (TypeError or ValueError naming the field) and the fields together."""
@@ -428,6 +447,7 @@ class Config:
         check_model(self.activation, self.leak)
         check_decay(self.weight_decay, self.lr)
         check_second_layer(self.train_second_layer, self.lr_second)
+        check_batch(self.batch_size, self.n)
         if self.train_second_layer:
             check_decay(self.weight_decay, self.lr_second or self.lr)
         if self.means == "axis" and self.p < 2:

@@ -27,7 +27,8 @@ from .kernels.memory import empty_aligned
 
 # Stream identifiers: part of the random-stream definition; never renumber.
 (STREAM_LABELS, STREAM_TEST_LABELS, STREAM_X, STREAM_X_TEST, STREAM_A, STREAM_W0, STREAM_MEANS,
- STREAM_REDUCED_MU, STREAM_REDUCED_L, STREAM_POPULATION, STREAM_REDUCED_DIAG) = range(11)
+ STREAM_REDUCED_MU, STREAM_REDUCED_L, STREAM_POPULATION, STREAM_REDUCED_DIAG,
+ STREAM_BATCHES) = range(12)
 
 
 def rng(seed: int, run: int, stream: int, block: int = 0) -> np.random.Generator:
@@ -300,6 +301,50 @@ def _dataset(data, n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype,
     draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, int(run),
                    cfg.means, cfg.data, cfg.label_noise)
     return materialize(draw, cfg.dtype)
+
+
+def epoch_permutation(n, seed, run, epoch):
+    """The order of the n training samples in minibatch epoch ``epoch`` of run ``run``."""
+    return rng(seed, run, STREAM_BATCHES, epoch).permutation(n)
+
+
+class BatchSchedule:
+    """The minibatches of one run, step by step (:func:`batch_schedule`), one epoch held."""
+
+    def __init__(self, n, batch_size, seed, run):
+        self.n, self.b, self.seed, self.run = int(n), int(batch_size), int(seed), int(run)
+        self.per_epoch = self.n // self.b
+        self._epoch, self._order = -1, None
+
+    def batch(self, t):
+        """The sample indices (batch_size,) of step t + 1 (t = 0, 1, ...)."""
+        epoch, k = divmod(int(t), self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, epoch_permutation(self.n, self.seed, self.run, epoch)
+        return self._order[k * self.b:(k + 1) * self.b]
+
+
+def batch_schedule(n, batch_size, steps, seed=0, run=0) -> np.ndarray:
+    """The minibatches of ``steps`` SGD steps of run ``run``: (steps, batch_size) sample indices.
+
+    Each epoch is a permutation of the n samples drawn from the run's own stream (seed, run,
+    epoch), cut into n // batch_size batches of exactly batch_size samples without replacement;
+    the n % batch_size samples left over wait for the next epoch's permutation. Row t is the
+    batch of step t + 1. Training reads the same schedule batch by batch, so an independent
+    loop that replays it (``reference.step(X[B], y[B], ...)``) takes the same steps.
+
+    Examples
+    --------
+    >>> import fastgrok as fg
+    >>> B = fg.batch_schedule(10, 4, steps=3, seed=0)
+    >>> B.shape
+    (3, 4)
+    >>> len(set(B[0]) | set(B[1]))  # one epoch: 2 batches without replacement
+    8
+    """
+    sched = BatchSchedule(n, batch_size, seed, run)
+    return np.stack([sched.batch(t) for t in range(steps)]) if steps else np.empty(
+        (0, batch_size), np.int64)
 
 
 def flip_mask(u, y_clean, noise_rate, label_noise="independent"):

@@ -29,6 +29,8 @@ class Model:
         :meth:`decay` before adding the loss's update.
     lr_second : float or None
         The second layer's step size when it is trained (None: the second layer is fixed).
+    batch_size : int or None
+        Samples per minibatch step (None: full batch).
     """
 
     activation: str = "relu"
@@ -36,10 +38,11 @@ class Model:
     loss: str = "logistic"
     weight_decay: float = 0.0
     lr_second: float | None = None
+    batch_size: int | None = None
 
     def __post_init__(self):
         """Check the fields, as Config checks them."""
-        for name in ("activation", "leak", "loss", "weight_decay", "lr_second"):
+        for name in ("activation", "leak", "loss", "weight_decay", "lr_second", "batch_size"):
             object.__setattr__(self, name, check_field(name, getattr(self, name)))
         check_model(self.activation, self.leak)
 
@@ -66,8 +69,12 @@ class Model:
 
     @property
     def stepwise(self) -> bool:
-        """Whether a step needs more than the loss's update of W (weight decay, a trained a)."""
-        return bool(self.weight_decay) or self.lr_second is not None
+        """Whether a step is more than the full-batch update of W.
+
+        Weight decay, a trained a, or minibatches.
+        """
+        return bool(self.weight_decay) or self.lr_second is not None or \
+            self.batch_size is not None
 
     @classmethod
     def of(cls, cfg) -> "Model":
@@ -75,4 +82,5 @@ class Model:
         lr_second = None
         if cfg.train_second_layer:
             lr_second = cfg.lr if cfg.lr_second is None else cfg.lr_second
-        return cls(cfg.activation, cfg.leak, cfg.loss, cfg.weight_decay, lr_second)
+        return cls(cfg.activation, cfg.leak, cfg.loss, cfg.weight_decay, lr_second,
+                   cfg.batch_size)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from . import _validate as v
-from .config import DTYPES, check_decay, check_field, check_second_layer
+from .config import DTYPES, check_batch, check_decay, check_field, check_second_layer
 from .model import Model
 from .plan import plan_arrays
 from .sources import ArraySource
@@ -33,14 +33,14 @@ class Setup:
                  second_layer="random", runs=1, seed=0, method="auto", backend="auto",
                  dtype=None, snapshot_steps=None, activation="relu", leak=None,
                  loss="logistic", keep_networks=False, weight_decay=0.0,
-                 train_second_layer=False, lr_second=None):
+                 train_second_layer=False, lr_second=None, batch_size=None):
         # The model is checked first, like every other argument.
         check_field("train_second_layer", train_second_layer)
         check_second_layer(train_second_layer, lr_second)
         lr_a = None
         if train_second_layer:
             lr_a = check_field("lr", lr) if lr_second is None else lr_second
-        self.model = Model(activation, leak, loss, weight_decay, lr_a)
+        self.model = Model(activation, leak, loss, weight_decay, lr_a, batch_size)
         X = v.host_array("X", X)
         if dtype is None:
             dtype = str(np.asarray(X).dtype)
@@ -60,6 +60,7 @@ class Setup:
             snapshot_steps = check_field("snapshot_steps", snapshot_steps, steps=self.steps)
         self.X = X = v.float_array("X", X, 2, dtype)
         n, p = X.shape
+        check_batch(self.model.batch_size, n)
         self.y = self._labels("y", y, n, dtype)
         if (X_test is None) != (y_test is None):
             raise ValueError("X_test and y_test must be given together")
@@ -175,7 +176,8 @@ class Setup:
                 "activation": model.activation,
                 "leak": model.slope if model.activation == "leaky_relu" else None,
                 "loss": model.loss, "weight_decay": model.weight_decay,
-                "train_second_layer": model.lr_second is not None, "lr_second": model.lr_second}
+                "train_second_layer": model.lr_second is not None, "lr_second": model.lr_second,
+                "batch_size": model.batch_size}
 
 
 class Trainer:
@@ -188,7 +190,8 @@ class Trainer:
     Parameters
     ----------
     X, y, m, lr, X_test, y_test, W0, a, mu1, mu2, flipped, track, init_scale, second_layer, runs,
-    seed, backend, dtype, activation, leak, loss, weight_decay, train_second_layer, lr_second
+    seed, backend, dtype, activation, leak, loss, weight_decay, train_second_layer, lr_second,
+    batch_size
         As in :func:`fastgrok.fit`.
     method : {"auto", "gram", "direct"}
         "auto" plans for ``TRAINER_PLANNING_STEPS`` steps (a Trainer does not know how many
@@ -234,13 +237,13 @@ class Trainer:
                  dtype: str | None = None, n_threads: int | None = None,
                  activation: str = "relu", leak: float | None = None, loss: str = "logistic",
                  weight_decay: float = 0.0, train_second_layer: bool = False,
-                 lr_second: float | None = None):
+                 lr_second: float | None = None, batch_size: int | None = None):
         self._setup = s = Setup(
             X, y, m=m, lr=lr, steps=TRAINER_PLANNING_STEPS, X_test=X_test, y_test=y_test,
             mu1=mu1, mu2=mu2, W0=W0, a=a, flipped=flipped, track=track, init_scale=init_scale,
             second_layer=second_layer, runs=runs, seed=seed, method=method, backend=backend,
             dtype=dtype, activation=activation, leak=leak, loss=loss, weight_decay=weight_decay,
-            train_second_layer=train_second_layer, lr_second=lr_second)
+            train_second_layer=train_second_layer, lr_second=lr_second, batch_size=batch_size)
         self.n_threads = n_threads
         self._binding = s.plan.engine
         # The runs in batches, as fit holds them (the direct method: one run per engine).

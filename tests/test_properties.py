@@ -35,6 +35,7 @@ import fastgrok as fg
 from fastgrok import reference as ref
 from fastgrok import tunables
 from fastgrok.config import LOSSES
+from fastgrok.data import BatchSchedule
 from fastgrok.engines import CupyOps, DirectEngine, GramEngine, NumbaOps, NumpyOps
 from fastgrok.model import Model
 from fastgrok.sources import ArraySource, ReducedSource
@@ -62,10 +63,10 @@ def family(request):
     return request.param
 
 
-def _model(family, leak, weight_decay=0.0, lr_second=None):
+def _model(family, leak, weight_decay=0.0, lr_second=None, batch_size=None):
     activation, loss = family
     return Model(activation, leak if activation == "leaky_relu" else None, loss, weight_decay,
-                 lr_second)
+                 lr_second, batch_size)
 
 
 #: Weight decay: none (the paper), or lambda with lr lambda = 0.1 at the tests' lr = 0.2.
@@ -130,6 +131,9 @@ def _trajectories(engine, runs, dtype, lr, model, steps=20):
     # brought near 0 carries the rounding of its earlier size).
     wmax = [np.abs(W).max() for _, W, *_ in state]
     compared = 0
+    # Minibatches: the test's sources all have seed 0 and run 0, so one schedule for every run.
+    batches = None if model.batch_size is None else BatchSchedule(
+        runs[0][0].shape[0], model.batch_size, 0, 0)
     for t in range(steps + 1):
         if not all(_kink_free(X, W, margin) and _kink_free(Xt, W, margin)
                    and _decisive(X, W, a, margin, model, y) and _decisive(Xt, W, a, margin, model)
@@ -153,8 +157,9 @@ def _trajectories(engine, runs, dtype, lr, model, steps=20):
                                        atol=rel * np.abs(X).sum(1).max() * wm + 1e-300)
         compared += 1
         if t < steps:
+            B = slice(None) if batches is None else batches.batch(t)
             for X, W, Xt, y, a, yt in state:
-                ref.step(X, y, W, a, lr, model.slope, model.loss, model.weight_decay,
+                ref.step(X[B], y[B], W, a, lr, model.slope, model.loss, model.weight_decay,
                          model.lr_second)
             engine.step(prepare_eval=bool(t % 2))
     note(f"compared {compared} steps")
@@ -212,11 +217,12 @@ def test_engine_trajectory_matches_the_reference(family, method, ops, data, dtyp
     the float64 reference (evaluations at every step, the weights at the end). The direct pass
     runs with tiny tiles (7 columns: tail tiles and many chunks) or the default width; the gram
     build with several blocks (16 columns, a ragged last one) or one. With and without weight
-    decay, with the second layer fixed or trained."""
-    model = _model(family, leak, decay, lr_second)
+    decay, with the second layer fixed or trained, full batch or minibatches."""
     runs = 1 if method == "direct" else data.draw(st.integers(1, 3), label="runs")
     n, p, m, nt = (data.draw(st.integers(1, 6)), data.draw(st.integers(2, 40)),
                    data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4)))
+    batch = data.draw(st.sampled_from([None, max(1, n // 2)]), label="batch_size")
+    model = _model(family, leak, decay, lr_second, batch)
     probs = [data.draw(problems(n=n, p=p, m=m, nt=nt)) for _ in range(runs)]
     margin = 1e4 * EPS[dtype]
     assume(all(_kink_free(X, W, margin) and _kink_free(Xt, W, margin) for X, _, W, _, Xt, _ in probs))

@@ -1,5 +1,6 @@
 """The training setups of the neighbouring papers: the square loss and exact label noise."""
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -229,3 +230,57 @@ def test_second_layer_options_are_checked():
     a = fg.weights.draw_second_layer(8, 0, 0, "random", scale=0.25)
     np.testing.assert_array_equal(np.abs(a), 0.25)
     np.testing.assert_array_equal(np.sign(a), np.sign(fg.weights.draw_second_layer(8, 0, 0)))
+
+
+@pytest.mark.parametrize("method,backend", ENGINES)
+@pytest.mark.parametrize("setup", [{}, {"weight_decay": 0.2, "train_second_layer": True}],
+                         ids=["sgd", "sgd-decay-second"])
+def test_minibatch_sgd_replays_the_public_schedule(method, backend, setup):
+    """An independent loop over fg.batch_schedule and reference.step takes the same steps."""
+    ds = fg.xor_clusters(22, 50, n_test=10, noise_rate=0.1, seed=5, mu_norm=4.0)
+    lr, b, steps, seed = 0.4, 5, 21, 3  # 22 // 5 = 4 batches per epoch, 2 samples left over
+    res = fg.fit(ds.X, ds.y, m=5, lr=lr, steps=steps, X_test=ds.X_test, y_test=ds.y_test,
+                 init_scale=0.3, batch_size=b, seed=seed, loss="logistic", method=method,
+                 backend=backend, dtype="float64", snapshot_steps=range(steps + 1), **setup)
+    W, a = (np.array(v) for v in res.weights(step=0))
+    lr_second = lr if setup.get("train_second_layer") else None
+    for t, B in enumerate(fg.batch_schedule(22, b, steps, seed=seed, run=0), start=1):
+        ref.step(ds.X[B], ds.y[B], W, a, lr, 0.0, "logistic", setup.get("weight_decay", 0.0),
+                 lr_second)
+        got_W, got_a = res.weights(step=t)
+        np.testing.assert_allclose(got_W, W, rtol=1e-10, atol=1e-12 * np.abs(W).max())
+        np.testing.assert_allclose(got_a, a, rtol=1e-10, atol=1e-14)
+    assert res.config["batch_size"] == b
+
+
+def test_batch_schedule_is_epochs_without_replacement():
+    B = fg.batch_schedule(23, 4, steps=15, seed=9, run=2)  # 5 batches per epoch, 3 left over
+    assert B.shape == (15, 4)
+    for e in range(3):
+        epoch = B[5 * e:5 * (e + 1)].ravel()
+        assert len(set(epoch)) == 20 and set(epoch) <= set(range(23))
+    assert not np.array_equal(B[:5], B[5:10])
+    np.testing.assert_array_equal(B, fg.batch_schedule(23, 4, steps=15, seed=9, run=2))
+    assert not np.array_equal(B, fg.batch_schedule(23, 4, steps=15, seed=9, run=3))
+
+
+def test_minibatch_runs_are_reproducible_and_gram_equals_direct():
+    cfg = fg.Config(n=30, p=2000, m=10, n_test=20, steps=20, runs=2, lr=0.1, init_scale=0.05,
+                    batch_size=7, dtype="float64", backend="numba", representation="full")
+    h_gram = fg.run(cfg.replace(method="gram"), progress=False).history
+    h_direct = fg.run(cfg.replace(method="direct"), progress=False).history
+    np.testing.assert_allclose(h_gram.train_loss, h_direct.train_loss, rtol=1e-9)
+    again = fg.run(cfg.replace(method="gram"), progress=False, n_threads=1).history
+    pd.testing.assert_frame_equal(h_gram, again)
+    full = fg.run(cfg.replace(method="gram", batch_size=None), progress=False).history
+    assert not np.allclose(full.train_loss, h_gram.train_loss)
+
+
+def test_bad_batch_size_names_the_field():
+    ds = fg.xor_clusters(10, 20, seed=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        fg.Config(n=10, batch_size=11)
+    with pytest.raises(ValueError, match="batch_size"):
+        fg.Config(batch_size=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        fg.fit(ds.X, ds.y, m=3, lr=0.1, steps=2, batch_size=20)

@@ -43,6 +43,13 @@ class DirectEngine(Engine):
         self.lr, self.n_threads = float(lr), n_threads
         self.model = model or Model()
         self.V = o.empty((self.X.shape[0], self.W.shape[0]), self.W.dtype)
+        self.steps_done = 0
+        self._batches = None
+        if self.model.batch_size is not None:
+            from ..data import BatchSchedule
+
+            self._batches = BatchSchedule(source.n, self.model.batch_size, source.seed,
+                                          source.run)
         self._pass(update=False, with_eval=True)
         if on_built:
             on_built()
@@ -59,11 +66,23 @@ class DirectEngine(Engine):
 
         A trained second layer takes its step from the same pre-activations.
         """
+        o, rows = self.ops, slice(None)
+        if self._batches is not None:
+            rows = self._batches.batch(self.steps_done)
         a_next = None
         if self.model.lr_second is not None:
-            a_next = next_second_layer(self.ops.to_host(self.Z), self.y, self.a, self.model)
-        self.ops.coefficients(self.Z, self.y_dev, self.a_dev, self.lr, self.V, self.model)
+            a_next = next_second_layer(o.to_host(self.Z)[rows], self.y[rows], self.a, self.model)
+        if self._batches is None:
+            o.coefficients(self.Z, self.y_dev, self.a_dev, self.lr, self.V, self.model)
+        else:  # the batch's coefficients (scaled by lr / b); the other rows of V are zero
+            idx = o.asarray(rows, np.int64)
+            Vb = o.empty((len(rows), self.V.shape[1]), self.V.dtype)
+            o.coefficients(o.asarray(self.Z[idx], self.Z.dtype), self.y_dev[idx], self.a_dev,
+                           self.lr, Vb, self.model)
+            self.V[...] = 0
+            self.V[idx] = Vb
         self._pass(update=True, with_eval=prepare_eval)
+        self.steps_done += 1
         if a_next is not None:
             self.a, self.a_dev = a_next, self.ops.asarray(a_next, np.float64)
 

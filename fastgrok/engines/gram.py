@@ -112,6 +112,12 @@ class GramEngine(Engine):
         # Weight decay: W(t) = s_t W0 + C(t) X with s_t = decay^t. The W0 terms (Z0, Zt0, W0M)
         # are kept at s_t times their values at the start, from unscaled copies.
         self.decay, self.scale = self.model.decay(self.lr), 1.0
+        self._batches = None
+        if self.model.batch_size is not None:
+            from ..data import BatchSchedule
+
+            self._batches = [BatchSchedule(s.n, self.model.batch_size, s.seed, s.run)
+                             for s in self.sources]
         self._unscaled = None
         if self.decay != 1.0:
             self._unscaled = {k: ops.asarray(getattr(self, k).copy(), self.dtype)
@@ -162,23 +168,44 @@ class GramEngine(Engine):
             self.steps_done += steps
             return
         for _ in range(steps):
+            R = len(self.sources)
+            rows = [slice(None)] * R if self._batches is None else \
+                [self._batches[r].batch(self.steps_done) for r in range(R)]
             a_next = None
             if self.model.lr_second is not None:
                 Z = self.ops.to_host(self.Z)
-                a_next = np.stack([next_second_layer(Z[r], self.y[r], self.a[r], self.model)
-                                   for r in range(len(self.sources))])
+                a_next = np.stack([next_second_layer(Z[r][rows[r]], self.y[r][rows[r]],
+                                                     self.a[r], self.model) for r in range(R)])
             if self.decay != 1.0:
                 self.Ct *= self.decay  # the step adds V(Z(t)) to it: C(t+1) = decay C(t) + V
                 self.scale *= self.decay
                 self.Z0[...] = self.scale * self._unscaled["Z0"]
-            self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev,
-                               self.lr, self.model, self.n_threads, state=None, steps=1)
+            if self._batches is None:
+                self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev,
+                                   self.lr, self.model, self.n_threads, state=None, steps=1)
+            else:
+                self._minibatch_step(rows)
+            self.steps_done += 1
             if a_next is not None:
                 self.a, self.a_dev = a_next, self.ops.asarray(a_next, np.float64)
         if self.decay != 1.0:
             for k in ("Zt0", "W0M"):
                 getattr(self, k)[...] = self.scale * self._unscaled[k]
-        self.steps_done += steps
+
+    def _minibatch_step(self, rows):
+        """Each run's SGD step on its batch rows: C^T[B] += V(Z[B]), then Z = Z0 + K C^T.
+
+        The backend's coefficients kernel on the batch rows gives the (lr / b)-scaled
+        coefficients of the batch's mean loss; the other rows of C are untouched.
+        """
+        o = self.ops
+        for r, B in enumerate(rows):
+            idx = o.asarray(B, np.int64)
+            V = o.empty((len(B), self.Z.shape[2]), self.dtype)
+            o.coefficients(o.asarray(self.Z[r][idx], self.dtype), self.y_dev[r][idx],
+                           self.a_dev[r], self.lr, V, self.model)
+            self.Ct[r][idx] += V
+            self.Z[r] = self.Z0[r] + self.K[r] @ self.Ct[r]
 
     def sync(self):
         """Bring Z and Ct up to date with the backend's state before they are read."""
@@ -309,6 +336,8 @@ class GramEngine(Engine):
         if self.yt is not None:
             self.yt = self.yt[idx]
         self.sources = [self.sources[i] for i in keep]
+        if self._batches is not None:
+            self._batches = [self._batches[i] for i in keep]
         if self.state is not None:
             self.state.select(keep, (self.Kt, self.Zt0, self.XM, self.W0M))
 
