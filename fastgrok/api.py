@@ -120,11 +120,12 @@ def run(cfg: Config, progress: bool = True, n_threads: int | None = None, *,
         config["track"] = names
     return _execute(plan, config, sources, cfg.runs, cfg.lr, cfg.mean_norm, progress, n_threads,
                     Model.of(cfg), second_mean=cfg.data == "xor", network_steps=network_steps,
-                    stop=stop, metrics=metrics, track=names)
+                    stop=stop, metrics=metrics, track=names, stable_rank=cfg.stable_rank)
 
 
 def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, progress, n_threads,
-             model, second_mean=True, network_steps=(), stop=None, metrics=None, track=()):
+             model, second_mean=True, network_steps=(), stop=None, metrics=None, track=(),
+             stable_rank=False):
     """Shared by run and fit: the thread runtime, the driver, the Result."""
     from .results import Result
 
@@ -136,7 +137,7 @@ def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, p
                     list(range(runs)), plan.batch, plan.steps, plan.snapshot_steps, mu_norm,
                     progress=progress, desc=f"fastgrok {plan.engine_name}",
                     second_mean=second_mean, network_steps=network_steps, stop=stop,
-                    metrics=metrics, track=track)
+                    metrics=metrics, track=track, stable_rank=stable_rank)
     info = {"engine": plan.engine_name, "dtype": plan.dtype, "representation": plan.representation,
             "working_p": plan.p, "wall_s": round(time.perf_counter() - t0, 3)}
     info.update(eng.describe(out.counts))  # what the engines did beyond plain steps
@@ -163,7 +164,8 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
         snapshot_steps: Sequence[int] | None = None, progress: bool = False,
         n_threads: int | None = None, activation: str = "relu", leak: float | None = None,
         loss: str = "logistic", weight_decay: float = 0.0, train_second_layer: bool = False,
-        lr_second: float | None = None, batch_size: int | None = None, **renamed) -> Result:
+        lr_second: float | None = None, batch_size: int | None = None,
+        stable_rank: bool = False, **renamed) -> Result:
     """Train the paper's network (or another member of its family) on the caller's data.
 
     Parameters
@@ -238,6 +240,9 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
     batch_size : int, optional
         Minibatch SGD with this many samples per step (:func:`batch_schedule`, from (seed, run));
         ``steps`` counts minibatch steps. None: full batch.
+    stable_rank : bool
+        Add the history column stable_rank = ||W||_F^2 / ||W||_2^2 at the snapshot steps (NaN
+        elsewhere); the gram method assembles W W^T from blocks of the data, never forming W.
     **renamed
         ``hist_steps`` and ``second_layer_mode``, the old names of ``snapshot_steps`` and
         ``second_layer`` (a FutureWarning; they stop working in the next version).
@@ -306,7 +311,8 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
     return _execute(setup.plan, setup.config(), setup.sources, setup.runs, setup.lr,
                     setup.mu_norm, progress, n_threads, setup.model,
                     second_mean=setup.mu2 is not None, network_steps=setup.network_steps, stop=stop,
-                    metrics=metrics, track=setup.track_names)
+                    metrics=metrics, track=setup.track_names,
+                    stable_rank=check_field("stable_rank", stable_rank))
 
 
 def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = None,

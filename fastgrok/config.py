@@ -224,6 +224,8 @@ FIELDS = {
                                  help="|a_j| at the start (none: 1/sqrt(m))"),
     "batch_size": _Int(1, "minibatch SGD: samples per step, drawn without replacement per "
                           "epoch (none: full batch)", optional=True),
+    "stable_rank": _Bool("history column stable_rank = ||W||_F^2 / ||W||_2^2 at the snapshot "
+                         "steps"),
 }
 
 
@@ -370,6 +372,11 @@ class Config:
         Minibatch SGD: each step is the gradient step on the mean loss over batch_size samples
         (:func:`fastgrok.batch_schedule`: without replacement per epoch, from the run's own
         stream); ``steps`` counts minibatch steps. None: full batch (the paper).
+    stable_rank : bool
+        Add the history column stable_rank = ||W||_F^2 / ||W||_2^2 of the first layer at the
+        snapshot steps (NaN elsewhere). The gram method assembles the m x m matrix W W^T from
+        blocks of the data (W0 W0^T, X W0^T, X X^T: O((m + n)^2 p) per run and snapshot),
+        never forming W; the reduced representation gives it in its own coordinates.
 
     Raises
     ------
@@ -426,6 +433,7 @@ class Config:
     lr_second: float | None = None
     second_layer_scale: float | None = None
     batch_size: int | None = None
+    stable_rank: bool = False
 
     def __post_init__(self):
         """Check every field (TypeError or ValueError naming the field) and the fields together."""

@@ -114,7 +114,8 @@ class Trained:
 
 
 def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=False, desc="fastgrok",
-          second_mean=True, *, network_steps=(), stop=None, metrics=None, track=()) -> Trained:
+          second_mean=True, *, network_steps=(), stop=None, metrics=None, track=(),
+          stable_rank=False) -> Trained:
     """Train every run and collect the history and the histogram projections.
 
     Parameters
@@ -148,6 +149,9 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
         Name -> callable(RunState) -> float, recorded as history columns.
     track : sequence of str
         Names of the tracked directions (after mu1 and mu2 in the engines' projections).
+    stable_rank : bool
+        Add the history column stable_rank, ||W||_F^2 / ||W||_2^2 at the snapshot steps (NaN
+        at the other steps), from each run's network there.
 
     Returns
     -------
@@ -161,7 +165,8 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
     schedule = eval_schedule(steps, snapshot_steps)
     runs = list(runs)
     history = _History(set(int(s) for s in snapshot_steps), mu_norm, second_mean, set(schedule),
-                       set(int(s) for s in network_steps), stop, dict(metrics or {}), list(track))
+                       set(int(s) for s in network_steps), stop, dict(metrics or {}), list(track),
+                       stable_rank)
     counts = {}
     # One bar over all runs x steps; a batch's build shows as the bar's phase, not a second bar.
     bar = progress_bar(len(runs) * steps, desc, "step", enabled=progress)
@@ -212,10 +217,14 @@ class _History:
     """The rows of the history, the projections and networks kept, the stops, as recorded."""
 
     def __init__(self, snapshot_set, mu_norm, second_mean, record_set=(), network_set=(),
-                 stop=None, metrics=None, track=()):
+                 stop=None, metrics=None, track=(), stable_rank=False):
         self.snapshot_set, self.mu_norm, self.second_mean = snapshot_set, mu_norm, second_mean
         self.record_set, self.network_set = set(record_set), set(network_set)
         self.stop, self.metrics, self.track = stop, dict(metrics or {}), list(track)
+        self.stable_rank = stable_rank
+        # The steps at which the engine must be at the step being recorded (not at the end of
+        # a segment): the kept networks', and the snapshots' when the stable rank is asked.
+        self.break_set = self.network_set | (self.snapshot_set if stable_rank else set())
         self.rows = []
         self.proj = {}  # run -> {step: (P1, P2, tracked)}; self.data: run -> (X mu, y)
         self.data, self.a = {}, {}
@@ -250,6 +259,9 @@ class _History:
             recorded = t in self.record_set
             if recorded:
                 row = self._row(t, r, a, ev, src)
+                if self.stable_rank:
+                    row["stable_rank"] = (networks(i).stable_rank() if t in self.snapshot_set
+                                          else np.nan)
                 if self.metrics:
                     state = self.state(t, r, ev, src, lambda i=i: networks(i))
                     row.update(self._metrics(state))
@@ -423,7 +435,7 @@ def _drive_batch(engine, ids, schedule, steps, history, bar):
     # At most tunables.STEPS_PER_CALL steps per call (so the progress bar keeps moving).
     counted = 0  # run-steps shown on the bar; stopped runs' remaining steps at the end
     for segment, evaluated in segments(schedule, steps, tunables.STEPS_PER_CALL,
-                                       history.network_set):
+                                       history.break_set):
         if not positions:
             break
         taken = sum(k for k, _ in segment) * len(positions)

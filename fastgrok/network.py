@@ -98,6 +98,33 @@ class Network:
         P = self.preactivations(V.reshape(-1, V.shape[-1])).T
         return P[:, 0] if V.ndim == 1 else P
 
+    def first_layer_gram(self) -> np.ndarray:
+        """W W^T (m, m) in float64, never forming W.
+
+        The gram method assembles it from blocks of the run's source: s^2 W0 W0^T +
+        s (C X W0^T + W0 X^T C^T) + C (X X^T) C^T. It needs no p coordinates: a run in the
+        reduced representation gives W W^T in its own coordinates, which has the law of the
+        full one (the Gram matrix of the neurons is rotation invariant).
+        """
+        if self.W is not None:
+            W = np.asarray(self.W, np.float64)
+            return W @ W.T
+        m, n = self.C.shape
+        G0, XW0, K = np.zeros((m, m)), np.zeros((n, m)), np.zeros((n, n))
+        for _, _, X, _, W0, _ in self.source.blocks(np.float64):
+            G0 += W0 @ W0.T
+            XW0 += X @ W0.T
+            K += X @ X.T
+        C, s = np.asarray(self.C, np.float64), self.scale
+        cross = C @ XW0
+        return s * s * G0 + s * (cross + cross.T) + C @ K @ C.T
+
+    def stable_rank(self) -> float:
+        """||W||_F^2 / ||W||_2^2 from the eigenvalues of :meth:`first_layer_gram` (NaN: W = 0)."""
+        eig = np.linalg.eigvalsh(self.first_layer_gram())
+        top = eig[-1]
+        return float(eig.clip(min=0).sum() / top) if top > 0 else float("nan")
+
     def nbytes(self) -> int:
         """Bytes held (W or C, and a)."""
         held = self.W if self.W is not None else self.C

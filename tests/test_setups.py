@@ -284,3 +284,39 @@ def test_bad_batch_size_names_the_field():
         fg.Config(batch_size=0)
     with pytest.raises(ValueError, match="batch_size"):
         fg.fit(ds.X, ds.y, m=3, lr=0.1, steps=2, batch_size=20)
+
+
+def _stable_rank(W):
+    s = np.linalg.svd(W, compute_uv=False)
+    return float((s**2).sum() / s[0] ** 2)
+
+
+@pytest.mark.parametrize("method,backend", ENGINES)
+def test_stable_rank_column_at_the_snapshot_steps(method, backend):
+    ds = fg.xor_clusters(20, 80, n_test=10, noise_rate=0.1, seed=3, mu_norm=4.0)
+    res = fg.fit(ds.X, ds.y, m=6, lr=0.5, steps=12, init_scale=0.1, weight_decay=0.1,
+                 snapshot_steps=[0, 5, 12], stable_rank=True, method=method, backend=backend,
+                 dtype="float64")
+    h = res.history
+    for t in (0, 5, 12):
+        got = h.loc[h.step == t, "stable_rank"].iloc[0]
+        assert got == pytest.approx(_stable_rank(res.weights(step=t)[0]), rel=1e-9)
+    assert h.loc[~h.step.isin([0, 5, 12]), "stable_rank"].isna().all()
+    assert "stable_rank" not in fg.fit(ds.X, ds.y, m=6, lr=0.5, steps=3).history
+
+
+@pytest.mark.parametrize("representation", ["full", "reduced"])
+def test_stable_rank_in_generated_runs(representation):
+    cfg = fg.Config(n=20, p=3000, m=10, n_test=10, steps=30, runs=2, lr=0.05, init_scale=0.01,
+                    stable_rank=True, snapshot_steps=(0, 7, 30), dtype="float64",
+                    representation=representation)
+    res = fg.run(cfg, progress=False, keep_networks=representation == "full")
+    h = res.history
+    snap = h[h.step.isin([0, 7, 30])]
+    assert snap.stable_rank.notna().all() and (snap.stable_rank >= 1).all()
+    assert (snap.stable_rank <= cfg.m + 1e-9).all()
+    if representation == "full":
+        for r in range(2):
+            want = _stable_rank(res.weights(run=r, step=30)[0])
+            got = h[(h.run == r) & (h.step == 30)].stable_rank.iloc[0]
+            assert got == pytest.approx(want, rel=1e-9)
