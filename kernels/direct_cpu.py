@@ -194,24 +194,9 @@ def _chunk_bounds(n_tiles, chunks):
     return np.cumsum([0, *sizes]).astype(np.int64)  # (shared: never written)
 
 
-def _native_signatures():
-    sigs = []
-    for f in ("float32", "float64"):
-        view = f"{f}[:, :]"
-        sigs.append(f"UniTuple(float64[:, ::1], 3)(int64, {view}, {f}[:, ::1], {f}[:, ::1], "
-                    f"{view}, {view}, int64[::1], int64, boolean, boolean, boolean, boolean, "
-                    "float64)")
-    return sigs
-
-
-def _chunk_signatures():
-    sigs = []
-    for f in ("float32", "float64"):
-        view = f"{f}[:, :]"
-        sigs.append(f"void(int64, {view}, {f}[:, ::1], {f}[:, ::1], {view}, {view}, int64, "
-                    f"int64, int64, boolean, boolean, float64[:, ::1], float64[:, ::1], "
-                    f"float64[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], float64)")
-    return sigs
+def _for_both_dtypes(template):
+    """Signature ``template`` for float32 and float64: {f} the dtype, {A} a 2D view of it."""
+    return [template.format(f=f, A=f"{f}[:, :]") for f in ("float32", "float64")]
 
 
 @njit(inline="always")
@@ -221,7 +206,10 @@ def _add(total, part):
             total[i, j] += part[i, j]
 
 
-@njit(_chunk_signatures(), nogil=True, cache=True)
+@njit(_for_both_dtypes("void(int64, {A}, {f}[:, ::1], {f}[:, ::1], {A}, {A}, int64, int64, "
+                       "int64, boolean, boolean, float64[:, ::1], float64[:, ::1], "
+                       "float64[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], float64)"),
+      nogil=True, cache=True)
 def _chunk(addr, X, W, V, Xt, mus, t0, t1, tw, forward, update, Z, Zt, P, zb, ztb, pb, decay):
     """Tiles t0:t1 of one chunk, on the calling thread: the products added into Z, Zt and P.
 
@@ -254,17 +242,11 @@ def _chunk(addr, X, W, V, Xt, mus, t0, t1, tw, forward, update, Z, Zt, P, zb, zt
             _add(P, pb)
 
 
-def _chunks_signatures():
-    sigs = []
-    for f in ("float32", "float64"):
-        view, out, block = f"{f}[:, :]", "float64[:, :, ::1]", f"{f}[:, :, ::1]"
-        sigs.append(f"void(int64, {view}, {f}[:, ::1], {f}[:, ::1], {view}, {view}, "
-                    f"int64[::1], int64, boolean, boolean, {out}, {out}, {out}, {block}, "
-                    f"{block}, {block}, float64)")
-    return sigs
-
-
-@njit(_chunks_signatures(), parallel=True, nogil=True, cache=True)
+@njit(_for_both_dtypes("void(int64, {A}, {f}[:, ::1], {f}[:, ::1], {A}, {A}, int64[::1], "
+                       "int64, boolean, boolean, float64[:, :, ::1], float64[:, :, ::1], "
+                       "float64[:, :, ::1], {f}[:, :, ::1], {f}[:, :, ::1], {f}[:, :, ::1], "
+                       "float64)"),
+      parallel=True, nogil=True, cache=True)
 def _parallel_chunks(addr, X, W, V, Xt, mus, bounds, tw, forward, update, Zc, Ztc, Pc, zb, ztb,
                      pb, decay):
     """Chunk c (tiles bounds[c]:bounds[c + 1]) on one of Numba's threads, into Zc[c] and so on.
@@ -276,7 +258,10 @@ def _parallel_chunks(addr, X, W, V, Xt, mus, bounds, tw, forward, update, Zc, Zt
                Ztc[c], Pc[c], zb[c], ztb[c], pb[c], decay)
 
 
-@njit(_native_signatures(), nogil=True, cache=True)
+@njit(_for_both_dtypes("UniTuple(float64[:, ::1], 3)(int64, {A}, {f}[:, ::1], {f}[:, ::1], "
+                       "{A}, {A}, int64[::1], int64, boolean, boolean, boolean, boolean, "
+                       "float64)"),
+      nogil=True, cache=True)
 def _native_pass(addr, X, W, V, Xt, mus, bounds, tw, forward, update, with_xt, with_mus,
                  decay):
     """:func:`tile_pass` with its chunks in one parallel region (:func:`_parallel_chunks`).
@@ -302,13 +287,10 @@ def _native_pass(addr, X, W, V, Xt, mus, bounds, tw, forward, update, with_xt, w
     return Zc[0].copy(), Ztc[0].copy(), Pc[0].copy()
 
 
-def _step_signatures():
-    return [f"Tuple((float64[:], {f}[:, ::1], boolean))(int64, {f}[:, :], {f}[:, ::1], "
-            "float64[::1], float64[::1], float64, int64[::1], int64, float64, int64, float64)"
-            for f in ("float32", "float64")]
-
-
-@njit(_step_signatures(), nogil=True, cache=True)
+@njit(_for_both_dtypes("Tuple((float64[:], {f}[:, ::1], boolean))(int64, {A}, {f}[:, ::1], "
+                       "float64[::1], float64[::1], float64, int64[::1], int64, float64, "
+                       "int64, float64)"),
+      nogil=True, cache=True)
 def _native_step(addr, X, W, y, a, lr, bounds, tw, leak, loss, decay):
     """:func:`native_step`: two native passes around the coefficients kernel."""
     none = np.empty((0, 0), X.dtype)
