@@ -11,11 +11,13 @@ from .config import DEFAULT_LEAK, LOSSES, check_field, check_model
 
 @dataclass(frozen=True)
 class Model:
-    """The network's activation and training loss (docs/design.md section 1).
+    """The network's activation, its training loss and how a step uses them (docs/design.md 1, 5).
 
     phi(z) = max(z, leak z) with leak = 0 for "relu" (so ReLU is the leak-0 member of one
     formula, and every kernel computes both with the same branch-free arithmetic); the loss is
     one of :data:`LOSSES`, entering training only through the per-sample weight g_i = -l'(y_i f_i).
+    Weight decay, a trained second layer and minibatches change the step around the same kernels
+    (:attr:`stepwise`).
 
     Parameters
     ----------

@@ -64,7 +64,8 @@ class DirectEngine(Engine):
     def step(self, prepare_eval=True):
         """Form the coefficients, then the update pass (with the evaluation products if asked).
 
-        A trained second layer takes its step from the same pre-activations.
+        A trained second layer takes its step from the same pre-activations; a minibatch step
+        uses the coefficients of its batch rows (V is zero on the others).
         """
         o, rows = self.ops, slice(None)
         if self._batches is not None:

@@ -109,15 +109,15 @@ class GramEngine(Engine):
         self.has_means = self.sources[0].n_directions > 0
         self.steps_done = 0
         self.state = ops.gram_state(R, self.dtype, self.model)  # e.g. the CPU's linear regime
-        # Weight decay: W(t) = s_t W0 + C(t) X with s_t = decay^t. The W0 terms (Z0, Zt0, W0M)
-        # are kept at s_t times their values at the start, from unscaled copies.
-        self.decay, self.scale = self.model.decay(self.lr), 1.0
-        self._batches = None
+        self._batches = None  # minibatches: each run's schedule
         if self.model.batch_size is not None:
             from ..data import BatchSchedule
 
             self._batches = [BatchSchedule(s.n, self.model.batch_size, s.seed, s.run)
                              for s in self.sources]
+        # Weight decay: W(t) = s_t W0 + C(t) X with s_t = decay^t. The W0 terms (Z0, Zt0, W0M)
+        # are kept at s_t times their values at the start, from unscaled copies.
+        self.decay, self.scale = self.model.decay(self.lr), 1.0
         self._unscaled = None
         if self.decay != 1.0:
             self._unscaled = {k: ops.asarray(getattr(self, k).copy(), self.dtype)
@@ -158,9 +158,10 @@ class GramEngine(Engine):
         """``steps`` steps of every run in one call.
 
         On the CPU each run takes its steps in one task, its state in cache (the numbers are those
-        of one step at a time). With weight decay or a trained second layer, one step at a time
-        around the backend's step: C <- decay C + V and Z = s Z0 + K C^T (the decay applied to C
-        and the W0 terms), a's step from the Z before it.
+        of one step at a time). With weight decay, a trained second layer or minibatches, one
+        step at a time around the backend's step: C <- decay C + V and Z = s Z0 + K C^T (the
+        decay applied to C and the W0 terms), a's step from the Z before it, and a minibatch's
+        coefficients on its rows only (:meth:`_minibatch_step`).
         """
         if not self.model.stepwise:
             self.ops.gram_step(self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr,
@@ -247,8 +248,8 @@ class GramEngine(Engine):
 
     def advance_until_interpolation(self, steps):
         """Each run until it interpolates, at most ``steps`` (the backend's loop)."""
-        # (A population test steps its runs together: its streams are keyed by the step; weight
-        # decay and a trained second layer step through advance.)
+        # (A population test steps its runs together: its streams are keyed by the step; the
+        # steps of weight decay, a trained a or minibatches go through advance.)
         out = None if self.population or self.model.stepwise else self.ops.gram_until_interpolation(
             self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model,
             self.n_threads, state=self.state, steps=steps)
@@ -270,7 +271,8 @@ class GramEngine(Engine):
     def segment(self, segment, projections=True):
         """The segment's steps and evaluations, each run's in one task on the CPU."""
         if self.population or self.model.stepwise:
-            # The population accuracy needs W, weight decay and a trained a their own steps.
+            # The population accuracy needs W; weight decay, a trained a and minibatches need
+            # their own steps (advance).
             return super().segment(segment, projections)
         step_args = (self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model)
         parts = self.ops.gram_segment(segment, step_args, self._eval_args(projections),
