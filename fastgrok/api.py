@@ -165,7 +165,8 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
         n_threads: int | None = None, activation: str = "relu", leak: float | None = None,
         loss: str = "logistic", weight_decay: float = 0.0, train_second_layer: bool = False,
         lr_second: float | None = None, batch_size: int | None = None,
-        stable_rank: bool = False, **renamed) -> Result:
+        stable_rank: bool = False, power: float | None = None, smoothing: float | None = None,
+        **renamed) -> Result:
     """Train the paper's network (or another member of its family) on the caller's data.
 
     Parameters
@@ -227,8 +228,9 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
         Show a progress bar.
     n_threads : int, optional
         CPU threads for the numba engines.
-    activation, leak, loss
-        The network's activation and loss, as the Config fields of the same names.
+    activation, leak, loss, power, smoothing
+        The network's activation and loss, as the Config fields of the same names (the smooth
+        activations "relu_power" and "smoothed_leaky_relu" take ``power`` and ``smoothing``).
     weight_decay : float
         lambda >= 0: W <- (1 - lr lambda) W - lr grad at each step (lr lambda < 1); as the
         Config field.
@@ -307,7 +309,7 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
                   backend=backend, dtype=dtype, snapshot_steps=snapshot_steps,
                   activation=activation, leak=leak, loss=loss, keep_networks=True,
                   weight_decay=weight_decay, train_second_layer=train_second_layer,
-                  lr_second=lr_second, batch_size=batch_size)
+                  lr_second=lr_second, batch_size=batch_size, power=power, smoothing=smoothing)
     return _execute(setup.plan, setup.config(), setup.sources, setup.runs, setup.lr,
                     setup.mu_norm, progress, n_threads, setup.model,
                     second_mean=setup.mu2 is not None, network_steps=setup.network_steps, stop=stop,
@@ -317,7 +319,8 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
 
 def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = None,
          activation: str = "relu", leak: float | None = None, loss: str = "logistic", *,
-         return_outputs: bool = False, weight_decay: float = 0.0):
+         return_outputs: bool = False, weight_decay: float = 0.0, power: float | None = None,
+         smoothing: float | None = None):
     """One full-batch gradient-descent step on the mean loss, in place on ``W``.
 
     w_j <- w_j + (lr a_j / n) sum_i g_i phi'(<w_j, x_i>) y_i x_i with g_i = -l'(y_i f_i)
@@ -348,6 +351,8 @@ def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = N
         update (a loop's metrics need no second forward pass).
     weight_decay : float
         lambda >= 0: W <- (1 - lr lambda) W + (the update above); lr lambda < 1.
+    power, smoothing : float, optional
+        The smooth activations' parameters, as the Config fields.
 
     Returns
     -------
@@ -390,7 +395,7 @@ def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = N
     >>> f.shape
     (20,)
     """
-    model = Model(activation, leak, loss, weight_decay)
+    model = Model(activation, leak, loss, weight_decay, power=power, smoothing=smoothing)
     xp = v._xp(W)
     if not hasattr(W, "dtype") or W.dtype not in (np.float32, np.float64):
         raise TypeError(f"W must be a float32 or float64 array, got {getattr(W, 'dtype', type(W))}")

@@ -19,7 +19,9 @@ DTYPES = ("float32", "float64")
 SECOND_LAYER = ("random", "balanced")
 MEANS = ("axis", "random")
 REPRESENTATIONS = ("auto", "full", "reduced")
-ACTIVATIONS = ("relu", "leaky_relu")
+ACTIVATIONS = ("relu", "leaky_relu", "relu_power", "smoothed_leaky_relu")
+#: The smooth members (not piecewise linear: no linear regime, their own kernels).
+SMOOTH_ACTIVATIONS = ("relu_power", "smoothed_leaky_relu")
 LOSSES = ("logistic", "exponential", "hinge", "square")
 #: The losses of the classification studies (the square loss is a regression loss on +-1).
 CLASSIFICATION_LOSSES = ("logistic", "exponential", "hinge")
@@ -208,7 +210,9 @@ FIELDS = {
     "representation": _Choice(REPRESENTATIONS, "full p-dimensional draw or the reduced one"),
     "population_test_samples": _Int(0, "fresh test samples per cluster for the population accuracy "
                                "(0: the finite test set)"),
-    "activation": _Choice(ACTIVATIONS, "phi(z) = max(z, leak z): relu (leak 0) or leaky_relu"),
+    "activation": _Choice(ACTIVATIONS, "phi(z) = max(z, leak z): relu (leak 0) or leaky_relu; "
+                          "relu_power: max(z, 0)^power; smoothed_leaky_relu: the Huberised "
+                          "leaky ReLU (leak, smoothing)"),
     "leak": _Float(0, 1, high_open=True, optional=True,
                    help="leaky_relu's slope for z < 0, in [0, 1) (none: 0.1)"),
     "loss": _Choice(LOSSES, "training loss of the margin y f"),
@@ -224,15 +228,28 @@ FIELDS = {
                                  help="|a_j| at the start (none: 1/sqrt(m))"),
     "batch_size": _Int(1, "minibatch SGD: samples per step, drawn without replacement per "
                           "epoch (none: full batch)", optional=True),
+    "power": _Float(1, low_open=True, optional=True,
+                    help="relu_power's exponent q > 1 (none: 2)"),
+    "smoothing": _Float(0, low_open=True, optional=True,
+                        help="smoothed_leaky_relu's width h > 0 of the quadratic piece (none: 1)"),
     "stable_rank": _Bool("history column stable_rank = ||W||_F^2 / ||W||_2^2 at the snapshot "
                          "steps"),
 }
 
 
-def check_model(activation, leak):
-    """ValueError when ``leak`` is given with activation="relu" (whose leak is 0 by definition)."""
-    if activation == "relu" and leak is not None:
-        raise ValueError(f"leak={leak} needs activation='leaky_relu' (ReLU has no leak)")
+def check_model(activation, leak, power=None, smoothing=None):
+    """ValueError for a parameter the activation does not have.
+
+    ``leak`` with relu or relu_power, ``power`` without relu_power, ``smoothing`` without
+    smoothed_leaky_relu.
+    """
+    if activation in ("relu", "relu_power") and leak is not None:
+        raise ValueError(f"leak={leak} needs activation='leaky_relu' or 'smoothed_leaky_relu' "
+                         f"({activation} has no leak)")
+    if power is not None and activation != "relu_power":
+        raise ValueError(f"power={power} needs activation='relu_power'")
+    if smoothing is not None and activation != "smoothed_leaky_relu":
+        raise ValueError(f"smoothing={smoothing} needs activation='smoothed_leaky_relu'")
 
 
 def check_decay(weight_decay, lr):
@@ -337,11 +354,14 @@ class Config:
         clean test accuracy, estimated at each evaluation from k fresh test points per cluster
         (exact draws in the reduced representation; needs it, and the gram method), with its
         Monte Carlo standard error in the history column test_acc_se.
-    activation : {"relu", "leaky_relu"}
-        phi(z) = max(z, leak z); "relu" is leak 0.
+    activation : {"relu", "leaky_relu", "relu_power", "smoothed_leaky_relu"}
+        phi(z) = max(z, leak z); "relu" is leak 0. The smooth members: "relu_power",
+        max(z, 0)^power; "smoothed_leaky_relu", the Huberised leaky ReLU (leak z below 0, a
+        quadratic piece on [0, smoothing], slope 1 above; docs/design.md section 5). They take
+        dense steps (no linear regime) and are not implemented on the GPU yet.
     leak : float or None
-        leaky_relu's slope for negative pre-activations, in [0, 1) (None: 0.1). An error with
-        "relu".
+        The slope for negative pre-activations of leaky_relu and smoothed_leaky_relu, in
+        [0, 1) (None: 0.1). An error with "relu" and "relu_power".
     loss : {"logistic", "exponential", "hinge", "square"}
         log(1 + exp(-z)) (the paper), exp(-z), max(0, 1 - z) or (1 - z)^2 / 2 of the margin
         z = y f (the square loss is (y - f)^2 / 2 for labels +-1); the mean over samples is
@@ -372,6 +392,10 @@ class Config:
         Minibatch SGD: each step is the gradient step on the mean loss over batch_size samples
         (:func:`fastgrok.batch_schedule`: without replacement per epoch, from the run's own
         stream); ``steps`` counts minibatch steps. None: full batch (the paper).
+    power : float or None
+        relu_power's exponent q > 1 (None: 2); only with that activation.
+    smoothing : float or None
+        smoothed_leaky_relu's h > 0 (None: 1); only with that activation.
     stable_rank : bool
         Add the history column stable_rank = ||W||_F^2 / ||W||_2^2 of the first layer at the
         snapshot steps (NaN elsewhere). The gram method assembles the m x m matrix W W^T from
@@ -433,6 +457,8 @@ class Config:
     lr_second: float | None = None
     second_layer_scale: float | None = None
     batch_size: int | None = None
+    power: float | None = None
+    smoothing: float | None = None
     stable_rank: bool = False
 
     def __post_init__(self):
@@ -452,7 +478,7 @@ class Config:
         if self.population_test_samples and self.method == "direct":
             raise ValueError("population_test_samples > 0 is implemented for method='gram' "
                              "(or 'auto')")
-        check_model(self.activation, self.leak)
+        check_model(self.activation, self.leak, self.power, self.smoothing)
         check_decay(self.weight_decay, self.lr)
         check_second_layer(self.train_second_layer, self.lr_second)
         check_batch(self.batch_size, self.n)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import DEFAULT_LEAK, LOSSES, check_field, check_model
+from .config import DEFAULT_LEAK, LOSSES, SMOOTH_ACTIVATIONS, check_field, check_model
 
 
 @dataclass(frozen=True)
@@ -41,19 +41,53 @@ class Model:
     weight_decay: float = 0.0
     lr_second: float | None = None
     batch_size: int | None = None
+    power: float | None = None
+    smoothing: float | None = None
 
     def __post_init__(self):
         """Check the fields, as Config checks them."""
-        for name in ("activation", "leak", "loss", "weight_decay", "lr_second", "batch_size"):
+        for name in ("activation", "leak", "loss", "weight_decay", "lr_second", "batch_size",
+                     "power", "smoothing"):
             object.__setattr__(self, name, check_field(name, getattr(self, name)))
-        check_model(self.activation, self.leak)
+        check_model(self.activation, self.leak, self.power, self.smoothing)
 
     @property
     def slope(self) -> float:
-        """The leak the kernels use: 0.0 for ReLU."""
-        if self.activation == "relu":
+        """The leak the kernels use: 0.0 for ReLU and ReLU^q."""
+        if self.activation in ("relu", "relu_power"):
             return 0.0
         return DEFAULT_LEAK if self.leak is None else float(self.leak)
+
+    @property
+    def smooth(self) -> bool:
+        """A smooth activation (its own kernels; no linear regime)."""
+        return self.activation in SMOOTH_ACTIVATIONS
+
+    @property
+    def act_code(self) -> int:
+        """The smooth kernels' activation code (1: relu_power, 2: smoothed_leaky_relu)."""
+        return 1 + SMOOTH_ACTIVATIONS.index(self.activation) if self.smooth else 0
+
+    @property
+    def act_param(self) -> float:
+        """relu_power's q (default 2) or smoothed_leaky_relu's h (default 1); 0 otherwise."""
+        if self.activation == "relu_power":
+            return 2.0 if self.power is None else float(self.power)
+        if self.activation == "smoothed_leaky_relu":
+            return 1.0 if self.smoothing is None else float(self.smoothing)
+        return 0.0
+
+    @property
+    def act(self):
+        """The activation as :mod:`fastgrok.reference` takes it.
+
+        The slope, or a :class:`fastgrok.reference.SmoothActivation`.
+        """
+        if not self.smooth:
+            return self.slope
+        from .reference import SmoothActivation
+
+        return SmoothActivation(self.activation, self.slope, self.act_param)
 
     @property
     def loss_code(self) -> int:
@@ -71,7 +105,7 @@ class Model:
 
     @property
     def stepwise(self) -> bool:
-        """Whether a step is more than the full-batch update of W.
+        """Whether a step is more than the full-batch update of W by the fused kernels.
 
         Weight decay, a trained a, or minibatches.
         """
@@ -85,4 +119,4 @@ class Model:
         if cfg.train_second_layer:
             lr_second = cfg.lr if cfg.lr_second is None else cfg.lr_second
         return cls(cfg.activation, cfg.leak, cfg.loss, cfg.weight_decay, lr_second,
-                   cfg.batch_size)
+                   cfg.batch_size, cfg.power, cfg.smoothing)

@@ -21,8 +21,8 @@ class Network:
     ----------
     a : (m,) array
         Second layer (float64).
-    leak : float
-        The activation's slope for negative inputs (0: ReLU).
+    leak : float or fastgrok.reference.SmoothActivation
+        The activation's slope for negative inputs (0: ReLU), or a smooth activation.
     W : (m, p) array, optional
         The first layer, where it is kept (the direct method).
     C : (m, n) array, optional
@@ -37,7 +37,9 @@ class Network:
 
     def __init__(self, a, leak=0.0, W=None, C=None, source=None, dtype="float64", scale=1.0):
         self.a = np.asarray(a, np.float64)
-        self.leak, self.W, self.C, self.source = float(leak), W, C, source
+        # (a float slope, or a smooth activation: reference.SmoothActivation)
+        self.leak = leak if isinstance(leak, reference.SmoothActivation) else float(leak)
+        self.W, self.C, self.source = W, C, source
         self.scale = float(scale)
         self.dtype = np.dtype(dtype)
 

@@ -6,7 +6,40 @@ also runs it in float32).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class SmoothActivation:
+    """A smooth activation, where the functions below take ``leak``.
+
+    kind "relu_power": phi(z) = max(z, 0)^q with q = ``param`` > 1. kind "smoothed_leaky_relu"
+    (the Huberised leaky ReLU of the leaky-ReLU benign-overfitting papers): phi(z) = leak z for
+    z < 0, leak z + (1 - leak) z^2 / (2h) for 0 <= z <= h, leak z + (1 - leak)(z - h / 2) for
+    z > h, with h = ``param`` > 0; its derivative is continuous.
+    """
+
+    kind: str
+    leak: float
+    param: float
+
+    def phi(self, z):
+        """phi(z), elementwise in float64."""
+        z = np.asarray(z, dtype=np.float64)
+        if self.kind == "relu_power":
+            return np.maximum(z, 0.0) ** self.param
+        h, g = self.param, self.leak
+        return g * z + (1 - g) * np.where(z < 0, 0.0, np.where(z <= h, z * z / (2 * h), z - h / 2))
+
+    def derivative(self, z):
+        """phi'(z), elementwise in float64."""
+        z = np.asarray(z, dtype=np.float64)
+        if self.kind == "relu_power":
+            return np.where(z > 0, self.param * np.maximum(z, 0.0) ** (self.param - 1), 0.0)
+        h, g = self.param, self.leak
+        return g + (1 - g) * np.where(z < 0, 0.0, np.where(z <= h, z / h, 1.0))
 
 
 def relu(z):
@@ -15,12 +48,19 @@ def relu(z):
 
 
 def activation(z, leak=0.0):
-    """phi(z) = max(z, leak z): ReLU for leak = 0, leaky ReLU for 0 < leak < 1."""
+    """phi(z) = max(z, leak z): ReLU for leak = 0, leaky ReLU for 0 < leak < 1.
+
+    ``leak`` may also be a :class:`SmoothActivation` (every function here takes one).
+    """
+    if isinstance(leak, SmoothActivation):
+        return leak.phi(z)
     return relu(z) if leak == 0 else np.maximum(z, leak * z)
 
 
 def activation_derivative(z, leak=0.0):
     """phi'(z) = 1 if z > 0 else leak (the derivative at the kink z = 0 is taken as leak)."""
+    if isinstance(leak, SmoothActivation):
+        return leak.derivative(z)
     return np.where(z > 0, 1.0, leak)
 
 

@@ -264,7 +264,8 @@ def _networks(config, arrays, X, W0) -> dict:
     from .model import Model
     from .network import Network
 
-    leak = Model(config.get("activation", "relu"), config.get("leak"), "logistic").slope
+    leak = Model(config.get("activation", "relu"), config.get("leak"), "logistic",
+                 power=config.get("power"), smoothing=config.get("smoothing")).act
     out = {}
     for key, arr in arrays.items():
         run, step, kind = key.split("_")

@@ -258,7 +258,7 @@ class ReducedSource(Source):
         for mean, sign, label in CLUSTERS[self.draw.data]:
             coord = mean - 1  # mu1 = ||mu|| e0, mu2 = ||mu|| e1
             U = W @ g.standard_normal((self.p, k)) + (sign * self.mu_norm) * W[:, coord:coord + 1]
-            f = reference.activation(U, model.slope).T @ self.a
+            f = reference.activation(U, model.act).T @ self.a
             accs.append(np.mean(label * f > 0))
             losses.append(reference.mean_loss(label, f, model.loss))
         accs = np.array(accs)

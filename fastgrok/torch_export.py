@@ -24,7 +24,8 @@ def to_module(W, a, activation="relu", leak=0.0, loss="logistic"):
     ``requires_grad=False`` (fastgrok's second layer is fixed; set it to True to train it).
     The module's ``loss(X, y)`` is fastgrok's mean training loss, with the same derivative at
     every kink (phi'(0) = leak, the hinge's weight 0 at margin 1), so one ``torch.optim.SGD``
-    step with fastgrok's lr on it equals fastgrok's step.
+    step with fastgrok's lr on it equals fastgrok's step. ``leak`` may be a
+    :class:`fastgrok.reference.SmoothActivation` (the smooth activations).
 
     Examples
     --------
@@ -34,8 +35,19 @@ def to_module(W, a, activation="relu", leak=0.0, loss="logistic"):
     >>> net(torch.ones(2, 4))  # doctest: +SKIP
     tensor([2., 2.], dtype=torch.float64, grad_fn=<MvBackward0>)
     """
+    from .reference import SmoothActivation
+
     torch = _torch()
-    slope = 0.0 if activation == "relu" else float(leak)
+    smooth = leak if isinstance(leak, SmoothActivation) else None
+    slope = 0.0 if activation == "relu" or smooth else float(leak)
+
+    def smooth_phi(z):
+        if smooth.kind == "relu_power":
+            return torch.relu(z) ** smooth.param
+        g, h = smooth.leak, smooth.param
+        zero = torch.zeros_like(z)
+        return g * z + (1 - g) * torch.where(z < 0, zero,
+                                             torch.where(z <= h, z * z / (2 * h), z - h / 2))
 
     class TwoLayerNet(torch.nn.Module):
         """fastgrok's two-layer network: f(x) = sum_j a_j phi(<w_j, x>)."""
@@ -49,7 +61,12 @@ def to_module(W, a, activation="relu", leak=0.0, loss="logistic"):
 
         def forward(self, x):
             z = x @ self.weight.T
-            h = torch.relu(z) if self.leak == 0 else torch.nn.functional.leaky_relu(z, self.leak)
+            if smooth is not None:
+                h = smooth_phi(z)
+            elif self.leak == 0:
+                h = torch.relu(z)
+            else:
+                h = torch.nn.functional.leaky_relu(z, self.leak)
             return h @ self.a
 
         def loss(self, X, y):

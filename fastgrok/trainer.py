@@ -33,14 +33,16 @@ class Setup:
                  second_layer="random", runs=1, seed=0, method="auto", backend="auto",
                  dtype=None, snapshot_steps=None, activation="relu", leak=None,
                  loss="logistic", keep_networks=False, weight_decay=0.0,
-                 train_second_layer=False, lr_second=None, batch_size=None):
+                 train_second_layer=False, lr_second=None, batch_size=None, power=None,
+                 smoothing=None):
         # The model is checked first, like every other argument.
         check_field("train_second_layer", train_second_layer)
         check_second_layer(train_second_layer, lr_second)
         lr_a = None
         if train_second_layer:
             lr_a = check_field("lr", lr) if lr_second is None else lr_second
-        self.model = Model(activation, leak, loss, weight_decay, lr_a, batch_size)
+        self.model = Model(activation, leak, loss, weight_decay, lr_a, batch_size, power,
+                           smoothing)
         X = v.host_array("X", X)
         if dtype is None:
             dtype = str(np.asarray(X).dtype)
@@ -174,7 +176,10 @@ class Setup:
                 "method": self.plan.method, "backend": self.plan.backend, "dtype": self.dtype,
                 "snapshot_steps": list(self.plan.snapshot_steps), "track": self.track_names,
                 "activation": model.activation,
-                "leak": model.slope if model.activation == "leaky_relu" else None,
+                "leak": model.slope if model.activation in ("leaky_relu", "smoothed_leaky_relu")
+                else None,
+                "power": model.act_param if model.activation == "relu_power" else None,
+                "smoothing": model.act_param if model.activation == "smoothed_leaky_relu" else None,
                 "loss": model.loss, "weight_decay": model.weight_decay,
                 "train_second_layer": model.lr_second is not None, "lr_second": model.lr_second,
                 "batch_size": model.batch_size}
@@ -191,7 +196,7 @@ class Trainer:
     ----------
     X, y, m, lr, X_test, y_test, W0, a, mu1, mu2, flipped, track, init_scale, second_layer, runs,
     seed, backend, dtype, activation, leak, loss, weight_decay, train_second_layer, lr_second,
-    batch_size
+    batch_size, power, smoothing
         As in :func:`fastgrok.fit`.
     method : {"auto", "gram", "direct"}
         "auto" plans for ``TRAINER_PLANNING_STEPS`` steps (a Trainer does not know how many
@@ -237,13 +242,15 @@ class Trainer:
                  dtype: str | None = None, n_threads: int | None = None,
                  activation: str = "relu", leak: float | None = None, loss: str = "logistic",
                  weight_decay: float = 0.0, train_second_layer: bool = False,
-                 lr_second: float | None = None, batch_size: int | None = None):
+                 lr_second: float | None = None, batch_size: int | None = None,
+                 power: float | None = None, smoothing: float | None = None):
         self._setup = s = Setup(
             X, y, m=m, lr=lr, steps=TRAINER_PLANNING_STEPS, X_test=X_test, y_test=y_test,
             mu1=mu1, mu2=mu2, W0=W0, a=a, flipped=flipped, track=track, init_scale=init_scale,
             second_layer=second_layer, runs=runs, seed=seed, method=method, backend=backend,
             dtype=dtype, activation=activation, leak=leak, loss=loss, weight_decay=weight_decay,
-            train_second_layer=train_second_layer, lr_second=lr_second, batch_size=batch_size)
+            train_second_layer=train_second_layer, lr_second=lr_second, batch_size=batch_size,
+            power=power, smoothing=smoothing)
         self.n_threads = n_threads
         self._binding = s.plan.engine
         # The runs in batches, as fit holds them (the direct method: one run per engine).

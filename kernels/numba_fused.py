@@ -94,3 +94,76 @@ def outputs(Z, a, leak):
     for i in range(Z.shape[0]):
         f[i] = row_output(Z, i, a, leak)
     return f
+
+
+# ---------------------------------------------------------------- smooth activations
+#: Activation codes of the smooth kernels (the piecewise-linear ones use the kernels above).
+RELU_POWER, SMOOTHED_LEAKY = 1, 2
+
+
+@njit("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+def smooth_phi(z, act, leak, param):
+    """phi(z) of a smooth activation (:class:`fastgrok.reference.SmoothActivation`)."""
+    if act == RELU_POWER:
+        return max(z, 0.0) ** param
+    if z < 0.0:
+        return leak * z
+    if z <= param:
+        return leak * z + (1.0 - leak) * (z * z / (2.0 * param))
+    return leak * z + (1.0 - leak) * (z - param / 2.0)
+
+
+@njit("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+def smooth_derivative(z, act, leak, param):
+    """phi'(z) of a smooth activation."""
+    if act == RELU_POWER:
+        return param * max(z, 0.0) ** (param - 1.0) if z > 0.0 else 0.0
+    if z < 0.0:
+        return leak
+    if z <= param:
+        return leak + (1.0 - leak) * (z / param)
+    return 1.0
+
+
+_SIG_SMOOTH = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:,::1], "
+               "boolean, int64, float64, float64, int64)"
+               for z, v in (("float64", "float32"), ("float64", "float64"), ("float32", "float32"))]
+
+
+@njit(_SIG_SMOOTH, cache=True, nogil=True)
+def smooth_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param, loss):
+    """:func:`outputs_and_coefficients` for a smooth activation.
+
+    Codes :data:`RELU_POWER`, :data:`SMOOTHED_LEAKY`: f = phi(Z) a and
+    V = (lr/n) g(y f) y phi'(Z) a (written, or added with ``accumulate``).
+    """
+    n, m = Z.shape
+    f = np.empty(n)
+    scale = lr / n
+    for i in range(n):
+        s = 0.0
+        for j in range(m):
+            s += smooth_phi(np.float64(Z[i, j]), act, leak, param) * a[j]
+        f[i] = s
+        c = scale * loss_weight(y[i] * s, loss) * y[i]
+        for j in range(m):
+            v = (c * a[j]) * smooth_derivative(np.float64(Z[i, j]), act, leak, param)
+            if accumulate:
+                V[i, j] += v
+            else:
+                V[i, j] = v
+    return f
+
+
+@njit(["float64[:](float64[:,::1], float64[::1], int64, float64, float64)",
+       "float64[:](float32[:,::1], float64[::1], int64, float64, float64)"],
+      cache=True, nogil=True)
+def smooth_outputs(Z, a, act, leak, param):
+    """F = phi(Z) a for a smooth activation, accumulated in float64."""
+    f = np.empty(Z.shape[0])
+    for i in range(Z.shape[0]):
+        s = 0.0
+        for j in range(Z.shape[1]):
+            s += smooth_phi(np.float64(Z[i, j]), act, leak, param) * a[j]
+        f[i] = s
+    return f

@@ -8,9 +8,9 @@ judged on the reference alone (an engine's bug can never stop a comparison), a p
 starts on a kink is discarded with ``assume``, and so is one that reaches a kink before
 ``MIN_STEPS`` steps: every passing example compared at least that many steps.
 
-The model family: every test that steps runs once per (activation, loss) pair, six in all
-(:data:`FAMILY`: relu and leaky_relu x logistic, exponential and hinge), the leak drawn in
-[0.01, 0.9]. The hinge loss has a second kink, at the margin y f = 1 (the weight jumps from 1
+The model family: every test that steps runs once per (activation, loss) pair
+(:data:`FAMILY`: relu and leaky_relu x every loss, and the smooth relu_power (q = 2.5) with the
+logistic loss and smoothed_leaky_relu (h = 0.3) with the hinge), the leak drawn in [0.01, 0.9]. The hinge loss has a second kink, at the margin y f = 1 (the weight jumps from 1
 to 0); it is judged like the ReLU kink, on the reference alone.
 
 Coverage (fast path x what is drawn; each row x the six pairs x float32/float64):
@@ -54,7 +54,8 @@ _entries = st.one_of(st.floats(0.05, 1.0), st.floats(-1.0, -0.05))
 _signs = st.sampled_from([-1.0, 1.0])
 _leaks = st.floats(0.01, 0.9)
 
-FAMILY = [(act, loss) for act in ("relu", "leaky_relu") for loss in LOSSES]
+FAMILY = [(act, loss) for act in ("relu", "leaky_relu") for loss in LOSSES] + [
+    ("relu_power", "logistic"), ("smoothed_leaky_relu", "hinge")]
 
 
 @pytest.fixture(params=FAMILY, ids=[f"{a}-{l}" for a, l in FAMILY])
@@ -65,8 +66,10 @@ def family(request):
 
 def _model(family, leak, weight_decay=0.0, lr_second=None, batch_size=None):
     activation, loss = family
-    return Model(activation, leak if activation == "leaky_relu" else None, loss, weight_decay,
-                 lr_second, batch_size)
+    return Model(activation, leak if activation in ("leaky_relu", "smoothed_leaky_relu") else None,
+                 loss, weight_decay, lr_second, batch_size,
+                 power=2.5 if activation == "relu_power" else None,
+                 smoothing=0.3 if activation == "smoothed_leaky_relu" else None)
 
 
 #: Weight decay: none (the paper), or lambda with lr lambda = 0.1 at the tests' lr = 0.2.
@@ -105,7 +108,7 @@ def _decisive(X, W, a, rel, model, y=None):
     accuracy, is then the same in any correct rounding (neurons with equal rows and opposite a
     cancel exactly, and their rounded outputs may take either sign). With the hinge loss and
     labels ``y``, also no margin y f within ``rel`` of the hinge's kink at 1."""
-    H = ref.activation(X @ W.T, model.slope) * a
+    H = ref.activation(X @ W.T, model.act) * a
     size = np.abs(H).sum(1)
     # All-zero rows give f = 0 in every rounding (the masks agree away from kinks).
     ok = ((np.abs(H.sum(1)) > rel * size) | (size == 0)).all()
@@ -141,7 +144,7 @@ def _trajectories(engine, runs, dtype, lr, model, steps=20):
             break
         wmax = [max(w, np.abs(s[1]).max()) for w, s in zip(wmax, state)]
         for got, (X, W, Xt, y, a, yt), wm in zip(engine.evaluate(), state, wmax):
-            want = ref.evaluate(X, y, W, a, Xt, yt, mu1, mu2, model.slope, model.loss)
+            want = ref.evaluate(X, y, W, a, Xt, yt, mu1, mu2, model.act, model.loss)
             assert got["train_acc"] == want["train_acc"] and got["test_acc"] == want["test_acc"]
             for k in ("train_loss", "test_loss"):
                 # The square loss near its target, (1 - z)^2 / 2 with z close to 1, carries the
@@ -159,7 +162,7 @@ def _trajectories(engine, runs, dtype, lr, model, steps=20):
         if t < steps:
             B = slice(None) if batches is None else batches.batch(t)
             for X, W, Xt, y, a, yt in state:
-                ref.step(X[B], y[B], W, a, lr, model.slope, model.loss, model.weight_decay,
+                ref.step(X[B], y[B], W, a, lr, model.act, model.loss, model.weight_decay,
                          model.lr_second)
             engine.step(prepare_eval=bool(t % 2))
     note(f"compared {compared} steps")
@@ -195,9 +198,10 @@ def test_fg_step_numba_matches_the_reference(tile, family, prob, dtype, leak, de
     X64, W64 = X.astype(np.float64), W.astype(np.float64)
     assume(_kink_free(X64, W64, 1e3 * EPS[dtype]) and _decisive(X64, W64, a, 1e3 * EPS[dtype], model, y))
     n, p = X.shape
-    expected = ref.step(X64, y, W64.copy(), a, 0.05, model.slope, model.loss, decay)
+    expected = ref.step(X64, y, W64.copy(), a, 0.05, model.act, model.loss, decay)
     got = fg.step(X, y, W.copy(), a, 0.05, backend="numba", activation=model.activation,
-                  leak=model.leak, loss=model.loss, weight_decay=decay)
+                  leak=model.leak, loss=model.loss, weight_decay=decay, power=model.power,
+                  smoothing=model.smoothing)
     assert got.dtype == dtype
     # float64: rounding only. float32: each product sums at most p + n float32 terms.
     tol = 1e-10 if dtype == np.float64 else 4 * (p + n) * EPS[np.float32]
@@ -223,6 +227,8 @@ def test_engine_trajectory_matches_the_reference(family, method, ops, data, dtyp
                    data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4)))
     batch = data.draw(st.sampled_from([None, max(1, n // 2)]), label="batch_size")
     model = _model(family, leak, decay, lr_second, batch)
+    if model.smooth and ops == "gpu-emulated":
+        pytest.skip("the smooth activations have no CUDA kernel (NotImplementedError)")
     probs = [data.draw(problems(n=n, p=p, m=m, nt=nt)) for _ in range(runs)]
     margin = 1e4 * EPS[dtype]
     assume(all(_kink_free(X, W, margin) and _kink_free(Xt, W, margin) for X, _, W, _, Xt, _ in probs))

@@ -55,9 +55,10 @@ def test_inner_products_have_the_same_joint_law():
 @pytest.mark.parametrize("setup", [{}, {"weight_decay": 2e10}, {"loss": "square"},
                                    {"label_noise": "exact", "noise_rate": 0.15},
                                    {"train_second_layer": True, "lr_second": 1e-3},
-                                   {"batch_size": 8}],
+                                   {"batch_size": 8},
+                                   {"activation": "smoothed_leaky_relu", "smoothing": 1e-12}],
                          ids=["paper", "weight-decay", "square", "exact-noise", "second-layer",
-                              "minibatch"])
+                              "minibatch", "smoothed-leaky"])
 def test_training_accuracies_have_the_same_distribution(setup):
     cfg = CFG.replace(**setup)
     h_full = fg.run(cfg.replace(representation="full"), progress=False).history

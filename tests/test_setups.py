@@ -320,3 +320,95 @@ def test_stable_rank_in_generated_runs(representation):
             want = _stable_rank(res.weights(run=r, step=30)[0])
             got = h[(h.run == r) & (h.step == 30)].stable_rank.iloc[0]
             assert got == pytest.approx(want, rel=1e-9)
+
+
+SMOOTH = [("relu_power", {"power": 2.5}), ("relu_power", {}),
+          ("smoothed_leaky_relu", {"leak": 0.2, "smoothing": 0.3}), ("smoothed_leaky_relu", {})]
+SMOOTH_IDS = ["relu^2.5", "relu^2", "smoothed-leaky-0.2-h0.3", "smoothed-leaky-default"]
+
+
+def _smooth_model(act, kw, loss="logistic"):
+    from fastgrok.model import Model
+
+    return Model(act, kw.get("leak"), loss, power=kw.get("power"), smoothing=kw.get("smoothing"))
+
+
+@pytest.mark.parametrize("act,kw", SMOOTH, ids=SMOOTH_IDS)
+def test_smooth_activation_gradient_equals_finite_differences(act, kw):
+    """The reference's step is the gradient of the loss as written, phi written out here."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((7, 5)), np.where(rng.random(7) < 0.5, 1.0, -1.0)
+    W, a = rng.standard_normal((4, 5)) * 0.5, rng.standard_normal(4)
+    model = _smooth_model(act, kw)
+    q, h, g = model.act_param, model.act_param, model.slope
+
+    def phi(z):
+        if act == "relu_power":
+            return np.maximum(z, 0) ** q
+        return np.where(z < 0, g * z, np.where(z <= h, g * z + (1 - g) * z * z / (2 * h),
+                                               g * z + (1 - g) * (z - h / 2)))
+
+    def loss(W):
+        return np.mean(np.log1p(np.exp(-y * (phi(X @ W.T) @ a))))
+
+    grad = ref.gradient(X, y, W, a, model.act, "logistic")
+    eps = 1e-6
+    for j, k in [(0, 0), (1, 3), (3, 4), (2, 1)]:
+        E = np.zeros_like(W)
+        E[j, k] = eps
+        assert grad[j, k] == pytest.approx((loss(W + E) - loss(W - E)) / (2 * eps), rel=1e-6,
+                                           abs=1e-9)
+
+
+@pytest.mark.parametrize("method,backend", ENGINES)
+@pytest.mark.parametrize("act,kw", SMOOTH[::2], ids=SMOOTH_IDS[::2])
+def test_smooth_activation_fit_follows_the_reference(method, backend, act, kw):
+    ds = fg.xor_clusters(20, 60, n_test=10, noise_rate=0.1, seed=7, mu_norm=4.0)
+    model = _smooth_model(act, kw, "hinge")
+    res = fg.fit(ds.X, ds.y, m=6, lr=0.2, steps=20, X_test=ds.X_test, y_test=ds.y_test,
+                 init_scale=0.3, activation=act, loss="hinge", method=method, backend=backend,
+                 dtype="float64", snapshot_steps=range(21), **kw)
+    W, a = (np.array(v) for v in res.weights(step=0))
+    for t in range(1, 21):
+        ref.step(ds.X, ds.y, W, a, 0.2, model.act, "hinge")
+        np.testing.assert_allclose(res.weights(step=t)[0], W, rtol=1e-10,
+                                   atol=1e-12 * np.abs(W).max())
+    np.testing.assert_allclose(res.decision_function(ds.X_test),
+                               ref.forward(ds.X_test, W, a, model.act)[1], rtol=1e-10, atol=1e-13)
+    assert res.info.get("linear_fraction") is None  # not piecewise linear: dense steps
+
+
+@pytest.mark.parametrize("act,kw", SMOOTH[::2], ids=SMOOTH_IDS[::2])
+def test_smooth_activation_torch_step_equals_the_next_step(act, kw):
+    torch = pytest.importorskip("torch")
+    ds = fg.xor_clusters(16, 40, n_test=8, noise_rate=0.1, seed=4, mu_norm=3.0)
+    k = dict(m=7, lr=0.3, init_scale=0.3, activation=act, dtype="float64", **kw)
+    net = fg.fit(ds.X, ds.y, steps=3, **k).to_torch()
+    opt = torch.optim.SGD(net.parameters(), lr=0.3)
+    opt.zero_grad()
+    net.loss(torch.from_numpy(ds.X), torch.from_numpy(ds.y)).backward()
+    opt.step()
+    nxt = fg.fit(ds.X, ds.y, steps=4, **k).weights()[0]
+    np.testing.assert_allclose(net.weight.detach().numpy(), nxt, rtol=1e-12, atol=1e-14)
+
+
+def test_smooth_activations_are_not_on_the_gpu_yet():
+    from fastgrok.engines import CupyOps
+    from fastgrok.testing import EmulatedKernels
+
+    ops = CupyOps(EmulatedKernels(), np)
+    with pytest.raises(NotImplementedError, match="relu_power"):
+        ops.outputs(np.ones((2, 3)), np.ones(3), _smooth_model("relu_power", {}))
+
+
+def test_smooth_activation_parameters_are_checked():
+    with pytest.raises(ValueError, match="power"):
+        fg.Config(power=3.0)  # relu has no power
+    with pytest.raises(ValueError, match="power"):
+        fg.Config(activation="relu_power", power=1.0)
+    with pytest.raises(ValueError, match="smoothing"):
+        fg.Config(activation="leaky_relu", smoothing=0.5)
+    with pytest.raises(ValueError, match="leak"):
+        fg.Config(activation="relu_power", leak=0.1)
+    cfg = fg.Config(activation="smoothed_leaky_relu", leak=0.3, smoothing=0.5)
+    assert cfg.smoothing == 0.5

@@ -166,8 +166,8 @@ def next_second_layer(Z, y, a, model):
     a <- (1 - lr_second lambda) a + (lr_second / n) sum_i g_i y_i phi(z_ij).
     """
     Z = np.asarray(Z, np.float64)
-    f = reference.forward_from_preactivations(Z, a, model.slope)
-    increment = reference.second_layer_increment(Z, y, f, model.lr_second, model.slope,
+    f = reference.forward_from_preactivations(Z, a, model.act)
+    increment = reference.second_layer_increment(Z, y, f, model.lr_second, model.act,
                                                  model.loss)
     if model.weight_decay:
         a = a * (1.0 - model.lr_second * model.weight_decay)

@@ -109,7 +109,7 @@ class DirectEngine(Engine):
         """The run's network now, W copied to the host."""
         from ..network import Network
 
-        return Network(self.a, self.model.slope, W=np.array(self.ops.to_host(self.W)),
+        return Network(self.a, self.model.act, W=np.array(self.ops.to_host(self.W)),
                        source=self.sources[0], dtype=self.W.dtype)
 
     def data_projections(self):

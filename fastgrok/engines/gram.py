@@ -313,7 +313,7 @@ class GramEngine(Engine):
 
         self.ops.gram_sync(self.state, self.Z, self.Ct, with_z=False, runs=[i])
         C = np.array(self.ops.to_host(self.Ct[i]), np.float64).T
-        return Network(self.a[i], self.model.slope, C=C, source=self.sources[i],
+        return Network(self.a[i], self.model.act, C=C, source=self.sources[i],
                        dtype=self.dtype, scale=self.scale)
 
     def select(self, keep):

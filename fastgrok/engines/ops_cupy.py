@@ -61,13 +61,13 @@ class CupyOps(Ops):
         R, n, m = Z.shape
         for _ in range(steps):  # every run stacked in each launch
             self.k.coefficients(Z.reshape(R * n, m), y.reshape(-1), a, lr, n, Ct.reshape(R * n, m),
-                                True, model.slope, model.loss_code)
+                                True, _slope(model), model.loss_code)
             self.xp.matmul(K, Ct, out=Z)
             Z += Z0
 
     def _outputs(self, Z, a, model):
         R, n, m = Z.shape
-        return self.to_host(self.k.outputs(Z.reshape(R * n, m), a, n, model.slope)).reshape(R, n)
+        return self.to_host(self.k.outputs(Z.reshape(R * n, m), a, n, _slope(model))).reshape(R, n)
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
                       n_threads=None, state=None):
@@ -82,12 +82,12 @@ class CupyOps(Ops):
 
     def coefficients(self, Z, y, a, lr, V, model, accumulate=False):
         """The fused CUDA kernel of f and V."""
-        return self.k.coefficients(Z, y, a, lr, Z.shape[0], V, accumulate, model.slope,
+        return self.k.coefficients(Z, y, a, lr, Z.shape[0], V, accumulate, _slope(model),
                                    model.loss_code)
 
     def outputs(self, Z, a, model):
         """The CUDA outputs kernel, f on the host."""
-        return self.to_host(self.k.outputs(Z, a, Z.shape[0], model.slope))
+        return self.to_host(self.k.outputs(Z, a, Z.shape[0], _slope(model)))
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None,
                     decay=1.0):
@@ -99,6 +99,14 @@ class CupyOps(Ops):
         Zt = Xt @ W.T if Xt is not None else None
         P = W @ mus.T if mus is not None else None
         return Z, Zt, P
+
+
+def _slope(model):
+    """The CUDA kernels' leak; the smooth activations have no CUDA kernel yet."""
+    if model.smooth:
+        raise NotImplementedError(f"activation={model.activation!r} is not implemented on the GPU "
+                                  "yet (backend='cupy'); use backend='numba' or 'numpy'")
+    return model.slope
 
 
 def require_gpu() -> None:

@@ -42,8 +42,9 @@ class NumbaOps(Ops):
         The flag is read when the engine is built.
         """
         # Weight decay rescales the W0 terms at every step and a trained second layer moves a,
-        # which the regime's incremental steps do not follow: dense steps (docs/design.md 5).
-        if not tunables.GRAM_LINEAR_REGIME or model.stepwise:
+        # which the regime's incremental steps do not follow, and a smooth activation is not
+        # piecewise linear: dense steps (docs/design.md 5).
+        if not tunables.GRAM_LINEAR_REGIME or model.stepwise or model.smooth:
             return None
         return LinearRegime(R, dtype, model)
 
@@ -67,14 +68,20 @@ class NumbaOps(Ops):
             runs = list(range(len(state.runs))) if runs is None else list(runs)
             map_runs(lambda r: state.sync(r, Z, Ct, with_z), runs, n_threads)
 
-    @staticmethod
-    def _advance_run(r, K, Z0, Z, Ct, y, a, lr, model, state, steps):
+    def _advance_run(self, r, K, Z0, Z, Ct, y, a, lr, model, state, steps):
         if state is not None:
             return state.advance(r, K, Z0, Z, Ct, y, a, lr, steps, model)
         from ..kernels.gram_cpu import step_run
 
         for _ in range(steps):
-            step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
+            if model.smooth:  # the smooth kernel, then Z = Z0 + K C^T as step_run forms it
+                from ..kernels.blas import gemm
+
+                self.coefficients(Z[r], y[r], a[r], lr, Ct[r], model, accumulate=True)
+                np.copyto(Z[r], Z0[r])
+                gemm(K[r], Ct[r], Z[r], beta=1.0)
+            else:
+                step_run(K[r], Z0[r], Z[r], Ct[r], y[r], a[r], lr, model.slope, model.loss_code)
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
         """Every run's steps in one task per run on the thread pool."""
@@ -88,7 +95,6 @@ class NumbaOps(Ops):
     def gram_until_interpolation(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None,
                                  state=None, steps=1):
         """Each run steps on its own until it interpolates (then stays), one task per run."""
-        from ..kernels.numba_fused import outputs
         from ..kernels.threads import map_runs
 
         def one(r):
@@ -96,7 +102,7 @@ class NumbaOps(Ops):
                 return state.advance(r, K, Z0, Z, Ct, y, a, lr, steps, model, until=True)
             for t in range(1, steps + 1):
                 self._advance_run(r, K, Z0, Z, Ct, y, a, lr, model, state, 1)
-                f = outputs(Z[r], a[r], model.slope)
+                f = self.outputs(Z[r], a[r], model)
                 if interpolates(y[r], f):
                     return t
             return 0
@@ -156,21 +162,33 @@ class NumbaOps(Ops):
 
     # ------------------------------------------------------------------ direct method
     def coefficients(self, Z, y, a, lr, V, model, accumulate=False):
-        """The fused Numba kernel of f and V."""
-        from ..kernels.numba_fused import outputs_and_coefficients
+        """The fused Numba kernel of f and V (the smooth activations': their own kernel)."""
+        from ..kernels import numba_fused as k
 
-        return outputs_and_coefficients(Z, y, a, float(lr), V, accumulate, model.slope,
-                                        model.loss_code)
+        if model.smooth:
+            return k.smooth_outputs_and_coefficients(Z, y, a, float(lr), V, accumulate,
+                                                     model.act_code, model.slope,
+                                                     model.act_param, model.loss_code)
+        return k.outputs_and_coefficients(Z, y, a, float(lr), V, accumulate, model.slope,
+                                          model.loss_code)
 
     def outputs(self, Z, a, model):
-        """The Numba outputs kernel."""
-        from ..kernels.numba_fused import outputs
+        """The Numba outputs kernel (the smooth activations': their own)."""
+        from ..kernels import numba_fused as k
 
-        return outputs(Z, a, model.slope)
+        if model.smooth:
+            return k.smooth_outputs(Z, a, model.act_code, model.slope, model.act_param)
+        return k.outputs(Z, a, model.slope)
 
     def direct_step(self, X, y, W, a, lr, model, n_threads=None):
-        """The whole step in one compiled call (:func:`fastgrok.kernels.direct_cpu.native_step`)."""
+        """The whole step in one compiled call (:func:`fastgrok.kernels.direct_cpu.native_step`).
+
+        None for a smooth activation: the engine's passes around its kernel.
+        """
         from ..kernels.direct_cpu import native_step
+
+        if model.smooth:
+            return None
 
         return native_step(X, y, W, a, lr, model.slope, model.loss_code, model.decay(lr),
                            **tile_options())
