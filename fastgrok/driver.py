@@ -314,6 +314,9 @@ class _History:
             P2 = np.full_like(P2, np.nan)
         row = {"run": r, "step": t, **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
                **alignment_summaries(P1, P2, a, self.mu_norm or 1.0)}
+        if ev.get("a") is not None:  # a trained second layer: how far it moved from its start
+            row["second_layer_change"] = float(np.linalg.norm(ev["a"] - a)
+                                               / max(np.linalg.norm(a), 1e-300))
         flipped = None if src is None else src.flipped
         if flipped is not None:  # counts, not means of subsets: this runs for every row
             right = np.asarray(ev["f"]) * src.y > 0

@@ -438,9 +438,64 @@ def _loss_study_figure(res, base: Config, path):
                            f"m={base.m} lr={base.lr:g}, {base.runs} runs per point")
 
 
+def _second_study_figure(res, base: Config, path):
+    plt = _pyplot()
+    table = res.table
+    runs = per_run(table, ["train_second_layer", "init_scale"], res.threshold)
+    runs["ratio"] = (runs.init_scale / base.lr).map(round_sig)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for i, (trained, d) in enumerate(runs.groupby("train_second_layer", sort=True)):
+        label = "a trained (lr_second = lr)" if trained else "a fixed (the paper)"
+        style = "--s" if trained else "-o"
+        _grok_plot(axes[0], lambda v: v, grok_median(d, "ratio"), label, f"C{i}", base.steps)
+        _band(axes[1], lambda v: v, d, "ratio", "final_test", label, f"C{i}", style)
+    if "second_layer_change" in table:
+        last = table[(table.step == table.step.max()) & table.train_second_layer.astype(bool)]
+        # A change of exactly 0 (a's increments below float64's resolution) drawn at 1e-20.
+        moved = last.assign(ratio=(last.init_scale / base.lr).map(round_sig),
+                            second_layer_change=last.second_layer_change.clip(lower=1e-20))
+        _band(axes[2], lambda v: v, moved, "ratio", "second_layer_change", "||a - a0|| / ||a0||",
+              "C1", "--s")
+        axes[2].set_yscale("log")
+        axes[2].set_ylabel(f"a's change at step {base.steps} (median; 1e-20: none)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("init_scale / lr  (omega_init / alpha)")
+        ax.legend(fontsize=8, loc="best")
+    _accuracy_axis(axes[1], base.steps)
+    _save_study(fig, path, f"second layer fixed or trained: n={base.n} p={base.p} m={base.m} "
+                           f"lr={base.lr:g}, {base.runs} runs per point (paired)")
+
+
+def _decay_study_figure(res, base: Config, path):
+    plt = _pyplot()
+    runs = per_run(res.table, ["weight_decay", "init_scale"], res.threshold)
+    runs["rate"] = (runs.weight_decay * base.lr).map(round_sig)
+    runs["ratio"] = (runs.init_scale / base.lr).map(round_sig)
+    # alpha lambda = 0 on a log axis: drawn at a tenth of the smallest rate, marked below.
+    floor = runs.rate[runs.rate > 0].min() / 10 if (runs.rate > 0).any() else 1.0
+
+    def x(v):
+        return np.where(v > 0, v, floor)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for i, (ratio, d) in enumerate(runs.groupby("ratio", sort=True)):
+        label = f"init / lr = {ratio:g}"
+        _grok_plot(axes[0], x, grok_median(d, "rate"), label, f"C{i}", base.steps)
+        _band(axes[1], x, d, "rate", "final_test", label, f"C{i}")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel(f"lr * weight_decay  (alpha lambda; {floor:g} stands for 0)")
+        ax.legend(fontsize=8, loc="best")
+    _accuracy_axis(axes[1], base.steps)
+    _save_study(fig, path, f"weight decay: n={base.n} p={base.p} m={base.m} lr={base.lr:g}, "
+                           f"{base.runs} runs per point (paired)")
+
+
 #: Study name -> its figure: (SweepResult, base Config, path) -> None.
 STUDY_FIGURES = {"long": _long_study_figure, "dimension": _dimension_study_figure,
-                 "snr": _snr_study_figure, "init": _init_study_figure, "loss": _loss_study_figure}
+                 "snr": _snr_study_figure, "init": _init_study_figure, "loss": _loss_study_figure,
+                 "second": _second_study_figure, "decay": _decay_study_figure}
 
 
 def study_figure(name, res, base, path) -> None:

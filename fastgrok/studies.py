@@ -10,6 +10,11 @@
                omega_init / alpha (the paper's two panels are two points of it).
 ``loss``       The same delay for the logistic, exponential and hinge losses (at the
                preset's alpha), and whether it collapses on omega_init / (alpha (-l'(0))).
+``second``     The second layer fixed (the paper) against trained with the same step size,
+               paired (same data and initialisation), across omega_init / alpha: does
+               grokking survive, is the delay the same, how far does a move?
+``decay``      Weight decay: the grokking delay and the final test accuracy against
+               alpha lambda, at the paper's two initialisations and a large one.
 =============  =======================================================================
 
 ``fastgrok study NAME`` (or :func:`study`) runs one through :func:`fastgrok.sweep`, so it
@@ -51,7 +56,7 @@ class Study:
         return preset(self.preset, **{**self.settings, **overrides})
 
 
-# ------------------------------------------------------------------ the four studies
+# ------------------------------------------------------------------ the studies
 
 
 def _long_grid(base: Config):
@@ -87,6 +92,27 @@ def _loss_grid(base: Config):
             for loss in CLASSIFICATION_LOSSES for r in LOSS_RATIOS]
 
 
+#: omega_init / alpha of the second-layer study: the paper's panels, and a large initialisation
+#: whose outputs are of order 1 at t = 0 (where a's gradient is largest).
+SECOND_RATIOS = (1e-3, 1e-1, 10.0, 1e9)
+
+
+def _second_grid(base: Config):
+    return [{"train_second_layer": trained, "init_scale": round_sig(r * base.lr)}
+            for trained in (False, True) for r in SECOND_RATIOS]
+
+
+#: alpha lambda (the factor 1 - alpha lambda per step) and omega_init / alpha of the decay study:
+#: the paper's two panels' initialisations and a large one, whose outputs are of order 1 at t = 0.
+DECAY_RATES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3)
+DECAY_RATIOS = (1e-3, 10.0, 1e9)
+
+
+def _decay_grid(base: Config):
+    return [{"weight_decay": round_sig(d / base.lr), "init_scale": round_sig(r * base.lr)}
+            for d in DECAY_RATES for r in DECAY_RATIOS]
+
+
 # The paper's data (n = 200, p = 40000, ||mu|| = 2.5 sqrt(p/n), eta = 0.05, omega_init = 1e-15,
 # alpha = 1e-12). The sweeps use m = 100 neurons instead of 1000 and 10-20 runs per point so that
 # each study stays small (the step cost is ~ n^2 m; the wall times: docs/studies.md);
@@ -105,6 +131,14 @@ STUDIES = {
                   "init_scale / lr", "paper-fig1-left",
                   dict(m=100, runs=10, steps=20_000, snapshot_steps=()), _loss_grid,
                   paired=("loss",)),
+    "second": Study("second", "Fixed or trained second layer: does grokking survive, is the "
+                    "delay the same, how far does a move?", "paper-fig1-left",
+                    dict(m=100, runs=10, steps=20_000, snapshot_steps=()), _second_grid,
+                    paired=("train_second_layer",)),
+    "decay": Study("decay", "Weight decay: grokking delay and final test accuracy against "
+                   "alpha lambda", "paper-fig1-left",
+                   dict(m=100, runs=10, steps=20_000, snapshot_steps=()), _decay_grid,
+                   paired=("weight_decay",)),
 }
 
 
@@ -116,7 +150,7 @@ def study(name: str, out: str | os.PathLike | None = None, executor=None,
     Parameters
     ----------
     name : str
-        One of :data:`STUDIES`: "long", "dimension", "snr", "init", "loss".
+        One of :data:`STUDIES`: "long", "dimension", "snr", "init", "loss", "second", "decay".
     out : path, optional
         Folder for the sweep's files and ``fig_study.png``; rerunning with the same folder
         resumes. Without it nothing is written.

@@ -412,3 +412,16 @@ def test_smooth_activation_parameters_are_checked():
         fg.Config(activation="relu_power", leak=0.1)
     cfg = fg.Config(activation="smoothed_leaky_relu", leak=0.3, smoothing=0.5)
     assert cfg.smoothing == 0.5
+
+
+def test_trained_second_layer_change_is_a_history_column():
+    ds = fg.xor_clusters(20, 60, n_test=10, noise_rate=0.1, seed=3, mu_norm=4.0)
+    a0 = np.array([1.0, -1.0, 0.5, -0.5])
+    res = fg.fit(ds.X, ds.y, m=4, lr=0.5, steps=6, init_scale=0.3, a=a0,
+                 train_second_layer=True, snapshot_steps=range(7), dtype="float64")
+    h = res.history
+    for t in range(7):
+        want = np.linalg.norm(res.weights(step=t)[1] - a0) / np.linalg.norm(a0)
+        assert h.loc[h.step == t, "second_layer_change"].iloc[0] == pytest.approx(want, rel=1e-12,
+                                                                                abs=1e-300)
+    assert "second_layer_change" not in fg.fit(ds.X, ds.y, m=4, lr=0.5, steps=2).history

@@ -14,7 +14,7 @@ TINY = dict(n=12, m=6, n_test=16, runs=2, dtype="float64", backend="numba")
 
 
 @pytest.mark.parametrize("name,steps", [("long", 30), ("dimension", 8), ("snr", 8), ("init", 8),
-                                        ("loss", 8)])
+                                        ("loss", 8), ("second", 8), ("decay", 8)])
 def test_study_runs_and_writes_its_figure(tmp_path, name, steps):
     with ThreadPoolExecutor(2) as ex:
         res = fg.study(name, out=tmp_path / name, executor=ex, progress=False, steps=steps, **TINY)
@@ -36,6 +36,18 @@ def test_study_points_follow_the_base():
     assert ratios == {-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0}
     # The paper's two panels are points of the init study, with exactly the paper's values.
     assert {"lr": 1e-12, "init_scale": 1e-15} in init and {"lr": 1e-16, "init_scale": 1e-15} in init
+
+
+def test_second_and_decay_studies_pair_their_arms():
+    base = studies.STUDIES["second"].base()
+    second = grid_points(base, studies.STUDIES["second"].grid(base), paired=("train_second_layer",))
+    seeds = {}
+    for values, cfg in second:
+        seeds.setdefault(values["init_scale"], set()).add(cfg.seed)
+    assert all(len(s) == 1 for s in seeds.values())  # fixed and trained share data and W0
+    decay = studies.STUDIES["decay"].grid(base)
+    rates = sorted({round(p["weight_decay"] * base.lr, 12) for p in decay})
+    assert rates == [0.0, 1e-6, 1e-5, 1e-4, 1e-3]
 
 
 def test_study_bad_input():

@@ -290,6 +290,9 @@ class GramEngine(Engine):
                             None if ft is None else self.yt[r], None if P is None else P[r],
                             self.model.loss)
                 for r in range(len(self.sources))]
+        if self.model.lr_second is not None:  # a trained second layer: where it is now
+            for out, a in zip(outs, self.a, strict=True):
+                out["a"] = a
         if self.population:
             from ..kernels.threads import map_runs
 
