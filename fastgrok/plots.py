@@ -438,6 +438,14 @@ def _loss_study_figure(res, base: Config, path):
                            f"m={base.m} lr={base.lr:g}, {base.runs} runs per point")
 
 
+def _log_x(axes, label):
+    """A log x axis with ``label`` and a legend on each of ``axes``."""
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.legend(fontsize=8, loc="best")
+
+
 def _second_study_figure(res, base: Config, path):
     plt = _pyplot()
     table = res.table
@@ -458,10 +466,7 @@ def _second_study_figure(res, base: Config, path):
               "C1", "--s")
         axes[2].set_yscale("log")
         axes[2].set_ylabel(f"a's change at step {base.steps} (median; 1e-20: none)")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("init_scale / lr  (omega_init / alpha)")
-        ax.legend(fontsize=8, loc="best")
+    _log_x(axes, "init_scale / lr  (omega_init / alpha)")
     _accuracy_axis(axes[1], base.steps)
     _save_study(fig, path, f"second layer fixed or trained: n={base.n} p={base.p} m={base.m} "
                            f"lr={base.lr:g}, {base.runs} runs per point (paired)")
@@ -483,10 +488,7 @@ def _decay_study_figure(res, base: Config, path):
         label = f"init / lr = {ratio:g}"
         _grok_plot(axes[0], x, grok_median(d, "rate"), label, f"C{i}", base.steps)
         _band(axes[1], x, d, "rate", "final_test", label, f"C{i}")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel(f"lr * weight_decay  (alpha lambda; {floor:g} stands for 0)")
-        ax.legend(fontsize=8, loc="best")
+    _log_x(axes, f"lr * weight_decay  (alpha lambda; {floor:g} stands for 0)")
     _accuracy_axis(axes[1], base.steps)
     _save_study(fig, path, f"weight decay: n={base.n} p={base.p} m={base.m} lr={base.lr:g}, "
                            f"{base.runs} runs per point (paired)")
