@@ -374,9 +374,9 @@ def flip_mask(u, y_clean, noise_rate, label_noise="independent"):
     k = int(np.rint(noise_rate * n))
     pos = np.flatnonzero(y_clean > 0)
     neg = np.flatnonzero(y_clean <= 0)
-    k_pos = min(int(np.rint(k * len(pos) / n)) if n else 0, len(pos))
-    k_neg = min(k - k_pos, len(neg))
-    k_pos = min(k - k_neg, len(pos))
+    # The proportional share, moved just enough that neither class gives more than it has.
+    k_pos = int(np.clip(np.rint(k * len(pos) / n), k - len(neg), len(pos)))
+    k_neg = k - k_pos
     flipped = np.zeros(n, dtype=bool)
     for idx, count in ((pos, k_pos), (neg, k_neg)):
         # A stable sort: ties in u (impossible for continuous draws) go to the lower index.

@@ -388,10 +388,19 @@ def _snr_study_figure(res, base: Config, path):
                            f"init={base.init_scale:g}, {base.runs} runs per point")
 
 
+def _runs_by_ratio(res, field, lr=None):
+    """One row per (point, run) of a sweep over ``field`` and init_scale, with a "ratio" column.
+
+    The ratio is omega_init / alpha, with alpha ``lr`` (None: each point's own lr).
+    """
+    runs = per_run(res.table, [field, "init_scale"], res.threshold)
+    runs["ratio"] = (runs.init_scale / (runs.lr if lr is None else lr)).map(round_sig)
+    return runs
+
+
 def _init_study_figure(res, base: Config, path):
     plt = _pyplot()
-    runs = per_run(res.table, ["lr", "init_scale"], res.threshold)
-    runs["ratio"] = (runs.init_scale / runs.lr).map(round_sig)
+    runs = _runs_by_ratio(res, "lr")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for i, (lr, d) in enumerate(runs.groupby("lr", sort=True)):
         color = f"C{i}"
@@ -412,8 +421,7 @@ def _init_study_figure(res, base: Config, path):
 
 def _loss_study_figure(res, base: Config, path):
     plt = _pyplot()
-    runs = per_run(res.table, ["loss", "init_scale"], res.threshold)
-    runs["ratio"] = (runs.init_scale / base.lr).map(round_sig)
+    runs = _runs_by_ratio(res, "loss", base.lr)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for i, loss in enumerate(CLASSIFICATION_LOSSES):
         d = runs[runs.loss == loss]
@@ -449,8 +457,7 @@ def _log_x(axes, label):
 def _second_study_figure(res, base: Config, path):
     plt = _pyplot()
     table = res.table
-    runs = per_run(table, ["train_second_layer", "init_scale"], res.threshold)
-    runs["ratio"] = (runs.init_scale / base.lr).map(round_sig)
+    runs = _runs_by_ratio(res, "train_second_layer", base.lr)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for i, (trained, d) in enumerate(runs.groupby("train_second_layer", sort=True)):
         label = "a trained (lr_second = lr)" if trained else "a fixed (the paper)"
@@ -474,9 +481,8 @@ def _second_study_figure(res, base: Config, path):
 
 def _decay_study_figure(res, base: Config, path):
     plt = _pyplot()
-    runs = per_run(res.table, ["weight_decay", "init_scale"], res.threshold)
+    runs = _runs_by_ratio(res, "weight_decay", base.lr)
     runs["rate"] = (runs.weight_decay * base.lr).map(round_sig)
-    runs["ratio"] = (runs.init_scale / base.lr).map(round_sig)
     # alpha lambda = 0 on a log axis: drawn at a tenth of the smallest rate, marked below.
     floor = runs.rate[runs.rate > 0].min() / 10 if (runs.rate > 0).any() else 1.0
 

@@ -168,8 +168,8 @@ class GramEngine(Engine):
                                self.model, self.n_threads, state=self.state, steps=steps)
             self.steps_done += steps
             return
+        R = len(self.sources)
         for _ in range(steps):
-            R = len(self.sources)
             rows = [slice(None)] * R if self._batches is None else \
                 [self._batches[r].batch(self.steps_done) for r in range(R)]
             a_next = None

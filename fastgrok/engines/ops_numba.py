@@ -71,12 +71,11 @@ class NumbaOps(Ops):
     def _advance_run(self, r, K, Z0, Z, Ct, y, a, lr, model, state, steps):
         if state is not None:
             return state.advance(r, K, Z0, Z, Ct, y, a, lr, steps, model)
+        from ..kernels.blas import gemm
         from ..kernels.gram_cpu import step_run
 
         for _ in range(steps):
             if model.smooth:  # the smooth kernel, then Z = Z0 + K C^T as step_run forms it
-                from ..kernels.blas import gemm
-
                 self.coefficients(Z[r], y[r], a[r], lr, Ct[r], model, accumulate=True)
                 np.copyto(Z[r], Z0[r])
                 gemm(K[r], Ct[r], Z[r], beta=1.0)
