@@ -32,7 +32,7 @@ _NUMERIC = {name for name, spec in FIELDS.items() if spec.numeric}
 
 
 def point_key(values: dict) -> str:
-    """The canonical text of a grid point's values.
+    """The canonical text of a grid point's values (as the Config holds them).
 
     The point's identity for its seed, its file name and the check for repeated points.
     """
@@ -97,19 +97,25 @@ def grid_points(base: Config, grid, paired=()) -> list:
                    or not isinstance(c[i], numbers.Real) or not math.isfinite(c[i])]
             if bad:
                 raise ValueError(f"grid[{name!r}] must hold finite numbers, got {bad!r}")
-    points = []
+    points, seen = [], {}
     for combo in combos:
-        values = {k: (v.item() if isinstance(v, np.generic) else v)
-                  for k, v in zip(names, combo, strict=True)}
+        given = {k: (v.item() if isinstance(v, np.generic) else v)
+                 for k, v in zip(names, combo, strict=True)}
         try:
-            cfg = base.replace(**values)
-            cfg = cfg.replace(seed=_point_seed(
-                base.seed, {k: v for k, v in values.items() if k not in paired}))
+            cfg = base.replace(**given)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"grid point {values} is not a valid Config: {exc}") from None
+            raise ValueError(f"grid point {given} is not a valid Config: {exc}") from None
+        # A point is its values as the Config holds them: 10 and 10.0 (what the command line
+        # reads) are one point, with one seed and one file.
+        values = {k: getattr(cfg, k) for k in names}
+        key = point_key(values)
+        if key in seen:
+            raise ValueError(f"grid has repeated points: {seen[key]} and {given} are both the "
+                             f"point {values}")
+        seen[key] = given
+        cfg = cfg.replace(seed=_point_seed(
+            base.seed, {k: v for k, v in values.items() if k not in paired}))
         points.append((values, cfg))
-    if len({point_key(v) for v, _ in points}) < len(points):
-        raise ValueError("grid has repeated points")
     return points
 
 
