@@ -52,8 +52,8 @@ def atomic_files(out):
     """Write a set of files into the folder ``out`` all together or not at all.
 
     Yields ``target(name) -> path`` that gives the path to write ``name`` to (a temporary
-    folder inside ``out``); when the block ends without an error every file is moved into
-    ``out`` (each move is atomic), else none is.
+    folder inside ``out``); when the block ends without an error every file written there is
+    moved into ``out`` (each move is atomic), else none is.
     """
     tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=out)
     names = []
@@ -65,6 +65,27 @@ def atomic_files(out):
     try:
         yield target
         for name in names:
-            os.replace(os.path.join(tmp, name), os.path.join(out, name))
+            if os.path.exists(os.path.join(tmp, name)):  # (a figure that was skipped is not)
+                os.replace(os.path.join(tmp, name), os.path.join(out, name))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def figure_or_warning(name, draw, *args, **kwargs) -> bool:
+    """``draw(*args, **kwargs)``; if it fails, a warning that names the figure, and False.
+
+    The figures come after the data are written: a figure that cannot be drawn (a corner case
+    of the plotting, data that are all NaN) is skipped and never costs the results.
+    """
+    import warnings
+
+    try:
+        draw(*args, **kwargs)
+        return True
+    except Exception as exc:
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+        warnings.warn(f"{name} was not drawn ({type(exc).__name__}: {exc}); the tables are "
+                      "written", RuntimeWarning, stacklevel=3)
+        return False

@@ -27,13 +27,16 @@ def summarize(history: pd.DataFrame, by=()) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per (by..., step): <metric>_median, <metric>_q20, <metric>_q80.
+        One row per (by..., step): <metric>_median, <metric>_q20, <metric>_q80 over the runs
+        whose metric is not NaN, and with a ``diverged`` column, runs_diverged.
     """
     keys = [*by, "step"]
-    metrics = [c for c in history.columns if c not in (*keys, "run")]
+    metrics = [c for c in history.columns if c not in (*keys, "run", "diverged")]
     g = history.groupby(keys, sort=True)[metrics]
     parts = {"median": g.median(), "q20": g.quantile(0.2), "q80": g.quantile(0.8)}
     cols = {f"{mt}_{stat}": parts[stat][mt] for mt in metrics for stat in ("median", "q20", "q80")}
+    if "diverged" in history:  # the diverged runs' metrics are NaN: left out of the quantiles
+        cols["runs_diverged"] = history.groupby(keys, sort=True)["diverged"].sum()
     return pd.DataFrame(cols).reset_index()
 
 
@@ -51,7 +54,9 @@ def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
 
     grok_step of a run: the first evaluated step with test_acc >= ``threshold``; runs that never
     get there count in ``runs_never``. ``grok_step_median`` is <NA> when at least half the runs
-    never grok (the median run never does).
+    never grok (the median run never does). ``runs_diverged`` counts the runs whose outputs
+    stopped being finite (their NaN accuracies are left out of the final medians; a diverged
+    run that had not grokked counts as never grokking).
     """
     names = list(names)
     grok = grok_steps(table, names, threshold)
@@ -63,10 +68,12 @@ def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
         never = int(np.isinf(steps).sum())
         # The median run groks unless at least half never do ("never" sorts as +infinity).
         med = int(np.median(steps)) if never < len(steps) / 2 else pd.NA
+        diverged = (int(g.loc[g["diverged"].eq(True), "run"].nunique()) if "diverged" in g
+                    else 0)
         rows.append({**dict(zip(names, values, strict=True)), "runs": len(steps),
                      "final_train_acc_median": last.train_acc.median(),
                      "final_test_acc_median": last.test_acc.median(),
-                     "grok_step_median": med, "runs_never": never})
+                     "grok_step_median": med, "runs_never": never, "runs_diverged": diverged})
     out = pd.DataFrame(rows)
     out["grok_step_median"] = out["grok_step_median"].astype("Int64")
     return out

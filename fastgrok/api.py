@@ -131,7 +131,8 @@ def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, p
 
     t0 = time.perf_counter()
     eng = plan.engine
-    with eng.runtime(n_threads) as threads:
+    # A diverging run's overflow is reported once, by the driver, not by NumPy at every product.
+    with eng.runtime(n_threads) as threads, np.errstate(over="ignore", invalid="ignore"):
         out = drive(lambda ids, on_built: eng(sources(ids), lr, plan.dtype, n_threads=threads,
                                               on_built=on_built, model=model),
                     list(range(runs)), plan.batch, plan.steps, plan.snapshot_steps, mu_norm,
@@ -144,6 +145,8 @@ def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, p
     if model.stepwise and plan.method == "gram":
         info["linear_regime"] = ("off: weight decay, a trained second layer or minibatches "
                                  "change the step's algebra (dense steps)")
+    if out.diverged:
+        info["diverged"] = _report_divergence(out.diverged, lr, model)
     if stop is not None:
         config = {**config, "stop": stop if isinstance(stop, str) else getattr(
             stop, "__name__", "callable")}
@@ -151,6 +154,25 @@ def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, p
     return Result(config, out.rows, out.projections, info, networks=out.networks,
                   stop_steps=stop_steps if stop is not None else None,
                   metrics=list(metrics or ()))
+
+
+def _report_divergence(diverged: dict, lr: float, model) -> dict:
+    """Warn once about the runs whose outputs or loss stopped being finite; their info entry."""
+    import warnings
+
+    runs = sorted(diverged)
+    last, first = ([diverged[r][k] for r in runs] for k in (0, 1))
+    r0 = runs[0]
+    where = (f"at step {first[0]}" if first[0] - last[0] <= 1
+             else f"between steps {last[0]} and {first[0]} (the evaluated steps around it)")
+    why = (" (the exponential loss exp(-y f) overflows float64 once y f < -709)"
+           if model.loss == "exponential" else "")
+    listed = ", ".join(map(str, runs[:10])) + (", ..." if len(runs) > 10 else "")
+    warnings.warn(f"{len(runs)} run(s) diverged at lr={lr:g}{why}: their training outputs or "
+                  f"loss stopped being finite (run {r0} {where}); their metrics from there on are "
+                  f"NaN (history column 'diverged', info['diverged']). Runs: {listed}; a smaller "
+                  "lr keeps them finite", RuntimeWarning, stacklevel=4)
+    return {"runs": runs, "last_finite_step": last, "first_nonfinite_step": first}
 
 
 def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,

@@ -124,6 +124,8 @@ def main(argv=None) -> int:
     Ctrl-C ends any command with one line on stderr and status 130 (128 + SIGINT), no traceback:
     a sweep or study keeps its finished points and says how to resume; a run writes nothing.
     """
+    format_warning = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:
@@ -135,6 +137,13 @@ def main(argv=None) -> int:
                else "interrupted: nothing was written")
         print(f"fastgrok: {msg}", file=sys.stderr, flush=True)
         return 130
+    finally:
+        warnings.formatwarning = format_warning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    """A warning on the command line: one line, without the source line."""
+    return f"fastgrok: warning: {message}\n"
 
 
 def _main(argv=None) -> int:
@@ -214,8 +223,8 @@ def _sweep(parser, args, cfg) -> int:
             parser.error(str(exc))
     with_pd = res.points.to_string(index=False)
     print(with_pd)
-    print(f"wrote {args.out}/table.parquet, points.csv, fig_sweep.png "
-          f"(points in {args.out}/points/)")
+    figure = ", fig_sweep.png" if res.figure else ""
+    print(f"wrote {args.out}/table.parquet, points.csv{figure} (points in {args.out}/points/)")
     return 0
 
 
@@ -230,7 +239,8 @@ def _study(parser, args, overrides) -> int:
         except (ImportError, TypeError, ValueError) as exc:
             parser.error(str(exc))
     print(res.points.to_string(index=False))
-    print(f"wrote {res.figure}, {out}/table.parquet, points.csv (points in {out}/points/)")
+    figure = f"{res.figure}, " if res.figure else ""
+    print(f"wrote {figure}{out}/table.parquet, points.csv (points in {out}/points/)")
     return 0
 
 

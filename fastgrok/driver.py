@@ -103,7 +103,9 @@ class Trained:
 
     ``rows`` (one dict per run and recorded step, sorted), ``projections`` (see :func:`drive`),
     ``counts`` (the engines' counters, summed), ``networks`` ((run, step) -> Network, at the kept
-    steps) and ``stop_steps`` (run -> the step at which its stop rule fired).
+    steps), ``stop_steps`` (run -> the step at which its stop rule fired) and ``diverged`` (run
+    -> (its last evaluated step with finite outputs and loss, its first evaluated step
+    without)).
     """
 
     rows: list
@@ -111,6 +113,7 @@ class Trained:
     counts: dict
     networks: dict = field(default_factory=dict)
     stop_steps: dict = field(default_factory=dict)
+    diverged: dict = field(default_factory=dict)
 
 
 def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=False, desc="fastgrok",
@@ -226,6 +229,8 @@ class _History:
         # a segment): the kept networks', and the snapshots' when the stable rank is asked.
         self.break_set = self.network_set | (self.snapshot_set if stable_rank else set())
         self.rows = []
+        # run -> (its last evaluated step with finite outputs and loss, its first without)
+        self.diverged, self.last_finite = {}, {}
         self.proj = {}  # run -> {step: (P1, P2, tracked)}; self.data: run -> (X mu, y)
         self.data, self.a = {}, {}
         self.networks, self.stop_steps = {}, {}
@@ -261,7 +266,7 @@ class _History:
                 row = self._row(t, r, a, ev, src)
                 if self.stable_rank:
                     row["stable_rank"] = (networks(i).stable_rank() if t in self.snapshot_set
-                                          else np.nan)
+                                          and not row.get("diverged") else np.nan)
                 if self.metrics:
                     state = self.state(t, r, ev, src, lambda i=i: networks(i))
                     row.update(self._metrics(state))
@@ -324,6 +329,14 @@ class _History:
             n_clean, right_clean = len(right) - n_flipped, np.count_nonzero(right) - right_flipped
             row["train_acc_clean"] = right_clean / n_clean if n_clean else np.nan
             row["train_acc_flipped"] = right_flipped / n_flipped if n_flipped else np.nan
+        if r in self.diverged or not _finite(ev):
+            # A run whose outputs or loss are no longer finite has no accuracy: NaN says so
+            # (a comparison with NaN would count every sample wrong, an accuracy of 0.0).
+            # Non-finite weights stay non-finite, so every later row is flagged too.
+            self.diverged.setdefault(r, (self.last_finite.get(r, 0), t))
+            row.update({k: np.nan for k in row if k not in ("run", "step")}, diverged=True)
+        else:
+            self.last_finite[r] = t
         return row
 
     def _projections(self, P):
@@ -385,7 +398,8 @@ class _History:
             if all(self.data.get(r) is not None for r in order):
                 projections["X_mu"] = np.stack([self.data[r][0] for r in order])
                 projections["y"] = np.stack([self.data[r][1] for r in order])
-        return Trained(self.rows, projections, counts, self.networks, self.stop_steps)
+        return Trained(self.rows, projections, counts, self.networks, self.stop_steps,
+                       self.diverged)
 
 
 def _build(make_engine, runs, b0, batch, bar):
@@ -490,6 +504,12 @@ def _steps_with_stop(engine, ids, A, positions, steps, history, bar, means, reco
         bar.update(k * taken)
         counted += k * taken
     bar.update(steps * len(ids) - counted)
+
+
+def _finite(ev) -> bool:
+    """Whether an evaluation's training outputs and loss are finite."""
+    f = ev.get("f")
+    return bool(np.isfinite(ev["train_loss"]) and (f is None or np.isfinite(f).all()))
 
 
 def _host(x):

@@ -68,9 +68,14 @@ def histogram_figure(projections, path, title=""):
         for row, key in enumerate(keys):
             ax = axes[row, col]
             vals = projections[key][:, col, :][pos]
-            # One filled step artist per panel (ax.hist draws a patch per bin: 10x slower).
-            counts, edges = np.histogram(vals, bins=40)
-            ax.stairs(counts, edges, fill=True, color="C0" if row == 0 else "C3")
+            finite = np.isfinite(vals)  # a diverged run's projections are not
+            if finite.any():
+                # One filled step artist per panel (ax.hist draws a patch per bin: 10x slower).
+                counts, edges = np.histogram(vals[finite], bins=40)
+                ax.stairs(counts, edges, fill=True, color="C0" if row == 0 else "C3")
+            if not finite.all():
+                ax.text(0.02, 0.95, f"{np.count_nonzero(~finite)} not finite (diverged)",
+                        transform=ax.transAxes, fontsize=6, va="top", color="C3")
             ax.set_title(f"t = {t}", fontsize=9)
             ax.set_xlabel(f"<w_j, mu{row + 1}>", fontsize=8)
             ax.tick_params(labelsize=7)
@@ -191,12 +196,18 @@ def sweep_figures(points, names, out_dir, steps=None, runs=None, threshold=0.9) 
     acc = points["final_test_acc_median"].to_numpy(dtype=float)
     grok = points["grok_step_median"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     top = float(steps) if steps else float(np.nanmax(grok, initial=10.0))
+    diverged = (points["runs_diverged"].to_numpy(dtype=int) if "runs_diverged" in points
+                else np.zeros(len(points), dtype=int))
     if len(names) == 1:
         (x,) = names
         order = np.argsort(points[x].to_numpy())
         xs = points[x].to_numpy()[order]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.5, 3.8))
         a1.plot(xs, acc[order], "o-")
+        for xv, av, k in zip(xs, acc[order], diverged[order], strict=True):
+            if k:
+                a1.annotate(f"{k} diverged", (xv, av if np.isfinite(av) else 0.45), fontsize=7,
+                            color="C3", textcoords="offset points", xytext=(0, 6), ha="center")
         a1.axhline(0.5, linestyle=":", color="gray", linewidth=1)
         a1.set_ylim(0.4, 1.02)
         a1.set_ylabel("final test accuracy (median over runs)")
@@ -220,9 +231,12 @@ def sweep_figures(points, names, out_dir, steps=None, runs=None, threshold=0.9) 
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
         for ax, col, label in ((axes[0], "final_test_acc_median", "final test accuracy (median)"),
                                (axes[1], "grok_step_median", "grokking step (median)")):
-            data = points.assign(**{col: acc if col.startswith("final") else grok})
+            data = points.assign(**{col: acc if col.startswith("final") else grok,
+                                    "_diverged": diverged})
             grid = data.pivot_table(index=y, columns=x, values=col, aggfunc="first", dropna=False)
             vals = grid.to_numpy(dtype=float)
+            div = data.pivot_table(index=y, columns=x, values="_diverged", aggfunc="first",
+                                   dropna=False).reindex_like(grid).to_numpy(dtype=float)
             if col.startswith("final"):
                 im = ax.imshow(vals, origin="lower", aspect="auto", vmin=0.5, vmax=1.0,
                                cmap="viridis")
@@ -238,6 +252,8 @@ def sweep_figures(points, names, out_dir, steps=None, runs=None, threshold=0.9) 
                     dark = np.log(np.maximum(vals, 1)) > 0.5 * np.log(max(top, 2))
             for i, row in enumerate(texts):
                 for j, text in enumerate(row):
+                    if div[i, j] > 0:  # NaN: no point there
+                        text += f"\n{div[i, j]:.0f} div."
                     ax.text(j, i, text, ha="center", va="center", fontsize=7,
                             color="w" if dark[i, j] else "k")
             ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns], rotation=45)

@@ -25,11 +25,15 @@ class Result:
         One row per (run, evaluated step): run, step, train_acc, train_loss (noisy labels),
         test_acc, test_loss (clean labels), and the alignment summaries pos_mu1, pos_mu2,
         neg_mu1, neg_mu2 (mean |<w_j, mu_k>| / ||mu|| over positive / negative neurons).
+        Where a run diverged, a column ``diverged`` (True from its first evaluated step whose
+        outputs or loss are not finite; its metrics there and after are NaN).
     projections : dict
         At the histogram steps: "steps" (H,), "P1" = W mu1 and "P2" = W mu2 (runs, H, m), and
         the second layer "a" (runs, m). Empty when no means are known.
     info : dict
-        How it ran: engine (method/backend), dtype, wall time.
+        How it ran: engine (method/backend), dtype, wall time; ``"diverged"`` where runs
+        diverged (their runs, and for each the last evaluated step with finite outputs and
+        loss and the first without).
     stop_steps : (runs,) int array or None
         With a stop rule: the step at which each run stopped (-1: it never did).
     networks : dict
@@ -59,6 +63,8 @@ class Result:
             self._columns = {c: np.array([row.get(c, np.nan) for row in rows],
                                          dtype=np.int64 if c in ("run", "step") else np.float64)
                              for c in columns}
+            if (info or {}).get("diverged"):
+                self._columns["diverged"] = np.array([row.get("diverged", False) for row in rows])
         self.projections = projections or {}
         self.info = dict(info or {})
         self.networks = dict(networks or {})
@@ -171,7 +177,7 @@ class Result:
         from ._io import atomic_files
 
         out = _writable_dir(out)
-        with atomic_files(out) as target:
+        with atomic_files(out) as target:  # the data first: a figure never costs it
             with open(target("config.json"), "w") as fh:
                 json.dump({"config": self.config, "info": self.info}, fh, indent=2,
                           default=_jsonable)
@@ -186,7 +192,8 @@ class Result:
             if self.networks or self.stop_steps is not None:
                 np.savez(target("networks.npz"), **self._network_arrays())
                 names.append("networks.npz")
-            if figures:
+        if figures:
+            with atomic_files(out) as target:
                 names += self._figures(target)
         return {name: os.path.join(out, name) for name in names}
 
@@ -204,21 +211,31 @@ class Result:
         return {name: os.path.join(out, name) for name in names}
 
     def _figures(self, target) -> list:
+        """Draw the figures into ``target(name)``; one that cannot be drawn is skipped.
+
+        (With a warning that names it and why: the data are already written.)
+        """
         from . import plots
 
-        plots.accuracy_figure(self.summary(), target("fig_accuracy.png"), title=_title(self.config))
-        names = ["fig_accuracy.png"]
+        title = _title(self.config)
+        drawn = {"fig_accuracy.png": lambda path: plots.accuracy_figure(self.summary(), path,
+                                                                        title=title)}
         if self.projections:
-            plots.histogram_figure(self.projections, target("fig_projections.png"),
-                                   title=_title(self.config))
-            names.append("fig_projections.png")
-            # The plane figure marks the flips by the XOR labelling: generated XOR data only.
-            if "X_mu" in self.projections and self.config.get("data") == "xor" \
-                    and np.isfinite(self.projections["P2"]).any():
-                plots.plane_figure(self.projections, target("fig_plane.png"),
-                                   title=_title(self.config), leak=self.config.get("leak") or 0.0)
-                names.append("fig_plane.png")
-        return names
+            drawn["fig_projections.png"] = lambda path: plots.histogram_figure(
+                self.projections, path, title=title)
+            # The plane figure marks the flips by the XOR labelling: generated XOR data only;
+            # it shows the first run whose projections are finite (not a diverged one).
+            finite = [r for r in range(len(self.projections["P1"]))
+                      if np.isfinite(self.projections["P1"][r]).all()
+                      and np.isfinite(self.projections["P2"][r]).all()]
+            if "X_mu" in self.projections and self.config.get("data") == "xor" and finite:
+                drawn["fig_plane.png"] = lambda path: plots.plane_figure(
+                    self.projections, path, run=finite[0], title=title,
+                    leak=self.config.get("leak") or 0.0)
+        from ._io import figure_or_warning
+
+        return [name for name, draw in drawn.items()
+                if figure_or_warning(name, draw, target(name))]
 
     def _network_arrays(self) -> dict:
         """The kept networks and stop steps as named arrays (networks.npz)."""

@@ -196,8 +196,10 @@ def study(name: str, out: str | os.PathLike | None = None, executor=None,
     res = sweep(base, grid, out=out, executor=executor, n_workers=n_workers, threshold=threshold,
                 progress=progress, figures=False, paired=st.paired)
     if out is not None and figures:
-        res.figure = os.path.join(os.fspath(out), "fig_study.png")
+        from ._io import figure_or_warning
         from .plots import study_figure
 
-        study_figure(name, res, base, res.figure)
+        path = os.path.join(os.fspath(out), "fig_study.png")
+        if figure_or_warning("fig_study.png", study_figure, name, res, base, path):
+            res.figure = path
     return res

@@ -24,7 +24,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 import numpy as np
 import pandas as pd
 
-from ._io import TMP_PREFIX, atomic_path, write_table
+from ._io import TMP_PREFIX, atomic_path, figure_or_warning, write_table
 from .analysis import point_summaries
 from .config import FIELDS, Config
 
@@ -121,9 +121,13 @@ def grid_points(base: Config, grid, paired=()) -> list:
 
 def _run_point(cfg_dict: dict, values: dict, n_threads: int):
     """Worker: one grid point's history, with the grid values as columns (module level: pickles)."""
+    import warnings
+
     from .api import run
 
-    res = run(Config.from_dict(cfg_dict), progress=False, n_threads=n_threads)
+    with warnings.catch_warnings():  # divergence: the sweep reports it per point (keep())
+        warnings.filterwarnings("ignore", ".* diverged at lr=", RuntimeWarning)
+        res = run(Config.from_dict(cfg_dict), progress=False, n_threads=n_threads)
     h = res.history
     for k, v in values.items():
         h.insert(0, k, v)
@@ -245,7 +249,8 @@ class SweepResult:
         One row per (grid point, run, evaluated step): the grid values and the history columns.
     points : pandas.DataFrame
         One row per grid point: the grid values, runs, final train and test accuracy medians,
-        grok_step_median (<NA> when the median run never reaches ``threshold``), runs_never.
+        grok_step_median (<NA> when the median run never reaches ``threshold``), runs_never,
+        runs_diverged (runs whose outputs stopped being finite).
     grid : list of dict
         The grid points.
     out : str or None
@@ -253,7 +258,8 @@ class SweepResult:
     threshold : float
         The test accuracy that counted as grokked.
     figure : str or None
-        A study's figure path.
+        The figure's path (a sweep's fig_sweep.png, a study's fig_study.png), None where none
+        was drawn.
     """
 
     def __init__(self, table, points, grid, out=None, threshold=0.9):
@@ -329,15 +335,23 @@ def sweep(base: Config, grid: dict | list, out: str | os.PathLike | None = None,
     if folder is not None:  # as written: a resumed sweep gives the table an uninterrupted one gives
         done = folder.read(points)
     table = pd.concat([done[i] for i in range(len(points))], ignore_index=True)
+    if "diverged" in table:  # only the points where a run diverged have the column
+        table["diverged"] = table["diverged"].eq(True)
     summary = point_summaries(table, names, threshold)
+    figure = None
     if folder is not None:
         folder.write_tables(table, summary)
         if figures:
             from .plots import sweep_figures
 
-            sweep_figures(summary, names, folder.out, steps=base.steps, runs=base.runs,
-                          threshold=threshold)
-    return SweepResult(table, summary, grid, None if folder is None else folder.out, threshold)
+            drawn = []
+            if figure_or_warning("fig_sweep.png", lambda: drawn.extend(sweep_figures(
+                    summary, names, folder.out, steps=base.steps, runs=base.runs,
+                    threshold=threshold))):
+                figure = drawn[0] if drawn else None
+    res = SweepResult(table, summary, grid, None if folder is None else folder.out, threshold)
+    res.figure = figure
+    return res
 
 
 class _SweepFolder:
@@ -427,6 +441,8 @@ def _run_points(points, todo, done, folder, executor, n_workers, progress) -> No
             write_table(h, folder.path(points[i][0]))
         done[i] = h
         bar.update(1)
+        if "diverged" in h:
+            _warn_diverged(points[i], h)
 
     try:
         if todo:
@@ -454,6 +470,17 @@ def _run_points(points, todo, done, folder, executor, n_workers, progress) -> No
         bar.close()
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _warn_diverged(point, history) -> None:
+    """One line for a point whose runs diverged (the run's own warning is the worker's)."""
+    import warnings
+
+    values, cfg = point
+    runs = sorted(history.loc[history["diverged"].eq(True), "run"].unique())
+    warnings.warn(f"point {values}: {len(runs)} of {cfg.runs} runs diverged at lr={cfg.lr:g} "
+                  f"(runs {', '.join(map(str, runs))}); their metrics from there on are NaN and "
+                  "points.csv counts them in runs_diverged", RuntimeWarning, stacklevel=2)
 
 
 def _point_path(pdir, values: dict) -> str:

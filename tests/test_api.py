@@ -146,13 +146,14 @@ def test_a_saved_result_loads_back(small_cfg, tmp_path):
 
 def test_failed_save_leaves_nothing_half_written(small_cfg, tmp_path, monkeypatch):
     res = fg.run(small_cfg, progress=False)
-    from fastgrok import plots
+    real = np.savez
 
-    def boom(*a, **k):
-        raise RuntimeError("disk full")
+    def boom(path, **arrays):
+        real(path, **arrays)  # half the file, then the disk is full
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(plots, "accuracy_figure", boom)
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError):
         res.save(tmp_path / "out")
     assert os.listdir(tmp_path / "out") == []
 

@@ -5,6 +5,8 @@ reported as 0.0 accuracy; a figure never costs the data; damaged files are refus
 aside; SIGTERM is Ctrl-C; a dying worker is reported and its point retried; a full disk is
 refused before training.
 """
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -42,3 +44,86 @@ def test_a_grid_point_is_its_config_values_from_python_and_the_cli(tmp_path, mon
 def test_repeated_points_after_normalisation_are_an_error(grid):
     with pytest.raises(ValueError, match="repeated points"):
         sw.grid_points(BASE, grid)
+
+
+# ------------------------------------------------------------------ divergence
+def _diverging_data():
+    g = np.random.default_rng(0)
+    X = g.standard_normal((30, 60))
+    return X, np.where(g.random(30) < 0.5, 1.0, -1.0)
+
+
+@pytest.mark.parametrize("method", ["gram", "direct"])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_a_diverging_run_is_flagged_never_zero_accuracy(method, backend):
+    X, y = _diverging_data()
+    with pytest.warns(RuntimeWarning, match=r"2 run\(s\) diverged at lr=1e\+30 \(the exponential "
+                                            r"loss .*\(run 0 at step 1\)"):
+        res = fg.fit(X, y, X_test=X, y_test=y, m=8, lr=1e30, steps=4, loss="exponential",
+                     method=method, backend=backend, runs=2, progress=False)
+    h = res.history
+    assert res.info["diverged"] == {"runs": [0, 1], "last_finite_step": [0, 0],
+                                    "first_nonfinite_step": [1, 1]}
+    assert h.diverged.tolist() == [s >= 1 for s in h.step]
+    later = h[h.step >= 1]
+    assert later[["train_acc", "test_acc", "train_loss", "test_loss"]].isna().all().all()
+    assert (h.loc[h.step == 0, "train_acc"] > 0).all()
+    assert res.summary()["runs_diverged"].tolist() == [0, 2, 2, 2, 2]
+
+
+def test_a_finite_run_has_no_divergence_column():
+    X, y = _diverging_data()
+    res = fg.fit(X, y, m=8, lr=1e-2, steps=3, progress=False)
+    assert "diverged" not in res.history and "diverged" not in res.info
+
+
+def test_a_sweep_counts_diverged_runs_and_says_so(tmp_path):
+    base = fg.preset("quick", loss="exponential", steps=4, runs=20, n=60, p=2000, m=10,
+                     n_test=40, dtype="float64")
+    with ThreadPoolExecutor(1) as ex, pytest.warns(RuntimeWarning,
+                                                    match=r"point \{'lr': 1e\+30\}: 20 of 20"):
+        res = fg.sweep(base, {"lr": [1e-3, 1e30]}, out=tmp_path / "s", executor=ex,
+                       progress=False)
+    assert res.points["runs_diverged"].tolist() == [0, 20]
+    assert res.table["diverged"].dtype == bool
+    assert (tmp_path / "s" / "fig_sweep.png").exists()
+
+
+def test_cli_run_that_diverges_writes_its_tables_and_figures(tmp_path):
+    out = tmp_path / "div"
+    done = subprocess.run(
+        [sys.executable, "-m", "fastgrok.cli", "run", "--preset", "quick", "--lr", "1e30",
+         "--loss", "exponential", "--steps", "3", "--runs", "2", "--n", "40", "--p", "800",
+         "--m", "10", "--n-test", "40", "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("fastgrok: warning: 2 run(s) diverged at lr=1e+30") and \
+        done.stderr.count("\n") == 1, done.stderr
+    for name in ("history.csv", "summary.csv", "fig_accuracy.png", "fig_projections.png"):
+        assert (out / name).exists()
+    h = pd.read_csv(out / "history.csv")
+    assert h.loc[h.step > 0, "train_acc"].isna().all()
+
+
+# ------------------------------------------------------------------ a figure never costs the data
+def test_a_figure_that_cannot_be_drawn_is_skipped_with_a_warning(tmp_path, monkeypatch):
+    from fastgrok import plots
+
+    res = fg.run(BASE.replace(runs=1), progress=False)
+
+    def broken(*args, **kwargs):
+        raise ValueError("autodetected range of [nan, nan] is not finite")
+
+    monkeypatch.setattr(plots, "histogram_figure", broken)
+    with pytest.warns(RuntimeWarning, match=r"fig_projections.png was not drawn \(ValueError: "
+                                            r"autodetected range.*the tables are written"):
+        files = res.save(tmp_path / "r")
+    assert "fig_projections.png" not in files and "fig_accuracy.png" in files
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(files)
+    pd.testing.assert_frame_equal(fg.Result.load(tmp_path / "r").history, res.history,
+                                  check_dtype=False)
+    monkeypatch.setattr(plots, "sweep_figures", broken)
+    with ThreadPoolExecutor(1) as ex, pytest.warns(RuntimeWarning, match="fig_sweep.png"):
+        swept = fg.sweep(BASE, {"mu_norm": [5.0]}, out=tmp_path / "s", executor=ex,
+                         progress=False)
+    assert swept.figure is None and (tmp_path / "s" / "table.parquet").exists()

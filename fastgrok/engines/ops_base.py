@@ -141,8 +141,10 @@ class Ops:
         The test outputs phi(Zt0 + Kt C^T) a if ``test``, the projections W0 mu + C (X mu) if
         ``means`` (None where not asked).
         """
-        ft = self.outputs(Zt0[r] + Kt[r] @ ct, a[r], model) if test else None
-        P = (W0M[r] + ct.T @ XM[r]).astype(np.float64) if means else None
+        # A diverged run's products overflow: the driver reports that once, not NumPy here.
+        with np.errstate(over="ignore", invalid="ignore"):
+            ft = self.outputs(Zt0[r] + Kt[r] @ ct, a[r], model) if test else None
+            P = (W0M[r] + ct.T @ XM[r]).astype(np.float64) if means else None
         return f, ft, P
 
     def block_products(self, X, Xt, W0, M, dtype):
