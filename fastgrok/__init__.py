@@ -6,6 +6,7 @@ CUDA; kernels are compiled on first use (see :func:`fastgrok.warmup`).
 """
 from importlib import metadata as _metadata
 
+from ._io import DamagedFileError
 from ._memory import InsufficientMemoryError
 from .api import fit, run, step
 from .config import PRESETS, Config, preset
@@ -38,4 +39,5 @@ def __getattr__(name):
 __all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "Trainer", "Network", "RunState",
            "xor_clusters", "linear_clusters", "batch_schedule",
            "Dataset", "Result", "SweepResult", "gpu_usable", "warmup", "sweep", "study",
-           "InsufficientMemoryError", "ExperimentalWarning", "SweepInterrupted", "__version__"]
+           "InsufficientMemoryError", "DamagedFileError", "ExperimentalWarning", "SweepInterrupted",
+           "__version__"]

@@ -10,6 +10,42 @@ import tempfile
 TMP_PREFIX = ".tmp-"
 
 
+class DamagedFileError(ValueError):
+    """A saved file that cannot be what fastgrok wrote: unreadable, or not what it should hold.
+
+    The message names the file and what is wrong with it.
+    """
+
+
+def read_table(path, columns=()):
+    """A table written by :func:`write_table`, checked: DamagedFileError if it is not one.
+
+    ``columns``: names the table must have, each numeric.
+    """
+    import pandas as pd
+
+    path = os.fspath(path)
+    try:
+        table = (pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # pyarrow's, pandas' and the OS's own errors: the file is unreadable
+        raise DamagedFileError(f"{path} is damaged: it cannot be read as a "
+                               f"{'parquet' if path.endswith('.parquet') else 'CSV'} table "
+                               f"({type(exc).__name__}: {exc})") from None
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise DamagedFileError(f"{path} is damaged: it has no column(s) {', '.join(missing)} "
+                               f"(its columns: {', '.join(map(str, table.columns[:8]))})")
+    wrong = [c for c in columns if not pd.api.types.is_numeric_dtype(table[c])
+             or pd.api.types.is_bool_dtype(table[c])]
+    if wrong:
+        raise DamagedFileError(f"{path} is damaged: column(s) {', '.join(wrong)} are not numbers")
+    if not len(table):
+        raise DamagedFileError(f"{path} is damaged: it has no rows")
+    return table
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=""):
     """Yield a temporary path next to ``path``; on success move it onto ``path`` in one step.

@@ -197,7 +197,14 @@ def _figures(parser, args) -> int:
             not os.path.isfile(os.path.join(args.dir, "history.csv")):
         parser.error(f"dir={args.dir!r}: expected a folder written by `fastgrok run` "
                      "(config.json and history.csv)")
-    files = Result.load(args.dir).figures(args.out or args.dir)
+    from ._io import DamagedFileError
+
+    try:
+        result = Result.load(args.dir)
+    except DamagedFileError as exc:
+        print(f"fastgrok: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    files = result.figures(args.out or args.dir)
     print("wrote " + ", ".join(sorted(files.values())))
     return 0
 

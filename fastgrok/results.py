@@ -161,13 +161,14 @@ class Result:
     def save(self, out, figures=True) -> dict:
         """Write the result's files and figures to ``out``.
 
-        config.json, history.csv, summary.csv, projections.npz, networks.npz (the kept
-        networks and the stop steps) and the figures
+        config.json, history.parquet (exact) and history.csv, summary.csv, projections.npz,
+        networks.npz (the kept networks and the stop steps) and the figures
         (fig_accuracy.png; with projections fig_projections.png and, for XOR data,
         fig_plane.png).
 
-        The files are written into a temporary folder inside ``out`` and moved into place
-        together at the end, so a failed or interrupted save leaves none of them half-written.
+        The data files are written into a temporary folder inside ``out`` and moved into place
+        together at the end, so a failed or interrupted save leaves none of them half-written;
+        the figures come after them (one that cannot be drawn is skipped with a warning).
 
         Returns
         -------
@@ -181,9 +182,12 @@ class Result:
             with open(target("config.json"), "w") as fh:
                 json.dump({"config": self.config, "info": self.info}, fh, indent=2,
                           default=_jsonable)
+            # The parquet copy is the exact one (binary floats, read back bit for bit); the
+            # CSVs are for reading.
+            self.history.to_parquet(target("history.parquet"), index=False)
             self.history.to_csv(target("history.csv"), index=False)
             self.summary().to_csv(target("summary.csv"), index=False)
-            names = ["config.json", "history.csv", "summary.csv"]
+            names = ["config.json", "history.parquet", "history.csv", "summary.csv"]
             if self.projections:
                 # Uncompressed: the projections are float64 noise to zlib, which would cost
                 # time for little space.
@@ -256,25 +260,79 @@ class Result:
         of :func:`fastgrok.fit` keeps only its coefficients C (W = W0 + C X): pass the training
         inputs ``X`` (and ``W0`` if it was given) to rebuild its weights; the networks of
         :func:`fastgrok.run` regenerate theirs from the seed.
+
+        Every file is checked as it is read: :class:`fastgrok.DamagedFileError` (a ValueError)
+        names a file that cannot be read or does not hold what :meth:`save` writes.
         """
         path = os.fspath(folder)
-        with open(os.path.join(path, "config.json")) as fh:
-            meta = json.load(fh)
-        history = pd.read_csv(os.path.join(path, "history.csv"))
-        proj_path = os.path.join(path, "projections.npz")
-        projections = {}
-        if os.path.exists(proj_path):
-            with np.load(proj_path) as npz:
-                projections = {k: npz[k] for k in npz.files}
+        meta = _read_meta(os.path.join(path, "config.json"))
+        history = _read_history(path, meta["config"])
+        projections = _read_arrays(os.path.join(path, "projections.npz"), ("steps", "P1", "a"))
         networks, stop_steps = {}, None
-        net_path = os.path.join(path, "networks.npz")
-        if os.path.exists(net_path):
-            with np.load(net_path) as npz:
-                arrays = {k: npz[k] for k in npz.files}
+        arrays = _read_arrays(os.path.join(path, "networks.npz"))
+        if arrays:
             stop_steps = arrays.pop("stop_steps", None)
             networks = _networks(meta["config"], arrays, X, W0)
         return cls(meta["config"], history, projections, meta.get("info"), networks=networks,
                    stop_steps=stop_steps)
+
+
+#: The history columns every saved result has.
+HISTORY_COLUMNS = ("run", "step", "train_acc", "train_loss", "test_acc", "test_loss")
+
+
+def _read_meta(path) -> dict:
+    """config.json, checked: a JSON object with the config (a dict) and the info."""
+    from ._io import DamagedFileError
+
+    try:
+        with open(path) as fh:
+            meta = json.load(fh)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedFileError(f"{path} is damaged: it is not JSON ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise DamagedFileError(f"{path} is damaged: it holds no 'config' object")
+    return meta
+
+
+def _read_history(folder, config) -> pd.DataFrame:
+    """The history (history.parquet, exact; history.csv where an older save has only it).
+
+    Checked against the config: its columns, numeric, the runs and steps the config names.
+    """
+    from ._io import DamagedFileError, read_table
+
+    path = os.path.join(folder, "history.parquet")
+    if not os.path.exists(path):
+        path = os.path.join(folder, "history.csv")
+    history = read_table(path, HISTORY_COLUMNS)
+    runs, steps = config.get("runs"), config.get("steps")
+    bad_run = isinstance(runs, int) and not history["run"].between(0, runs - 1).all()
+    bad_step = isinstance(steps, int) and not history["step"].between(0, steps).all()
+    if bad_run or bad_step:
+        raise DamagedFileError(
+            f"{path} is damaged: its runs {history['run'].min()}..{history['run'].max()} and "
+            f"steps {history['step'].min()}..{history['step'].max()} are not those of its "
+            f"config.json (runs={runs}, steps={steps})")
+    return history
+
+
+def _read_arrays(path, required=()) -> dict:
+    """The arrays of an .npz file ({} when there is none), checked: DamagedFileError."""
+    from ._io import DamagedFileError
+
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:  # zipfile's, NumPy's and the OS's errors: unreadable
+        raise DamagedFileError(f"{path} is damaged: it cannot be read as .npz "
+                               f"({type(exc).__name__}: {exc})") from None
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise DamagedFileError(f"{path} is damaged: it has no array(s) {', '.join(missing)}")
+    return arrays
 
 
 def _networks(config, arrays, X, W0) -> dict:

@@ -24,7 +24,14 @@ from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 import numpy as np
 import pandas as pd
 
-from ._io import TMP_PREFIX, atomic_path, figure_or_warning, write_table
+from ._io import (
+    TMP_PREFIX,
+    DamagedFileError,
+    atomic_path,
+    figure_or_warning,
+    read_table,
+    write_table,
+)
 from .analysis import point_summaries
 from .config import FIELDS, Config
 
@@ -392,13 +399,46 @@ class _SweepFolder:
         return _point_path(self.points_dir, values)
 
     def finished(self, points) -> dict:
-        """{index: table} of the points already in the folder."""
-        return {i: pd.read_parquet(self.path(values)) for i, (values, _) in enumerate(points)
-                if os.path.exists(self.path(values))}
+        """{index: table} of the points already in the folder.
+
+        A point file is a cache entry: one that is damaged (unreadable, or not the point's
+        table) is set aside into ``points/damaged/`` with a warning, and its point is computed
+        again.
+        """
+        done = {}
+        for i, (values, cfg) in enumerate(points):
+            path = self.path(values)
+            if not os.path.exists(path):
+                continue
+            try:
+                done[i] = self._read(path, values, cfg)
+            except DamagedFileError as exc:
+                import warnings
+
+                aside = os.path.join(self.points_dir, "damaged")
+                os.makedirs(aside, exist_ok=True)
+                os.replace(path, os.path.join(aside, os.path.basename(path)))
+                warnings.warn(f"point {values}: {exc}; set aside in {aside}, computing the point "
+                              "again", RuntimeWarning, stacklevel=3)
+        return done
 
     def read(self, points) -> dict:
         """{index: table} of every point, read back from its file."""
-        return {i: pd.read_parquet(self.path(values)) for i, (values, _) in enumerate(points)}
+        return {i: self._read(self.path(values), values, cfg)
+                for i, (values, cfg) in enumerate(points)}
+
+    @staticmethod
+    def _read(path, values, cfg) -> pd.DataFrame:
+        """A point's table, checked: its grid values, runs and steps (DamagedFileError)."""
+        from .results import HISTORY_COLUMNS
+
+        table = read_table(path, HISTORY_COLUMNS)
+        wrong = [k for k, v in values.items() if k not in table or not (table[k] == v).all()]
+        runs_ok = table["run"].between(0, cfg.runs - 1).all()
+        if wrong or not runs_ok or not table["step"].between(0, cfg.steps).all():
+            raise DamagedFileError(f"{path} is damaged: its rows are not those of the point "
+                                   f"{values} ({cfg.runs} runs, {cfg.steps} steps)")
+        return table
 
     def write_tables(self, table, summary) -> None:
         """table.parquet (every point, run and step) and points.csv (one row per point)."""

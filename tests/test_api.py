@@ -122,7 +122,8 @@ def test_save_writes_every_file_and_nothing_else(small_cfg, tmp_path):
     res = fg.run(small_cfg, progress=False)
     files = res.save(tmp_path / "out")
     names = sorted(os.listdir(tmp_path / "out"))
-    assert names == sorted(["config.json", "history.csv", "summary.csv", "projections.npz",
+    assert names == sorted(["config.json", "history.parquet", "history.csv", "summary.csv",
+                            "projections.npz",
                             "fig_accuracy.png", "fig_projections.png", "fig_plane.png"])
     assert set(files) == set(names)
     cfg = json.loads((tmp_path / "out" / "config.json").read_text())["config"]

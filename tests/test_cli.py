@@ -17,7 +17,8 @@ TINY = ["--n", "10", "--p", "200", "--m", "6", "--n-test", "20", "--steps", "4",
 def test_cli_run_writes_every_output(tmp_path, capsys):
     out = tmp_path / "o"
     assert main(["run", *TINY, "--snapshot-steps", "0,2,4", "--out", str(out), "--no-progress"]) == 0
-    assert sorted(os.listdir(out)) == sorted(["config.json", "history.csv", "summary.csv",
+    assert sorted(os.listdir(out)) == sorted(["config.json", "history.parquet", "history.csv",
+                                              "summary.csv",
                                               "projections.npz", "fig_accuracy.png",
                                               "fig_projections.png", "fig_plane.png"])
     cfg = json.loads((out / "config.json").read_text())["config"]

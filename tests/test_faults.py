@@ -89,6 +89,7 @@ def test_a_sweep_counts_diverged_runs_and_says_so(tmp_path):
     assert (tmp_path / "s" / "fig_sweep.png").exists()
 
 
+@pytest.mark.slow
 def test_cli_run_that_diverges_writes_its_tables_and_figures(tmp_path):
     out = tmp_path / "div"
     done = subprocess.run(
@@ -127,3 +128,70 @@ def test_a_figure_that_cannot_be_drawn_is_skipped_with_a_warning(tmp_path, monke
         swept = fg.sweep(BASE, {"mu_norm": [5.0]}, out=tmp_path / "s", executor=ex,
                          progress=False)
     assert swept.figure is None and (tmp_path / "s" / "table.parquet").exists()
+
+
+# ------------------------------------------------------------------ damaged files
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    out = tmp_path_factory.mktemp("saved") / "r"
+    res = fg.run(BASE.replace(snapshot_steps=(0, 4), representation="full"), progress=False,
+                 keep_networks=True)
+    res.save(out, figures=False)
+    return res, out
+
+
+def test_a_saved_result_reads_back_exactly(saved):
+    res, out = saved
+    back = fg.Result.load(out)
+    pd.testing.assert_frame_equal(back.history, res.history, check_exact=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,junk,match", [
+    ("history.parquet", b"PAR1 not really", r"history.parquet is damaged: it cannot be read as a "
+                                            r"parquet table"),
+    ("history.csv", b"hello,world\n1,2\n", r"history.csv is damaged: it has no column\(s\) run, "),
+    ("config.json", b"{\"conf", r"config.json is damaged: it is not JSON"),
+    ("projections.npz", b"PK\x03\x04junk", r"projections.npz is damaged: it cannot be read"),
+    ("networks.npz", b"", r"networks.npz is damaged"),
+])
+def test_a_damaged_saved_file_is_refused_naming_it(saved, tmp_path, name, junk, match):
+    import shutil
+
+    _, out = saved
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    if name == "history.csv":  # a save of an older version: the CSV is the history
+        (copy / "history.parquet").unlink()
+    (copy / name).write_bytes(junk)
+    with pytest.raises(fg.DamagedFileError, match=match):
+        fg.Result.load(copy)
+    done = subprocess.run([sys.executable, "-m", "fastgrok.cli", "figures", str(copy)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("fastgrok: error: ") and name in done.stderr
+
+
+def test_a_history_of_other_runs_than_its_config_is_refused(saved, tmp_path):
+    import shutil
+
+    res, out = saved
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    res.history.assign(run=res.history.run + 5).to_parquet(copy / "history.parquet")
+    with pytest.raises(fg.DamagedFileError, match="are not those of its config.json"):
+        fg.Result.load(copy)
+
+
+def test_a_damaged_point_file_is_set_aside_and_recomputed(tmp_path):
+    grid = {"mu_norm": [5.0, 20.0]}
+    with ThreadPoolExecutor(1) as ex:
+        first = fg.sweep(BASE, grid, out=tmp_path / "s", executor=ex, progress=False)
+        pdir = tmp_path / "s" / "points"
+        damaged = sorted(pdir.glob("point-*.parquet"))[0]
+        damaged.write_bytes(b"not parquet at all")
+        with pytest.warns(RuntimeWarning, match=r"is damaged: it cannot be read as a parquet "
+                                                r"table .*set aside in .*damaged, computing"):
+            again = fg.sweep(BASE, grid, out=tmp_path / "s", executor=ex, progress=False)
+    pd.testing.assert_frame_equal(first.table, again.table)
+    assert (pdir / "damaged" / damaged.name).read_bytes() == b"not parquet at all"
