@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
+import signal
 import sys
 import warnings
 from dataclasses import fields
@@ -123,9 +124,12 @@ def main(argv=None) -> int:
 
     Ctrl-C ends any command with one line on stderr and status 130 (128 + SIGINT), no traceback:
     a sweep or study keeps its finished points and says how to resume; a run writes nothing.
+    SIGTERM does the same, with status 143 (128 + SIGTERM).
     """
     format_warning = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
+    terminated = []
+    old_handler = _on_sigterm(terminated)
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:
@@ -135,10 +139,33 @@ def main(argv=None) -> int:
         release_pool()  # so that the exit cannot wait on a pool thread
         msg = (exc.message if isinstance(exc, SweepInterrupted)
                else "interrupted: nothing was written")
+        if terminated:
+            msg = msg.replace("interrupted", "terminated (SIGTERM)", 1)
         print(f"fastgrok: {msg}", file=sys.stderr, flush=True)
-        return 130
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     finally:
         warnings.formatwarning = format_warning
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+
+
+def _on_sigterm(terminated: list):
+    """Make SIGTERM what Ctrl-C is (a KeyboardInterrupt), noting it in ``terminated``.
+
+    Batch schedulers send SIGTERM before they kill a job: a sweep keeps its finished points
+    and says how to resume, as after Ctrl-C, and exits with 143 (128 + SIGTERM). Returns the
+    handler it replaced (None off the main thread, where no handler can be set).
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None):

@@ -193,8 +193,8 @@ def test_a_script_without_a_main_guard_can_sweep(tmp_path):
     assert "points 2" in done.stdout
 
 
-def _interrupt_cli_sweep(tmp_path, whole_group):
-    """Start `fastgrok sweep` (2 workers, 6 points), Ctrl-C it after its first point."""
+def _interrupt_cli_sweep(tmp_path, whole_group, sig=signal.SIGINT):
+    """Start `fastgrok sweep` (2 workers, 6 points), send ``sig`` after its first point."""
     out = tmp_path / "ctrl-c"
     cmd = [sys.executable, "-m", "fastgrok.cli", "sweep", "--preset", "quick", "--runs", "2",
            "--steps", "1000", "--m", "20", "--p", "3000", "--workers", "2", "--out", str(out),
@@ -208,9 +208,9 @@ def _interrupt_cli_sweep(tmp_path, whole_group):
         time.sleep(0.05)
     workers = [p for p, c in child_processes(proc.pid).items() if "resource_tracker" not in c]
     if whole_group:  # what a terminal's Ctrl-C does: SIGINT to every process of the job
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, sig)
     else:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     return proc.returncode, stderr, workers, out, cmd
 
@@ -231,6 +231,36 @@ def test_ctrl_c_saves_finished_points_stops_workers_and_exits_130(tmp_path, whol
     done = subprocess.run(cmd + ["--no-progress"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert len(pd.read_parquet(out / "table.parquet").groupby("noise_rate")) == 6
+
+
+@pytest.mark.parametrize("whole_group", [True, False], ids=["process-group", "main-only"])
+@pytest.mark.slow
+def test_sigterm_is_ctrl_c_with_status_143(tmp_path, whole_group):
+    """What a batch scheduler sends before it kills a job (to the job's processes, or its
+    main one)."""
+    rc, stderr, workers, out, _ = _interrupt_cli_sweep(tmp_path, whole_group, signal.SIGTERM)
+    assert rc == 143, stderr
+    assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("fastgrok: terminated (SIGTERM):") and "resume" in lines[-1], \
+        stderr
+    assert workers and not any(alive(w) for w in workers), "workers outlived the SIGTERM"
+    assert 1 <= len([f for f in os.listdir(out / "points") if f.endswith(".parquet")]) < 6
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_run_writes_nothing_and_exits_143(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "fastgrok.cli", "run", "--preset", "quick",
+                             "--steps", "200000", "--runs", "2", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("fastgrok: quick:")  # training has started
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "fastgrok: terminated (SIGTERM): nothing was written"
+    assert not out.exists() or not [f for f in os.listdir(out) if not f.startswith(".")]
 
 
 def test_missing_sweep_dependency_names_the_extra(monkeypatch):
