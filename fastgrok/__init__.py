@@ -25,6 +25,7 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 # Loaded on first use, so that import fastgrok stays fast: they import pandas (and the sweeps
 # their executors).
 _LAZY = {"sweep": "sweeps", "SweepResult": "sweeps", "SweepInterrupted": "sweeps",
+         "WorkerDied": "sweeps",
          "study": "studies", "Result": "results"}
 
 
@@ -40,4 +41,4 @@ __all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "Trainer", "Netw
            "xor_clusters", "linear_clusters", "batch_schedule",
            "Dataset", "Result", "SweepResult", "gpu_usable", "warmup", "sweep", "study",
            "InsufficientMemoryError", "DamagedFileError", "ExperimentalWarning", "SweepInterrupted",
-           "__version__"]
+           "WorkerDied", "__version__"]

@@ -229,15 +229,20 @@ def _figures(parser, args) -> int:
     try:
         result = Result.load(args.dir)
     except DamagedFileError as exc:
-        print(f"fastgrok: error: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return _failed(exc)
     files = result.figures(args.out or args.dir)
     print("wrote " + ", ".join(sorted(files.values())))
     return 0
 
 
+def _failed(exc) -> int:
+    """A command that cannot go on: one line on stderr, status 1."""
+    print(f"fastgrok: error: {exc}", file=sys.stderr, flush=True)
+    return 1
+
+
 def _sweep(parser, args, cfg) -> int:
-    from .sweeps import sweep
+    from .sweeps import WorkerDied, sweep
 
     grid = {}
     for spec in args.grid:
@@ -255,6 +260,8 @@ def _sweep(parser, args, cfg) -> int:
                         threshold=args.threshold, progress=not args.no_progress)
         except (ImportError, ValueError) as exc:
             parser.error(str(exc))
+        except WorkerDied as exc:
+            return _failed(exc)
     with_pd = res.points.to_string(index=False)
     print(with_pd)
     figure = ", fig_sweep.png" if res.figure else ""
@@ -264,6 +271,7 @@ def _sweep(parser, args, cfg) -> int:
 
 def _study(parser, args, overrides) -> int:
     from .studies import study
+    from .sweeps import WorkerDied
 
     out = args.out or f"fastgrok-study-{args.name}"
     with _executor(parser, args) as executor:
@@ -272,6 +280,8 @@ def _study(parser, args, overrides) -> int:
                         threshold=args.threshold, progress=not args.no_progress, **overrides)
         except (ImportError, TypeError, ValueError) as exc:
             parser.error(str(exc))
+        except WorkerDied as exc:
+            return _failed(exc)
     print(res.points.to_string(index=False))
     figure = f"{res.figure}, " if res.figure else ""
     print(f"wrote {figure}{out}/table.parquet, points.csv (points in {out}/points/)")

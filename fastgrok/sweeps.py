@@ -132,6 +132,8 @@ def _run_point(cfg_dict: dict, values: dict, n_threads: int):
 
     from .api import run
 
+    if _REPORT is not None:  # a local worker: the parent learns which point it runs
+        _REPORT.put((os.getpid(), point_key(values)))
     with warnings.catch_warnings():  # divergence: the sweep reports it per point (keep())
         warnings.filterwarnings("ignore", ".* diverged at lr=", RuntimeWarning)
         res = run(Config.from_dict(cfg_dict), progress=False, n_threads=n_threads)
@@ -141,16 +143,22 @@ def _run_point(cfg_dict: dict, values: dict, n_threads: int):
     return h
 
 
-def _worker_init():
+#: In a local worker: the queue on which it tells the parent (pid, point) as a point starts.
+_REPORT = None
+
+
+def _worker_init(report=None):
     """Start of every local worker process.
 
     Ctrl-C is the parent's to handle, and the worker exits as soon as its parent is gone (a ``kill
-    -9`` of the sweep leaves no idle worker).
+    -9`` of the sweep leaves no idle worker). ``report``: the queue of :data:`_REPORT`.
     """
     import multiprocessing
     import signal
     import threading
 
+    global _REPORT
+    _REPORT = report
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is not None:
@@ -222,6 +230,18 @@ def _normalised(base: dict):
     except (TypeError, ValueError):  # a field this version does not know: compared as written
         pass
     return json.loads(json.dumps(base, default=str))
+
+
+class WorkerDied(RuntimeError):
+    """A sweep stopped because a point's worker died twice (its retry too).
+
+    The finished points are saved; ``message`` names the point, how its worker died and how
+    to resume.
+    """
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -459,24 +479,18 @@ def _local_workers(n_workers, todo) -> tuple:
 def _run_points(points, todo, done, folder, executor, n_workers, progress) -> None:
     """Run the points ``todo`` on ``executor``, adding each finished point's table to ``done``.
 
-    The default executor is local worker processes, started and stopped here; each finished
-    point's file is written to ``folder`` (when there is one) as it arrives. Ctrl-C keeps every
-    point that finished, stops the local workers at once and raises :class:`SweepInterrupted`.
+    The default executor is local worker processes, started and stopped here
+    (:func:`_run_local`); each finished point's file is written to ``folder`` (when there is
+    one) as it arrives. Ctrl-C keeps every point that finished, stops the local workers at once
+    and raises :class:`SweepInterrupted`.
     """
     from .progress import progress_bar
 
-    workers, threads = _local_workers(n_workers, todo)
-    own = executor is None and bool(todo)
-    if own:
-        import multiprocessing
-
-        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_worker_init)
     bar = progress_bar(len(points), "fastgrok sweep", "point", enabled=progress, initial=len(done))
-    futures = {}
+    now = {"executor": executor, "futures": {}, "own": False}  # what is running
 
     def keep(fut, i):
-        h = fut.result()
+        h = _point_result(fut, points[i])
         if folder is not None:
             write_table(h, folder.path(points[i][0]))
         done[i] = h
@@ -485,31 +499,146 @@ def _run_points(points, todo, done, folder, executor, n_workers, progress) -> No
             _warn_diverged(points[i], h)
 
     try:
-        if todo:
-            with _spawning() if own else contextlib.nullcontext():
-                futures = {_submit(executor, _run_point, points[i][1].to_dict(), points[i][0],
-                                   threads): i for i in todo}
-            for fut, i in _completed(executor, futures):
-                keep(fut, i)
+        if executor is None:
+            _run_local(now, points, todo, done, keep, n_workers, folder)
+        elif todo:
+            _run_batch(now, points, todo, keep, 1)
     except KeyboardInterrupt:
         # Keep every point that finished, whether or not the loop had got to it yet.
-        for fut, i in futures.items():
-            if i not in done and fut.done() and not fut.cancelled() and fut.exception() is None:
-                keep(fut, i)
-        if own:
-            _stop_workers(executor)
-            own = False
+        _keep_finished(now["futures"], done, keep)
+        if now["own"]:
+            _stop_workers(now["executor"])
+            now["own"] = False
         else:
-            for fut in futures:
+            for fut in now["futures"]:
                 fut.cancel()
-        where = (f"saved in {folder.out}; run the same sweep again to resume" if folder
-                 else "not saved (no out)")
-        raise SweepInterrupted(
-            f"interrupted: {len(done)} of {len(points)} points {where}") from None
+        raise SweepInterrupted(f"interrupted: {len(done)} of {len(points)} points "
+                               f"{_where(folder)}") from None
     finally:
         bar.close()
-        if own:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if now["own"]:
+            now["executor"].shutdown(wait=True, cancel_futures=True)
+
+
+def _where(folder) -> str:
+    return (f"saved in {folder.out}; run the same sweep again to resume" if folder
+            else "not saved (no out)")
+
+
+def _keep_finished(futures, done, keep) -> None:
+    """Keep the points of ``futures`` that finished and are not kept yet."""
+    for fut, i in futures.items():
+        if i not in done and fut.done() and not fut.cancelled() and fut.exception() is None:
+            keep(fut, i)
+
+
+def _run_batch(now, points, ids, keep, threads) -> None:
+    """Submit the points ``ids`` to ``now["executor"]`` and keep each as it finishes."""
+    with _spawning() if now["own"] else contextlib.nullcontext():
+        now["futures"] = {_submit(now["executor"], _run_point, points[i][1].to_dict(),
+                                  points[i][0], threads): i for i in ids}
+    for fut, i in _completed(now["executor"], now["futures"]):
+        keep(fut, i)
+
+
+def _run_local(now, points, todo, done, keep, n_workers, folder) -> None:
+    """The points ``todo`` in local worker processes; a point whose worker dies runs again once.
+
+    Each worker tells the parent which point it starts, so a worker's death (the OOM killer's
+    SIGKILL, a crash) is reported with its point and signal (:func:`_worker_deaths`). The
+    finished points are kept, and the others run on in a fresh pool, with half the workers
+    when the death was a SIGKILL (probably memory). A point whose worker dies a second time
+    stops the sweep with :class:`WorkerDied`.
+    """
+    import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")
+    workers, threads = _local_workers(n_workers, todo)
+    pending, died = list(todo), {}  # died: point index -> how its worker died
+    unexplained = 0
+    while pending:
+        report = context.SimpleQueue()
+        now["executor"] = ProcessPoolExecutor(workers, mp_context=context,
+                                              initializer=_worker_init, initargs=(report,))
+        now["own"] = True
+        try:
+            _run_batch(now, points, pending, keep, threads)
+            pending = []
+        except BrokenProcessPool:
+            _keep_finished(now["futures"], done, keep)
+            deaths = _worker_deaths(now["executor"], report, points, done)
+            now["own"] = False
+            pending = [i for i in pending if i not in done]
+            if not deaths:  # a worker died outside any point (while it started)
+                unexplained += 1
+                if unexplained > 1:
+                    raise WorkerDied(f"worker processes die before they start a point: "
+                                     f"{len(done)} of {len(points)} points "
+                                     f"{_where(folder)}") from None
+            for i, how in deaths:
+                if i in died:
+                    raise WorkerDied(
+                        f"point {points[i][0]}: its worker died again ({how}): {len(done)} of "
+                        f"{len(points)} points {_where(folder)} (with fewer workers: "
+                        "n_workers=1, --workers 1)") from None
+                died[i] = how
+            if any("SIGKILL" in how for _, how in deaths):
+                workers = max(1, workers // 2)
+            import warnings
+
+            for i, how in deaths:
+                warnings.warn(f"point {points[i][0]}: its worker {how}; running it again once "
+                              f"in a fresh worker ({workers} worker(s) now)", RuntimeWarning,
+                              stacklevel=4)
+
+
+def _worker_deaths(executor, report, points, done) -> list:
+    """[(point index, how its worker died)] after the pool ``executor`` broke.
+
+    Shuts the pool down (its other workers are stopped by the pool itself), then reads which
+    point each worker had started and how each worker ended.
+    """
+    import signal
+
+    processes = dict(executor._processes or {})
+    executor.shutdown(wait=True, cancel_futures=True)
+    started = {}
+    while not report.empty():
+        pid, key = report.get()
+        started[pid] = key
+    index = {point_key(values): i for i, (values, _) in enumerate(points)}
+    deaths = []
+    for pid, proc in processes.items():
+        code = proc.exitcode
+        # The pool ends its other workers with SIGTERM when one dies: those are not the cause.
+        if code in (0, None, -signal.SIGTERM) or pid not in started:
+            continue
+        i = index[started[pid]]
+        if i in done:
+            continue
+        if code < 0:
+            name = signal.Signals(-code).name
+            how = f"was killed by {name} (pid {pid})" + (
+                ", probably out of memory" if -code == signal.SIGKILL else "")
+        else:
+            how = f"exited with status {code} (pid {pid})"
+        deaths.append((i, how))
+    return deaths
+
+
+def _point_result(fut, point):
+    """A finished point's table.
+
+    A Dask worker that died under it (twice: Dask retries once) is a :class:`WorkerDied`.
+    """
+    try:
+        return fut.result()
+    except Exception as exc:
+        if type(exc).__name__ != "KilledWorker":
+            raise
+        raise WorkerDied(f"point {point[0]}: its Dask worker died twice ({exc}); the finished "
+                         "points are saved: run the same sweep again to resume") from None
 
 
 def _warn_diverged(point, history) -> None:
@@ -532,7 +661,8 @@ def _point_path(pdir, values: dict) -> str:
 def _submit(executor, fn, *args):
     if isinstance(executor, Executor):
         return executor.submit(fn, *args)
-    return executor.submit(fn, *args, pure=False)  # dask.distributed.Client
+    # dask.distributed.Client: a point whose worker dies runs once more (Dask's own retry).
+    return executor.submit(fn, *args, pure=False, retries=1)
 
 
 def _completed(executor, futures):

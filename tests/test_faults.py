@@ -5,8 +5,11 @@ reported as 0.0 accuracy; a figure never costs the data; damaged files are refus
 aside; SIGTERM is Ctrl-C; a dying worker is reported and its point retried; a full disk is
 refused before training.
 """
+import os
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,6 +18,8 @@ import pytest
 
 import fastgrok as fg
 from fastgrok import sweeps as sw
+from conftest import child_processes
+
 from fastgrok.cli import main
 
 BASE = fg.Config(n=10, p=400, m=6, n_test=20, runs=2, steps=4, lr=1e-3, init_scale=1e-3,
@@ -195,3 +200,72 @@ def test_a_damaged_point_file_is_set_aside_and_recomputed(tmp_path):
             again = fg.sweep(BASE, grid, out=tmp_path / "s", executor=ex, progress=False)
     pd.testing.assert_frame_equal(first.table, again.table)
     assert (pdir / "damaged" / damaged.name).read_bytes() == b"not parquet at all"
+
+
+# ------------------------------------------------------------------ a worker that dies
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _kill_worker_in_its_point(parent, seen):
+    """SIGKILL the parent's worker process (one not in ``seen``) once it is inside its point."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        for pid, cmd in child_processes(parent).items():
+            if "resource_tracker" in cmd or pid in seen:
+                continue
+            try:
+                busy = _cpu_seconds(pid) > 2.0  # started up (about 1 s) and well into a point
+            except OSError:
+                continue
+            if busy:
+                os.kill(pid, signal.SIGKILL)
+                seen.add(pid)
+                return pid
+        time.sleep(0.05)
+    raise AssertionError("no worker got busy")
+
+
+SWEEP = [sys.executable, "-m", "fastgrok.cli", "sweep", "--preset", "quick", "--runs", "2",
+         "--steps", "60000", "--lr", "1e-4", "--m", "20", "--p", "3000", "--workers", "1",
+         "--no-progress", "--grid", "noise_rate=0,0.1"]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_reported_and_its_point_retried(tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(SWEEP + ["--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    killed = _kill_worker_in_its_point(proc.pid, set())
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert stderr.splitlines()[0] == (
+        f"fastgrok: warning: point {{'noise_rate': 0.0}}: its worker was killed by SIGKILL "
+        f"(pid {killed}), probably out of memory; running it again once in a fresh worker "
+        "(1 worker(s) now)"), stderr
+    # The retried point is the point an uninterrupted sweep computes.
+    table = pd.read_parquet(out / "table.parquet")
+    values, cfg = sw.grid_points(fg.preset("quick", runs=2, steps=60000, lr=1e-4, m=20, p=3000),
+                                 {"noise_rate": [0.0, 0.1]})[0]
+    got = table[table.noise_rate == 0.0].drop(columns="noise_rate").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, fg.run(cfg, progress=False).history)
+
+
+@pytest.mark.slow
+def test_a_point_whose_worker_dies_twice_stops_the_sweep_with_the_resume_line(tmp_path):
+    out = tmp_path / "twice"
+    proc = subprocess.Popen(SWEEP + ["--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen = set()
+    _kill_worker_in_its_point(proc.pid, seen)
+    second = _kill_worker_in_its_point(proc.pid, seen)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == (
+        f"fastgrok: error: point {{'noise_rate': 0.0}}: its worker died again (was killed by "
+        f"SIGKILL (pid {second}), probably out of memory): 0 of 2 points saved in {out}; run the "
+        "same sweep again to resume (with fewer workers: n_workers=1, --workers 1)"), stderr
+    assert not [p for p in child_processes(proc.pid)]
