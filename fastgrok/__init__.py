@@ -6,7 +6,7 @@ CUDA; kernels are compiled on first use (see :func:`fastgrok.warmup`).
 """
 from importlib import metadata as _metadata
 
-from ._io import DamagedFileError
+from ._io import DamagedFileError, NoRoomError
 from ._memory import InsufficientMemoryError
 from .api import fit, run, step
 from .config import PRESETS, Config, preset
@@ -25,7 +25,7 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 # Loaded on first use, so that import fastgrok stays fast: they import pandas (and the sweeps
 # their executors).
 _LAZY = {"sweep": "sweeps", "SweepResult": "sweeps", "SweepInterrupted": "sweeps",
-         "WorkerDied": "sweeps",
+         "WorkerDied": "sweeps", "SweepFailed": "sweeps",
          "study": "studies", "Result": "results"}
 
 
@@ -40,5 +40,5 @@ def __getattr__(name):
 __all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "Trainer", "Network", "RunState",
            "xor_clusters", "linear_clusters", "batch_schedule",
            "Dataset", "Result", "SweepResult", "gpu_usable", "warmup", "sweep", "study",
-           "InsufficientMemoryError", "DamagedFileError", "ExperimentalWarning", "SweepInterrupted",
-           "WorkerDied", "__version__"]
+           "InsufficientMemoryError", "DamagedFileError", "NoRoomError", "ExperimentalWarning",
+           "SweepInterrupted", "SweepFailed", "WorkerDied", "__version__"]

@@ -17,6 +17,44 @@ class DamagedFileError(ValueError):
     """
 
 
+class NoRoomError(OSError):
+    """The output folder's disk has less free space than the output is estimated to need."""
+
+
+def check_room(out, nbytes: int, what: str) -> None:
+    """Raise :class:`NoRoomError` with the numbers if ``out``'s disk has less than ``nbytes``."""
+    free = shutil.disk_usage(out).free
+    if free < nbytes:
+        raise NoRoomError(f"out={os.fspath(out)!r} has {_size(free)} free on its disk, and {what} "
+                          f"writes about {_size(nbytes)}: free some space or choose another "
+                          "folder")
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
+def rescue_folder(save) -> str | None:
+    """Call ``save(folder)`` on a new folder in the temporary directory or, failing that, home.
+
+    Where a result goes when its own folder could not be written (a full disk): the folder's
+    path, or None if it could not be written anywhere (nothing is left behind then).
+    """
+    for base in (tempfile.gettempdir(), os.path.expanduser("~")):
+        folder = None
+        try:
+            folder = tempfile.mkdtemp(prefix="fastgrok-unsaved-", dir=base)
+            save(folder)
+            return folder
+        except OSError:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
 def read_table(path, columns=()):
     """A table written by :func:`write_table`, checked: DamagedFileError if it is not one.
 

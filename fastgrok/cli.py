@@ -198,16 +198,27 @@ def _main(argv=None) -> int:
     if args.command == "sweep":
         return _sweep(parser, args, cfg)
     out = args.out or f"fastgrok-{args.preset}"
-    from .results import _writable_dir
+    from ._io import NoRoomError, check_room
+    from .driver import default_snapshot_steps, eval_schedule
+    from .results import _writable_dir, output_bytes
 
-    try:
-        _writable_dir(out)  # fail before hours of training, not after
+    try:  # fail before hours of training, not after
+        _writable_dir(out)
+        snapshots = cfg.snapshot_steps or default_snapshot_steps(cfg.steps)
+        check_room(out, output_bytes(cfg.runs, len(eval_schedule(cfg.steps, snapshots)),
+                                     len(snapshots), cfg.m, cfg.n, not args.no_figures),
+                   "this run")
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))
+    except NoRoomError as exc:
+        return _failed(exc)
     print(f"fastgrok: {args.preset}: n={cfg.n} p={cfg.p} m={cfg.m} n_test={cfg.n_test} "
           f"lr={cfg.lr:g} steps={cfg.steps} runs={cfg.runs}", flush=True)
     res = api.run(cfg, progress=not args.no_progress, n_threads=args.threads)
-    files = res.save(out, figures=not args.no_figures)
+    try:
+        files = res.save(out, figures=not args.no_figures)
+    except OSError as exc:
+        return _unsaved(res, out, exc)
     print(f"engine {res.info['engine']} ({res.info['dtype']}, {res.info['representation']} "
           f"representation), {res.info['wall_s']:.1f} s")
     print(res.headline())
@@ -235,6 +246,18 @@ def _figures(parser, args) -> int:
     return 0
 
 
+def _unsaved(res, out, exc) -> int:
+    """A trained result whose folder could not be written: kept elsewhere, said in one line."""
+    from ._io import rescue_folder
+
+    rescue = rescue_folder(lambda folder: res.save(folder, figures=False))
+    where = (f"the results are saved in {rescue} instead (no figures): move them once there is "
+             "room" if rescue else "they could not be saved anywhere else either: free some "
+             "space and run again")
+    return _failed(f"could not write to {out}: {exc.strerror or exc}; nothing half-written is "
+                   f"left there; {where}")
+
+
 def _failed(exc) -> int:
     """A command that cannot go on: one line on stderr, status 1."""
     print(f"fastgrok: error: {exc}", file=sys.stderr, flush=True)
@@ -242,7 +265,8 @@ def _failed(exc) -> int:
 
 
 def _sweep(parser, args, cfg) -> int:
-    from .sweeps import WorkerDied, sweep
+    from ._io import NoRoomError
+    from .sweeps import SweepFailed, sweep
 
     grid = {}
     for spec in args.grid:
@@ -260,7 +284,7 @@ def _sweep(parser, args, cfg) -> int:
                         threshold=args.threshold, progress=not args.no_progress)
         except (ImportError, ValueError) as exc:
             parser.error(str(exc))
-        except WorkerDied as exc:
+        except (SweepFailed, NoRoomError) as exc:
             return _failed(exc)
     with_pd = res.points.to_string(index=False)
     print(with_pd)
@@ -270,8 +294,9 @@ def _sweep(parser, args, cfg) -> int:
 
 
 def _study(parser, args, overrides) -> int:
+    from ._io import NoRoomError
     from .studies import study
-    from .sweeps import WorkerDied
+    from .sweeps import SweepFailed
 
     out = args.out or f"fastgrok-study-{args.name}"
     with _executor(parser, args) as executor:
@@ -280,7 +305,7 @@ def _study(parser, args, overrides) -> int:
                         threshold=args.threshold, progress=not args.no_progress, **overrides)
         except (ImportError, TypeError, ValueError) as exc:
             parser.error(str(exc))
-        except WorkerDied as exc:
+        except (SweepFailed, NoRoomError) as exc:
             return _failed(exc)
     print(res.points.to_string(index=False))
     figure = f"{res.figure}, " if res.figure else ""

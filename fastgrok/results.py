@@ -174,6 +174,12 @@ class Result:
         -------
         dict
             File name -> path of everything written.
+
+        Raises
+        ------
+        OSError
+            A data file could not be written (a full disk): ``out`` is left as it was, and
+            the Result is unchanged (save it elsewhere).
         """
         from ._io import atomic_files
 
@@ -275,6 +281,20 @@ class Result:
             networks = _networks(meta["config"], arrays, X, W0)
         return cls(meta["config"], history, projections, meta.get("info"), networks=networks,
                    stop_steps=stop_steps)
+
+
+def output_bytes(runs: int, rows_per_run: int, snapshots: int = 0, m: int = 0, n: int = 0,
+                 figures: bool = True) -> int:
+    """About how many bytes :meth:`Result.save` writes (for the disk check before a run).
+
+    ``rows_per_run`` evaluated steps, ``snapshots`` projection steps of ``m`` neurons, ``n``
+    training points in the means' plane.
+    """
+    from . import tunables
+
+    history = runs * rows_per_run * tunables.OUTPUT_ROW_BYTES
+    projections = runs * (2 * snapshots * m + 2 * n + m) * 8 if snapshots else 0
+    return history + projections + (tunables.OUTPUT_FIGURE_BYTES if figures else 0)
 
 
 #: The history columns every saved result has.

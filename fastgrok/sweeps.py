@@ -232,16 +232,27 @@ def _normalised(base: dict):
     return json.loads(json.dumps(base, default=str))
 
 
-class WorkerDied(RuntimeError):
+class SweepFailed(RuntimeError):
+    """A sweep that cannot go on (a point's file cannot be written: a full disk).
+
+    The finished points are saved; ``message`` says what failed and how to resume.
+    """
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+class WorkerDied(SweepFailed):
     """A sweep stopped because a point's worker died twice (its retry too).
 
     The finished points are saved; ``message`` names the point, how its worker died and how
     to resume.
     """
 
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
+
+class _WriteFailed(Exception):
+    """A point's file could not be written (carries the path and the OSError)."""
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -336,7 +347,14 @@ def sweep(base: Config, grid: dict | list, out: str | os.PathLike | None = None,
         A bad grid (unknown fields, empty or non-numeric lists, values a Config rejects), or a
         folder that holds a sweep of another base Config.
     SweepInterrupted
-        Ctrl-C: the finished points are kept, and the message says how to resume.
+        Ctrl-C (or SIGTERM on the command line): the finished points are kept, and the message
+        says how to resume.
+    SweepFailed
+        A point's worker died twice (:class:`WorkerDied`) or a file could not be written: the
+        finished points are kept, and the message says what failed and how to resume.
+    fastgrok._io.NoRoomError
+        ``out``'s disk has less free space than the sweep is estimated to write (before any
+        work).
 
     See Also
     --------
@@ -358,6 +376,8 @@ def sweep(base: Config, grid: dict | list, out: str | os.PathLike | None = None,
     folder = None if out is None else _SweepFolder(out, base, paired)
     done = {} if folder is None else folder.finished(points)
     todo = [i for i in range(len(points)) if i not in done]
+    if folder is not None:
+        folder.check_room(points, todo)
     _run_points(points, todo, done, folder, executor, n_workers, progress)
     if folder is not None:  # as written: a resumed sweep gives the table an uninterrupted one gives
         done = folder.read(points)
@@ -367,7 +387,13 @@ def sweep(base: Config, grid: dict | list, out: str | os.PathLike | None = None,
     summary = point_summaries(table, names, threshold)
     figure = None
     if folder is not None:
-        folder.write_tables(table, summary)
+        try:
+            folder.write_tables(table, summary)
+        except OSError as exc:
+            raise SweepFailed(f"could not write the tables in {folder.out}: "
+                              f"{exc.strerror or exc}: every point is saved in "
+                              f"{folder.points_dir}; run the same sweep again once there is "
+                              "room") from None
         if figures:
             from .plots import sweep_figures
 
@@ -460,6 +486,24 @@ class _SweepFolder:
                                    f"{values} ({cfg.runs} runs, {cfg.steps} steps)")
         return table
 
+    def check_room(self, points, todo) -> None:
+        """NoRoomError, with the numbers, when the disk cannot take the points still to run.
+
+        (Their files and the sweep's tables, as :func:`fastgrok.results.output_bytes` counts
+        a history.)
+        """
+        from ._io import check_room
+        from .driver import eval_schedule
+        from .results import output_bytes
+
+        def rows(cfg):
+            return cfg.runs * len(eval_schedule(cfg.steps, cfg.snapshot_steps or ()))
+
+        todo_rows = sum(rows(points[i][1]) for i in todo)
+        all_rows = sum(rows(cfg) for _, cfg in points)
+        check_room(self.out, output_bytes(1, todo_rows + all_rows, figures=True),
+                   f"the sweep's {len(todo)} points to run and its tables")
+
     def write_tables(self, table, summary) -> None:
         """table.parquet (every point, run and step) and points.csv (one row per point)."""
         write_table(table, os.path.join(self.out, "table.parquet"))
@@ -492,7 +536,10 @@ def _run_points(points, todo, done, folder, executor, n_workers, progress) -> No
     def keep(fut, i):
         h = _point_result(fut, points[i])
         if folder is not None:
-            write_table(h, folder.path(points[i][0]))
+            try:
+                write_table(h, folder.path(points[i][0]))
+            except OSError as exc:
+                raise _WriteFailed(folder.path(points[i][0]), exc) from None
         done[i] = h
         bar.update(1)
         if "diverged" in h:
@@ -506,18 +553,28 @@ def _run_points(points, todo, done, folder, executor, n_workers, progress) -> No
     except KeyboardInterrupt:
         # Keep every point that finished, whether or not the loop had got to it yet.
         _keep_finished(now["futures"], done, keep)
-        if now["own"]:
-            _stop_workers(now["executor"])
-            now["own"] = False
-        else:
-            for fut in now["futures"]:
-                fut.cancel()
+        _stop(now)
         raise SweepInterrupted(f"interrupted: {len(done)} of {len(points)} points "
                                f"{_where(folder)}") from None
+    except _WriteFailed as failed:
+        _stop(now)
+        path, exc = failed.args
+        raise SweepFailed(f"could not write {path}: {exc.strerror or exc}: {len(done)} of "
+                          f"{len(points)} points {_where(folder)} once there is room") from None
     finally:
         bar.close()
         if now["own"]:
             now["executor"].shutdown(wait=True, cancel_futures=True)
+
+
+def _stop(now) -> None:
+    """Stop what is running: the local workers at once, or the executor's futures."""
+    if now["own"]:
+        _stop_workers(now["executor"])
+        now["own"] = False
+    else:
+        for fut in now["futures"]:
+            fut.cancel()
 
 
 def _where(folder) -> str:

@@ -19,6 +19,11 @@ EVAL_LOG_POINTS = 160
 #: Fraction of the currently available memory a run may plan to use before it is refused.
 MEMORY_FRACTION = 0.8
 
+#: What the disk check before a run or sweep counts per history row (parquet and CSV together,
+#: with room to spare) and for a run's figures; the check refuses when the disk has less free.
+OUTPUT_ROW_BYTES = 512
+OUTPUT_FIGURE_BYTES = 2 << 20
+
 #: Refresh interval of the progress bar on a terminal, seconds.
 PROGRESS_MIN_INTERVAL = 0.5
 

@@ -269,3 +269,93 @@ def test_a_point_whose_worker_dies_twice_stops_the_sweep_with_the_resume_line(tm
         f"SIGKILL (pid {second}), probably out of memory): 0 of 2 points saved in {out}; run the "
         "same sweep again to resume (with fewer workers: n_workers=1, --workers 1)"), stderr
     assert not [p for p in child_processes(proc.pid)]
+
+
+# ------------------------------------------------------------------ a full disk
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB filesystem (a tmpfs) where the machine allows mounting one, else None."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
+                             capture_output=True).returncode == 0
+    yield where if mounted else None
+    if mounted:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+RUN = ["run", "--preset", "quick", "--runs", "20", "--steps", "50", "--n", "40", "--p", "800",
+       "--m", "10", "--n-test", "40", "--no-progress"]
+
+
+def test_a_run_whose_output_cannot_fit_is_refused_before_training(small_disk, tmp_path,
+                                                                  monkeypatch, capsys):
+    import shutil
+
+    disk = small_disk
+    if disk is None:  # no mount here: the disk reports 64 KiB free
+        disk = tmp_path
+        real = shutil.disk_usage
+        monkeypatch.setattr(shutil, "disk_usage",
+                            lambda p: real(p)._replace(free=64 << 10))
+    assert main(RUN + ["--out", str(disk / "r")]) == 1
+    out, err = capsys.readouterr()
+    assert "fastgrok: quick" not in out  # nothing trained
+    assert err.startswith(f"fastgrok: error: out={str(disk / 'r')!r} has ") and \
+        "free on its disk, and this run writes about 2.5 MiB: free some space" in err, err
+
+
+def test_a_failed_save_keeps_the_results_elsewhere_and_says_where(small_disk, tmp_path,
+                                                                   monkeypatch, capsys):
+    from fastgrok import _io
+
+    monkeypatch.setattr(_io, "check_room", lambda *a: None)  # the estimate passes; the disk not
+    out = (small_disk or tmp_path) / "r"
+    if small_disk is None:  # no mount here: writes into out fail as on a full disk
+        real = pd.DataFrame.to_csv
+
+        def full(self, path, *args, **kwargs):
+            if str(path).startswith(str(out)):
+                raise OSError(28, "No space left on device")
+            return real(self, path, *args, **kwargs)
+
+        monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    assert main(RUN + ["--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    prefix = (f"fastgrok: error: could not write to {out}: No space left on device; nothing "
+              "half-written is left there; the results are saved in ")
+    assert err.startswith(prefix) and err.endswith(" instead (no figures): move them once there "
+                                                   "is room\n"), err
+    rescue = err[len(prefix):].split(" instead")[0]
+    try:
+        assert [f for f in os.listdir(out) if not f.startswith(".")] == []
+        saved = fg.Result.load(rescue)
+        assert len(saved.history) == 20 * 51
+    finally:
+        import shutil
+
+        shutil.rmtree(rescue)
+
+
+def test_a_sweep_whose_disk_fills_up_stops_with_the_resume_line(tmp_path, monkeypatch):
+    real = sw.write_table
+    written = []
+
+    def fills_up(df, path):
+        if len(written) == 1:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        real(df, path)
+
+    grid = {"mu_norm": [5.0, 10.0, 20.0]}
+    monkeypatch.setattr(sw, "write_table", fills_up)
+    with ThreadPoolExecutor(1) as ex:
+        with pytest.raises(fg.SweepFailed, match=r"could not write .*point-.*\.parquet: No space "
+                                                 r"left on device: 1 of 3 points saved in .*; "
+                                                 r"run the same sweep again to resume once there "
+                                                 r"is room"):
+            fg.sweep(BASE, grid, out=tmp_path / "s", executor=ex, progress=False)
+        monkeypatch.setattr(sw, "write_table", real)
+        resumed = fg.sweep(BASE, grid, out=tmp_path / "s", executor=ex, progress=False)
+        fresh = fg.sweep(BASE, grid, executor=ex, progress=False)
+    pd.testing.assert_frame_equal(resumed.table, fresh.table)
