@@ -5,6 +5,7 @@ step on the caller's arrays).
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
 
 def run(cfg: Config, progress: bool = True, n_threads: int | None = None, *,
         stop: str | Callable | None = None, metrics: Mapping | None = None,
-        track: Mapping | None = None, keep_networks: bool = False) -> Result:
+        track: Mapping | None = None, keep_networks: bool = False,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: float | str = 600.0) -> Result:
     """Run the experiment ``cfg`` describes.
 
     ``cfg.runs`` independent runs, each drawing its data and initialisation from (cfg.seed, run)
@@ -51,6 +54,16 @@ def run(cfg: Config, progress: bool = True, n_threads: int | None = None, *,
         (:meth:`Result.weights`, :meth:`Result.decision_function`, :meth:`Result.to_torch`;
         the full representation only). Off by default: the paper's left panel would keep 700
         networks, about 1 GiB.
+    checkpoint : path, optional
+        A checkpoint file for a long run: the training state is written there (atomically)
+        every ``checkpoint_every``; if the file exists, the run resumes from it, and its
+        history is bit for bit an uninterrupted run's. Deleted when the run completes. A
+        checkpoint of another config is refused (ValueError), a damaged one too
+        (:class:`fastgrok.DamagedFileError`). Not with ``stop`` or ``metrics`` (functions
+        are not saved).
+    checkpoint_every : float or str
+        Seconds between checkpoints, or a text such as ``"10m"`` (default: 10 minutes). The
+        state is written at the end of a driver segment (every 64 steps at most).
 
     Returns
     -------
@@ -118,14 +131,30 @@ def run(cfg: Config, progress: bool = True, n_threads: int | None = None, *,
     config = cfg.to_dict(effective=True)
     if names:
         config["track"] = names
-    return _execute(plan, config, sources, cfg.runs, cfg.lr, cfg.mean_norm, progress, n_threads,
-                    Model.of(cfg), second_mean=cfg.data == "xor", network_steps=network_steps,
-                    stop=stop, metrics=metrics, track=names, stable_rank=cfg.stable_rank)
+    saver = None
+    if checkpoint is not None:
+        if stop is not None or metrics:
+            raise ValueError("checkpoint cannot be used with stop or metrics (the functions "
+                             "are not saved in the checkpoint)")
+        from .checkpoint import Checkpoint, parse_interval
+
+        identity = {"config": cfg.to_dict(), "track": names, "keep_networks": keep_networks,
+                    "engine": plan.engine_name, "dtype": plan.dtype, "batch": plan.batch,
+                    "representation": plan.representation}
+        saver = Checkpoint(checkpoint, parse_interval(checkpoint_every), identity)
+    res = _execute(plan, config, sources, cfg.runs, cfg.lr, cfg.mean_norm, progress, n_threads,
+                   Model.of(cfg), second_mean=cfg.data == "xor", network_steps=network_steps,
+                   stop=stop, metrics=metrics, track=names, stable_rank=cfg.stable_rank,
+                   checkpoint=saver)
+    if saver is not None:
+        res.info["checkpoints_written"] = saver.written
+        saver.remove()
+    return res
 
 
 def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, progress, n_threads,
              model, second_mean=True, network_steps=(), stop=None, metrics=None, track=(),
-             stable_rank=False):
+             stable_rank=False, checkpoint=None):
     """Shared by run and fit: the thread runtime, the driver, the Result."""
     from .results import Result
 
@@ -133,12 +162,16 @@ def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, p
     eng = plan.engine
     # A diverging run's overflow is reported once, by the driver, not by NumPy at every product.
     with eng.runtime(n_threads) as threads, np.errstate(over="ignore", invalid="ignore"):
+        def reattach(engine):  # a checkpointed engine: this process's operations and threads
+            engine.ops, engine.n_threads = eng.operations(), threads
+
         out = drive(lambda ids, on_built: eng(sources(ids), lr, plan.dtype, n_threads=threads,
                                               on_built=on_built, model=model),
                     list(range(runs)), plan.batch, plan.steps, plan.snapshot_steps, mu_norm,
                     progress=progress, desc=f"fastgrok {plan.engine_name}",
                     second_mean=second_mean, network_steps=network_steps, stop=stop,
-                    metrics=metrics, track=track, stable_rank=stable_rank)
+                    metrics=metrics, track=track, stable_rank=stable_rank,
+                    checkpoint=checkpoint, reattach=reattach)
     info = {"engine": plan.engine_name, "dtype": plan.dtype, "representation": plan.representation,
             "working_p": plan.p, "wall_s": round(time.perf_counter() - t0, 3)}
     info.update(eng.describe(out.counts))  # what the engines did beyond plain steps

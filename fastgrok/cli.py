@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import signal
 import sys
@@ -18,6 +19,20 @@ _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 def _int(text):
     """An integer option (40000, 40_000 or 4e4), read as the integer fields are."""
     return FIELDS["n"].parse(text)
+
+
+def _interval(text):
+    """A time interval option (30s, 10m, 2h or seconds)."""
+    from .checkpoint import parse_interval
+
+    try:
+        return parse_interval(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+#: The checkpoint file of ``fastgrok run --checkpoint-every``, in the output folder.
+CHECKPOINT_NAME = "checkpoint.fastgrok"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-figures", action="store_true", help="write the tables only")
     run.add_argument("--threads", type=_int, default=None, metavar="INT",
                      help="CPU threads (default: all); results do not depend on it")
+    run.add_argument("--checkpoint-every", type=_interval, default=None, metavar="INTERVAL",
+                     help="save the training state to OUT/checkpoint.fastgrok this often (30s, "
+                          "10m, 2h); the same command resumes from it after a kill, with the "
+                          "same results")
     _config_options(run)
     sw = sub.add_parser("sweep", help="run a grid of experiments (resumable) and write its table",
                         description="Each --grid FIELD=v1,v2,... adds an axis; rerunning the same "
@@ -137,7 +156,7 @@ def main(argv=None) -> int:
         from .sweeps import SweepInterrupted
 
         release_pool()  # so that the exit cannot wait on a pool thread
-        msg = (exc.message if isinstance(exc, SweepInterrupted)
+        msg = (exc.message if isinstance(exc, (SweepInterrupted, _Kept))
                else "interrupted: nothing was written")
         if terminated:
             msg = msg.replace("interrupted", "terminated (SIGTERM)", 1)
@@ -147,6 +166,14 @@ def main(argv=None) -> int:
         warnings.formatwarning = format_warning
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
+
+
+class _Kept(KeyboardInterrupt):
+    """An interrupted run whose checkpoint keeps its training (``message`` says where)."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
 
 
 def _on_sigterm(terminated: list):
@@ -214,7 +241,23 @@ def _main(argv=None) -> int:
         return _failed(exc)
     print(f"fastgrok: {args.preset}: n={cfg.n} p={cfg.p} m={cfg.m} n_test={cfg.n_test} "
           f"lr={cfg.lr:g} steps={cfg.steps} runs={cfg.runs}", flush=True)
-    res = api.run(cfg, progress=not args.no_progress, n_threads=args.threads)
+    checkpoint = {}
+    if args.checkpoint_every is not None:
+        path = os.path.join(out, CHECKPOINT_NAME)
+        checkpoint = {"checkpoint": path, "checkpoint_every": args.checkpoint_every}
+        if os.path.exists(path):
+            print(f"fastgrok: resuming from {path}", flush=True)
+    try:
+        res = api.run(cfg, progress=not args.no_progress, n_threads=args.threads, **checkpoint)
+    except ValueError as exc:  # a checkpoint of another run, or a damaged one
+        if not checkpoint:
+            raise
+        return _failed(exc)
+    except KeyboardInterrupt:
+        if checkpoint and os.path.exists(checkpoint["checkpoint"]):
+            raise _Kept(f"interrupted: the training so far is in {checkpoint['checkpoint']}; "
+                        "run the same command again to resume") from None
+        raise
     try:
         files = res.save(out, figures=not args.no_figures)
     except OSError as exc:
@@ -227,8 +270,6 @@ def _main(argv=None) -> int:
 
 
 def _figures(parser, args) -> int:
-    import os
-
     from .results import Result
 
     if not os.path.isfile(os.path.join(args.dir, "config.json")) or \

@@ -118,7 +118,7 @@ class Trained:
 
 def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=False, desc="fastgrok",
           second_mean=True, *, network_steps=(), stop=None, metrics=None, track=(),
-          stable_rank=False) -> Trained:
+          stable_rank=False, checkpoint=None, reattach=None) -> Trained:
     """Train every run and collect the history and the histogram projections.
 
     Parameters
@@ -155,6 +155,11 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
     stable_rank : bool
         Add the history column stable_rank, ||W||_F^2 / ||W||_2^2 at the snapshot steps (NaN
         at the other steps), from each run's network there.
+    checkpoint : fastgrok.checkpoint.Checkpoint, optional
+        Resume from its state where it has one; save the state to it at the end of a segment
+        when it is due (not with a stop rule).
+    reattach : callable, optional
+        ``reattach(engine)`` gives a resumed engine its backend operations and threads.
 
     Returns
     -------
@@ -170,19 +175,62 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
     history = _History(set(int(s) for s in snapshot_steps), mu_norm, second_mean, set(schedule),
                        set(int(s) for s in network_steps), stop, dict(metrics or {}), list(track),
                        stable_rank)
-    counts = {}
+    counts, first, resumed = {}, 0, None
+    if checkpoint is not None:
+        resumed = checkpoint.load()
+        if resumed is not None:
+            history, counts, first = resumed["history"], resumed["counts"], resumed["batch"]
+    done = min(first, len(runs)) * steps
+    if resumed is not None and resumed["engine"] is not None:
+        done += resumed["t"] * len(runs[first:first + batch])
     # One bar over all runs x steps; a batch's build shows as the bar's phase, not a second bar.
-    bar = progress_bar(len(runs) * steps, desc, "step", enabled=progress)
+    bar = progress_bar(len(runs) * steps, desc, "step", enabled=progress, initial=done)
     try:
-        for b0 in range(0, len(runs), batch):
-            engine = _build(make_engine, runs, b0, batch, bar)
-            _drive_batch(engine, runs[b0:b0 + batch], schedule, steps, history, bar)
+        for b0 in range(first, len(runs), batch):
+            start = 0
+            if resumed is not None and resumed["engine"] is not None:
+                engine, start = resumed["engine"], resumed["t"]
+                reattach(engine)
+            else:
+                engine = _build(make_engine, runs, b0, batch, bar)
+            resumed = None
+
+            def save(t, engine=engine, b0=b0):
+                if checkpoint is not None and checkpoint.due():
+                    checkpoint.save({"history": history, "counts": counts, "batch": b0,
+                                     "engine": engine, "t": t}, nbytes=_state_bytes(engine))
+
+            _drive_batch(engine, runs[b0:b0 + batch], schedule, steps, history, bar, start, save)
             for k, val in engine.counters().items():
                 counts[k] = counts.get(k, 0) + val
             del engine
+            if checkpoint is not None and checkpoint.due() and b0 + batch < len(runs):
+                checkpoint.save({"history": history, "counts": counts, "batch": b0 + batch,
+                                 "engine": None, "t": 0})
     finally:
         bar.close()
     return history.result(counts)
+
+
+def _state_bytes(obj, depth=0, seen=None) -> int:
+    """About how many bytes of arrays ``obj`` holds (an engine: the size of its checkpoint)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 4:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, type):
+        return 0
+    if hasattr(obj, "dtype") and isinstance(getattr(obj, "nbytes", None), (int, np.integer)):
+        return int(obj.nbytes)  # a host or device array
+    if isinstance(obj, dict):
+        items = obj.values()
+    elif isinstance(obj, (list, tuple)):
+        items = obj
+    elif hasattr(obj, "__dict__"):
+        items = vars(obj).values()
+    else:
+        return 0
+    return sum(_state_bytes(x, depth + 1, seen) for x in items)
 
 
 def segments(schedule, steps, per_call, breaks=()):
@@ -416,24 +464,20 @@ def _build(make_engine, runs, b0, batch, bar):
     return engine
 
 
-def _drive_batch(engine, ids, schedule, steps, history, bar):
+def _drive_batch(engine, ids, schedule, steps, history, bar, start=0, save=None):
     """Take every step of the batch's runs ``ids``, recording the evaluations of ``schedule``.
 
     With a stop rule the rule is checked after every step (:func:`_steps_with_stop`) and a run
-    that stops leaves the batch at once.
+    that stops leaves the batch at once. ``start``: the step a resumed engine is at (its
+    segments before it are skipped); ``save(t)``: called at the end of each segment, at step t
+    (a checkpoint when one is due).
     """
     means = engine.sources[0].n_directions > 0
     ids = list(ids)
     A = [np.asarray(s.a, dtype=np.float64) for s in engine.sources]
-    for r, a in zip(ids, A, strict=True):
-        history.a[r] = a
-    # The training data in the plane of the means, with their labels, for the figures.
-    xm = engine.data_projections() \
-        if history.snapshot_set and history.mu_norm is not None else None
-    for i, (r, s) in enumerate(zip(ids, engine.sources, strict=True)):
-        history.data[r] = None if xm is None else (xm[i], np.asarray(s.y, np.float64))
-    engine.plan_evaluations(schedule)
     positions = list(range(len(ids)))  # the batch's runs still training, as ids positions
+    if start == 0:
+        _start_batch(engine, ids, A, schedule, history, means)
 
     def leave(stopped):
         if stopped:
@@ -445,22 +489,46 @@ def _drive_batch(engine, ids, schedule, steps, history, bar):
         leave(history.record(t, [ids[i] for i in positions], [A[i] for i in positions], evs,
                              engine.sources, engine.network))
 
-    record(0, engine.evaluate(projections=means))  # 0: always evaluated
+    if start == 0:
+        record(0, engine.evaluate(projections=means))  # 0: always evaluated
     if history.stop is not None:
         _steps_with_stop(engine, ids, A, positions, steps, history, bar, means, record, leave)
         return
     # At most tunables.STEPS_PER_CALL steps per call (so the progress bar keeps moving).
-    counted = 0  # run-steps shown on the bar; stopped runs' remaining steps at the end
+    counted = start * len(ids)  # run-steps shown on the bar; stopped runs' at the end
+    t = 0
     for segment, evaluated in segments(schedule, steps, tunables.STEPS_PER_CALL,
                                        history.break_set):
+        k = sum(k for k, _ in segment)
+        t += k
+        if t <= start:  # a resumed engine is past this segment
+            continue
         if not positions:
             break
-        taken = sum(k for k, _ in segment) * len(positions)
+        taken = k * len(positions)
         for s, evs in zip(evaluated, engine.segment(segment, projections=means), strict=True):
             record(s, evs)
         bar.update(taken)
         counted += taken
+        if save is not None and t < steps:
+            save(t)
     bar.update(steps * len(ids) - counted)
+
+
+def _start_batch(engine, ids, A, schedule, history, means):
+    """What a batch records before its first step.
+
+    The second layers, the data in the means' plane (for the figures), and the engine's
+    evaluation plan.
+    """
+    for r, a in zip(ids, A, strict=True):
+        history.a[r] = a
+    # The training data in the plane of the means, with their labels, for the figures.
+    xm = engine.data_projections() \
+        if history.snapshot_set and history.mu_norm is not None else None
+    for i, (r, s) in enumerate(zip(ids, engine.sources, strict=True)):
+        history.data[r] = None if xm is None else (xm[i], np.asarray(s.y, np.float64))
+    engine.plan_evaluations(schedule)
 
 
 def _steps_with_stop(engine, ids, A, positions, steps, history, bar, means, record, leave):

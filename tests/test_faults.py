@@ -15,11 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import child_processes
 
 import fastgrok as fg
 from fastgrok import sweeps as sw
-from conftest import child_processes
-
 from fastgrok.cli import main
 
 BASE = fg.Config(n=10, p=400, m=6, n_test=20, runs=2, steps=4, lr=1e-3, init_scale=1e-3,
@@ -359,3 +358,101 @@ def test_a_sweep_whose_disk_fills_up_stops_with_the_resume_line(tmp_path, monkey
         resumed = fg.sweep(BASE, grid, out=tmp_path / "s", executor=ex, progress=False)
         fresh = fg.sweep(BASE, grid, executor=ex, progress=False)
     pd.testing.assert_frame_equal(resumed.table, fresh.table)
+
+
+# ------------------------------------------------------------------ checkpoints of long runs
+CHECKPOINTED = {
+    "gram-linear-regime": fg.preset("quick", runs=4, steps=300),
+    "gram-float64-full": fg.preset("quick", runs=3, steps=300, dtype="float64",
+                                   representation="full", p=2000),
+    "gram-weight-decay": fg.preset("quick", runs=3, steps=300, weight_decay=10.0, lr=1e-4,
+                                   init_scale=1e-3),
+    "direct-two-batches": fg.preset("quick", runs=2, steps=200, method="direct", p=3000),
+    "numpy-backend": fg.preset("quick", runs=2, steps=200, backend="numpy", p=2000, n=50, m=20,
+                               n_test=50),
+}
+
+
+@pytest.mark.parametrize("name", list(CHECKPOINTED))
+def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(name, tmp_path, monkeypatch):
+    from fastgrok import checkpoint as ck
+    from fastgrok import driver
+
+    cfg = CHECKPOINTED[name]
+    uninterrupted = fg.run(cfg, progress=False).history
+    path = tmp_path / "run.fastgrok"
+    real, saves = ck.Checkpoint.save, []
+
+    def save_then_die(self, state, nbytes=0):  # killed right after its third checkpoint
+        real(self, state, nbytes)
+        saves.append(state["batch"])
+        if len(saves) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ck.Checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fg.run(cfg, progress=False, checkpoint=path, checkpoint_every=0)
+    monkeypatch.setattr(ck.Checkpoint, "save", real)
+    builds = []
+    real_build = driver._build
+    monkeypatch.setattr(driver, "_build", lambda *a: builds.append(a[2]) or real_build(*a))
+    resumed = fg.run(cfg, progress=False, checkpoint=path, checkpoint_every="1h")
+    pd.testing.assert_frame_equal(resumed.history, uninterrupted, check_exact=True)
+    # The checkpointed batch went on from its state; only the batches after it were built.
+    assert all(b > saves[-1] for b in builds)
+    assert len(builds) == (1 if name == "direct-two-batches" and saves[-1] == 0 else 0)
+    assert not path.exists()  # the run completed: its checkpoint is gone
+
+
+def test_a_damaged_or_foreign_checkpoint_is_refused(tmp_path, monkeypatch):
+    from fastgrok import checkpoint as ck
+
+    cfg = CHECKPOINTED["gram-linear-regime"]
+    path = tmp_path / "run.fastgrok"
+    real = ck.Checkpoint.save
+
+    def save_then_die(self, state, nbytes=0):
+        real(self, state, nbytes)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ck.Checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fg.run(cfg, progress=False, checkpoint=path, checkpoint_every=0)
+    monkeypatch.setattr(ck.Checkpoint, "save", real)
+    with pytest.raises(ValueError, match=r"belongs to another run \(config: .*steps.*remove it"):
+        fg.run(cfg.replace(steps=400), progress=False, checkpoint=path)
+    whole = path.read_bytes()
+    flipped = bytearray(whole)
+    flipped[100] ^= 1
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(fg.DamagedFileError, match="does not match its checksum"):
+        fg.run(cfg, progress=False, checkpoint=path)
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(fg.DamagedFileError, match="is not a whole fastgrok checkpoint"):
+        fg.run(cfg, progress=False, checkpoint=path)
+    with pytest.raises(ValueError, match="stop or metrics"):
+        fg.run(cfg, progress=False, checkpoint=path, stop="interpolation")
+
+
+@pytest.mark.slow
+def test_cli_run_killed_and_rerun_resumes_from_its_checkpoint(tmp_path):
+    out = tmp_path / "long"
+    cmd = [sys.executable, "-m", "fastgrok.cli", "run", "--preset", "quick", "--runs", "2",
+           "--steps", "40000", "--lr", "1e-4", "--m", "20", "--p", "3000", "--out", str(out),
+           "--checkpoint-every", "0", "--no-progress", "--no-figures"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = out / "checkpoint.fastgrok"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # a few more checkpoints
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert ckpt.exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"fastgrok: resuming from {ckpt}" in done.stdout
+    assert not ckpt.exists()
+    cfg = fg.preset("quick", runs=2, steps=40000, lr=1e-4, m=20, p=3000)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "history.parquet"),
+                                  fg.run(cfg, progress=False).history, check_exact=True)

@@ -150,6 +150,13 @@ class Engine:
             raise NotImplementedError(f"{type(self).__name__} cannot drop runs from a batch")
         self.sources = [self.sources[i] for i in keep]
 
+    def __getstate__(self) -> dict:
+        """The engine's state for a checkpoint: everything but the backend's operations.
+
+        The run that resumes attaches its own operations (``engine.ops = ...``).
+        """
+        return {**self.__dict__, "ops": None}
+
     def counters(self) -> dict:
         """What the engine did beyond plain steps, as integer counters.
 

@@ -145,6 +145,16 @@ class LinearRegime:
         self.rows = None  # the tracked evaluation rows (:meth:`track`)
         self.retired = np.zeros(len(COUNTERS), np.int64)  # counters of runs that left (select)
 
+    def __getstate__(self) -> dict:
+        """The state for a checkpoint (the kernels' module is imported again on load)."""
+        return {k: v for k, v in self.__dict__.items() if k != "kernels"}
+
+    def __setstate__(self, state) -> None:
+        """A checkpointed state, with the kernels' module attached."""
+        from ..kernels import gram_linear
+
+        self.__dict__.update(state, kernels=gram_linear)
+
     def track(self, Kt, Zt0, XM, W0M, test, means):
         """Keep the test outputs and the projections of the runs in the regime up to date.
 
