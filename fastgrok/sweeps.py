@@ -687,15 +687,17 @@ def _worker_deaths(executor, report, points, done) -> list:
 def _point_result(fut, point):
     """A finished point's table.
 
-    A Dask worker that died under it (twice: Dask retries once) is a :class:`WorkerDied`.
+    A point whose Dask workers kept dying (the scheduler's ``allowed-failures`` retries,
+    spent) is a :class:`WorkerDied`.
     """
     try:
         return fut.result()
     except Exception as exc:
         if type(exc).__name__ != "KilledWorker":
             raise
-        raise WorkerDied(f"point {point[0]}: its Dask worker died twice ({exc}); the finished "
-                         "points are saved: run the same sweep again to resume") from None
+        raise WorkerDied(f"point {point[0]}: its Dask workers died each time it ran (the "
+                         f"scheduler's allowed-failures; {exc}), probably out of memory; the "
+                         "finished points are saved: run the same sweep again to resume") from None
 
 
 def _warn_diverged(point, history) -> None:
@@ -718,8 +720,9 @@ def _point_path(pdir, values: dict) -> str:
 def _submit(executor, fn, *args):
     if isinstance(executor, Executor):
         return executor.submit(fn, *args)
-    # dask.distributed.Client: a point whose worker dies runs once more (Dask's own retry).
-    return executor.submit(fn, *args, pure=False, retries=1)
+    # dask.distributed.Client: a point whose worker dies runs again on another, as the
+    # scheduler's allowed-failures setting says (KilledWorker after that: _point_result).
+    return executor.submit(fn, *args, pure=False)
 
 
 def _completed(executor, futures):

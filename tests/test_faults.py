@@ -456,3 +456,34 @@ def test_cli_run_killed_and_rerun_resumes_from_its_checkpoint(tmp_path):
     cfg = fg.preset("quick", runs=2, steps=40000, lr=1e-4, m=20, p=3000)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "history.parquet"),
                                   fg.run(cfg, progress=False).history, check_exact=True)
+
+
+@pytest.mark.slow
+def test_a_point_whose_dask_workers_keep_dying_is_reported(tmp_path):
+    import threading
+
+    distributed = pytest.importorskip("distributed", reason="dask[distributed] not installed")
+    import dask
+
+    base = fg.preset("quick", runs=2, steps=60000, lr=1e-4, m=20, p=3000)
+    caught = []
+
+    def sweep(client):
+        try:
+            fg.sweep(base, {"noise_rate": [0.0]}, out=tmp_path / "d", executor=client,
+                     progress=False)
+        except Exception as exc:
+            caught.append(exc)
+
+    before = set(child_processes())
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                     dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        thread = threading.Thread(target=sweep, args=(client,))
+        thread.start()
+        _kill_worker_in_its_point(os.getpid(), before)
+        thread.join(timeout=120)
+    assert len(caught) == 1 and isinstance(caught[0], fg.WorkerDied), caught
+    assert str(caught[0]).startswith("point {'noise_rate': 0.0}: its Dask workers died each "
+                                     "time it ran")
