@@ -178,6 +178,9 @@ def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, p
     if model.stepwise and plan.method == "gram":
         info["linear_regime"] = ("off: weight decay, a trained second layer or minibatches "
                                  "change the step's algebra (dense steps)")
+    elif model.regression and plan.method == "gram":
+        info["linear_regime"] = "off: real-valued targets (dense steps)"
+
     if out.diverged:
         info["diverged"] = _report_divergence(out.diverged, lr, model)
     if stop is not None:
@@ -230,7 +233,9 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
         Training inputs (finite): NumPy (any order, memmap), pandas, lists, CPU torch tensors,
         JAX arrays; CuPy arrays are copied to the host.
     y : (n,) array
-        Training labels in {-1, +1} (ints, floats, or booleans with True for +1).
+        Training labels in {-1, +1} (ints, floats, or booleans with True for +1); with
+        ``loss="square"``, any real targets (a regression: the accuracy columns are NaN and
+        the history gains ``test_mse``; dense steps).
     m : int
         Hidden neurons.
     lr : float
@@ -365,6 +370,10 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
                   activation=activation, leak=leak, loss=loss, keep_networks=True,
                   weight_decay=weight_decay, train_second_layer=train_second_layer,
                   lr_second=lr_second, batch_size=batch_size, power=power, smoothing=smoothing)
+    if setup.model.regression and stop == "interpolation":
+        raise ValueError("stop='interpolation' needs labels -1/+1 (every label classified "
+                         "correctly); y holds real-valued targets (a regression with "
+                         "loss='square')")
     return _execute(setup.plan, setup.config(), setup.sources, setup.runs, setup.lr,
                     setup.mu_norm, progress, n_threads, setup.model,
                     second_mean=setup.mu2 is not None, network_steps=setup.network_steps, stop=stop,
@@ -388,7 +397,7 @@ def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = N
         (finite, labels +-1) the first time its buffer is passed, not at every call: a check is
         a device synchronisation.
     y : (n,) array
-        Labels in {-1, +1}.
+        Labels in {-1, +1}; with ``loss="square"``, any real targets.
     W : (m, p) float32 or float64 array
         First-layer weights, updated in place (must be writable and C-contiguous).
     a : (m,) array
@@ -477,8 +486,14 @@ def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = N
     n, p = X.shape
     if W.shape[1] != p:
         raise ValueError(f"W has {W.shape[1]} columns but X has {p}")
-    # Labels and second layer in float64, as every engine uses them.
-    y = v.once_per_buffer(y, lambda arr: v.labels("y", arr, n, np.float64))
+    # Labels and second layer in float64, as every engine uses them (the square loss takes
+    # any real targets).
+    if model.loss == "square":
+        y = v.once_per_buffer(y, lambda arr: v.float_array("y", arr, 1, np.float64))
+        if y.shape[0] != n:
+            raise ValueError(f"y has {y.shape[0]} targets but X has {n} rows")
+    else:
+        y = v.once_per_buffer(y, lambda arr: v.labels("y", arr, n, np.float64))
     a = v.once_per_buffer(a, lambda arr: v.float_array("a", arr, 1, np.float64))
     if a.shape[0] != W.shape[0]:
         raise ValueError(f"a has length {a.shape[0]} but W has {W.shape[0]} rows")

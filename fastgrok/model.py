@@ -33,6 +33,9 @@ class Model:
         The second layer's step size when it is trained (None: the second layer is fixed).
     batch_size : int or None
         Samples per minibatch step (None: full batch).
+    regression : bool
+        Real-valued targets with the square loss, (y - f)^2 / 2 (a fit's targets that are not
+        all +-1): accuracies are NaN and the test MSE is reported; dense steps.
     """
 
     activation: str = "relu"
@@ -43,6 +46,7 @@ class Model:
     batch_size: int | None = None
     power: float | None = None
     smoothing: float | None = None
+    regression: bool = False
 
     def __post_init__(self):
         """Check the fields, as Config checks them."""
@@ -50,6 +54,8 @@ class Model:
                      "power", "smoothing"):
             object.__setattr__(self, name, check_field(name, getattr(self, name)))
         check_model(self.activation, self.leak, self.power, self.smoothing)
+        if self.regression and self.loss != "square":
+            raise ValueError(f"real-valued targets need loss='square', got loss={self.loss!r}")
 
     @property
     def slope(self) -> float:

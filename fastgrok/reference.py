@@ -100,7 +100,13 @@ def loss_values(z, loss="logistic"):
 
 
 def mean_loss(y, f, loss="logistic"):
-    """Mean loss (1/n) sum_i l(y_i f_i)."""
+    """Mean loss (1/n) sum_i l(y_i f_i); the square loss's is (1/n) sum_i (y_i - f_i)^2 / 2.
+
+    (The two forms of the square loss are the same bits for labels +-1; the second holds for
+    real-valued targets too.)
+    """
+    if loss == "square":
+        return float(np.mean(0.5 * (y - f) ** 2))
     return float(np.mean(loss_values(y * f, loss)))
 
 
@@ -130,11 +136,25 @@ def loss_weights(y, f, loss="logistic"):
     raise ValueError(f"unknown loss {loss!r}")
 
 
+def loss_residuals(y, f, loss="logistic"):
+    """r_i = -dl/df_i: g_i y_i, and for the square loss y_i - f_i (any real target).
+
+    For labels +-1 the two forms of the square loss's residual, (1 - y f) y and y - f, are the
+    same bits (a sign flip is exact and rounding is symmetric).
+    """
+    if loss == "square":
+        return y - f
+    return loss_weights(y, f, loss) * y
+
+
 def update_coefficients(Z, y, f, a, lr, leak=0.0, loss="logistic"):
-    """V = (lr / n) (g * y)[:, None] * phi'(Z) * a[None, :]  (n, m); one step is W += V^T X."""
+    """V = (lr / n) r[:, None] * phi'(Z) * a[None, :]  (n, m), r = :func:`loss_residuals`.
+
+    One step is W += V^T X.
+    """
     n = Z.shape[0]
-    g = loss_weights(y, f, loss)
-    return (lr / n) * (g * y)[:, None] * activation_derivative(Z, leak) * a[None, :]
+    r = loss_residuals(y, f, loss)
+    return (lr / n) * r[:, None] * activation_derivative(Z, leak) * a[None, :]
 
 
 def gradient(X, y, W, a, leak=0.0, loss="logistic"):
@@ -144,9 +164,9 @@ def gradient(X, y, W, a, leak=0.0, loss="logistic"):
 
 
 def second_layer_increment(Z, y, f, lr_second, leak=0.0, loss="logistic"):
-    """-lr_second times the mean loss's gradient in a: (lr_second / n) sum_i g_i y_i phi(z_ij)."""
-    g = loss_weights(y, f, loss)
-    return (lr_second / Z.shape[0]) * ((g * y) @ activation(np.asarray(Z, np.float64), leak))
+    """-lr_second times the mean loss's gradient in a: (lr_second / n) sum_i r_i phi(z_ij)."""
+    r = loss_residuals(y, f, loss)
+    return (lr_second / Z.shape[0]) * (r @ activation(np.asarray(Z, np.float64), leak))
 
 
 def step(X, y, W, a, lr, leak=0.0, loss="logistic", weight_decay=0.0, lr_second=None):

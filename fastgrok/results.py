@@ -54,8 +54,8 @@ class Result:
             self.history = rows[[c for c in columns if c in rows.columns]
                                 + [c for c in rows.columns if c not in columns + ["test_acc_se"]]]
         else:
-            columns += [c for c in (*FLIP_COLUMNS, "stable_rank", "second_layer_change")
-                        if rows and c in rows[0]]
+            columns += [c for c in (*FLIP_COLUMNS, "stable_rank", "second_layer_change",
+                                    "test_mse") if rows and c in rows[0]]
             columns += list(metrics)
             # Column by column, and made a DataFrame when first read: a fit's result is built
             # in a research loop, many times, and the loop may read only its networks.

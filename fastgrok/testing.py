@@ -68,7 +68,7 @@ class EmulatedKernels:
         """The coefficients kernel's f, and V written as it writes it."""
         f, A = self.row_sums(Z, a, n_per_run, leak)
         y = np.asarray(y, np.float64)
-        c = lr / n_per_run * self.loss_weights(y * f, loss) * y
+        c = lr / n_per_run * (y - f if loss == 3 else self.loss_weights(y * f, loss) * y)
         vals = c[:, None] * A * np.where(np.asarray(Z, np.float64) > 0.0, 1.0, leak)
         V[...] = (V.astype(np.float64) + vals) if accumulate else vals
         return f

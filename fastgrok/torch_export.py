@@ -70,14 +70,17 @@ def to_module(W, a, activation="relu", leak=0.0, loss="logistic"):
             return h @ self.a
 
         def loss(self, X, y):
-            """The mean training loss of fastgrok's model for labels y in {-1, +1}."""
+            """The mean training loss of fastgrok's model for labels y in {-1, +1}.
+
+            (The square loss's, (y - f)^2 / 2, for real-valued targets y as well.)
+            """
+            if self.loss_name == "square":
+                return ((y - self(X)) ** 2 / 2).mean()
             margin = y * self(X)
             if self.loss_name == "logistic":
                 return torch.nn.functional.softplus(-margin).mean()
             if self.loss_name == "exponential":
                 return torch.exp(-margin).mean()
-            if self.loss_name == "square":
-                return ((1 - margin) ** 2 / 2).mean()
             return torch.relu(1 - margin).mean()  # hinge; relu'(0) = 0: weight 0 at margin 1
 
     return TwoLayerNet()

@@ -7,6 +7,7 @@ same engines (:mod:`fastgrok.engines`).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -82,6 +83,9 @@ class Setup:
             self.mu2 = None if mu2 is None else self._vector("mu2", mu2, p, dtype)
             self.mu_norm = float(np.linalg.norm(np.asarray(self.mu1, dtype=np.float64)))
         self.flipped = None
+        if flipped is not None and self.model.regression:
+            raise ValueError("flipped= needs labels -1/+1 (it splits the training accuracy); "
+                             "y holds real-valued targets (a regression with loss='square')")
         if flipped is not None:
             fl = np.asarray(v.host_array("flipped", flipped))
             if fl.shape != (n,) or fl.dtype.kind not in "bi" or not np.isin(fl, (0, 1)).all():
@@ -100,15 +104,20 @@ class Setup:
                                 snapshot_steps, runs=runs, networks_kept=len(self.network_steps))
 
     def _labels(self, name, y, n, dtype):
-        """Labels in {-1, +1}; real-valued targets with the square loss are not implemented."""
+        """Labels in {-1, +1}; with the square loss, any real targets (a regression).
+
+        Targets that are not all +-1 make the model a regression (:attr:`Model.regression`).
+        """
         try:
             return v.labels(name, v.host_array(name, y), n, dtype)
         except ValueError as exc:
-            if self.model.loss == "square" and str(exc).endswith("only -1 and +1"):
-                raise NotImplementedError(
-                    f"{name}: real-valued targets with loss='square' (regression) are not "
-                    "implemented yet; the square loss trains on labels -1/+1") from None
-            raise
+            if self.model.loss != "square" or "only -1 and +1" not in str(exc):
+                raise
+        arr = v.float_array(name, v.host_array(name, y), 1, dtype)
+        if arr.shape[0] != n:
+            raise ValueError(f"{name} has {arr.shape[0]} targets but the inputs have {n} rows")
+        self.model = dataclasses.replace(self.model, regression=True)
+        return arr
 
     @staticmethod
     def _vector(name, vec, p, dtype):

@@ -36,6 +36,13 @@ __device__ double loss_weight(double z, int loss) {
     return 1.0 - z;  // square
 }
 
+// -dl/df of one sample: g(y f) y, and for the square loss y - f (real targets too; for labels
+// +-1 the same bits as g y).
+__device__ double loss_residual(double y, double f, int loss) {
+    if (loss == 3) return y - f;
+    return loss_weight(y * f, loss) * y;
+}
+
 template <typename T>
 __device__ double row_output(const T* __restrict__ z, const double* __restrict__ a, int m,
                              double leak, double* shared) {
@@ -66,7 +73,7 @@ __device__ void coefficients(const T* __restrict__ Z, const double* __restrict__
     const double* ar = a + (row / n_per_run) * m;
     double fi = row_output(z, ar, m, leak, shared);
     if (threadIdx.x == 0) f[row] = fi;
-    double c = lr / n_per_run * loss_weight(y[row] * fi, loss) * y[row];
+    double c = lr / n_per_run * loss_residual(y[row], fi, loss);
     T* v = V + row * m;
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
         double val = c * ar[j] * ((double)z[j] > 0.0 ? 1.0 : leak);

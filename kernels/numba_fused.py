@@ -49,6 +49,17 @@ def loss_weight(z, loss):
     return 1.0 - z  # SQUARE
 
 
+@njit("float64(float64, float64, int64)", cache=True, nogil=True, inline="always")
+def loss_residual(y, f, loss):
+    """-dl/df of one sample: g(y f) y, and for the square loss y - f (any real target).
+
+    (See :func:`fastgrok.reference.loss_residuals`: for labels +-1 the same bits as g y.)
+    """
+    if loss == SQUARE:
+        return y - f
+    return loss_weight(y * f, loss) * y
+
+
 @njit(["float64(float64[:,::1], int64, float64[::1], float64)",
        "float64(float32[:,::1], int64, float64[::1], float64)"],
       cache=True, nogil=True, fastmath=_FAST, inline="always")
@@ -75,7 +86,7 @@ def outputs_and_coefficients(Z, y, a, lr, V, accumulate, leak, loss):
     for i in range(n):
         s = row_output(Z, i, a, leak)
         f[i] = s
-        c = scale * loss_weight(y[i] * s, loss) * y[i]
+        c = scale * loss_residual(y[i], s, loss)
         if accumulate:
             for j in range(m):
                 V[i, j] += (c * a[j]) * (leak + rise * (Z[i, j] > 0.0))
@@ -145,7 +156,7 @@ def smooth_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param
         for j in range(m):
             s += smooth_phi(np.float64(Z[i, j]), act, leak, param) * a[j]
         f[i] = s
-        c = scale * loss_weight(y[i] * s, loss) * y[i]
+        c = scale * loss_residual(y[i], s, loss)
         for j in range(m):
             v = (c * a[j]) * smooth_derivative(np.float64(Z[i, j]), act, leak, param)
             if accumulate:

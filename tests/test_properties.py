@@ -96,10 +96,15 @@ def problems(draw, max_n=8, max_p=40, max_m=8, n=None, p=None, m=None, nt=None):
     return X, y, W, a, Xt, yt
 
 
-def _kink_free(X, W, rel):
-    """No pre-activation within ``rel`` (relative to its scale) of the ReLU kink."""
+def _kink_free(X, W, rel, wmax=0.0):
+    """No pre-activation within ``rel`` (relative to its scale) of the ReLU kink.
+
+    The scale of a neuron's row is at least ``wmax``, the largest weight seen so far: a row
+    that updates have cancelled to nearly 0 is rounding noise of its earlier size, and its
+    pre-activations' signs are then any rounding's.
+    """
     Z = X @ W.T
-    scale = np.abs(X).sum(1)[:, None] * np.abs(W).max(1)[None, :] + 1e-300
+    scale = np.abs(X).sum(1)[:, None] * np.maximum(np.abs(W).max(1), wmax)[None, :] + 1e-300
     return bool((np.abs(Z) > rel * scale).all())
 
 
@@ -138,9 +143,9 @@ def _trajectories(engine, runs, dtype, lr, model, steps=20):
     batches = None if model.batch_size is None else BatchSchedule(
         runs[0][0].shape[0], model.batch_size, 0, 0)
     for t in range(steps + 1):
-        if not all(_kink_free(X, W, margin) and _kink_free(Xt, W, margin)
+        if not all(_kink_free(X, W, margin, wm) and _kink_free(Xt, W, margin, wm)
                    and _decisive(X, W, a, margin, model, y) and _decisive(Xt, W, a, margin, model)
-                   for X, W, Xt, y, a, yt in state):
+                   for (X, W, Xt, y, a, yt), wm in zip(state, wmax, strict=True)):
             break
         wmax = [max(w, np.abs(s[1]).max()) for w, s in zip(wmax, state)]
         for got, (X, W, Xt, y, a, yt), wm in zip(engine.evaluate(), state, wmax):

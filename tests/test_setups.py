@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 import fastgrok as fg
 from fastgrok import reference as ref
 from fastgrok.data import flip_mask
+from fastgrok.model import Model
 
 
 @settings(max_examples=60, deadline=None)
@@ -81,12 +82,80 @@ def test_square_loss_fit_follows_the_reference_loop(method, backend):
     assert (margins > 1).any(), "some margin passed the target: the weight 1 - z went negative"
 
 
-def test_square_loss_regression_targets_are_not_implemented_yet():
+@pytest.mark.parametrize("method,backend", [("gram", "numba"), ("gram", "numpy"),
+                                            ("direct", "numba"), ("direct", "numpy")])
+@given(seed=st.integers(0, 2**31 - 1), activation=st.sampled_from(
+    ["relu", "leaky_relu", "relu_power", "smoothed_leaky_relu"]),
+    decay=st.sampled_from([0.0, 0.05]), trained=st.booleans())
+@settings(max_examples=6)
+def test_square_loss_regression_targets_follow_the_reference(method, backend, seed, activation,
+                                                              decay, trained):
+    """Real-valued targets: the residual y - f, through every engine, 20+ steps in float64."""
+    g = np.random.default_rng(seed)
+    n, p, m, lr, steps = 12, 30, 5, 0.01, 22  # small enough that ReLU^2 does not diverge
+    X, Xt = g.standard_normal((n, p)), g.standard_normal((7, p))
+    w = g.standard_normal(p)
+    y, yt = np.tanh(X @ w) * 1.5 + 0.2, np.tanh(Xt @ w) * 1.5 + 0.2
+    W0 = 0.15 * g.standard_normal((m, p))
+    a0 = g.standard_normal(m) / np.sqrt(m)
+    model = Model(activation, None, "square")
+    res = fg.fit(X, y, m=m, lr=lr, steps=steps, X_test=Xt, y_test=yt, W0=W0, a=a0,
+                 loss="square", activation=activation, weight_decay=decay,
+                 train_second_layer=trained, method=method, backend=backend, dtype="float64",
+                 snapshot_steps=[0, 7, steps], progress=False)
+    W, a = W0.copy(), a0.copy()
+    for t in range(1, steps + 1):
+        ref.step(X, y, W, a, lr, model.act, "square", decay, lr if trained else None)
+        if t in (7, steps):
+            got_W, got_a = res.weights(step=t)
+            np.testing.assert_allclose(got_W, W, rtol=1e-10, atol=1e-12 * np.abs(W).max())
+            np.testing.assert_allclose(got_a, a, rtol=1e-10, atol=1e-14)
+    h = res.history
+    assert h.train_acc.isna().all() and h.test_acc.isna().all()
+    last = h[h.step == steps].iloc[0]
+    ft = ref.forward(Xt, W, a, model.act)[1]
+    assert last.test_mse == pytest.approx(np.mean((yt - ft) ** 2), rel=1e-9)
+    assert last.train_loss == pytest.approx(
+        0.5 * np.mean((y - ref.forward(X, W, a, model.act)[1]) ** 2), rel=1e-9)
+
+
+def test_square_loss_regression_through_trainer_step_and_torch():
+    torch = pytest.importorskip("torch")
+    g = np.random.default_rng(3)
+    X = g.standard_normal((15, 25))
+    y = X[:, 0] - 0.5 * X[:, 1]
+    tr = fg.Trainer(X, y, m=6, lr=0.1, init_scale=0.3, loss="square", dtype="float64")
+    W0, a = tr.weights()
+    W = W0.copy()
+    for _ in range(5):
+        tr.step()
+        fg.step(X, y, W, a, 0.1, loss="square")
+    np.testing.assert_allclose(tr.weights()[0], W, rtol=1e-10, atol=1e-14)
+    from fastgrok.torch_export import to_module
+
+    net = to_module(W, a, loss="square")
+    loss = net.loss(torch.from_numpy(X), torch.from_numpy(y))
+    assert float(loss.detach()) == pytest.approx(0.5 * np.mean((y - tr.outputs()) ** 2),
+                                                 rel=1e-10)
+
+
+def test_square_loss_with_labels_is_unchanged_and_other_losses_need_labels():
     ds = fg.xor_clusters(10, 20, seed=1)
-    with pytest.raises(NotImplementedError, match="real-valued targets"):
-        fg.fit(ds.X, ds.y * 0.5 + 0.1, m=3, lr=0.1, steps=2, loss="square")
+    res = fg.fit(ds.X, ds.y, m=3, lr=0.1, steps=2, loss="square", progress=False)
+    assert "test_mse" not in res.history and res.history.train_acc.notna().all()
     with pytest.raises(ValueError, match="only -1 and \\+1"):  # other losses: the label error
         fg.fit(ds.X, ds.y * 0.5 + 0.1, m=3, lr=0.1, steps=2, loss="hinge")
+
+
+def test_regression_targets_with_an_accuracy_only_option_are_refused():
+    ds = fg.xor_clusters(10, 20, seed=1)
+    y = ds.y * 0.5 + 0.1
+    with pytest.raises(ValueError, match="stop='interpolation' needs labels -1/\\+1"):
+        fg.fit(ds.X, y, m=3, lr=0.1, steps=2, loss="square", stop="interpolation")
+    with pytest.raises(ValueError, match="flipped= needs labels -1/\\+1"):
+        fg.fit(ds.X, y, m=3, lr=0.1, steps=2, loss="square", flipped=ds.flipped)
+    with pytest.raises(ValueError, match="y has 9 labels but the inputs have 10 rows"):
+        fg.fit(ds.X, y[:9], m=3, lr=0.1, steps=2, loss="square")
 
 
 ENGINES = [("gram", "numba"), ("gram", "numpy"), ("direct", "numba"), ("direct", "numpy")]

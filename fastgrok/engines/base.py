@@ -181,7 +181,7 @@ def next_second_layer(Z, y, a, model):
     return a + increment
 
 
-def run_metrics(f, y, ft=None, yt=None, P=None, loss="logistic") -> dict:
+def run_metrics(f, y, ft=None, yt=None, P=None, loss="logistic", regression=False) -> dict:
     """The evaluation dict of one run from host float64 outputs (every engine uses this).
 
     Parameters
@@ -194,13 +194,19 @@ def run_metrics(f, y, ft=None, yt=None, P=None, loss="logistic") -> dict:
         Projections W [mu1, mu2, tracked directions...].
     loss : str
         The training loss, whose mean the losses report.
+    regression : bool
+        Real-valued targets (the square loss): the accuracies are NaN, and ``test_mse`` is the
+        mean of (y - f)^2 over the test set.
     """
-    out = {"train_acc": reference.accuracy(y, f), "train_loss": reference.mean_loss(y, f, loss),
+    accuracy = (lambda y, f: np.nan) if regression else reference.accuracy
+    out = {"train_acc": accuracy(y, f), "train_loss": reference.mean_loss(y, f, loss),
            "test_acc": np.nan, "test_loss": np.nan, "test_acc_se": np.nan, "P1": None, "P2": None,
            "f": f, "ft": ft, "P": None}
     if ft is not None:
-        out["test_acc"] = reference.accuracy(yt, ft)
+        out["test_acc"] = accuracy(yt, ft)
         out["test_loss"] = reference.mean_loss(yt, ft, loss)
+    if regression:
+        out["test_mse"] = 2.0 * out["test_loss"]
     if P is not None:
         P = np.asarray(P, dtype=np.float64)
         out["P"], out["P1"], out["P2"] = P, P[:, 0], P[:, 1]

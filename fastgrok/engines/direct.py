@@ -97,7 +97,7 @@ class DirectEngine(Engine):
         f = o.outputs(self.Z, self.a_dev, self.model)
         ft = None if self.Zt is None else o.outputs(self.Zt, self.a_dev, self.model)
         P = o.to_host(self.P) if projections and self.P is not None else None
-        out = run_metrics(f, self.y, ft, self.yt, P, self.model.loss)
+        out = run_metrics(f, self.y, ft, self.yt, P, self.model.loss, self.model.regression)
         if self.model.lr_second is not None:  # a trained second layer: where it is now
             out["a"] = self.a
         return [out]

@@ -288,7 +288,7 @@ class GramEngine(Engine):
         nt = self.n_threads
         outs = [run_metrics(f[r], self.y[r], None if ft is None else ft[r],
                             None if ft is None else self.yt[r], None if P is None else P[r],
-                            self.model.loss)
+                            self.model.loss, self.model.regression)
                 for r in range(len(self.sources))]
         if self.model.lr_second is not None:  # a trained second layer: where it is now
             for out, a in zip(outs, self.a, strict=True):

@@ -42,9 +42,10 @@ class NumbaOps(Ops):
         The flag is read when the engine is built.
         """
         # Weight decay rescales the W0 terms at every step and a trained second layer moves a,
-        # which the regime's incremental steps do not follow, and a smooth activation is not
-        # piecewise linear: dense steps (docs/design.md 5).
-        if not tunables.GRAM_LINEAR_REGIME or model.stepwise or model.smooth:
+        # which the regime's incremental steps do not follow, a smooth activation is not
+        # piecewise linear, and the regime's frozen loss weights are those of labels +-1:
+        # dense steps (docs/design.md 5).
+        if not tunables.GRAM_LINEAR_REGIME or model.stepwise or model.smooth or model.regression:
             return None
         return LinearRegime(R, dtype, model)
 
