@@ -29,13 +29,26 @@ class EmulatedKernels:
     """
 
     @staticmethod
-    def row_sums(Z, a, n_per_run, leak=0.0):
+    def activation(act, leak, param):
+        """The kernels' activation code as :mod:`fastgrok.reference` takes it."""
+        if act == 0:
+            return leak
+        from .reference import SmoothActivation
+
+        return SmoothActivation(("relu_power", "smoothed_leaky_relu")[act - 1], leak, param)
+
+    @classmethod
+    def row_sums(cls, Z, a, n_per_run, leak=0.0, act=0, param=0.0):
         """(f, A): the rows' outputs summed as the kernel does, and each row's second layer."""
+        from .reference import activation
+
         rows, m = Z.shape
         A = np.asarray(a, np.float64).reshape(-1, m)
         run = np.arange(rows) // n_per_run
         z = np.asarray(Z, np.float64)
-        terms = np.where(z > 0.0, z, leak * z) * A[run]
+        phi = (np.where(z > 0.0, z, leak * z) if act == 0
+               else activation(z, cls.activation(act, leak, param)))
+        terms = phi * A[run]
         k = -(-m // THREADS)
         padded = np.zeros((rows, k * THREADS))
         padded[:, :m] = terms
@@ -60,16 +73,22 @@ class EmulatedKernels:
             return np.where(z < 1.0, 1.0, 0.0)
         return 1.0 - z
 
-    def outputs(self, Z, a, n_per_run, leak=0.0):
+    def outputs(self, Z, a, n_per_run, leak=0.0, act=0, param=0.0):
         """The outputs kernel's f."""
-        return self.row_sums(Z, a, n_per_run, leak)[0]
+        return self.row_sums(Z, a, n_per_run, leak, act, param)[0]
 
-    def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate, leak=0.0, loss=0):
+    def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate, leak=0.0, loss=0, act=0,
+                     param=0.0):
         """The coefficients kernel's f, and V written as it writes it."""
-        f, A = self.row_sums(Z, a, n_per_run, leak)
+        from .reference import activation_derivative
+
+        f, A = self.row_sums(Z, a, n_per_run, leak, act, param)
         y = np.asarray(y, np.float64)
         c = lr / n_per_run * (y - f if loss == 3 else self.loss_weights(y * f, loss) * y)
-        vals = c[:, None] * A * np.where(np.asarray(Z, np.float64) > 0.0, 1.0, leak)
+        z = np.asarray(Z, np.float64)
+        dphi = (np.where(z > 0.0, 1.0, leak) if act == 0
+                else activation_derivative(z, self.activation(act, leak, param)))
+        vals = c[:, None] * A * dphi
         V[...] = (V.astype(np.float64) + vals) if accumulate else vals
         return f
 
@@ -96,12 +115,14 @@ class _Function:
         self.module.launches.append(self.name)
         em = EmulatedKernels()
         if self.name.startswith("outputs"):
-            Z, a, n_per_run, _, f, leak = args
-            f[...] = em.outputs(Z.reshape(rows, m), a, int(n_per_run), float(leak))
+            Z, a, n_per_run, _, f, leak, act, param = args
+            f[...] = em.outputs(Z.reshape(rows, m), a, int(n_per_run), float(leak), int(act),
+                                float(param))
         else:
-            Z, y, a, lr, n_per_run, _, V, f, acc, leak, loss = args
+            Z, y, a, lr, n_per_run, _, V, f, acc, leak, act, param, loss = args
             f[...] = em.coefficients(Z.reshape(rows, m), y, a, float(lr), int(n_per_run),
-                                     V.reshape(rows, m), bool(acc), float(leak), int(loss))
+                                     V.reshape(rows, m), bool(acc), float(leak), int(loss),
+                                     int(act), float(param))
 
 
 class _RawModule:

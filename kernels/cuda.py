@@ -107,18 +107,24 @@ class CudaKernels:
     def _suffix(dtype):
         return "f32" if dtype == np.float32 else "f64"
 
-    def outputs(self, Z, a, n_per_run, leak=0.0):
-        """F (rows,) float64 = phi(Z) a per row, rows grouped by run (a: (R, m))."""
+    def outputs(self, Z, a, n_per_run, leak=0.0, act=0, param=0.0):
+        """F (rows,) float64 = phi(Z) a per row, rows grouped by run (a: (R, m)).
+
+        ``act``, ``param``: the activation code (0: max(z, leak z); 1: ReLU^param; 2: the
+        Huberised leaky ReLU of smoothing param).
+        """
         cp = self.cupy
         rows, m = Z.shape
         f = cp.empty(rows, cp.float64)
         a = cp.ascontiguousarray(a, dtype=cp.float64)
         self._launch(f"outputs_{self._suffix(Z.dtype)}", rows,
-                     (Z, a, np.int32(n_per_run), np.int32(m), f, np.float64(leak)))
+                     (Z, a, np.int32(n_per_run), np.int32(m), f, np.float64(leak),
+                      np.int32(act), np.float64(param)))
         return f
 
-    def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate, leak=0.0, loss=0):
-        """F = phi(Z) a; V (=, or += when accumulate) (lr/n) g(y f) y a phi'(Z)."""
+    def coefficients(self, Z, y, a, lr, n_per_run, V, accumulate, leak=0.0, loss=0, act=0,
+                     param=0.0):
+        """F = phi(Z) a; V (=, or += when accumulate) (lr/n) r(y, f) a phi'(Z)."""
         cp = self.cupy
         rows, m = Z.shape
         f = cp.empty(rows, cp.float64)
@@ -126,7 +132,8 @@ class CudaKernels:
         a = cp.ascontiguousarray(a, dtype=cp.float64)
         self._launch(f"coefficients_{self._suffix(Z.dtype)}", rows,
                      (Z, y, a, np.float64(lr), np.int32(n_per_run), np.int32(m), V, f,
-                      np.int32(accumulate), np.float64(leak), np.int32(loss)))
+                      np.int32(accumulate), np.float64(leak), np.int32(act), np.float64(param),
+                      np.int32(loss)))
         return f
 
     def gemm_update(self, V, X, W, beta=1.0):

@@ -193,10 +193,12 @@ def test_every_launch_is_checked_against_the_kernel_signatures():
     with pytest.raises(TypeError, match="C-contiguous"):
         k.outputs(np.zeros((3, 6))[:, ::2], a, 3)
     with pytest.raises(TypeError, match="argument 2 must be a int32 scalar"):
-        cuda.check_launch("outputs_f64", (Z, a, 3, np.int32(3), np.zeros(6), np.float64(0)))
+        cuda.check_launch("outputs_f64", (Z, a, 3, np.int32(3), np.zeros(6), np.float64(0),
+                                          np.int32(0), np.float64(0)))
     with pytest.raises(TypeError, match="argument 5 must be a float64 scalar"):
-        cuda.check_launch("outputs_f64", (Z, a, np.int32(3), np.int32(3), np.zeros(6), 0.1))
-    with pytest.raises(TypeError, match="5 arguments for 11"):
+        cuda.check_launch("outputs_f64", (Z, a, np.int32(3), np.int32(3), np.zeros(6), 0.1,
+                                          np.int32(0), np.float64(0)))
+    with pytest.raises(TypeError, match="5 arguments for 13"):
         cuda.check_launch("coefficients_f32", (Z, y, a, 0.1, 3))
     # What the engines launch passes, and the launches happen (none was skipped).
     eng = GramEngine([GeneratedSource(fg.Config(n=5, p=50, m=4, n_test=3, runs=1), 0)], 1e-3,
@@ -211,9 +213,11 @@ def test_the_contract_is_read_from_the_cuda_source():
     assert sig["coefficients_f32"] == [("float", True), ("double", True), ("double", True),
                                        ("double", False), ("int", False), ("int", False),
                                        ("float", True), ("double", True), ("int", False),
-                                       ("double", False), ("int", False)]
+                                       ("double", False), ("int", False), ("double", False),
+                                       ("int", False)]
     assert sig["outputs_f64"] == [("double", True), ("double", True), ("int", False),
-                                  ("int", False), ("double", True), ("double", False)]
+                                  ("int", False), ("double", True), ("double", False),
+                                  ("int", False), ("double", False)]
 
 
 @pytest.mark.gpu

@@ -232,8 +232,6 @@ def test_engine_trajectory_matches_the_reference(family, method, ops, data, dtyp
                    data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4)))
     batch = data.draw(st.sampled_from([None, max(1, n // 2)]), label="batch_size")
     model = _model(family, leak, decay, lr_second, batch)
-    if model.smooth and ops == "gpu-emulated":
-        pytest.skip("the smooth activations have no CUDA kernel (NotImplementedError)")
     probs = [data.draw(problems(n=n, p=p, m=m, nt=nt)) for _ in range(runs)]
     margin = 1e4 * EPS[dtype]
     assume(all(_kink_free(X, W, margin) and _kink_free(Xt, W, margin) for X, _, W, _, Xt, _ in probs))

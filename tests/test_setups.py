@@ -461,13 +461,38 @@ def test_smooth_activation_torch_step_equals_the_next_step(act, kw):
     np.testing.assert_allclose(net.weight.detach().numpy(), nxt, rtol=1e-12, atol=1e-14)
 
 
-def test_smooth_activations_are_not_on_the_gpu_yet():
-    from fastgrok.engines import CupyOps
-    from fastgrok.testing import EmulatedKernels
+@pytest.mark.parametrize("act,kw", SMOOTH, ids=SMOOTH_IDS)
+@pytest.mark.parametrize("loss", ["logistic", "square"])
+def test_smooth_activations_on_the_gpu_path_match_the_cpu_kernels(act, kw, loss):
+    """The CUDA launches (arguments checked against gpu_kernels.cu, arithmetic emulated) give the
+    CPU's smooth kernels' f and V, both runs of a stacked batch."""
+    from fastgrok.kernels.cuda import CudaKernels
+    from fastgrok.kernels.numba_fused import smooth_outputs_and_coefficients
 
-    ops = CupyOps(EmulatedKernels(), np)
-    with pytest.raises(NotImplementedError, match="relu_power"):
-        ops.outputs(np.ones((2, 3)), np.ones(3), _smooth_model("relu_power", {}))
+    from fastgrok.testing import StandInCupy
+
+    model = _smooth_model(act, kw, loss)
+    rng = np.random.default_rng(1)
+    R, n, m = 2, 5, 7
+    Z = rng.standard_normal((R * n, m))
+    y = (rng.standard_normal(R * n) if loss == "square"
+         else np.where(rng.random(R * n) < 0.5, 1.0, -1.0))
+    A = rng.standard_normal((R, m))
+    k = CudaKernels(cupy=StandInCupy())
+    V = np.zeros((R * n, m))
+    f = k.coefficients(Z, y, A, 0.3, n, V, False, model.slope, model.loss_code, model.act_code,
+                       model.act_param)
+    for r in range(R):
+        rows = slice(r * n, (r + 1) * n)
+        V_cpu = np.zeros((n, m))
+        f_cpu = smooth_outputs_and_coefficients(Z[rows], y[rows], A[r], 0.3, V_cpu, False,
+                                                model.act_code, model.slope, model.act_param,
+                                                model.loss_code)
+        np.testing.assert_allclose(f[rows], f_cpu, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(V[rows], V_cpu, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(k.outputs(Z, A, n, model.slope, model.act_code, model.act_param),
+                               f, rtol=0, atol=0)
+    assert k.module.launches == ["coefficients_f64", "outputs_f64"]
 
 
 def test_smooth_activation_parameters_are_checked():

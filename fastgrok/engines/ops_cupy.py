@@ -61,13 +61,14 @@ class CupyOps(Ops):
         R, n, m = Z.shape
         for _ in range(steps):  # every run stacked in each launch
             self.k.coefficients(Z.reshape(R * n, m), y.reshape(-1), a, lr, n, Ct.reshape(R * n, m),
-                                True, _slope(model), model.loss_code)
+                                True, *_activation(model, model.loss_code))
             self.xp.matmul(K, Ct, out=Z)
             Z += Z0
 
     def _outputs(self, Z, a, model):
         R, n, m = Z.shape
-        return self.to_host(self.k.outputs(Z.reshape(R * n, m), a, n, _slope(model))).reshape(R, n)
+        return self.to_host(self.k.outputs(Z.reshape(R * n, m), a, n, model.slope,
+                                           model.act_code, model.act_param)).reshape(R, n)
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
                       n_threads=None, state=None):
@@ -82,12 +83,13 @@ class CupyOps(Ops):
 
     def coefficients(self, Z, y, a, lr, V, model, accumulate=False):
         """The fused CUDA kernel of f and V."""
-        return self.k.coefficients(Z, y, a, lr, Z.shape[0], V, accumulate, _slope(model),
-                                   model.loss_code)
+        return self.k.coefficients(Z, y, a, lr, Z.shape[0], V, accumulate,
+                                   *_activation(model, model.loss_code))
 
     def outputs(self, Z, a, model):
         """The CUDA outputs kernel, f on the host."""
-        return self.to_host(self.k.outputs(Z, a, Z.shape[0], _slope(model)))
+        return self.to_host(self.k.outputs(Z, a, Z.shape[0], model.slope, model.act_code,
+                                           model.act_param))
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None,
                     decay=1.0):
@@ -101,12 +103,9 @@ class CupyOps(Ops):
         return Z, Zt, P
 
 
-def _slope(model):
-    """The CUDA kernels' leak; the smooth activations have no CUDA kernel yet."""
-    if model.smooth:
-        raise NotImplementedError(f"activation={model.activation!r} is not implemented on the GPU "
-                                  "yet (backend='cupy'); use backend='numba' or 'numpy'")
-    return model.slope
+def _activation(model, loss_code):
+    """The coefficients kernel's trailing arguments: leak, loss, activation code, parameter."""
+    return model.slope, loss_code, model.act_code, model.act_param
 
 
 def require_gpu() -> None:
