@@ -71,12 +71,20 @@ def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
         diverged = (int(g.loc[g["diverged"].eq(True), "run"].nunique()) if "diverged" in g
                     else 0)
         rows.append({**dict(zip(names, values, strict=True)), "runs": len(steps),
-                     "final_train_acc_median": last.train_acc.median(),
-                     "final_test_acc_median": last.test_acc.median(),
+                     "final_train_acc_median": _median(last.train_acc),
+                     "final_test_acc_median": _median(last.test_acc),
                      "grok_step_median": med, "runs_never": never, "runs_diverged": diverged})
     out = pd.DataFrame(rows)
     out["grok_step_median"] = out["grok_step_median"].astype("Int64")
     return out
+
+
+def _median(values: pd.Series) -> float:
+    """The median of the values that are not NaN; NaN when every run diverged.
+
+    (Some pandas versions warn on the median of nothing.)
+    """
+    return float(values.median()) if values.notna().any() else np.nan
 
 
 def per_run(table: pd.DataFrame, names, threshold: float) -> pd.DataFrame:
