@@ -72,17 +72,27 @@ def float_array(name, x, ndim, dtype=None, finite=True):
 
 def labels(name, y, n, dtype=None):
     """Labels in {-1, +1} of length ``n`` (booleans: True is +1, False is -1)."""
+    return targets(name, y, n, dtype)[0]
+
+
+def targets(name, y, n, dtype=None, real=False):
+    """(array, labelled): labels in {-1, +1} as :func:`labels` reads them.
+
+    With ``real`` (the square loss), any finite real targets: ``labelled`` is False where they
+    are not all +-1.
+    """
     if _xp(y) is np and np.asarray(y).dtype == bool:
         y = np.where(np.asarray(y), 1.0, -1.0)
     arr = float_array(name, y, 1, dtype)
     if arr.shape[0] != n:
         raise ValueError(f"{name} has {arr.shape[0]} labels but the inputs have {n} rows")
-    if not bool(((arr == 1) | (arr == -1)).all()):
+    labelled = bool(((arr == 1) | (arr == -1)).all())
+    if not labelled and not real:
         if bool(((arr == 0) | (arr == 1)).all()):
             raise ValueError(f"{name} must contain only -1 and +1, got 0/1 labels: pass "
                              f"2 * {name} - 1 (or booleans, True for +1)")
         raise ValueError(f"{name} must contain only -1 and +1")
-    return arr
+    return arr, labelled
 
 
 def positive_int(name, v):

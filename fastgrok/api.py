@@ -488,12 +488,8 @@ def step(X, y, W, a, lr: float, backend: str = "auto", n_threads: int | None = N
         raise ValueError(f"W has {W.shape[1]} columns but X has {p}")
     # Labels and second layer in float64, as every engine uses them (the square loss takes
     # any real targets).
-    if model.loss == "square":
-        y = v.once_per_buffer(y, lambda arr: v.float_array("y", arr, 1, np.float64))
-        if y.shape[0] != n:
-            raise ValueError(f"y has {y.shape[0]} targets but X has {n} rows")
-    else:
-        y = v.once_per_buffer(y, lambda arr: v.labels("y", arr, n, np.float64))
+    y = v.once_per_buffer(y, lambda arr: v.targets("y", arr, n, np.float64,
+                                                    real=model.loss == "square")[0])
     a = v.once_per_buffer(a, lambda arr: v.float_array("a", arr, 1, np.float64))
     if a.shape[0] != W.shape[0]:
         raise ValueError(f"a has length {a.shape[0]} but W has {W.shape[0]} rows")

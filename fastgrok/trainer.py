@@ -108,15 +108,10 @@ class Setup:
 
         Targets that are not all +-1 make the model a regression (:attr:`Model.regression`).
         """
-        try:
-            return v.labels(name, v.host_array(name, y), n, dtype)
-        except ValueError as exc:
-            if self.model.loss != "square" or "only -1 and +1" not in str(exc):
-                raise
-        arr = v.float_array(name, v.host_array(name, y), 1, dtype)
-        if arr.shape[0] != n:
-            raise ValueError(f"{name} has {arr.shape[0]} targets but the inputs have {n} rows")
-        self.model = dataclasses.replace(self.model, regression=True)
+        arr, labelled = v.targets(name, v.host_array(name, y), n, dtype,
+                                  real=self.model.loss == "square")
+        if not labelled:
+            self.model = dataclasses.replace(self.model, regression=True)
         return arr
 
     @staticmethod

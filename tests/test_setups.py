@@ -143,6 +143,12 @@ def test_square_loss_with_labels_is_unchanged_and_other_losses_need_labels():
     ds = fg.xor_clusters(10, 20, seed=1)
     res = fg.fit(ds.X, ds.y, m=3, lr=0.1, steps=2, loss="square", progress=False)
     assert "test_mse" not in res.history and res.history.train_acc.notna().all()
+    # Booleans are labels (True is +1), not 0/1 targets, with the square loss too.
+    W_bool, W_sign = (np.full((3, 20), 0.1) for _ in range(2))
+    a = np.array([1.0, -1.0, 1.0])
+    fg.step(ds.X, ds.y > 0, W_bool, a, 0.1, loss="square")
+    fg.step(ds.X, ds.y, W_sign, a, 0.1, loss="square")
+    np.testing.assert_array_equal(W_bool, W_sign)
     with pytest.raises(ValueError, match="only -1 and \\+1"):  # other losses: the label error
         fg.fit(ds.X, ds.y * 0.5 + 0.1, m=3, lr=0.1, steps=2, loss="hinge")
 

@@ -61,14 +61,14 @@ class CupyOps(Ops):
         R, n, m = Z.shape
         for _ in range(steps):  # every run stacked in each launch
             self.k.coefficients(Z.reshape(R * n, m), y.reshape(-1), a, lr, n, Ct.reshape(R * n, m),
-                                True, *_activation(model, model.loss_code))
+                                True, loss=model.loss_code, **_activation(model))
             self.xp.matmul(K, Ct, out=Z)
             Z += Z0
 
     def _outputs(self, Z, a, model):
         R, n, m = Z.shape
-        return self.to_host(self.k.outputs(Z.reshape(R * n, m), a, n, model.slope,
-                                           model.act_code, model.act_param)).reshape(R, n)
+        return self.to_host(self.k.outputs(Z.reshape(R * n, m), a, n,
+                                           **_activation(model))).reshape(R, n)
 
     def gram_evaluate(self, Z, Kt, Ct, Zt0, XM, W0M, a, model, test=True, means=True,
                       n_threads=None, state=None):
@@ -84,12 +84,11 @@ class CupyOps(Ops):
     def coefficients(self, Z, y, a, lr, V, model, accumulate=False):
         """The fused CUDA kernel of f and V."""
         return self.k.coefficients(Z, y, a, lr, Z.shape[0], V, accumulate,
-                                   *_activation(model, model.loss_code))
+                                   loss=model.loss_code, **_activation(model))
 
     def outputs(self, Z, a, model):
         """The CUDA outputs kernel, f on the host."""
-        return self.to_host(self.k.outputs(Z, a, Z.shape[0], model.slope, model.act_code,
-                                           model.act_param))
+        return self.to_host(self.k.outputs(Z, a, Z.shape[0], **_activation(model)))
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None,
                     decay=1.0):
@@ -103,9 +102,9 @@ class CupyOps(Ops):
         return Z, Zt, P
 
 
-def _activation(model, loss_code):
-    """The coefficients kernel's trailing arguments: leak, loss, activation code, parameter."""
-    return model.slope, loss_code, model.act_code, model.act_param
+def _activation(model) -> dict:
+    """The CUDA kernels' activation arguments: the leak, the activation code and its parameter."""
+    return {"leak": model.slope, "act": model.act_code, "param": model.act_param}
 
 
 def require_gpu() -> None:
