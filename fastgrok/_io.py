@@ -55,10 +55,11 @@ def rescue_folder(save) -> str | None:
     return None
 
 
-def read_table(path, columns=()):
+def read_table(path, columns=(), runs=None, steps=None):
     """A table written by :func:`write_table`, checked: DamagedFileError if it is not one.
 
-    ``columns``: names the table must have, each numeric.
+    ``columns``: names the table must have, each numeric. ``runs``, ``steps``: its ``run``
+    column must lie in [0, runs) and its ``step`` column in [0, steps] (what its config says).
     """
     import pandas as pd
 
@@ -81,6 +82,13 @@ def read_table(path, columns=()):
         raise DamagedFileError(f"{path} is damaged: column(s) {', '.join(wrong)} are not numbers")
     if not len(table):
         raise DamagedFileError(f"{path} is damaged: it has no rows")
+    bad_run = runs is not None and not table["run"].between(0, runs - 1).all()
+    bad_step = steps is not None and not table["step"].between(0, steps).all()
+    if bad_run or bad_step:
+        raise DamagedFileError(
+            f"{path} is damaged: its runs {table['run'].min()}..{table['run'].max()} and steps "
+            f"{table['step'].min()}..{table['step'].max()} are not those of its config "
+            f"(runs={runs}, steps={steps})")
     return table
 
 

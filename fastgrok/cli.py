@@ -153,11 +153,10 @@ def main(argv=None) -> int:
         return _main(argv)
     except KeyboardInterrupt as exc:
         from .kernels.threads import release_pool
-        from .sweeps import SweepInterrupted
 
         release_pool()  # so that the exit cannot wait on a pool thread
-        msg = (exc.message if isinstance(exc, (SweepInterrupted, _Kept))
-               else "interrupted: nothing was written")
+        # A sweep's interruption, or a run's with a checkpoint, says what was kept.
+        msg = str(exc) or "interrupted: nothing was written"
         if terminated:
             msg = msg.replace("interrupted", "terminated (SIGTERM)", 1)
         print(f"fastgrok: {msg}", file=sys.stderr, flush=True)
@@ -166,14 +165,6 @@ def main(argv=None) -> int:
         warnings.formatwarning = format_warning
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
-
-
-class _Kept(KeyboardInterrupt):
-    """An interrupted run whose checkpoint keeps its training (``message`` says where)."""
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
 
 
 def _on_sigterm(terminated: list):
@@ -255,8 +246,9 @@ def _main(argv=None) -> int:
         return _failed(exc)
     except KeyboardInterrupt:
         if checkpoint and os.path.exists(checkpoint["checkpoint"]):
-            raise _Kept(f"interrupted: the training so far is in {checkpoint['checkpoint']}; "
-                        "run the same command again to resume") from None
+            raise KeyboardInterrupt(f"interrupted: the training so far is in "
+                                    f"{checkpoint['checkpoint']}; run the same command again "
+                                    "to resume") from None
         raise
     try:
         files = res.save(out, figures=not args.no_figures)

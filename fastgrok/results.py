@@ -320,21 +320,14 @@ def _read_history(folder, config) -> pd.DataFrame:
 
     Checked against the config: its columns, numeric, the runs and steps the config names.
     """
-    from ._io import DamagedFileError, read_table
+    from ._io import read_table
 
     path = os.path.join(folder, "history.parquet")
     if not os.path.exists(path):
         path = os.path.join(folder, "history.csv")
-    history = read_table(path, HISTORY_COLUMNS)
     runs, steps = config.get("runs"), config.get("steps")
-    bad_run = isinstance(runs, int) and not history["run"].between(0, runs - 1).all()
-    bad_step = isinstance(steps, int) and not history["step"].between(0, steps).all()
-    if bad_run or bad_step:
-        raise DamagedFileError(
-            f"{path} is damaged: its runs {history['run'].min()}..{history['run'].max()} and "
-            f"steps {history['step'].min()}..{history['step'].max()} are not those of its "
-            f"config.json (runs={runs}, steps={steps})")
-    return history
+    return read_table(path, HISTORY_COLUMNS, runs if isinstance(runs, int) else None,
+                      steps if isinstance(steps, int) else None)
 
 
 def _read_arrays(path, required=()) -> dict:

@@ -17,7 +17,9 @@ import json
 import math
 import numbers
 import os
+import signal
 import sys
+import warnings
 import zlib
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 
@@ -128,8 +130,6 @@ def grid_points(base: Config, grid, paired=()) -> list:
 
 def _run_point(cfg_dict: dict, values: dict, n_threads: int):
     """Worker: one grid point's history, with the grid values as columns (module level: pickles)."""
-    import warnings
-
     from .api import run
 
     if _REPORT is not None:  # a local worker: the parent learns which point it runs
@@ -154,7 +154,6 @@ def _worker_init(report=None):
     -9`` of the sweep leaves no idle worker). ``report``: the queue of :data:`_REPORT`.
     """
     import multiprocessing
-    import signal
     import threading
 
     global _REPORT
@@ -185,7 +184,6 @@ def _spawning():
     * SIGINT is ignored while they start, so they are born ignoring it (an ignored signal stays
       ignored across exec): a Ctrl-C never prints a traceback from a worker that is starting.
     """
-    import signal
     import threading
 
     main = sys.modules.get("__main__")
@@ -235,18 +233,14 @@ def _normalised(base: dict):
 class SweepFailed(RuntimeError):
     """A sweep that cannot go on (a point's file cannot be written: a full disk).
 
-    The finished points are saved; ``message`` says what failed and how to resume.
+    The finished points are saved; the message says what failed and how to resume.
     """
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
 
 
 class WorkerDied(SweepFailed):
     """A sweep stopped because a point's worker died twice (its retry too).
 
-    The finished points are saved; ``message`` names the point, how its worker died and how
+    The finished points are saved; the message names the point, how its worker died and how
     to resume.
     """
 
@@ -300,9 +294,9 @@ class SweepResult:
         was drawn.
     """
 
-    def __init__(self, table, points, grid, out=None, threshold=0.9):
+    def __init__(self, table, points, grid, out=None, threshold=0.9, figure=None):
         self.table, self.points, self.grid, self.out = table, points, grid, out
-        self.threshold, self.figure = threshold, None
+        self.threshold, self.figure = threshold, figure
 
 
 def sweep(base: Config, grid: dict | list, out: str | os.PathLike | None = None, executor=None,
@@ -397,14 +391,13 @@ def sweep(base: Config, grid: dict | list, out: str | os.PathLike | None = None,
         if figures:
             from .plots import sweep_figures
 
-            drawn = []
-            if figure_or_warning("fig_sweep.png", lambda: drawn.extend(sweep_figures(
-                    summary, names, folder.out, steps=base.steps, runs=base.runs,
-                    threshold=threshold))):
-                figure = drawn[0] if drawn else None
-    res = SweepResult(table, summary, grid, None if folder is None else folder.out, threshold)
-    res.figure = figure
-    return res
+            drawn = []  # its paths (none for three grid axes or more)
+            figure_or_warning("fig_sweep.png", lambda: drawn.extend(sweep_figures(
+                summary, names, folder.out, steps=base.steps, runs=base.runs,
+                threshold=threshold)))
+            figure = drawn[0] if drawn else None
+    return SweepResult(table, summary, grid, None if folder is None else folder.out, threshold,
+                       figure)
 
 
 class _SweepFolder:
@@ -459,8 +452,6 @@ class _SweepFolder:
             try:
                 done[i] = self._read(path, values, cfg)
             except DamagedFileError as exc:
-                import warnings
-
                 aside = os.path.join(self.points_dir, "damaged")
                 os.makedirs(aside, exist_ok=True)
                 os.replace(path, os.path.join(aside, os.path.basename(path)))
@@ -478,12 +469,10 @@ class _SweepFolder:
         """A point's table, checked: its grid values, runs and steps (DamagedFileError)."""
         from .results import HISTORY_COLUMNS
 
-        table = read_table(path, HISTORY_COLUMNS)
-        wrong = [k for k, v in values.items() if k not in table or not (table[k] == v).all()]
-        runs_ok = table["run"].between(0, cfg.runs - 1).all()
-        if wrong or not runs_ok or not table["step"].between(0, cfg.steps).all():
+        table = read_table(path, HISTORY_COLUMNS, cfg.runs, cfg.steps)
+        if any(k not in table or not (table[k] == v).all() for k, v in values.items()):
             raise DamagedFileError(f"{path} is damaged: its rows are not those of the point "
-                                   f"{values} ({cfg.runs} runs, {cfg.steps} steps)")
+                                   f"{values}")
         return table
 
     def check_room(self, points, todo) -> None:
@@ -612,7 +601,7 @@ def _run_local(now, points, todo, done, keep, n_workers, folder) -> None:
 
     context = multiprocessing.get_context("spawn")
     workers, threads = _local_workers(n_workers, todo)
-    pending, died = list(todo), {}  # died: point index -> how its worker died
+    pending, died = list(todo), {}  # died: point index -> its worker's exit code
     unexplained = 0
     while pending:
         report = context.SimpleQueue()
@@ -633,31 +622,27 @@ def _run_local(now, points, todo, done, keep, n_workers, folder) -> None:
                     raise WorkerDied(f"worker processes die before they start a point: "
                                      f"{len(done)} of {len(points)} points "
                                      f"{_where(folder)}") from None
-            for i, how in deaths:
+            for i, code, pid in deaths:
                 if i in died:
                     raise WorkerDied(
-                        f"point {points[i][0]}: its worker died again ({how}): {len(done)} of "
-                        f"{len(points)} points {_where(folder)} (with fewer workers: "
-                        "n_workers=1, --workers 1)") from None
-                died[i] = how
-            if any("SIGKILL" in how for _, how in deaths):
+                        f"point {points[i][0]}: its worker died again ({_ended(code, pid)}): "
+                        f"{len(done)} of {len(points)} points {_where(folder)} (with fewer "
+                        "workers: n_workers=1, --workers 1)") from None
+                died[i] = code
+            if any(code == -signal.SIGKILL for _, code, _ in deaths):
                 workers = max(1, workers // 2)
-            import warnings
-
-            for i, how in deaths:
-                warnings.warn(f"point {points[i][0]}: its worker {how}; running it again once "
-                              f"in a fresh worker ({workers} worker(s) now)", RuntimeWarning,
-                              stacklevel=4)
+            for i, code, pid in deaths:
+                warnings.warn(f"point {points[i][0]}: its worker {_ended(code, pid)}; running it "
+                              f"again once in a fresh worker ({workers} worker(s) now)",
+                              RuntimeWarning, stacklevel=4)
 
 
 def _worker_deaths(executor, report, points, done) -> list:
-    """[(point index, how its worker died)] after the pool ``executor`` broke.
+    """[(point index, exit code, pid)] of the workers that died in a point, after the pool broke.
 
     Shuts the pool down (its other workers are stopped by the pool itself), then reads which
     point each worker had started and how each worker ended.
     """
-    import signal
-
     processes = dict(executor._processes or {})
     executor.shutdown(wait=True, cancel_futures=True)
     started = {}
@@ -671,17 +656,17 @@ def _worker_deaths(executor, report, points, done) -> list:
         # The pool ends its other workers with SIGTERM when one dies: those are not the cause.
         if code in (0, None, -signal.SIGTERM) or pid not in started:
             continue
-        i = index[started[pid]]
-        if i in done:
-            continue
-        if code < 0:
-            name = signal.Signals(-code).name
-            how = f"was killed by {name} (pid {pid})" + (
-                ", probably out of memory" if -code == signal.SIGKILL else "")
-        else:
-            how = f"exited with status {code} (pid {pid})"
-        deaths.append((i, how))
+        if index[started[pid]] not in done:
+            deaths.append((index[started[pid]], code, pid))
     return deaths
+
+
+def _ended(code, pid) -> str:
+    """How a worker ended, from its exit code (negative: the signal that killed it)."""
+    if code >= 0:
+        return f"exited with status {code} (pid {pid})"
+    probably = ", probably out of memory" if -code == signal.SIGKILL else ""
+    return f"was killed by {signal.Signals(-code).name} (pid {pid}){probably}"
 
 
 def _point_result(fut, point):
@@ -702,8 +687,6 @@ def _point_result(fut, point):
 
 def _warn_diverged(point, history) -> None:
     """One line for a point whose runs diverged (the run's own warning is the worker's)."""
-    import warnings
-
     values, cfg = point
     runs = sorted(history.loc[history["diverged"].eq(True), "run"].unique())
     warnings.warn(f"point {values}: {len(runs)} of {cfg.runs} runs diverged at lr={cfg.lr:g} "

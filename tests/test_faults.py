@@ -183,7 +183,7 @@ def test_a_history_of_other_runs_than_its_config_is_refused(saved, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     res.history.assign(run=res.history.run + 5).to_parquet(copy / "history.parquet")
-    with pytest.raises(fg.DamagedFileError, match="are not those of its config.json"):
+    with pytest.raises(fg.DamagedFileError, match="are not those of its config "):
         fg.Result.load(copy)
 
 
