@@ -70,6 +70,12 @@ def float_array(name, x, ndim, dtype=None, finite=True):
     return arr
 
 
+def inputs(name, X, dtype=None):
+    """Inputs (q, p), or (q, P, d) patches of the two-layer CNN, as :func:`float_array`."""
+    X = host_array(name, X)
+    return float_array(name, X, 3 if np.ndim(X) == 3 else 2, dtype)
+
+
 def labels(name, y, n, dtype=None):
     """Labels in {-1, +1} of length ``n`` (booleans: True is +1, False is -1)."""
     return targets(name, y, n, dtype)[0]

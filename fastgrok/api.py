@@ -143,7 +143,8 @@ def run(cfg: Config, progress: bool = True, n_threads: int | None = None, *,
                     "representation": plan.representation}
         saver = Checkpoint(checkpoint, parse_interval(checkpoint_every), identity)
     res = _execute(plan, config, sources, cfg.runs, cfg.lr, cfg.mean_norm, progress, n_threads,
-                   Model.of(cfg), second_mean=cfg.data == "xor", network_steps=network_steps,
+                   Model.of(cfg), second_mean=cfg.data in ("xor", "xor_patches"),
+                   network_steps=network_steps,
                    stop=stop, metrics=metrics, track=names, stable_rank=cfg.stable_rank,
                    checkpoint=saver)
     if saver is not None:

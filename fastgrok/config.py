@@ -25,7 +25,9 @@ SMOOTH_ACTIVATIONS = ("relu_power", "smoothed_leaky_relu")
 LOSSES = ("logistic", "exponential", "hinge", "square")
 #: The losses of the classification studies (the square loss is a regression loss on +-1).
 CLASSIFICATION_LOSSES = ("logistic", "exponential", "hinge")
-DATA = ("xor", "linear")
+DATA = ("xor", "linear", "patches", "xor_patches")
+#: The patch data of the two-layer CNN (docs/design.md, "Patches"): signal and noise patches.
+PATCH_DATA = ("patches", "xor_patches")
 LABEL_NOISE = ("independent", "exact")
 #: The leak of "leaky_relu" when none is given.
 DEFAULT_LEAK = 0.1
@@ -216,7 +218,15 @@ FIELDS = {
     "leak": _Float(0, 1, high_open=True, optional=True,
                    help="leaky_relu's slope for z < 0, in [0, 1) (none: 0.1)"),
     "loss": _Choice(LOSSES, "training loss of the margin y f"),
-    "data": _Choice(DATA, "xor: +-mu1 -> +1, +-mu2 -> -1 (the paper); linear: y mu1 + noise"),
+    "data": _Choice(DATA, "xor: +-mu1 -> +1, +-mu2 -> -1 (the paper); linear: y mu1 + noise; "
+                    "patches: a signal patch y mu1 and noise patches (the two-layer CNN); "
+                    "xor_patches: the same with the XOR signal"),
+    "patches": _Int(1, "patches per sample P of the two-layer CNN (data='patches' or "
+                       "'xor_patches'; 1: the fully connected network)"),
+    "signal_patches": _Int(0, "how many of a sample's patches carry the signal (the rest are "
+                              "noise)"),
+    "sigma_p": _Float(0, low_open=True, help="standard deviation of the noise patches' entries "
+                      "(orthogonal to the signal)"),
     "label_noise": _Choice(LABEL_NOISE, "independent: each training label flips with probability "
                            "noise_rate; exact: round(noise_rate n) flips, split over the classes"),
     "weight_decay": _Float(0, help="weight decay lambda >= 0: W <- (1 - lr lambda) W - lr grad "
@@ -250,6 +260,18 @@ def check_model(activation, leak, power=None, smoothing=None):
         raise ValueError(f"power={power} needs activation='relu_power'")
     if smoothing is not None and activation != "smoothed_leaky_relu":
         raise ValueError(f"smoothing={smoothing} needs activation='smoothed_leaky_relu'")
+
+
+def check_patches(patches, lr_second=None, batch_size=None):
+    """NotImplementedError for what the two-layer CNN (``patches`` > 1) does not have yet.
+
+    A trained second layer and minibatches.
+    """
+    if patches > 1 and lr_second is not None:
+        raise NotImplementedError("a trained second layer is not implemented for patches > 1 "
+                                  "(the two-layer CNN trains its filters, a stays fixed)")
+    if patches > 1 and batch_size is not None:
+        raise NotImplementedError("minibatches are not implemented for patches > 1")
 
 
 def check_decay(weight_decay, lr):
@@ -396,6 +418,14 @@ class Config:
         relu_power's exponent q > 1 (None: 2); only with that activation.
     smoothing : float or None
         smoothed_leaky_relu's h > 0 (None: 1); only with that activation.
+    patches : int
+        P, the patches of a sample of the two-layer CNN, f(x) = sum_j a_j sum_p
+        phi(<w_j, x^(p)>) (with data "patches" or "xor_patches"; 1 otherwise).
+    signal_patches : int
+        How many of the P patches are the signal patch (y_clean mu1, or the XOR cluster mean);
+        the others are noise patches (default 1).
+    sigma_p : float
+        The noise patches' xi ~ N(0, sigma_p^2 (I - projection on the means)) (default 1).
     stable_rank : bool
         Add the history column stable_rank = ||W||_F^2 / ||W||_2^2 of the first layer at the
         snapshot steps (NaN elsewhere). The gram method assembles the m x m matrix W W^T from
@@ -460,15 +490,20 @@ class Config:
     power: float | None = None
     smoothing: float | None = None
     stable_rank: bool = False
+    patches: int = 1
+    signal_patches: int = 1
+    sigma_p: float = 1.0
 
     def __post_init__(self):
         """Check every field (TypeError or ValueError naming the field) and the fields together."""
         for f in fields(self):  # steps is checked before snapshot_steps, which needs it
             object.__setattr__(self, f.name, check_field(f.name, getattr(self, f.name),
                                                          steps=self.steps))
-        N = self.n + self.n_test + self.m
+        P = self.patches
+        N = P * (self.n + self.n_test) + self.m
         if self.representation == "reduced" and self.p - 2 < N:
-            raise ValueError(f"representation='reduced' needs p - 2 >= n + n_test + m = {N}, "
+            what = "n + n_test + m" if P == 1 else "patches (n + n_test) + m"
+            raise ValueError(f"representation='reduced' needs p - 2 >= {what} = {N}, "
                              f"got p={self.p}; use representation='full'")
         if self.population_test_samples and representation_for(
                 self.representation, self.n, self.n_test, self.m, self.p) != "reduced":
@@ -484,8 +519,37 @@ class Config:
         check_batch(self.batch_size, self.n)
         if self.train_second_layer:
             check_decay(self.weight_decay, self.lr_second or self.lr)
+        self._check_patches()
         if self.means == "axis" and self.p < 2:
             raise ValueError(f"p must be >= 2 for two orthogonal means, got {self.p}")
+
+    def _check_patches(self):
+        """The patch fields against the data model (ValueError, NotImplementedError)."""
+        if self.data not in PATCH_DATA:
+            for name, default in (("patches", 1), ("signal_patches", 1), ("sigma_p", 1.0)):
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name}={getattr(self, name)} needs data='patches' or "
+                                     f"'xor_patches', got data={self.data!r}")
+            return
+        if self.signal_patches > self.patches:
+            raise ValueError(f"signal_patches must be <= patches={self.patches}, got "
+                             f"{self.signal_patches}")
+        if self.signal_patches == 0 and self.mu_norm is not None:
+            raise ValueError(f"mu_norm={self.mu_norm} is the norm of a signal patch, but "
+                             "signal_patches=0: a sample has no signal patch")
+        if self.means != "axis":
+            raise NotImplementedError("patch data with means='random' is not implemented: the "
+                                      "noise patches are drawn orthogonal to axis means")
+        if self.population_test_samples:
+            raise NotImplementedError("population_test_samples is not implemented for patch "
+                                      "data")
+        check_patches(self.patches, self.lr if self.train_second_layer else None,
+                      self.batch_size)
+
+    @property
+    def rows(self) -> int:
+        """Rows of the training inputs the engines hold: n P (one per patch)."""
+        return self.n * self.patches
 
     @property
     def mean_norm(self) -> float:

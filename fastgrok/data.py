@@ -166,6 +166,60 @@ class RunDraw:
         return X, Xt, mu1, mu2
 
 
+class PatchDraw(RunDraw):
+    """The patch data of one run (the two-layer CNN; docs/design.md, "Patches").
+
+    A sample is P patches, one row each (sample i's in rows i P .. i P + P - 1): the first
+    ``signal_patches`` are its signal, the cluster mean (y_clean mu1 for "patches"; +-mu1 or
+    +-mu2 with the XOR label for "xor_patches"), the others noise xi ~ N(0, sigma_p^2 (I - the
+    projection on the means)). With axis means the projection zeroes the means' coordinates,
+    so a noise patch is sigma_p times the normals of stream X (test: X_TEST) with those
+    coordinates set to 0. Labels and flips are drawn as :class:`RunDraw` draws them.
+    """
+
+    def __init__(self, n, p, n_test, mu_norm, noise_rate, seed, run, data="patches",
+                 label_noise="independent", patches=2, signal_patches=1, sigma_p=1.0):
+        super().__init__(n, p, n_test, mu_norm, noise_rate, seed, run, "axis",
+                         "xor" if data == "xor_patches" else "linear", label_noise)
+        self.patches, self.signal_patches = int(patches), int(signal_patches)
+        self.sigma_p = float(sigma_p)
+        # The coordinates the noise is orthogonal to: the means in use.
+        self.mean_columns = (0, 1) if data == "xor_patches" else (0,)
+
+    def _patch_rows(self, stream, k, j0, j1, samples, signs, dt):
+        P, s = self.patches, self.signal_patches
+        cols = j1 - j0
+        out = np.empty((samples, P, cols), dt)
+        noise = gaussian_block(self.seed, self.run, stream, k, samples * (P - s), cols, dt)
+        out[:, s:] = (dt.type(self.sigma_p) * noise).reshape(samples, P - s, cols)
+        for c in self.mean_columns:
+            if j0 <= c < j1:
+                out[:, s:, c - j0] = 0
+        if s:
+            mu1, mu2 = (mu.astype(dt) for mu in self.mean_block(k, j0, j1))
+            s1, s2 = (v.astype(dt) for v in signs)
+            out[:, :s] = (s1[:, None] * mu1 + s2[:, None] * mu2)[:, None, :]
+        return out.reshape(samples * P, cols)
+
+    def block(self, k, j0, j1, dtype="float64"):
+        """Columns j0:j1 (block k) of the patch rows of X (n P) and X_test (n_test P), mu1, mu2."""
+        dt = np.dtype(dtype)
+        mu1, mu2 = (mu.astype(dt) for mu in self.mean_block(k, j0, j1))
+        return (self._patch_rows(STREAM_X, k, j0, j1, self.n, self._s, dt),
+                self._patch_rows(STREAM_X_TEST, k, j0, j1, self.n_test, self._s_test, dt),
+                mu1, mu2)
+
+
+def run_draw(cfg, run, p=None):
+    """The :class:`RunDraw` (or :class:`PatchDraw`) of run ``run`` of the experiment ``cfg``."""
+    p = cfg.p if p is None else p
+    if cfg.data in ("patches", "xor_patches"):
+        return PatchDraw(cfg.n, p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, run,
+                         cfg.data, cfg.label_noise, cfg.patches, cfg.signal_patches, cfg.sigma_p)
+    return RunDraw(cfg.n, p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, run,
+                   cfg.means, cfg.data, cfg.label_noise)
+
+
 @dataclass
 class Dataset:
     """A materialised data set (XOR clusters or noisy linear).

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import DEFAULT_LEAK, LOSSES, SMOOTH_ACTIVATIONS, check_field, check_model
+from .config import (
+    DEFAULT_LEAK,
+    LOSSES,
+    SMOOTH_ACTIVATIONS,
+    check_field,
+    check_model,
+    check_patches,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,10 @@ class Model:
     regression : bool
         Real-valued targets with the square loss, (y - f)^2 / 2 (a fit's targets that are not
         all +-1): accuracies are NaN and the test MSE is reported; dense steps.
+    patches : int
+        P >= 1: the two-layer CNN, f(x) = sum_j a_j sum_p phi(<w_j, x^(p)>) over the P patches
+        of a sample, whose rows follow each other in the engines' arrays (docs/design.md,
+        "Patches"); 1 is the fully connected network.
     """
 
     activation: str = "relu"
@@ -47,13 +58,15 @@ class Model:
     power: float | None = None
     smoothing: float | None = None
     regression: bool = False
+    patches: int = 1
 
     def __post_init__(self):
         """Check the fields, as Config checks them."""
         for name in ("activation", "leak", "loss", "weight_decay", "lr_second", "batch_size",
-                     "power", "smoothing"):
+                     "power", "smoothing", "patches"):
             object.__setattr__(self, name, check_field(name, getattr(self, name)))
         check_model(self.activation, self.leak, self.power, self.smoothing)
+        check_patches(self.patches, self.lr_second, self.batch_size)
         if self.regression and self.loss != "square":
             raise ValueError(f"real-valued targets need loss='square', got loss={self.loss!r}")
 
@@ -110,6 +123,11 @@ class Model:
         return 1.0 - float(lr) * self.weight_decay if self.weight_decay else 1.0
 
     @property
+    def pooled(self) -> bool:
+        """Whether a sample's output sums several rows (patches > 1): the patch kernels."""
+        return self.patches > 1
+
+    @property
     def stepwise(self) -> bool:
         """Whether a step is more than the full-batch update of W by the fused kernels.
 
@@ -125,4 +143,4 @@ class Model:
         if cfg.train_second_layer:
             lr_second = cfg.lr if cfg.lr_second is None else cfg.lr_second
         return cls(cfg.activation, cfg.leak, cfg.loss, cfg.weight_decay, lr_second,
-                   cfg.batch_size, cfg.power, cfg.smoothing)
+                   cfg.batch_size, cfg.power, cfg.smoothing, patches=cfg.patches)

@@ -33,15 +33,20 @@ class Network:
         The working dtype the weights were trained in.
     scale : float
         s_t = (1 - lr lambda)^t, the factor of W0 after t steps with weight decay (1.0 without).
+    patches : int
+        P of the two-layer CNN: an input is P patches (q, P, d) and its output sums theirs
+        (1: the fully connected network).
     """
 
-    def __init__(self, a, leak=0.0, W=None, C=None, source=None, dtype="float64", scale=1.0):
+    def __init__(self, a, leak=0.0, W=None, C=None, source=None, dtype="float64", scale=1.0,
+                 patches=1):
         self.a = np.asarray(a, np.float64)
         # (a float slope, or a smooth activation: reference.SmoothActivation)
         self.leak = leak if isinstance(leak, reference.SmoothActivation) else float(leak)
         self.W, self.C, self.source = W, C, source
         self.scale = float(scale)
         self.dtype = np.dtype(dtype)
+        self.patches = int(patches)
 
     @property
     def m(self) -> int:
@@ -90,9 +95,16 @@ class Network:
         return self.scale * Z0 + XK @ np.asarray(self.C, np.float64).T
 
     def decision_function(self, X_new) -> np.ndarray:
-        """Outputs f(x) (q,) of the rows of ``X_new`` (q, p), float64."""
+        """Outputs f(x) (q,) of the rows of ``X_new`` (q, p), float64; patches: (q, P, d)."""
+        P = self.patches
+        if P > 1:
+            X_new = np.asarray(X_new)
+            if X_new.ndim != 3 or X_new.shape[1:] != (P, self.p):
+                raise ValueError(f"X must have shape (q, {P}, {self.p}) (q inputs of {P} "
+                                 f"patches), got {X_new.shape}")
+            X_new = X_new.reshape(-1, self.p)
         return reference.forward_from_preactivations(self.preactivations(X_new), self.a,
-                                                     self.leak)
+                                                     self.leak, P)
 
     def project(self, V) -> np.ndarray:
         """<w_j, v_k>: W V^T (m, k) for directions V (k, p), or W v (m,) for one v (p,)."""

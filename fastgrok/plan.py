@@ -91,13 +91,15 @@ class Plan:
 
 def plan_experiment(cfg, networks_kept=0) -> Plan:
     """The plan of :func:`fastgrok.run` for the experiment ``cfg`` (``networks_kept`` per run)."""
-    rep = representation_for(cfg.representation, cfg.n, cfg.n_test, cfg.m, cfg.p)
-    p = cfg.n + cfg.n_test + cfg.m + 2 if rep == "reduced" else cfg.p
+    # The engines hold a row per patch (patches = 1: a row per sample).
+    n, n_test = cfg.n * cfg.patches, cfg.n_test * cfg.patches
+    rep = representation_for(cfg.representation, n, n_test, cfg.m, cfg.p)
+    p = n + n_test + cfg.m + 2 if rep == "reduced" else cfg.p
     dtype = cfg.dtype
     if rep == "reduced" and dtype == "float32" and cfg.p > tunables.REDUCED_FLOAT32_MAX_P:
         dtype = "float64"  # see tunables.REDUCED_FLOAT32_MAX_P
     method = "gram" if cfg.population_test_samples and cfg.method == "auto" else cfg.method
-    return plan_arrays(cfg.n, p, cfg.m, cfg.n_test, dtype, method, cfg.backend, cfg.steps,
+    return plan_arrays(n, p, cfg.m, n_test, dtype, method, cfg.backend, cfg.steps,
                        cfg.snapshot_steps, representation=rep, runs=cfg.runs,
                        networks_kept=networks_kept)
 

@@ -70,9 +70,44 @@ def forward(X, W, a, leak=0.0):
     return Z, forward_from_preactivations(Z, a, leak)
 
 
-def forward_from_preactivations(Z, a, leak=0.0):
-    """Outputs f = phi(Z) a (n,) from pre-activations Z (n, m), in float64."""
-    return activation(np.asarray(Z, dtype=np.float64), leak) @ np.asarray(a, dtype=np.float64)
+def forward_from_preactivations(Z, a, leak=0.0, patches=1):
+    """Outputs f = phi(Z) a (n,) from pre-activations Z (n, m), in float64.
+
+    With ``patches`` P > 1 the rows of Z are the patches of the samples, sample i's in rows
+    i P .. i P + P - 1, and a sample's output is the sum of its patches' (:func:`patch_forward`).
+    """
+    f = activation(np.asarray(Z, dtype=np.float64), leak) @ np.asarray(a, dtype=np.float64)
+    return f if patches == 1 else f.reshape(-1, patches).sum(axis=1)
+
+
+def patch_forward(X, W, a, leak=0.0):
+    """The two-layer CNN's outputs f(x_i) = sum_j a_j sum_p phi(<w_j, x_i^(p)>) (n,).
+
+    ``X`` (n, P, d) holds each sample's P patches; every filter w_j (a row of W, (m, d)) is
+    applied to every patch and its outputs summed. Written from the formula, in float64.
+    """
+    X, W = np.asarray(X, np.float64), np.asarray(W, np.float64)
+    Z = np.einsum("ipd,jd->ipj", X, W)
+    return np.einsum("ipj,j->i", activation(Z, leak), np.asarray(a, np.float64))
+
+
+def patch_step(X, y, W, a, lr, leak=0.0, loss="logistic", weight_decay=0.0):
+    """One full-batch gradient step of the two-layer CNN on patches ``X`` (n, P, d); returns W.
+
+    The gradient of the mean loss in filter w_j is -(1/n) sum_i r_i a_j sum_p phi'(<w_j,
+    x_i^(p)>) x_i^(p), with r_i = :func:`loss_residuals` of the sample's output. In place on W,
+    as :func:`step`.
+    """
+    X = np.asarray(X, np.float64)
+    Z = np.einsum("ipd,jd->ipj", X, W)
+    f = np.einsum("ipj,j->i", activation(Z, leak), np.asarray(a, np.float64))
+    r = loss_residuals(y, f, loss)
+    grad = -np.einsum("i,ipj,ipd->jd", r, activation_derivative(Z, leak), X) * \
+        np.asarray(a, np.float64)[:, None] / X.shape[0]
+    if weight_decay:
+        W *= 1.0 - lr * weight_decay
+    W -= lr * grad
+    return W
 
 
 def softplus(z):
@@ -147,13 +182,16 @@ def loss_residuals(y, f, loss="logistic"):
     return loss_weights(y, f, loss) * y
 
 
-def update_coefficients(Z, y, f, a, lr, leak=0.0, loss="logistic"):
+def update_coefficients(Z, y, f, a, lr, leak=0.0, loss="logistic", patches=1):
     """V = (lr / n) r[:, None] * phi'(Z) * a[None, :]  (n, m), r = :func:`loss_residuals`.
 
-    One step is W += V^T X.
+    One step is W += V^T X. With ``patches`` P > 1, Z has a row per patch (n P, m), f and y
+    one entry per sample, and each patch row takes its sample's residual (still over n).
     """
-    n = Z.shape[0]
+    n = Z.shape[0] // patches
     r = loss_residuals(y, f, loss)
+    if patches > 1:
+        r = np.repeat(r, patches)
     return (lr / n) * r[:, None] * activation_derivative(Z, leak) * a[None, :]
 
 

@@ -116,11 +116,13 @@ class Result:
         return self.network(run, step).weights()
 
     def decision_function(self, X, run: int = 0, step: int | None = None) -> np.ndarray:
-        """The outputs f(x) (q,) on new inputs X (q, p), float64 (gram: W is never formed)."""
+        """The outputs f(x) (q,) on new inputs X (q, p), float64 (gram: W is never formed).
+
+        A two-layer CNN's inputs are (q, P, d) patches.
+        """
         from . import _validate as v
 
-        return self.network(run, step).decision_function(
-            v.float_array("X", v.host_array("X", X), 2))
+        return self.network(run, step).decision_function(v.inputs("X", X))
 
     def predict(self, X, run: int = 0, step: int | None = None) -> np.ndarray:
         """Labels in {-1, +1} (q,) on new inputs X (an output of 0 gives -1)."""

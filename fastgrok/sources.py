@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._memory import check_fits
-from .data import RunDraw, block_ranges
+from .data import block_ranges, run_draw
 from .kernels.memory import copy_aligned, empty_aligned
 from .weights import draw_second_layer, init_block
 
@@ -47,10 +47,22 @@ class Source:
     """
 
     n = p = m = n_test = 0
+    #: Patches per sample (the two-layer CNN): the inputs' rows are its n P patches.
+    patches = 1
     y = y_test = a = None
     mu_norm = None
     flipped = None
     tracked = None
+
+    @property
+    def rows(self) -> int:
+        """Rows of X: n P (a row per patch; n for the fully connected network)."""
+        return self.n * self.patches
+
+    @property
+    def test_rows(self) -> int:
+        """Rows of X_test: n_test P."""
+        return self.n_test * self.patches
 
     @property
     def n_directions(self) -> int:
@@ -100,7 +112,7 @@ class Source:
     def problem(self, dtype) -> Problem:
         """All arrays materialised in ``dtype`` (memory checked first)."""
         dt = np.dtype(dtype)
-        n, p, m, nt, k = self.n, self.p, self.m, self.n_test, self.n_directions
+        n, p, m, nt, k = self.rows, self.p, self.m, self.test_rows, self.n_directions
         check_fits((n + nt + m + k) * p * dt.itemsize,
                    f"the arrays of one run (n={n}, n_test={nt}, m={m}, p={p}, {dt})")
         X, W0 = empty_aligned((n, p), dt), empty_aligned((m, p), dt)
@@ -119,9 +131,9 @@ class GeneratedSource(Source):
     """Run ``run`` of the experiment ``cfg``: data, second layer and W0 from (cfg.seed, run)."""
 
     def __init__(self, cfg, run, tracked=None):
-        self.draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, run,
-                            cfg.means, cfg.data, cfg.label_noise)
+        self.draw = run_draw(cfg, run)
         self.n, self.p, self.m, self.n_test = cfg.n, cfg.p, cfg.m, cfg.n_test
+        self.patches = cfg.patches
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
         self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer,
@@ -145,10 +157,12 @@ class ArraySource(Source):
 
     def __init__(self, X, y, m, init_scale=0.0, seed=0, run=0, second_layer="random",
                  X_test=None, y_test=None, mu1=None, mu2=None, W0=None, a=None, flipped=None,
-                 tracked=None):
-        self.X, self.Xt = X, X_test
-        self.n, self.p = X.shape
-        self.m, self.n_test = m, 0 if X_test is None else X_test.shape[0]
+                 tracked=None, patches=1):
+        self.X, self.Xt = X, X_test  # patches: (n P, d), a row per patch
+        rows, self.p = X.shape
+        self.patches = patches
+        self.n = rows // patches
+        self.m, self.n_test = m, 0 if X_test is None else X_test.shape[0] // patches
         self.seed, self.run, self.init_scale = seed, run, init_scale
         self.y = np.asarray(y, dtype=np.float64)
         self.y_test = None if y_test is None else np.asarray(y_test, dtype=np.float64)
@@ -217,15 +231,16 @@ class ReducedSource(Source):
     """
 
     def __init__(self, cfg, run):
-        N = cfg.n + cfg.n_test + cfg.m
+        P = cfg.patches
+        N = P * (cfg.n + cfg.n_test) + cfg.m
         if cfg.p - 2 < N:
             raise ValueError(
-                f"representation='reduced' needs p - 2 >= n + n_test + m = {N}, got p={cfg.p}; "
-                "use representation='full' (it is cheap at this size)")
-        self.draw = RunDraw(cfg.n, 2, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, run,
-                            "axis", cfg.data, cfg.label_noise)
+                f"representation='reduced' needs p - 2 >= {P} (n + n_test) + m = {N}, got "
+                f"p={cfg.p}; use representation='full' (it is cheap at this size)")
+        self.draw = run_draw(cfg, run, p=2)
         self.N, self.p_nominal = N, cfg.p
         self.n, self.p, self.m, self.n_test = cfg.n, N + 2, cfg.m, cfg.n_test
+        self.patches = P
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
         self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer,
@@ -271,7 +286,7 @@ class ReducedSource(Source):
         The data rows of L are zero beyond them (row k of L ends at its diagonal), so the gram
         products need no other column.
         """
-        span = self.n + self.n_test + 2
+        span = self.rows + self.test_rows + 2
         return [(k, j0, min(j1, span)) for k, j0, j1 in self.block_list() if j0 < span]
 
     def _columns(self, k, j0, j1):
@@ -307,19 +322,42 @@ class ReducedSource(Source):
                 at += below[q]
         return RT.T
 
+    def _patch_rows(self, RT, j0, j1, M):
+        """Patch data in place in the block's R (cols, N): the signal rows, the noise rows.
+
+        A signal row is its cluster mean only (its own Gaussian entries are dropped: the other
+        rows of a Bartlett draw keep the law of independent vectors); a noise row is sigma_p
+        times its Gaussian entries, zero on the means' coordinates (docs/design.md, "Patches").
+        """
+        d = self.draw
+        P, s = d.patches, d.signal_patches
+        for first, signs, count in ((0, d._s, self.n), (self.rows, d._s_test, self.n_test)):
+            rows = RT[:, first:first + count * P].reshape(len(RT), count, P)
+            rows[:, :, s:] *= d.sigma_p
+            for c in d.mean_columns:
+                if j0 <= c < j1:
+                    rows[c - j0, :, s:] = 0.0
+            rows[:, :, :s] = 0.0
+            for c in range(min(j1, 2) - j0):
+                rows[c, :, :s] = (signs[0] * M[0, c] + signs[1] * M[1, c])[:, None]
+
     def block(self, k, j0, j1, dtype="float64"):
         """Columns j0:j1 of X, X_test, W0 and the means in ``dtype``, in the reduced draw."""
-        n, nt = self.n, self.n_test
+        n, nt = self.rows, self.test_rows
         RT = self._columns(k, j0, j1).T  # (cols, N), contiguous: every update below is too
         M = np.zeros((2, j1 - j0))
         for row, col in ((0, 0), (1, 1)):
             if j0 <= col < j1:
                 M[row, col - j0] = self.mu_norm
-        # The means live in columns 0 and 1 only: add them there, in place in the block's own
-        # R (elsewhere the sum would add +-0, which changes no entry: R holds no -0).
-        for c in range(min(j1, 2) - j0):
-            RT[c, :n] += self.draw._s[0] * M[0, c] + self.draw._s[1] * M[1, c]
-            RT[c, n:n + nt] += self.draw._s_test[0] * M[0, c] + self.draw._s_test[1] * M[1, c]
+        if self.patches > 1 or hasattr(self.draw, "signal_patches"):
+            self._patch_rows(RT, j0, j1, M)
+        else:
+            # The means live in columns 0 and 1 only: add them there, in place in the block's
+            # own R (elsewhere the sum would add +-0, which changes no entry: R holds no -0).
+            for c in range(min(j1, 2) - j0):
+                RT[c, :n] += self.draw._s[0] * M[0, c] + self.draw._s[1] * M[1, c]
+                RT[c, n:n + nt] += self.draw._s_test[0] * M[0, c] + \
+                    self.draw._s_test[1] * M[1, c]
         RT[:, n + nt:] *= self.init_scale
         X, Xt, W0 = RT[:, :n].T, RT[:, n:n + nt].T, RT[:, n + nt:].T
 

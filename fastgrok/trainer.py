@@ -61,8 +61,10 @@ class Setup:
         m, runs = self.m, self.runs
         if snapshot_steps is not None:
             snapshot_steps = check_field("snapshot_steps", snapshot_steps, steps=self.steps)
-        self.X = X = v.float_array("X", X, 2, dtype)
-        n, p = X.shape
+        X, patches = self._inputs("X", X, dtype)
+        self.model = dataclasses.replace(self.model, patches=patches)
+        self.X = X  # (n P, d): a row per patch
+        n, p = X.shape[0] // patches, X.shape[1]
         check_batch(self.model.batch_size, n)
         self.y = self._labels("y", y, n, dtype)
         if (X_test is None) != (y_test is None):
@@ -70,10 +72,13 @@ class Setup:
         self.X_test = self.y_test = None
         n_test = 0
         if X_test is not None:
-            self.X_test = v.float_array("X_test", v.host_array("X_test", X_test), 2, dtype)
-            if self.X_test.shape[1] != p:
-                raise ValueError(f"X_test has {self.X_test.shape[1]} columns but X has {p}")
-            n_test = self.X_test.shape[0]
+            self.X_test, test_patches = self._inputs("X_test", v.host_array("X_test", X_test),
+                                                     dtype)
+            if test_patches != patches or self.X_test.shape[1] != p:
+                shape = "(n_test, p)" if patches == 1 else f"(n_test, {patches}, {p})"
+                raise ValueError(f"X_test must have shape {shape} like X, got "
+                                 f"{v.host_array('X_test', X_test).shape}")
+            n_test = self.X_test.shape[0] // patches
             self.y_test = self._labels("y_test", y_test, n_test, dtype)
         if mu1 is None and mu2 is not None:
             raise ValueError("mu2 needs mu1 (mu1 alone is enough for two-class data)")
@@ -100,7 +105,8 @@ class Setup:
         self.n, self.p, self.n_test, self.dtype = n, p, n_test, dtype
         # fit keeps each run's network at the snapshot steps it was given and at the last.
         self.network_steps = (set(snapshot_steps or ()) | {self.steps}) if keep_networks else set()
-        self.plan = plan_arrays(n, p, m, n_test, dtype, method, backend, self.steps,
+        self.plan = plan_arrays(n * patches, p, m, n_test * patches, dtype, method, backend,
+                                self.steps,
                                 snapshot_steps, runs=runs, networks_kept=len(self.network_steps))
 
     def _labels(self, name, y, n, dtype):
@@ -113,6 +119,16 @@ class Setup:
         if not labelled:
             self.model = dataclasses.replace(self.model, regression=True)
         return arr
+
+    @staticmethod
+    def _inputs(name, X, dtype):
+        """(rows, patches): inputs (n, p), or patches (n, P, d) as n P rows of d (a CNN's)."""
+        shape = np.shape(X)
+        if len(shape) != 3:
+            return v.float_array(name, X, 2, dtype), 1
+        X = v.float_array(name, X, 3, dtype)
+        n, P, d = X.shape
+        return np.ascontiguousarray(X.reshape(n * P, d)), P
 
     @staticmethod
     def _vector(name, vec, p, dtype):
@@ -167,7 +183,8 @@ class Setup:
         return [ArraySource(self.X, self.y, self.m, self.init_scale, self.seed, r,
                             self.second_layer, self.X_test, self.y_test, self.mu1, self.mu2,
                             W0=per_run(self.W0, 2, r), a=per_run(self.a, 1, r),
-                            flipped=self.flipped, tracked=self.tracked) for r in ids]
+                            flipped=self.flipped, tracked=self.tracked,
+                            patches=self.model.patches) for r in ids]
 
     def config(self) -> dict:
         """The settings, as a Result's ``config``."""
@@ -186,7 +203,7 @@ class Setup:
                 "smoothing": model.act_param if model.activation == "smoothed_leaky_relu" else None,
                 "loss": model.loss, "weight_decay": model.weight_decay,
                 "train_second_layer": model.lr_second is not None, "lr_second": model.lr_second,
-                "batch_size": model.batch_size}
+                "batch_size": model.batch_size, "patches": model.patches}
 
 
 class Trainer:
@@ -346,7 +363,7 @@ class Trainer:
 
 
 def _inputs(X):
-    return v.float_array("X", v.host_array("X", X), 2)
+    return v.inputs("X", X)
 
 
 def check_rules(stop, metrics):

@@ -178,3 +178,70 @@ def smooth_outputs(Z, a, act, leak, param):
             s += smooth_phi(np.float64(Z[i, j]), act, leak, param) * a[j]
         f[i] = s
     return f
+
+
+# ---------------------------------------------------------------- patches (the two-layer CNN)
+@njit("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+def any_phi(z, act, leak, param):
+    """phi(z) of any activation: act 0 is max(z, leak z), else :func:`smooth_phi`."""
+    if act == 0:
+        return max(z, leak * z)
+    return smooth_phi(z, act, leak, param)
+
+
+@njit("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+def any_derivative(z, act, leak, param):
+    """phi'(z) of any activation: act 0 is leak + (1 - leak) 1[z > 0]."""
+    if act == 0:
+        return leak + (1.0 - leak) * (z > 0.0)
+    return smooth_derivative(z, act, leak, param)
+
+
+_SIG_PATCH = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:,::1], "
+              "boolean, int64, float64, float64, int64, int64)"
+              for z, v in (("float64", "float32"), ("float64", "float64"), ("float32", "float32"))]
+
+
+@njit(_SIG_PATCH, cache=True, nogil=True)
+def patch_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param, loss, patches):
+    """:func:`outputs_and_coefficients` of the two-layer CNN: Z has a row per patch.
+
+    Sample i's ``patches`` rows follow each other; f_i = sum over them of phi(Z) a, and each of
+    them takes the coefficients (lr/n) r_i phi'(Z) a with n the samples. Any activation (code 0:
+    max(z, leak z); else :data:`RELU_POWER`, :data:`SMOOTHED_LEAKY`). Returns f (n,).
+    """
+    rows, m = Z.shape
+    n = rows // patches
+    f = np.empty(n)
+    scale = lr / n
+    for i in range(n):
+        s = 0.0
+        for row in range(i * patches, (i + 1) * patches):
+            for j in range(m):
+                s += any_phi(np.float64(Z[row, j]), act, leak, param) * a[j]
+        f[i] = s
+        c = scale * loss_residual(y[i], s, loss)
+        for row in range(i * patches, (i + 1) * patches):
+            for j in range(m):
+                v = (c * a[j]) * any_derivative(np.float64(Z[row, j]), act, leak, param)
+                if accumulate:
+                    V[row, j] += v
+                else:
+                    V[row, j] = v
+    return f
+
+
+@njit(["float64[:](float64[:,::1], float64[::1], int64, float64, float64, int64)",
+       "float64[:](float32[:,::1], float64[::1], int64, float64, float64, int64)"],
+      cache=True, nogil=True)
+def patch_outputs(Z, a, act, leak, param, patches):
+    """F_i = sum over sample i's patch rows of phi(Z) a (n,), accumulated in float64."""
+    n = Z.shape[0] // patches
+    f = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for row in range(i * patches, (i + 1) * patches):
+            for j in range(Z.shape[1]):
+                s += any_phi(np.float64(Z[row, j]), act, leak, param) * a[j]
+        f[i] = s
+    return f

@@ -113,11 +113,11 @@ class DirectEngine(Engine):
         from ..network import Network
 
         return Network(self.a, self.model.act, W=np.array(self.ops.to_host(self.W)),
-                       source=self.sources[0], dtype=self.W.dtype)
+                       source=self.sources[0], dtype=self.W.dtype, patches=self.model.patches)
 
     def data_projections(self):
-        """The training data's projections X mu (n, 2), float64 on the host."""
-        if self.mus is None:
+        """The training data's projections X mu (n, 2), float64 on the host (None: patches)."""
+        if self.mus is None or self.model.pooled:
             return None
         return [np.asarray(self.ops.to_host(self.X @ self.mus[:2].T), np.float64)]
 

@@ -38,7 +38,7 @@ def build(sources, dtype, ops, n_threads=None, on_built=None) -> dict:
     from ..kernels.threads import map_ordered
 
     s0 = sources[0]
-    n, m, nt = s0.n, s0.m, s0.n_test
+    n, m, nt = s0.rows, s0.m, s0.test_rows  # a row per patch
     dt = np.dtype(dtype)
     R = len(sources)
     k = max(2, s0.n_directions)
@@ -304,8 +304,11 @@ class GramEngine(Engine):
         return outs
 
     def data_projections(self):
-        """The training data's projections X mu (n, 2) per run, float64 on the host."""
-        if not self.has_means:
+        """The training data's projections X mu (n, 2) per run, float64 on the host.
+
+        None for patches: a sample is not one point of the plane.
+        """
+        if not self.has_means or self.model.pooled:
             return None
         XM = np.asarray(self.ops.to_host(self.XM[:, :, :2]), np.float64)
         return list(XM)
@@ -317,7 +320,7 @@ class GramEngine(Engine):
         self.ops.gram_sync(self.state, self.Z, self.Ct, with_z=False, runs=[i])
         C = np.array(self.ops.to_host(self.Ct[i]), np.float64).T
         return Network(self.a[i], self.model.act, C=C, source=self.sources[i],
-                       dtype=self.dtype, scale=self.scale)
+                       dtype=self.dtype, scale=self.scale, patches=self.model.patches)
 
     def select(self, keep):
         """Keep the runs at positions ``keep``: the stacked arrays and the backend state."""

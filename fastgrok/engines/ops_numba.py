@@ -45,7 +45,9 @@ class NumbaOps(Ops):
         # which the regime's incremental steps do not follow, a smooth activation is not
         # piecewise linear, and the regime's frozen loss weights are those of labels +-1:
         # dense steps (docs/design.md 5).
-        if not tunables.GRAM_LINEAR_REGIME or model.stepwise or model.smooth or model.regression:
+        # Patches pool several rows into one output (the regime's frozen rows are samples).
+        if not tunables.GRAM_LINEAR_REGIME or model.stepwise or model.smooth or model.regression \
+                or model.pooled:
             return None
         return LinearRegime(R, dtype, model)
 
@@ -76,7 +78,7 @@ class NumbaOps(Ops):
         from ..kernels.gram_cpu import step_run
 
         for _ in range(steps):
-            if model.smooth:  # the smooth kernel, then Z = Z0 + K C^T as step_run forms it
+            if model.smooth or model.pooled:  # their kernel, then Z = Z0 + K C^T as step_run
                 self.coefficients(Z[r], y[r], a[r], lr, Ct[r], model, accumulate=True)
                 np.copyto(Z[r], Z0[r])
                 gemm(K[r], Ct[r], Z[r], beta=1.0)
@@ -165,6 +167,10 @@ class NumbaOps(Ops):
         """The fused Numba kernel of f and V (the smooth activations': their own kernel)."""
         from ..kernels import numba_fused as k
 
+        if model.pooled:
+            return k.patch_outputs_and_coefficients(Z, y, a, float(lr), V, accumulate,
+                                                    model.act_code, model.slope, model.act_param,
+                                                    model.loss_code, model.patches)
         if model.smooth:
             return k.smooth_outputs_and_coefficients(Z, y, a, float(lr), V, accumulate,
                                                      model.act_code, model.slope,
@@ -176,6 +182,9 @@ class NumbaOps(Ops):
         """The Numba outputs kernel (the smooth activations': their own)."""
         from ..kernels import numba_fused as k
 
+        if model.pooled:
+            return k.patch_outputs(Z, a, model.act_code, model.slope, model.act_param,
+                                   model.patches)
         if model.smooth:
             return k.smooth_outputs(Z, a, model.act_code, model.slope, model.act_param)
         return k.outputs(Z, a, model.slope)
@@ -183,11 +192,11 @@ class NumbaOps(Ops):
     def direct_step(self, X, y, W, a, lr, model, n_threads=None):
         """The whole step in one compiled call (:func:`fastgrok.kernels.direct_cpu.native_step`).
 
-        None for a smooth activation: the engine's passes around its kernel.
+        None for a smooth activation and for patches: the engine's passes around their kernel.
         """
         from ..kernels.direct_cpu import native_step
 
-        if model.smooth:
+        if model.smooth or model.pooled:
             return None
 
         return native_step(X, y, W, a, lr, model.slope, model.loss_code, model.decay(lr),

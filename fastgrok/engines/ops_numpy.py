@@ -33,8 +33,9 @@ class NumpyOps(Ops):
 
     def coefficients(self, Z, y, a, lr, V, model, accumulate=False):
         """The reference's f and V."""
-        f = reference.forward_from_preactivations(Z, a, model.act)
-        coef = reference.update_coefficients(Z, y, f, a, lr, model.act, model.loss)
+        f = reference.forward_from_preactivations(Z, a, model.act, model.patches)
+        coef = reference.update_coefficients(Z, y, f, a, lr, model.act, model.loss,
+                                             model.patches)
         if accumulate:
             V += coef
         else:
@@ -43,7 +44,7 @@ class NumpyOps(Ops):
 
     def outputs(self, Z, a, model):
         """The reference's outputs."""
-        return reference.forward_from_preactivations(Z, a, model.act)
+        return reference.forward_from_preactivations(Z, a, model.act, model.patches)
 
     def direct_pass(self, X, W, V=None, Xt=None, mus=None, forward=True, n_threads=None,
                     decay=1.0):
