@@ -221,12 +221,6 @@ FIELDS = {
     "data": _Choice(DATA, "xor: +-mu1 -> +1, +-mu2 -> -1 (the paper); linear: y mu1 + noise; "
                     "patches: a signal patch y mu1 and noise patches (the two-layer CNN); "
                     "xor_patches: the same with the XOR signal"),
-    "patches": _Int(1, "patches per sample P of the two-layer CNN (data='patches' or "
-                       "'xor_patches'; 1: the fully connected network)"),
-    "signal_patches": _Int(0, "how many of a sample's patches carry the signal (the rest are "
-                              "noise)"),
-    "sigma_p": _Float(0, low_open=True, help="standard deviation of the noise patches' entries "
-                      "(orthogonal to the signal)"),
     "label_noise": _Choice(LABEL_NOISE, "independent: each training label flips with probability "
                            "noise_rate; exact: round(noise_rate n) flips, split over the classes"),
     "weight_decay": _Float(0, help="weight decay lambda >= 0: W <- (1 - lr lambda) W - lr grad "
@@ -244,6 +238,12 @@ FIELDS = {
                         help="smoothed_leaky_relu's width h > 0 of the quadratic piece (none: 1)"),
     "stable_rank": _Bool("history column stable_rank = ||W||_F^2 / ||W||_2^2 at the snapshot "
                          "steps"),
+    "patches": _Int(1, "patches per sample P of the two-layer CNN (data='patches' or "
+                       "'xor_patches'; 1: the fully connected network)"),
+    "signal_patches": _Int(0, "how many of a sample's patches carry the signal (the rest are "
+                              "noise)"),
+    "sigma_p": _Float(0, low_open=True, help="standard deviation of the noise patches' entries "
+                      "(orthogonal to the signal)"),
 }
 
 

@@ -367,8 +367,9 @@ class _History:
             P2 = np.full_like(P2, np.nan)
         row = {"run": r, "step": t, **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
                **alignment_summaries(P1, P2, a, self.mu_norm or 1.0)}
-        if "test_mse" in ev:  # real-valued targets
-            row["test_mse"] = float(ev["test_mse"])
+        for name in ("test_mse", "signal_learning", "noise_memorization"):
+            if name in ev:  # real-valued targets; patch data
+                row[name] = float(ev[name])
         if ev.get("a") is not None:  # a trained second layer: how far it moved from its start
             row["second_layer_change"] = float(np.linalg.norm(ev["a"] - a)
                                                / max(np.linalg.norm(a), 1e-300))

@@ -139,7 +139,84 @@ class Network:
         top = eig[-1]
         return float(eig.clip(min=0).sum() / top) if top > 0 else float("nan")
 
+    def patch_coefficients(self) -> dict:
+        """The two-layer CNN's signal learning and noise memorisation coefficients, per neuron.
+
+        From the coefficients C of W = s W0 + C X (kept by both methods on patch data) and the
+        run's data (one pass over its blocks). Returns a dict: ``gamma`` (m, k), the signal
+        learning <w_j - s w0_j, mu_k> along the k signal directions (mu1, and mu2 for XOR
+        patches; None when no means are known); ``rho`` (m, q), the noise memorisation
+        C_j,xi ||xi||^2 of the q noise patches (None when they are not known: a caller's
+        arrays); ``noise_rows``, those patches' rows of X (sample i's patch t is row i P + t).
+        On generated patch data W = s W0 + sum_k gamma_k mu_k / ||mu_k||^2 + sum_xi rho_xi xi /
+        ||xi||^2 (docs/design.md, "Patches").
+        """
+        src = self.source
+        if self.C is None or src is None or (src.noise_rows is None
+                                             and not src.signal_directions):
+            raise ValueError("patch_coefficients() needs a run on patch data (data='patches' "
+                             "or 'xor_patches', or fit on (n, P, d) inputs with mu1)")
+        k = src.signal_directions
+        XM, sq = np.zeros((src.rows, max(k, 1))), np.zeros(src.rows)
+        for _, _, X, _, _, M in src.blocks(np.float64):
+            if k:
+                XM += X @ M[:k].T
+            sq += np.einsum("ij,ij->i", X, X)
+        gamma, rho = PatchCoefficients.of(src, XM, sq).coefficients(np.asarray(self.C).T)
+        return {"gamma": gamma, "rho": rho, "noise_rows": src.noise_rows}
+
     def nbytes(self) -> int:
         """Bytes held (W or C, and a)."""
         held = self.W if self.W is not None else self.C
         return int(held.nbytes + self.a.nbytes)
+
+
+class PatchCoefficients:
+    """What a two-layer CNN's signal learning and noise memorisation are read from, per run.
+
+    For each run: X mu (rows, k) for its k signal directions and the squared norms of its noise
+    rows, from its data once. With W = s W0 + C X (C: m x rows), the signal learning of
+    neuron j along mu is gamma_j = <w_j - s w0_j, mu> = (C X mu)_j, and the noise
+    memorisation of a noise patch xi is rho_j = C_j,xi ||xi||^2: the coefficients of
+    W = s W0 + sum_k gamma_k mu_k / ||mu_k||^2 + sum_xi rho_xi xi / ||xi||^2 when the signal
+    patches are multiples of the means and the noise is orthogonal to them (docs/design.md,
+    "Patches").
+    """
+
+    def __init__(self, XM, sq_norms, noise_rows):
+        self.XM, self.sq_norms, self.noise_rows = XM, sq_norms, noise_rows
+
+    @classmethod
+    def of(cls, source, XM, row_norms):
+        """From a run's X mu (rows, >= k: its directions) and squared row norms (rows,).
+
+        None when the source has neither signal directions nor known noise rows.
+        """
+        k, rows = source.signal_directions, source.noise_rows
+        if rows is None and not k:
+            return None
+        XM = np.asarray(XM, np.float64)[:, :k] if k else None
+        sq = None if rows is None else np.asarray(row_norms, np.float64)[rows]
+        return cls(XM, sq, rows)
+
+    def coefficients(self, ct):
+        """(gamma (m, k) or None, rho (m, noise rows) or None) from C^T (rows, m)."""
+        ct = np.asarray(ct, np.float64)
+        gamma = None if self.XM is None else ct.T @ self.XM
+        rho = None if self.noise_rows is None else (ct[self.noise_rows]
+                                                    * self.sq_norms[:, None]).T
+        return gamma, rho
+
+    def metrics(self, ct) -> dict:
+        """The history columns: signal_learning and noise_memorization.
+
+        signal_learning = max_j |gamma_j| over the signal directions; noise_memorization = the
+        max over neurons and noise patches of |rho|.
+        """
+        gamma, rho = self.coefficients(ct)
+        out = {}
+        if gamma is not None:
+            out["signal_learning"] = float(np.max(np.abs(gamma)))
+        if rho is not None and rho.size:
+            out["noise_memorization"] = float(np.max(np.abs(rho)))
+        return out

@@ -14,6 +14,11 @@ from .driver import METRICS
 FLIP_COLUMNS = ("train_acc_clean", "train_acc_flipped")
 
 
+#: The history columns of patch data (the two-layer CNN's signal learning and noise
+#: memorisation, docs/design.md "Patches").
+PATCH_COLUMNS = ("signal_learning", "noise_memorization")
+
+
 class Result:
     """What :func:`fastgrok.run` and :func:`fastgrok.fit` return.
 
@@ -55,7 +60,7 @@ class Result:
                                 + [c for c in rows.columns if c not in columns + ["test_acc_se"]]]
         else:
             columns += [c for c in (*FLIP_COLUMNS, "stable_rank", "second_layer_change",
-                                    "test_mse") if rows and c in rows[0]]
+                                    "test_mse", *PATCH_COLUMNS) if rows and c in rows[0]]
             columns += list(metrics)
             # Column by column, and made a DataFrame when first read: a fit's result is built
             # in a research loop, many times, and the loop may read only its networks.

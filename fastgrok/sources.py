@@ -53,6 +53,10 @@ class Source:
     mu_norm = None
     flipped = None
     tracked = None
+    #: Patch data: the indices of the noise-patch rows of X (None: not known, or no patches).
+    noise_rows = None
+    #: Patch data: how many of the directions are signal directions (mu1, or mu1 and mu2).
+    signal_directions = 0
 
     @property
     def rows(self) -> int:
@@ -134,6 +138,7 @@ class GeneratedSource(Source):
         self.draw = run_draw(cfg, run)
         self.n, self.p, self.m, self.n_test = cfg.n, cfg.p, cfg.m, cfg.n_test
         self.patches = cfg.patches
+        _patch_rows(self, cfg)
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
         self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer,
@@ -145,6 +150,15 @@ class GeneratedSource(Source):
     def _block(self, k, j0, j1, dtype):
         X, Xt, mu1, mu2 = self.draw.block(k, j0, j1, dtype)
         return X, Xt, np.stack([mu1, mu2])
+
+
+def _patch_rows(source, cfg):
+    """Set the noise rows and signal directions of a source of patch data ``cfg``."""
+    if cfg.data not in ("patches", "xor_patches"):
+        return
+    q = np.arange(source.rows) % cfg.patches
+    source.noise_rows = np.flatnonzero(q >= cfg.signal_patches)
+    source.signal_directions = 2 if cfg.data == "xor_patches" else 1
 
 
 class ArraySource(Source):
@@ -174,6 +188,8 @@ class ArraySource(Source):
                                                     else mu2])
         self.mu_norm = None if mu1 is None else float(np.linalg.norm(np.asarray(mu1, np.float64)))
         self.flipped, self.tracked = flipped, tracked
+        if patches > 1 and mu1 is not None:  # the signal directions given: signal learning
+            self.signal_directions = 1 if mu2 is None else 2
 
     def _block(self, k, j0, j1, dtype):
         def conv(v):
@@ -241,6 +257,7 @@ class ReducedSource(Source):
         self.N, self.p_nominal = N, cfg.p
         self.n, self.p, self.m, self.n_test = cfg.n, N + 2, cfg.m, cfg.n_test
         self.patches = P
+        _patch_rows(self, cfg)
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
         self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer,

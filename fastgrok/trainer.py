@@ -74,10 +74,11 @@ class Setup:
         if X_test is not None:
             self.X_test, test_patches = self._inputs("X_test", v.host_array("X_test", X_test),
                                                      dtype)
-            if test_patches != patches or self.X_test.shape[1] != p:
-                shape = "(n_test, p)" if patches == 1 else f"(n_test, {patches}, {p})"
-                raise ValueError(f"X_test must have shape {shape} like X, got "
-                                 f"{v.host_array('X_test', X_test).shape}")
+            if test_patches != patches:
+                raise ValueError(f"X_test must have {patches} patch(es) per sample like X, got "
+                                 f"shape {np.shape(X_test)}")
+            if self.X_test.shape[1] != p:
+                raise ValueError(f"X_test has {self.X_test.shape[1]} columns but X has {p}")
             n_test = self.X_test.shape[0] // patches
             self.y_test = self._labels("y_test", y_test, n_test, dtype)
         if mu1 is None and mu2 is not None:

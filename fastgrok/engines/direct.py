@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import tunables
 from ..model import Model
+from ..network import PatchCoefficients
 from .base import Engine, next_second_layer, run_metrics
 
 
@@ -43,6 +44,15 @@ class DirectEngine(Engine):
         self.lr, self.n_threads = float(lr), n_threads
         self.model = model or Model()
         self.V = o.empty((self.X.shape[0], self.W.shape[0]), self.W.dtype)
+        # Patch data: C (kept as C^T, W = s W0 + C X) for the signal learning and the noise
+        # memorisation; each step adds its V.
+        self.Ct = self._patch = None
+        if source.noise_rows is not None or source.signal_directions:
+            Xh = np.asarray(o.to_host(self.X), np.float64)
+            XM = Xh @ np.asarray(o.to_host(self.mus), np.float64).T if self.mus is not None \
+                else None
+            self._patch = PatchCoefficients.of(source, XM, np.einsum("ij,ij->i", Xh, Xh))
+            self.Ct = o.zeros(self.V.shape, np.float64)
         self.steps_done = 0
         self._batches = None
         if self.model.batch_size is not None:
@@ -82,6 +92,10 @@ class DirectEngine(Engine):
                            self.lr, Vb, self.model)
             self.V[...] = 0
             self.V[idx] = Vb
+        if self.Ct is not None:
+            if self.model.weight_decay:
+                self.Ct *= self.model.decay(self.lr)
+            self.Ct += self.V
         self._pass(update=True, with_eval=prepare_eval)
         self.steps_done += 1
         if a_next is not None:
@@ -100,6 +114,8 @@ class DirectEngine(Engine):
         out = run_metrics(f, self.y, ft, self.yt, P, self.model.loss, self.model.regression)
         if self.model.lr_second is not None:  # a trained second layer: where it is now
             out["a"] = self.a
+        if self._patch is not None:
+            out.update(self._patch.metrics(o.to_host(self.Ct)))
         return [out]
 
     def outputs(self, test=False):
@@ -112,7 +128,8 @@ class DirectEngine(Engine):
         """The run's network now, W copied to the host."""
         from ..network import Network
 
-        return Network(self.a, self.model.act, W=np.array(self.ops.to_host(self.W)),
+        C = None if self.Ct is None else np.array(self.ops.to_host(self.Ct), np.float64).T
+        return Network(self.a, self.model.act, W=np.array(self.ops.to_host(self.W)), C=C,
                        source=self.sources[0], dtype=self.W.dtype, patches=self.model.patches)
 
     def data_projections(self):

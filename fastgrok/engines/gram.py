@@ -13,6 +13,7 @@ import numpy as np
 from .. import tunables
 from .._memory import check_fits
 from ..model import Model
+from ..network import PatchCoefficients
 from .base import Engine, next_second_layer, run_metrics
 
 #: The stacked state arrays of a batch and the shape of one run's block.
@@ -103,6 +104,11 @@ class GramEngine(Engine):
             return np.stack([np.asarray(getattr(s, name), np.float64) for s in self.sources])
 
         self.y, self.a = host("y"), host("a")
+        self._patch = None  # patch data: each run's signal learning and noise memorisation
+        if any(s.noise_rows is not None or s.signal_directions for s in self.sources):
+            K, XM = ops.to_host(self.K), ops.to_host(self.XM)
+            self._patch = [PatchCoefficients.of(s, XM[r], np.diagonal(K[r]))
+                           for r, s in enumerate(self.sources)]
         self.y_dev, self.a_dev = ops.asarray(self.y, np.float64), ops.asarray(self.a, np.float64)
         self.population = any(getattr(s, "population_test_samples", 0) for s in self.sources)
         self.yt = host("y_test") if self.sources[0].n_test > 0 else None
@@ -270,9 +276,9 @@ class GramEngine(Engine):
 
     def segment(self, segment, projections=True):
         """The segment's steps and evaluations, each run's in one task on the CPU."""
-        if self.population or self.model.stepwise:
-            # The population accuracy needs W; weight decay, a trained a and minibatches need
-            # their own steps (advance).
+        if self.population or self.model.stepwise or self._patch is not None:
+            # The population accuracy needs W, the patch metrics C at the evaluated step;
+            # weight decay, a trained a and minibatches need their own steps (advance).
             return super().segment(segment, projections)
         step_args = (self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model)
         parts = self.ops.gram_segment(segment, step_args, self._eval_args(projections),
@@ -293,6 +299,11 @@ class GramEngine(Engine):
         if self.model.lr_second is not None:  # a trained second layer: where it is now
             for out, a in zip(outs, self.a, strict=True):
                 out["a"] = a
+        if self._patch is not None:
+            self.ops.gram_sync(self.state, self.Z, self.Ct, nt, with_z=False)
+            Ct = self.ops.to_host(self.Ct)
+            for out, pc, ct in zip(outs, self._patch, Ct, strict=True):
+                out.update(pc.metrics(ct))
         if self.population:
             from ..kernels.threads import map_runs
 
@@ -346,6 +357,8 @@ class GramEngine(Engine):
         self.sources = [self.sources[i] for i in keep]
         if self._batches is not None:
             self._batches = [self._batches[i] for i in keep]
+        if self._patch is not None:
+            self._patch = [self._patch[i] for i in keep]
         if self.state is not None:
             self.state.select(keep, (self.Kt, self.Zt0, self.XM, self.W0M))
 
