@@ -262,11 +262,14 @@ def check_model(activation, leak, power=None, smoothing=None):
         raise ValueError(f"smoothing={smoothing} needs activation='smoothed_leaky_relu'")
 
 
-def check_patches(patches, lr_second=None, batch_size=None):
+def check_patches(patches, lr_second=None, batch_size=None, backend="auto"):
     """NotImplementedError for what the two-layer CNN (``patches`` > 1) does not have yet.
 
-    A trained second layer and minibatches.
+    A trained second layer, minibatches, and the GPU's kernels.
     """
+    if patches > 1 and backend == "cupy":
+        raise NotImplementedError("patches > 1 is not implemented on backend='cupy' (the CUDA "
+                                  "kernels do not sum a sample's patches); use 'numba'")
     if patches > 1 and lr_second is not None:
         raise NotImplementedError("a trained second layer is not implemented for patches > 1 "
                                   "(the two-layer CNN trains its filters, a stays fixed)")
@@ -544,7 +547,7 @@ class Config:
             raise NotImplementedError("population_test_samples is not implemented for patch "
                                       "data")
         check_patches(self.patches, self.lr if self.train_second_layer else None,
-                      self.batch_size)
+                      self.batch_size, self.backend)
 
     @property
     def rows(self) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from . import _validate as v
-from .config import DTYPES, check_batch, check_decay, check_field, check_second_layer
+from .config import DTYPES, check_batch, check_decay, check_field, check_patches, check_second_layer
 from .model import Model
 from .plan import plan_arrays
 from .sources import ArraySource
@@ -62,6 +62,7 @@ class Setup:
         if snapshot_steps is not None:
             snapshot_steps = check_field("snapshot_steps", snapshot_steps, steps=self.steps)
         X, patches = self._inputs("X", X, dtype)
+        check_patches(patches, backend=checked["backend"])
         self.model = dataclasses.replace(self.model, patches=patches)
         self.X = X  # (n P, d): a row per patch
         n, p = X.shape[0] // patches, X.shape[1]
