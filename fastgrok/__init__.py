@@ -10,7 +10,7 @@ from ._io import DamagedFileError, NoRoomError
 from ._memory import InsufficientMemoryError
 from .api import fit, run, step
 from .config import PRESETS, Config, preset
-from .data import Dataset, batch_schedule, linear_clusters, xor_clusters
+from .data import Dataset, batch_schedule, linear_clusters, patch_data, xor_clusters
 from .devices import gpu_usable, warmup
 from .driver import RunState
 from .network import Network
@@ -38,7 +38,7 @@ def __getattr__(name):
 
 
 __all__ = ["Config", "preset", "PRESETS", "run", "fit", "step", "Trainer", "Network", "RunState",
-           "xor_clusters", "linear_clusters", "batch_schedule",
+           "xor_clusters", "linear_clusters", "patch_data", "batch_schedule",
            "Dataset", "Result", "SweepResult", "gpu_usable", "warmup", "sweep", "study",
            "InsufficientMemoryError", "DamagedFileError", "NoRoomError", "ExperimentalWarning",
            "SweepInterrupted", "SweepFailed", "WorkerDied", "__version__"]

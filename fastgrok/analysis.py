@@ -56,7 +56,8 @@ def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
     get there count in ``runs_never``. ``grok_step_median`` is <NA> when at least half the runs
     never grok (the median run never does). ``runs_diverged`` counts the runs whose outputs
     stopped being finite (their NaN accuracies are left out of the final medians; a diverged
-    run that had not grokked counts as never grokking).
+    run that had not grokked counts as never grokking). Patch data add the final medians of
+    signal_learning and noise_memorization.
     """
     names = list(names)
     grok = grok_steps(table, names, threshold)
@@ -70,10 +71,14 @@ def point_summaries(table: pd.DataFrame, names, threshold=0.9) -> pd.DataFrame:
         med = int(np.median(steps)) if never < len(steps) / 2 else pd.NA
         diverged = (int(g.loc[g["diverged"].eq(True), "run"].nunique()) if "diverged" in g
                     else 0)
-        rows.append({**dict(zip(names, values, strict=True)), "runs": len(steps),
-                     "final_train_acc_median": _median(last.train_acc),
-                     "final_test_acc_median": _median(last.test_acc),
-                     "grok_step_median": med, "runs_never": never, "runs_diverged": diverged})
+        row = {**dict(zip(names, values, strict=True)), "runs": len(steps),
+               "final_train_acc_median": _median(last.train_acc),
+               "final_test_acc_median": _median(last.test_acc),
+               "grok_step_median": med, "runs_never": never, "runs_diverged": diverged}
+        for col in ("signal_learning", "noise_memorization"):  # patch data
+            if col in g:
+                row[f"final_{col}_median"] = _median(last[col])
+        rows.append(row)
     out = pd.DataFrame(rows)
     out["grok_step_median"] = out["grok_step_median"].astype("Int64")
     return out

@@ -259,7 +259,8 @@ class Dataset:
 def materialize(draw: RunDraw, dtype="float64") -> Dataset:
     """Draw every block of ``draw`` and assemble the full matrices in ``dtype``."""
     dt = np.dtype(dtype)
-    n, p, nt = draw.n, draw.p, draw.n_test
+    P = getattr(draw, "patches", 1)
+    n, p, nt = draw.n * P, draw.p, draw.n_test * P  # patches: a row per patch
     check_fits((n + nt + 2) * p * dt.itemsize, f"the data set (n={n}, n_test={nt}, p={p}, {dt})")
     X, Xt = empty_aligned((n, p), dt), empty_aligned((nt, p), dt)
     mu1, mu2 = empty_aligned(p, dt), empty_aligned(p, dt)
@@ -345,16 +346,66 @@ def linear_clusters(n: int, p: int, n_test: int = 200, mu_norm: float | None = N
                     label_noise)
 
 
+def patch_data(n: int, p: int, n_test: int = 200, patches: int = 2, mu_norm: float | None = None,
+               noise_rate: float = 0.0, sigma_p: float = 1.0, signal_patches: int = 1,
+               xor: bool = False, seed: int = 0, run: int = 0, dtype: str = "float64",
+               label_noise: str = "independent") -> Dataset:
+    """Draw the patch data of the two-layer CNN papers (Cao et al. 2022; Kou et al. 2023).
+
+    A sample is ``patches`` patches of dimension p: the first ``signal_patches`` are the signal,
+    y_clean mu1 (with ``xor``: +-mu1 for label +1, +-mu2 for label -1, as Meng et al. 2024),
+    the others noise xi ~ N(0, sigma_p^2 (I - the projection on the means)). Training labels
+    flip with probability ``noise_rate``; test labels are clean. The same numbers as
+    ``fg.run`` draws for ``Config(data="patches", ...)`` (run ``run``, full representation).
+
+    Parameters
+    ----------
+    n, p, n_test : int
+        Training samples, patch dimension d, test samples.
+    patches, signal_patches : int
+        P patches per sample, of which ``signal_patches`` carry the signal.
+    mu_norm : float, optional
+        ||mu1|| = ||mu2|| (default 2.5 sqrt(p / n), as the XOR data).
+    noise_rate, sigma_p : float
+        Label-flip probability; the noise patches' standard deviation.
+    xor : bool
+        The XOR signal (data "xor_patches") in place of y mu1 (data "patches").
+    seed, run, dtype, label_noise
+        As :func:`xor_clusters`.
+
+    Returns
+    -------
+    Dataset
+        X (n, P, p) and X_test (n_test, P, p), the labels, mu1, mu2, clusters and flips.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgrok as fg
+    >>> ds = fg.patch_data(6, 50, n_test=4, patches=3, mu_norm=4.0, seed=0)
+    >>> ds.X.shape
+    (6, 3, 50)
+    >>> bool(np.all(ds.X[:, 0] == ds.y_clean[:, None] * ds.mu1))   # the signal patch
+    True
+    >>> float(np.abs(ds.X[:, 1:] @ ds.mu1).max())                   # noise orthogonal to mu1
+    0.0
+    """
+    ds = _dataset("xor_patches" if xor else "patches", n, p, n_test, mu_norm, noise_rate, seed,
+                  run, "axis", dtype, label_noise, patches=patches,
+                  signal_patches=signal_patches, sigma_p=sigma_p)
+    ds.X = ds.X.reshape(n, patches, p)
+    ds.X_test = ds.X_test.reshape(n_test, patches, p)
+    return ds
+
+
 def _dataset(data, n, p, n_test, mu_norm, noise_rate, seed, run, means, dtype,
-             label_noise) -> Dataset:
+             label_noise, **patch_fields) -> Dataset:
     cfg = Config(n=n, p=p, n_test=n_test, mu_norm=mu_norm, noise_rate=noise_rate, seed=seed,
                  means=means, dtype=str(np.dtype(dtype)) if _is_dtype(dtype) else dtype, runs=1,
-                 data=data, label_noise=label_noise)
+                 data=data, label_noise=label_noise, **patch_fields)
     if isinstance(run, bool) or not isinstance(run, (int, np.integer)) or run < 0:
         raise ValueError(f"run must be a non-negative integer, got {run!r}")
-    draw = RunDraw(cfg.n, cfg.p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, int(run),
-                   cfg.means, cfg.data, cfg.label_noise)
-    return materialize(draw, cfg.dtype)
+    return materialize(run_draw(cfg, int(run)), cfg.dtype)
 
 
 def epoch_permutation(n, seed, run, epoch):

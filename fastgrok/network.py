@@ -97,8 +97,8 @@ class Network:
     def decision_function(self, X_new) -> np.ndarray:
         """Outputs f(x) (q,) of the rows of ``X_new`` (q, p), float64; patches: (q, P, d)."""
         P = self.patches
-        if P > 1:
-            X_new = np.asarray(X_new)
+        X_new = np.asarray(X_new)
+        if P > 1 or X_new.ndim == 3:  # (q, 1, d) is (q, d) for the fully connected network
             if X_new.ndim != 3 or X_new.shape[1:] != (P, self.p):
                 raise ValueError(f"X must have shape (q, {P}, {self.p}) (q inputs of {P} "
                                  f"patches), got {X_new.shape}")
