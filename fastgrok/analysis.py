@@ -109,3 +109,16 @@ def per_run(table: pd.DataFrame, names, threshold: float) -> pd.DataFrame:
 def grok_median(runs: pd.DataFrame, by) -> pd.Series:
     """Median grokking step per point; inf where the median run never groks."""
     return runs.groupby(by, sort=True)["grok"].median()
+
+
+def cnn_boundary_variable(n, mu_norm, sigma_p, d, activation="relu", power=None):
+    """The theory's variable for benign against harmful overfitting of the two-layer CNN.
+
+    ReLU (Kou et al. 2023): n ||mu||^4 / (sigma_p^4 d) = n SNR^4 d, with SNR = ||mu|| /
+    (sigma_p sqrt(d)); benign above a constant, harmful below another. ReLU^q (Cao et al.
+    2022, q = ``power``, default 2): n SNR^q. Arrays broadcast.
+    """
+    snr = np.asarray(mu_norm, np.float64) / (sigma_p * np.sqrt(d))
+    if activation == "relu_power":
+        return np.asarray(n, np.float64) * snr ** (2.0 if power is None else power)
+    return np.asarray(n, np.float64) * snr ** 4 * d

@@ -636,6 +636,20 @@ PRESETS = {
                                   noise_rate=0.05, init_scale=1e-15, lr=1e-12, steps=50, runs=100,
                                   snapshot_steps=(0, 1, 2, 3, 10), activation="leaky_relu",
                                   leak=0.1, loss="logistic", data="linear"),
+    # The two-layer ReLU CNN of Kou, Chen, Chen and Gu (ICML 2023, arXiv 2303.04145): a sample
+    # is a signal patch y mu and a noise patch xi ~ N(0, sigma_p^2 (I - mu mu^T / ||mu||^2)),
+    # labels flipped with probability 0.1, ReLU filters, the logistic loss, a fixed second
+    # layer +-1/m (half of each sign), full-batch gradient descent from a small initialisation.
+    # The model is theirs; the sizes are ours (their experiments' sizes could not be checked
+    # here), chosen where their theorem lives: d = 10^6 >> n, and n ||mu||^4 / (sigma_p^4 d)
+    # = 42, on the benign side of their boundary n ||mu||^4 ~ sigma_p^4 d; lr 2e-5 moves an
+    # output by about lr sigma_p^2 d / (2 n m) = 0.01 per step at the start, and 2000 steps
+    # fit every training label (docs/design.md, "Patches").
+    "kou2023-relu-cnn": dict(n=40, p=1_000_000, m=20, n_test=200, mu_norm=32.0, noise_rate=0.1,
+                             init_scale=1e-6, lr=2e-5, steps=2000, runs=20,
+                             snapshot_steps=(0, 10, 100, 1000, 2000), data="patches", patches=2,
+                             signal_patches=1, sigma_p=1.0, second_layer="balanced",
+                             second_layer_scale=0.05),
     # The left panel's data and step size with fewer neurons and runs: shows the phenomenon
     # cheaply, even with the NumPy reference direct engine.
     "quick": dict(n=200, p=40_000, m=100, n_test=200, mu_norm=None, noise_rate=0.05,
@@ -665,7 +679,7 @@ def preset(name: str, **overrides) -> Config:
     ----------
     name : str
         One of :data:`PRESETS` ("paper-fig1-left", "paper-fig1-right",
-        "paper-fig1-right-plotted", "quick", "frei2022-leaky-linear").
+        "paper-fig1-right-plotted", "quick", "frei2022-leaky-linear", "kou2023-relu-cnn").
     **overrides
         Config fields to change, e.g. ``runs=10``.
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ._io import save_figure
-from .analysis import grok_median, per_run, round_sig, summarize
+from .analysis import cnn_boundary_variable, grok_median, per_run, round_sig, summarize
 from .config import CLASSIFICATION_LOSSES, Config
 from .model import Model
 
@@ -516,10 +516,62 @@ def _decay_study_figure(res, base: Config, path):
                            f"{base.runs} runs per point (paired)")
 
 
+def _geometric_edges(values):
+    v = np.log(np.asarray(sorted(values), np.float64))
+    mid = (v[1:] + v[:-1]) / 2
+    return np.exp(np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]]))
+
+
+def _cnn_study_figure(res, base: Config, path):
+    plt = _pyplot()
+    runs = per_run(res.table, ["n", "mu_norm"], res.threshold)
+    scale = base.sigma_p * math.sqrt(base.p)
+    runs["snr"] = (runs.mu_norm / scale).map(round_sig)
+    runs["theory"] = cnn_boundary_variable(runs.n, runs.mu_norm, base.sigma_p, base.p,
+                                           base.activation, base.power)
+    err = 1.0 - runs.groupby(["n", "snr"])["final_test"].median().unstack("snr")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax = axes[0]
+    mesh = ax.pcolormesh(_geometric_edges(err.columns), _geometric_edges(err.index), err.values,
+                         cmap="viridis", vmin=0.0, vmax=0.5, shading="flat")
+    for i, n in enumerate(err.index):
+        for j, snr in enumerate(err.columns):
+            v = err.values[i, j]
+            ax.text(snr, n, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if v > 0.25 else "black")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    # The theory's boundary: its variable = 1 (and 10), the order-one constants of its bounds.
+    snr_line = np.geomspace(err.columns.min() / 1.5, err.columns.max() * 1.5, 200)
+    relu_power = base.activation == "relu_power"
+    for c, style in ((1.0, "-"), (10.0, "--")):
+        n_line = c / cnn_boundary_variable(1.0, snr_line * scale, base.sigma_p, base.p,
+                                           base.activation, base.power)
+        ax.plot(snr_line, n_line, "r" + style, linewidth=1.2)
+    ax.set_xlim(_geometric_edges(err.columns)[[0, -1]])
+    ax.set_ylim(_geometric_edges(err.index)[[0, -1]])
+    ax.set_xlabel("SNR = ||mu|| / (sigma_p sqrt(d))")
+    ax.set_ylabel("n (training samples)")
+    ax.set_title("red: the theory's boundary " + ("n SNR^q" if relu_power else
+                 "n ||mu||^4 / (sigma_p^4 d)") + " = 1 (solid), 10 (dashed)", fontsize=8)
+    fig.colorbar(mesh, ax=ax, label=f"median clean test error, step {base.steps}")
+    ax = axes[1]
+    for i, (n, d) in enumerate(runs.groupby("n", sort=True)):
+        _band(ax, lambda v: v, d, "theory", "final_test", f"n = {n}", f"C{i}")
+    ax.set_xscale("log")
+    ax.set_xlabel("n SNR^q" if relu_power else "n ||mu||^4 / (sigma_p^4 d)  (Kou et al. 2023)")
+    _accuracy_axis(ax, base.steps, chance=True)
+    ax.legend(fontsize=8)
+    _save_study(fig, path, f"two-layer CNN on patches: d={base.p:g} P={base.patches} "
+                           f"m={base.m} eta={base.noise_rate:g} lr={base.lr:g} "
+                           f"init={base.init_scale:g}, {base.runs} runs per point")
+
+
 #: Study name -> its figure: (SweepResult, base Config, path) -> None.
 STUDY_FIGURES = {"long": _long_study_figure, "dimension": _dimension_study_figure,
                  "snr": _snr_study_figure, "init": _init_study_figure, "loss": _loss_study_figure,
-                 "second": _second_study_figure, "decay": _decay_study_figure}
+                 "second": _second_study_figure, "decay": _decay_study_figure,
+                 "cnn": _cnn_study_figure}
 
 
 def study_figure(name, res, base, path) -> None:

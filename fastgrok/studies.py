@@ -15,6 +15,10 @@
                grokking survive, is the delay the same, how far does a move?
 ``decay``      Weight decay: the grokking delay and the final test accuracy against
                alpha lambda, at the paper's two initialisations and a large one.
+``cnn``        The two-layer ReLU CNN on patch data (Kou et al. 2023) at d = 10^6: the test
+               error over the sample size n and the SNR ||mu|| / (sigma_p sqrt(d)), with the
+               theory's boundary n ||mu||^4 = C sigma_p^4 d (relu_power q: n SNR^q = C, Cao et
+               al. 2022) drawn on the heatmap.
 =============  =======================================================================
 
 ``fastgrok study NAME`` (or :func:`study`) runs one through :func:`fastgrok.sweep`, so it
@@ -113,6 +117,16 @@ def _decay_grid(base: Config):
             for d in DECAY_RATES for r in DECAY_RATIOS]
 
 
+#: The sample sizes and signal-to-noise ratios ||mu|| / (sigma_p sqrt(d)) of the cnn study.
+CNN_SAMPLES = (10, 20, 40, 80, 160, 320)
+CNN_SNRS = tuple(round_sig(0.004 * 2 ** (k / 2)) for k in range(9))  # 0.004 to 0.064
+
+
+def _cnn_grid(base: Config):
+    scale = base.sigma_p * np.sqrt(base.p)
+    return [{"n": n, "mu_norm": round_sig(snr * scale)} for n in CNN_SAMPLES for snr in CNN_SNRS]
+
+
 # The paper's data (n = 200, p = 40000, ||mu|| = 2.5 sqrt(p/n), eta = 0.05, omega_init = 1e-15,
 # alpha = 1e-12). The sweeps use m = 100 neurons instead of 1000 and 10-20 runs per point so that
 # each study stays small (the step cost is ~ n^2 m; the wall times: docs/studies.md);
@@ -139,6 +153,9 @@ STUDIES = {
                    "alpha lambda", "paper-fig1-left",
                    dict(m=100, runs=10, steps=20_000, snapshot_steps=()), _decay_grid,
                    paired=("weight_decay",)),
+    "cnn": Study("cnn", "The two-layer CNN on patches: benign or harmful overfitting over the "
+                 "sample size n and the SNR, against the theory's boundary", "kou2023-relu-cnn",
+                 dict(runs=10, snapshot_steps=()), _cnn_grid),
 }
 
 
@@ -150,7 +167,8 @@ def study(name: str, out: str | os.PathLike | None = None, executor=None,
     Parameters
     ----------
     name : str
-        One of :data:`STUDIES`: "long", "dimension", "snr", "init", "loss", "second", "decay".
+        One of :data:`STUDIES`: "long", "dimension", "snr", "init", "loss", "second", "decay",
+        "cnn".
     out : path, optional
         Folder for the sweep's files and ``fig_study.png``; rerunning with the same folder
         resumes. Without it nothing is written.
