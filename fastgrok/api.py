@@ -225,14 +225,16 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
         loss: str = "logistic", weight_decay: float = 0.0, train_second_layer: bool = False,
         lr_second: float | None = None, batch_size: int | None = None,
         stable_rank: bool = False, power: float | None = None, smoothing: float | None = None,
-        **renamed) -> Result:
+        signal_patches: int | None = None, **renamed) -> Result:
     """Train the paper's network (or another member of its family) on the caller's data.
 
     Parameters
     ----------
-    X : (n, p) array
+    X : (n, p) or (n, P, d) array
         Training inputs (finite): NumPy (any order, memmap), pandas, lists, CPU torch tensors,
-        JAX arrays; CuPy arrays are copied to the host.
+        JAX arrays; CuPy arrays are copied to the host. Three dimensions are the P patches of
+        the two-layer CNN, f(x) = sum_j a_j sum_p phi(<w_j, x^(p)>) (X_test, W0 (m, d),
+        mu1, mu2 and the tracked directions then have the patch dimension d).
     y : (n,) array
         Training labels in {-1, +1} (ints, floats, or booleans with True for +1); with
         ``loss="square"``, any real targets (a regression: the accuracy columns are NaN and
@@ -298,6 +300,10 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
     train_second_layer : bool
         Train the second layer too (from ``a``, or the drawn one), with step size ``lr_second``
         (None: ``lr``); as the Config fields. The kept networks carry their own a.
+    signal_patches : int, optional
+        With patches: the first ``signal_patches`` patches of each sample carry the signal and
+        the others are noise, so the history gains ``noise_memorization`` (``mu1`` adds
+        ``signal_learning``); as the Config field.
     lr_second : float, optional
         The second layer's step size; only with ``train_second_layer``.
     batch_size : int, optional
@@ -370,7 +376,8 @@ def fit(X: ArrayLike, y: ArrayLike, *, m: int, lr: float, steps: int,
                   backend=backend, dtype=dtype, snapshot_steps=snapshot_steps,
                   activation=activation, leak=leak, loss=loss, keep_networks=True,
                   weight_decay=weight_decay, train_second_layer=train_second_layer,
-                  lr_second=lr_second, batch_size=batch_size, power=power, smoothing=smoothing)
+                  lr_second=lr_second, batch_size=batch_size, power=power, smoothing=smoothing,
+                  signal_patches=signal_patches)
     if setup.model.regression and stop == "interpolation":
         raise ValueError("stop='interpolation' needs labels -1/+1 (every label classified "
                          "correctly); y holds real-valued targets (a regression with "

@@ -171,7 +171,7 @@ class ArraySource(Source):
 
     def __init__(self, X, y, m, init_scale=0.0, seed=0, run=0, second_layer="random",
                  X_test=None, y_test=None, mu1=None, mu2=None, W0=None, a=None, flipped=None,
-                 tracked=None, patches=1):
+                 tracked=None, patches=1, noise_rows=None):
         self.X, self.Xt = X, X_test  # patches: (n P, d), a row per patch
         rows, self.p = X.shape
         self.patches = patches
@@ -188,6 +188,7 @@ class ArraySource(Source):
                                                     else mu2])
         self.mu_norm = None if mu1 is None else float(np.linalg.norm(np.asarray(mu1, np.float64)))
         self.flipped, self.tracked = flipped, tracked
+        self.noise_rows = noise_rows  # the caller's signal_patches: the rest are noise
         if patches > 1 and mu1 is not None:  # the signal directions given: signal learning
             self.signal_directions = 1 if mu2 is None else 2
 

@@ -50,7 +50,11 @@ def to_module(W, a, activation="relu", leak=0.0, loss="logistic"):
                                              torch.where(z <= h, z * z / (2 * h), z - h / 2))
 
     class TwoLayerNet(torch.nn.Module):
-        """fastgrok's two-layer network: f(x) = sum_j a_j phi(<w_j, x>)."""
+        """fastgrok's two-layer network: f(x) = sum_j a_j phi(<w_j, x>).
+
+        Inputs (q, P, d) are the patches of the two-layer CNN: f(x) = sum_j a_j sum_p
+        phi(<w_j, x^(p)>).
+        """
 
         def __init__(self):
             super().__init__()
@@ -67,7 +71,8 @@ def to_module(W, a, activation="relu", leak=0.0, loss="logistic"):
                 h = torch.relu(z)
             else:
                 h = torch.nn.functional.leaky_relu(z, self.leak)
-            return h @ self.a
+            out = h @ self.a
+            return out.sum(dim=-1) if x.dim() == 3 else out  # patches: summed per sample
 
         def loss(self, X, y):
             """The mean training loss of fastgrok's model for labels y in {-1, +1}.

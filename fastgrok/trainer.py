@@ -35,7 +35,7 @@ class Setup:
                  dtype=None, snapshot_steps=None, activation="relu", leak=None,
                  loss="logistic", keep_networks=False, weight_decay=0.0,
                  train_second_layer=False, lr_second=None, batch_size=None, power=None,
-                 smoothing=None):
+                 smoothing=None, signal_patches=None):
         # The model is checked first, like every other argument.
         check_field("train_second_layer", train_second_layer)
         check_second_layer(train_second_layer, lr_second)
@@ -61,11 +61,21 @@ class Setup:
         m, runs = self.m, self.runs
         if snapshot_steps is not None:
             snapshot_steps = check_field("snapshot_steps", snapshot_steps, steps=self.steps)
+        patched = len(np.shape(X)) == 3
         X, patches = self._inputs("X", X, dtype)
         check_patches(patches, backend=checked["backend"])
         self.model = dataclasses.replace(self.model, patches=patches)
         self.X = X  # (n P, d): a row per patch
         n, p = X.shape[0] // patches, X.shape[1]
+        self.noise_rows = None
+        if signal_patches is not None:
+            if not patched:
+                raise ValueError("signal_patches needs inputs of patches: X of shape (n, P, d)")
+            signal_patches = check_field("signal_patches", signal_patches)
+            if signal_patches > patches:
+                raise ValueError(f"signal_patches must be <= the patches per sample ({patches}), "
+                                 f"got {signal_patches}")
+            self.noise_rows = np.flatnonzero(np.arange(n * patches) % patches >= signal_patches)
         check_batch(self.model.batch_size, n)
         self.y = self._labels("y", y, n, dtype)
         if (X_test is None) != (y_test is None):
@@ -186,7 +196,8 @@ class Setup:
                             self.second_layer, self.X_test, self.y_test, self.mu1, self.mu2,
                             W0=per_run(self.W0, 2, r), a=per_run(self.a, 1, r),
                             flipped=self.flipped, tracked=self.tracked,
-                            patches=self.model.patches) for r in ids]
+                            patches=self.model.patches, noise_rows=self.noise_rows)
+                for r in ids]
 
     def config(self) -> dict:
         """The settings, as a Result's ``config``."""
@@ -219,7 +230,7 @@ class Trainer:
     ----------
     X, y, m, lr, X_test, y_test, W0, a, mu1, mu2, flipped, track, init_scale, second_layer, runs,
     seed, backend, dtype, activation, leak, loss, weight_decay, train_second_layer, lr_second,
-    batch_size, power, smoothing
+    batch_size, power, smoothing, signal_patches
         As in :func:`fastgrok.fit`.
     method : {"auto", "gram", "direct"}
         "auto" plans for ``TRAINER_PLANNING_STEPS`` steps (a Trainer does not know how many
@@ -266,14 +277,15 @@ class Trainer:
                  activation: str = "relu", leak: float | None = None, loss: str = "logistic",
                  weight_decay: float = 0.0, train_second_layer: bool = False,
                  lr_second: float | None = None, batch_size: int | None = None,
-                 power: float | None = None, smoothing: float | None = None):
+                 power: float | None = None, smoothing: float | None = None,
+                 signal_patches: int | None = None):
         self._setup = s = Setup(
             X, y, m=m, lr=lr, steps=TRAINER_PLANNING_STEPS, X_test=X_test, y_test=y_test,
             mu1=mu1, mu2=mu2, W0=W0, a=a, flipped=flipped, track=track, init_scale=init_scale,
             second_layer=second_layer, runs=runs, seed=seed, method=method, backend=backend,
             dtype=dtype, activation=activation, leak=leak, loss=loss, weight_decay=weight_decay,
             train_second_layer=train_second_layer, lr_second=lr_second, batch_size=batch_size,
-            power=power, smoothing=smoothing)
+            power=power, smoothing=smoothing, signal_patches=signal_patches)
         self.n_threads = n_threads
         self._binding = s.plan.engine
         # The runs in batches, as fit holds them (the direct method: one run per engine).

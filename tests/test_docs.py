@@ -60,3 +60,13 @@ def test_the_guide_research_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "guide.md", "exec"), {})
     assert "train_acc_flipped" in capsys.readouterr().out
+
+
+def test_the_guide_patches_example_runs(tmp_path, monkeypatch, capsys):
+    guide = _read("docs", "guide.md")
+    section = guide[guide.index("## Patches: the two-layer CNN"):]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "guide.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "noise_memorization" in out and "signal_learning" in out

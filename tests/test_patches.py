@@ -209,3 +209,38 @@ def test_bad_patch_arrays_are_named():
         res.decision_function(X[:, 0])
     with pytest.raises(ValueError, match="patch_coefficients\\(\\) needs a run on patch data"):
         res.network().patch_coefficients()
+
+
+def test_the_cnn_hands_off_to_torch():
+    torch = pytest.importorskip("torch")
+    X, y, W0, a = _problem(2, 8, 3, 12, 4, "signs")
+    res = fg.fit(X, y, m=4, lr=0.3, steps=3, W0=W0, a=a, loss="logistic", dtype="float64")
+    net = res.to_torch()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    np.testing.assert_allclose(net(Xt).detach().numpy(), res.decision_function(X), rtol=1e-12)
+    opt = torch.optim.SGD(net.parameters(), lr=0.3)
+    opt.zero_grad()
+    net.loss(Xt, yt).backward()
+    opt.step()
+    W, _ = res.weights()
+    ref.patch_step(X, y, W, a, 0.3)
+    np.testing.assert_allclose(net.weight.detach().numpy(), W, rtol=1e-12, atol=1e-15)
+
+
+def test_fit_on_patch_data_reports_what_run_reports():
+    # The same data through fit (arrays, signal_patches=1, mu1) and through run: the same
+    # signal learning and noise memorisation (W0 given as run draws it).
+    cfg = _cfg(runs=1, steps=5, snapshot_steps=(0, 5), method="gram")
+    ds = fg.patch_data(cfg.n, cfg.p, n_test=cfg.n_test, patches=3, mu_norm=6.0, noise_rate=0.2,
+                       sigma_p=0.7, seed=cfg.seed)
+    run = fg.run(cfg, progress=False, keep_networks=True)
+    W0 = fg.sources.GeneratedSource(cfg, 0).problem("float64").W0
+    a = fg.sources.GeneratedSource(cfg, 0).a
+    res = fg.fit(ds.X, ds.y, m=cfg.m, lr=cfg.lr, steps=5, W0=W0, a=a, mu1=ds.mu1,
+                 signal_patches=1, X_test=ds.X_test, y_test=ds.y_test, dtype="float64")
+    cols = ["train_loss", "test_acc", "signal_learning", "noise_memorization"]
+    np.testing.assert_allclose(res.history[cols], run.history[cols], rtol=1e-12)
+    with pytest.raises(ValueError, match="signal_patches needs inputs of patches"):
+        fg.fit(ds.X[:, 0], ds.y, m=2, lr=0.1, steps=1, signal_patches=1)
+    with pytest.raises(ValueError, match="signal_patches must be <= the patches per sample"):
+        fg.fit(ds.X, ds.y, m=2, lr=0.1, steps=1, signal_patches=4)
