@@ -537,6 +537,10 @@ class Config:
         if self.signal_patches > self.patches:
             raise ValueError(f"signal_patches must be <= patches={self.patches}, got "
                              f"{self.signal_patches}")
+        if self.signal_patches == self.patches:
+            raise ValueError(f"patches={self.patches} with signal_patches={self.signal_patches} "
+                             "leaves no noise patch: give patches > signal_patches (the CNN "
+                             "papers use patches=2)")
         if self.signal_patches == 0 and self.mu_norm is not None:
             raise ValueError(f"mu_norm={self.mu_norm} is the norm of a signal patch, but "
                              "signal_patches=0: a sample has no signal patch")

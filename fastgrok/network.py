@@ -157,7 +157,7 @@ class Network:
             raise ValueError("patch_coefficients() needs a run on patch data (data='patches' "
                              "or 'xor_patches', or fit on (n, P, d) inputs with mu1)")
         k = src.signal_directions
-        XM, sq = np.zeros((src.rows, max(k, 1))), np.zeros(src.rows)
+        XM, sq = np.zeros((src.rows, k)), np.zeros(src.rows)
         for _, _, X, _, _, M in src.blocks(np.float64):
             if k:
                 XM += X @ M[:k].T
@@ -198,6 +198,21 @@ class PatchCoefficients:
         XM = np.asarray(XM, np.float64)[:, :k] if k else None
         sq = None if rows is None else np.asarray(row_norms, np.float64)[rows]
         return cls(XM, sq, rows)
+
+    @classmethod
+    def from_rows(cls, source, X, M, width=65536):
+        """:meth:`of` from the rows X (rows, p) and directions M (k, p) or None, on the host.
+
+        Summed in float64 over column chunks of ``width`` (no float64 copy of X).
+        """
+        XM = np.zeros((X.shape[0], 0 if M is None else M.shape[0]))
+        sq = np.zeros(X.shape[0])
+        for j0 in range(0, X.shape[1], width):
+            part = np.asarray(X[:, j0:j0 + width], np.float64)
+            sq += np.einsum("ij,ij->i", part, part)
+            if M is not None:
+                XM += part @ np.asarray(M[:, j0:j0 + width], np.float64).T
+        return cls.of(source, XM, sq)
 
     def coefficients(self, ct):
         """(gamma (m, k) or None, rho (m, noise rows) or None) from C^T (rows, m)."""

@@ -186,6 +186,7 @@ def test_the_existing_api_works_with_patches():
     (dict(patches=0), ValueError, "patches must be >= 1"),
     (dict(data="xor", patches=2), ValueError, "patches=2 needs data='patches'"),
     (dict(signal_patches=4), ValueError, "signal_patches must be <= patches=3"),
+    (dict(patches=1), ValueError, "leaves no noise patch"),
     (dict(signal_patches=0), ValueError, "mu_norm=6.0 is the norm of a signal patch"),
     (dict(backend="cupy"), NotImplementedError, "backend='cupy'"),
     (dict(train_second_layer=True), NotImplementedError, "trained second layer"),

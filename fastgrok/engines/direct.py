@@ -48,10 +48,8 @@ class DirectEngine(Engine):
         # memorisation; each step adds its V.
         self.Ct = self._patch = None
         if source.noise_rows is not None or source.signal_directions:
-            Xh = np.asarray(o.to_host(self.X), np.float64)
-            XM = Xh @ np.asarray(o.to_host(self.mus), np.float64).T if self.mus is not None \
-                else None
-            self._patch = PatchCoefficients.of(source, XM, np.einsum("ij,ij->i", Xh, Xh))
+            self._patch = PatchCoefficients.from_rows(source, o.to_host(self.X),
+                                                      o.to_host(self.mus))
             self.Ct = o.zeros(self.V.shape, np.float64)
         self.steps_done = 0
         self._batches = None
