@@ -136,50 +136,6 @@ def smooth_derivative(z, act, leak, param):
     return 1.0
 
 
-_SIG_SMOOTH = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:,::1], "
-               "boolean, int64, float64, float64, int64)"
-               for z, v in (("float64", "float32"), ("float64", "float64"), ("float32", "float32"))]
-
-
-@njit(_SIG_SMOOTH, cache=True, nogil=True)
-def smooth_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param, loss):
-    """:func:`outputs_and_coefficients` for a smooth activation.
-
-    Codes :data:`RELU_POWER`, :data:`SMOOTHED_LEAKY`: f = phi(Z) a and
-    V = (lr/n) g(y f) y phi'(Z) a (written, or added with ``accumulate``).
-    """
-    n, m = Z.shape
-    f = np.empty(n)
-    scale = lr / n
-    for i in range(n):
-        s = 0.0
-        for j in range(m):
-            s += smooth_phi(np.float64(Z[i, j]), act, leak, param) * a[j]
-        f[i] = s
-        c = scale * loss_residual(y[i], s, loss)
-        for j in range(m):
-            v = (c * a[j]) * smooth_derivative(np.float64(Z[i, j]), act, leak, param)
-            if accumulate:
-                V[i, j] += v
-            else:
-                V[i, j] = v
-    return f
-
-
-@njit(["float64[:](float64[:,::1], float64[::1], int64, float64, float64)",
-       "float64[:](float32[:,::1], float64[::1], int64, float64, float64)"],
-      cache=True, nogil=True)
-def smooth_outputs(Z, a, act, leak, param):
-    """F = phi(Z) a for a smooth activation, accumulated in float64."""
-    f = np.empty(Z.shape[0])
-    for i in range(Z.shape[0]):
-        s = 0.0
-        for j in range(Z.shape[1]):
-            s += smooth_phi(np.float64(Z[i, j]), act, leak, param) * a[j]
-        f[i] = s
-    return f
-
-
 # ---------------------------------------------------------------- patches (the two-layer CNN)
 @njit("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
 def any_phi(z, act, leak, param):
@@ -245,3 +201,27 @@ def patch_outputs(Z, a, act, leak, param, patches):
                 s += any_phi(np.float64(Z[row, j]), act, leak, param) * a[j]
         f[i] = s
     return f
+
+
+_SIG_SMOOTH = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:,::1], "
+               "boolean, int64, float64, float64, int64)"
+               for z, v in (("float64", "float32"), ("float64", "float64"), ("float32", "float32"))]
+
+
+@njit(_SIG_SMOOTH, cache=True, nogil=True)
+def smooth_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param, loss):
+    """:func:`outputs_and_coefficients` for a smooth activation.
+
+    Codes :data:`RELU_POWER`, :data:`SMOOTHED_LEAKY`: f = phi(Z) a and
+    V = (lr/n) g(y f) y phi'(Z) a (written, or added with ``accumulate``): the patch kernel
+    with one patch per sample (the same operations in the same order).
+    """
+    return patch_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param, loss, 1)
+
+
+@njit(["float64[:](float64[:,::1], float64[::1], int64, float64, float64)",
+       "float64[:](float32[:,::1], float64[::1], int64, float64, float64)"],
+      cache=True, nogil=True)
+def smooth_outputs(Z, a, act, leak, param):
+    """F = phi(Z) a for a smooth activation, accumulated in float64."""
+    return patch_outputs(Z, a, act, leak, param, 1)

@@ -53,20 +53,21 @@ def test_the_readme_python_block_runs(tmp_path, monkeypatch):
     exec(compile(block, "README.md", "exec"), {})
 
 
-def test_the_guide_research_example_runs(tmp_path, monkeypatch, capsys):
+def _run_guide_example(heading, tmp_path, monkeypatch):
+    """Run the first Python block after ``heading`` in docs/guide.md, in ``tmp_path``."""
     guide = _read("docs", "guide.md")
-    section = guide[guide.index("## fastgrok from your research code"):]
+    section = guide[guide.index(heading):]
     block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "guide.md", "exec"), {})
+
+
+def test_the_guide_research_example_runs(tmp_path, monkeypatch, capsys):
+    _run_guide_example("## fastgrok from your research code", tmp_path, monkeypatch)
     assert "train_acc_flipped" in capsys.readouterr().out
 
 
 def test_the_guide_patches_example_runs(tmp_path, monkeypatch, capsys):
-    guide = _read("docs", "guide.md")
-    section = guide[guide.index("## Patches: the two-layer CNN"):]
-    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(block, "guide.md", "exec"), {})
+    _run_guide_example("## Patches: the two-layer CNN", tmp_path, monkeypatch)
     out = capsys.readouterr().out
     assert "noise_memorization" in out and "signal_learning" in out
