@@ -23,10 +23,15 @@ def warmup(backends: tuple = ("numba",)) -> dict:
     for b in backends:
         t0 = time.perf_counter()
         if b == "numba":
-            from .kernels import direct_cpu, gram_cpu  # noqa: F401  (explicit signatures compile)
+            from .kernels import direct_cpu, numba_fused
+            from .kernels.numba_cache import compile_declared
 
+            modules = [numba_fused, direct_cpu]
             if tunables.GRAM_LINEAR_REGIME:
-                from .kernels import gram_linear  # noqa: F401
+                from .kernels import gram_linear
+
+                modules.append(gram_linear)
+            compile_declared(*modules)  # the kernels compile on first use otherwise
         elif b == "cupy":
             from .engines import get_ops
 

@@ -32,6 +32,7 @@ from numba import njit, prange
 from . import numba_cache  # noqa: F401  (before any kernel is defined: where its cache goes)
 from .blas import NO_TRANS, TRANS, cblas_gemm, gemm, gemm_addresses
 from .memory import empty_aligned, zeros_aligned
+from .numba_cache import kernel
 from .numba_fused import outputs_and_coefficients
 from .threads import map_chunks, ordered_sum
 
@@ -206,7 +207,7 @@ def _add(total, part):
             total[i, j] += part[i, j]
 
 
-@njit(_for_both_dtypes("void(int64, {A}, {f}[:, ::1], {f}[:, ::1], {A}, {A}, int64, int64, "
+@kernel(_for_both_dtypes("void(int64, {A}, {f}[:, ::1], {f}[:, ::1], {A}, {A}, int64, int64, "
                        "int64, boolean, boolean, float64[:, ::1], float64[:, ::1], "
                        "float64[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], float64)"),
       nogil=True, cache=True)
@@ -242,7 +243,7 @@ def _chunk(addr, X, W, V, Xt, mus, t0, t1, tw, forward, update, Z, Zt, P, zb, zt
             _add(P, pb)
 
 
-@njit(_for_both_dtypes("void(int64, {A}, {f}[:, ::1], {f}[:, ::1], {A}, {A}, int64[::1], "
+@kernel(_for_both_dtypes("void(int64, {A}, {f}[:, ::1], {f}[:, ::1], {A}, {A}, int64[::1], "
                        "int64, boolean, boolean, float64[:, :, ::1], float64[:, :, ::1], "
                        "float64[:, :, ::1], {f}[:, :, ::1], {f}[:, :, ::1], {f}[:, :, ::1], "
                        "float64)"),
@@ -258,7 +259,7 @@ def _parallel_chunks(addr, X, W, V, Xt, mus, bounds, tw, forward, update, Zc, Zt
                Ztc[c], Pc[c], zb[c], ztb[c], pb[c], decay)
 
 
-@njit(_for_both_dtypes("UniTuple(float64[:, ::1], 3)(int64, {A}, {f}[:, ::1], {f}[:, ::1], "
+@kernel(_for_both_dtypes("UniTuple(float64[:, ::1], 3)(int64, {A}, {f}[:, ::1], {f}[:, ::1], "
                        "{A}, {A}, int64[::1], int64, boolean, boolean, boolean, boolean, "
                        "float64)"),
       nogil=True, cache=True)
@@ -287,7 +288,7 @@ def _native_pass(addr, X, W, V, Xt, mus, bounds, tw, forward, update, with_xt, w
     return Zc[0].copy(), Ztc[0].copy(), Pc[0].copy()
 
 
-@njit(_for_both_dtypes("Tuple((float64[:], {f}[:, ::1], boolean))(int64, {A}, {f}[:, ::1], "
+@kernel(_for_both_dtypes("Tuple((float64[:], {f}[:, ::1], boolean))(int64, {A}, {f}[:, ::1], "
                        "float64[::1], float64[::1], float64, int64[::1], int64, float64, "
                        "int64, float64)"),
       nogil=True, cache=True)

@@ -20,12 +20,13 @@ import numpy as np
 from numba import njit
 
 from . import numba_cache  # noqa: F401  (before any kernel is defined: where its cache goes)
+from .numba_cache import kernel
 from .numba_fused import loss_weight
 
 try:  # LLVM's count-trailing-zeros, one instruction
     from numba.cpython.unsafe.numbers import trailing_zeros
 except ImportError:  # pragma: no cover - moved in some future Numba
-    @njit("int64(uint64)", inline="always")
+    @kernel("int64(uint64)", inline="always")
     def trailing_zeros(x):
         """The number of trailing zero bits of x (x != 0)."""
         n = 0
@@ -89,7 +90,7 @@ _SIG_STEPS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], 
 
 # contract: the row updates and the output sums as fused multiply-adds (one rounding instead of
 # two, and fewer instructions).
-@njit(_SIG_STEPS, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
+@kernel(_SIG_STEPS, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
 def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks, FT, PT):
     """K steps in the linear regime, in place; returns the number of pattern changes.
 
@@ -169,7 +170,7 @@ def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks,
     return changes
 
 
-@njit("void(float64[:,::1], float64[::1], float64, float64[::1], float64[:,::1])", cache=True,
+@kernel("void(float64[:,::1], float64[::1], float64, float64[::1], float64[:,::1])", cache=True,
       nogil=True, fastmath={"reassoc", "nsz", "contract"})
 def tracked_outputs(UT, a, leak, ft, P):
     """The tracked evaluation rows' outputs from their pre-activations UT (m, e).
@@ -182,7 +183,7 @@ def tracked_outputs(UT, a, leak, ft, P):
         _tracked_row(UT, j, a[j], leak, ft, P)
 
 
-@njit("boolean(float64[::1], float64[::1], float64, boolean, int64)", cache=True, nogil=True)
+@kernel("boolean(float64[::1], float64[::1], float64, boolean, int64)", cache=True, nogil=True)
 def frozen(f, y, g0, single, loss):
     """True when every loss weight -l'(y_i f_i) equals g0 in the working precision."""
     for i in range(f.shape[0]):
@@ -195,7 +196,7 @@ def frozen(f, y, g0, single, loss):
     return True
 
 
-@njit("int64(float64[:,::1], float64[::1], float64, boolean, int64)", cache=True, nogil=True)
+@kernel("int64(float64[:,::1], float64[::1], float64, boolean, int64)", cache=True, nogil=True)
 def first_thawed(F, y, g0, single, loss):
     """The first s at which the outputs F[s] leave a loss weight off g0 (-1: none does)."""
     for s in range(F.shape[0]):
@@ -208,7 +209,7 @@ _SIG_C = [f"void(float64[:,::1], int32[:,::1], float64[:,::1], float64[::1], flo
           f"float64, int64, {t}[:,::1])" for t in ("float32", "float64")]
 
 
-@njit(_SIG_C, cache=True, nogil=True)
+@kernel(_SIG_C, cache=True, nogil=True)
 def write_c(ZT, SX, Ct0T, c, a, leak, steps, C):
     """Write C = C0 + (a c) (leak steps + (1 - leak) S), (m, n), into C.
 
@@ -256,7 +257,7 @@ _SIG_NEAR = [f"UniTuple(int64, 2)({k}[:,::1], float64[:,::1], float64[:,::1], fl
              "int64, int64, int64, int64, float64)" for k in ("float32", "float64")]
 
 
-@njit(_SIG_NEAR, cache=True, nogil=True, fastmath={"nsz", "contract"})
+@kernel(_SIG_NEAR, cache=True, nogil=True, fastmath={"nsz", "contract"})
 def near_linear_steps(K, AK, ZT, DT, MT, SX, GT, GD, DL, g, gref, c, y, a, lr_n, leak, loss,
                       t0, k, max_unsafe, max_unsure, scale):
     """Take up to k steps of the near-linear regime, in place, one step at a time.
@@ -372,7 +373,7 @@ def near_linear_steps(K, AK, ZT, DT, MT, SX, GT, GD, DL, g, gref, c, y, a, lr_n,
     return taken, changes
 
 
-@njit(["void(float64[::1], float64[::1], int64, float64[::1])"], cache=True, nogil=True)
+@kernel(["void(float64[::1], float64[::1], int64, float64[::1])"], cache=True, nogil=True)
 def weights32(f, y, loss, g):
     """g_i = -l'(y_i f_i) rounded to float32 (the working precision's weights), as float64."""
     for i in range(f.shape[0]):

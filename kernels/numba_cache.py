@@ -69,3 +69,40 @@ def _install_cache_locator():
 
 
 _install_cache_locator()
+
+
+
+def kernel(signatures, **options):
+    """``numba.njit(**options)`` compiled on first use, with the kernel's declared signatures.
+
+    Nothing compiles at import: a kernel compiles (or loads from the on-disk cache) the
+    specialisation of its first call's argument types, so a run compiles only what its plan
+    uses (a float32 gram run never builds the float64, smooth or patch kernels). ``signatures``
+    are the types fastgrok calls it with, kept on the dispatcher as ``declared_signatures``:
+    :func:`compile_declared` compiles them all up front, and a test checks that every
+    specialisation a run compiles is one of them (a declared ``A`` layout admits any layout).
+    """
+    from numba import njit
+
+    def wrap(fn):
+        dispatcher = njit(**options)(fn)
+        dispatcher.declared_signatures = [signatures] if isinstance(signatures, str) \
+            else list(signatures)
+        return dispatcher
+
+    return wrap
+
+
+def declared_kernels(module):
+    """The kernels of ``module`` made with :func:`kernel`, by name."""
+    return {name: obj for name, obj in vars(module).items()
+            if getattr(obj, "declared_signatures", None) is not None
+            and getattr(obj, "__module__", None) == module.__name__}
+
+
+def compile_declared(*modules) -> None:
+    """Compile (or load from the cache) every declared signature of the modules' kernels."""
+    for module in modules:
+        for dispatcher in declared_kernels(module).values():
+            for sig in dispatcher.declared_signatures:
+                dispatcher.compile(sig)

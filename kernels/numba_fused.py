@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from . import numba_cache  # noqa: F401  (before any kernel is defined: where its cache goes)
+from .numba_cache import kernel
 
 #: Loss codes of the kernels: the index in fastgrok.config.LOSSES.
 LOGISTIC, EXPONENTIAL, HINGE, SQUARE = 0, 1, 2, 3
@@ -36,7 +36,7 @@ _SIG_COEF = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:
 _FAST = {"reassoc", "nsz"}
 
 
-@njit("float64(float64, int64)", cache=True, nogil=True, inline="always")
+@kernel("float64(float64, int64)", cache=True, nogil=True, inline="always")
 def loss_weight(z, loss):
     """G = -l'(z) of one margin z = y f (see :func:`fastgrok.reference.loss_weights`)."""
     if loss == LOGISTIC:
@@ -49,7 +49,7 @@ def loss_weight(z, loss):
     return 1.0 - z  # SQUARE
 
 
-@njit("float64(float64, float64, int64)", cache=True, nogil=True, inline="always")
+@kernel("float64(float64, float64, int64)", cache=True, nogil=True, inline="always")
 def loss_residual(y, f, loss):
     """-dl/df of one sample: g(y f) y, and for the square loss y - f (any real target).
 
@@ -60,7 +60,7 @@ def loss_residual(y, f, loss):
     return loss_weight(y * f, loss) * y
 
 
-@njit(["float64(float64[:,::1], int64, float64[::1], float64)",
+@kernel(["float64(float64[:,::1], int64, float64[::1], float64)",
        "float64(float32[:,::1], int64, float64[::1], float64)"],
       cache=True, nogil=True, fastmath=_FAST, inline="always")
 def row_output(Z, i, a, leak):
@@ -72,7 +72,7 @@ def row_output(Z, i, a, leak):
     return s
 
 
-@njit(_SIG_COEF, cache=True, nogil=True, fastmath=_FAST)
+@kernel(_SIG_COEF, cache=True, nogil=True, fastmath=_FAST)
 def outputs_and_coefficients(Z, y, a, lr, V, accumulate, leak, loss):
     """F = phi(Z) a, and the update coefficients (lr/n) g(y f) y phi'(Z) a; returns f.
 
@@ -96,7 +96,7 @@ def outputs_and_coefficients(Z, y, a, lr, V, accumulate, leak, loss):
     return f
 
 
-@njit(["float64[:](float64[:,::1], float64[::1], float64)",
+@kernel(["float64[:](float64[:,::1], float64[::1], float64)",
        "float64[:](float32[:,::1], float64[::1], float64)"],
       cache=True, nogil=True, fastmath=_FAST)
 def outputs(Z, a, leak):
@@ -112,7 +112,7 @@ def outputs(Z, a, leak):
 RELU_POWER, SMOOTHED_LEAKY = 1, 2
 
 
-@njit("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+@kernel("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
 def smooth_phi(z, act, leak, param):
     """phi(z) of a smooth activation (:class:`fastgrok.reference.SmoothActivation`)."""
     if act == RELU_POWER:
@@ -124,7 +124,7 @@ def smooth_phi(z, act, leak, param):
     return leak * z + (1.0 - leak) * (z - param / 2.0)
 
 
-@njit("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+@kernel("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
 def smooth_derivative(z, act, leak, param):
     """phi'(z) of a smooth activation."""
     if act == RELU_POWER:
@@ -137,7 +137,7 @@ def smooth_derivative(z, act, leak, param):
 
 
 # ---------------------------------------------------------------- patches (the two-layer CNN)
-@njit("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+@kernel("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
 def any_phi(z, act, leak, param):
     """phi(z) of any activation: act 0 is max(z, leak z), else :func:`smooth_phi`."""
     if act == 0:
@@ -145,7 +145,7 @@ def any_phi(z, act, leak, param):
     return smooth_phi(z, act, leak, param)
 
 
-@njit("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+@kernel("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
 def any_derivative(z, act, leak, param):
     """phi'(z) of any activation: act 0 is leak + (1 - leak) 1[z > 0]."""
     if act == 0:
@@ -158,7 +158,7 @@ _SIG_PATCH = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[
               for z, v in (("float64", "float32"), ("float64", "float64"), ("float32", "float32"))]
 
 
-@njit(_SIG_PATCH, cache=True, nogil=True)
+@kernel(_SIG_PATCH, cache=True, nogil=True)
 def patch_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param, loss, patches):
     """:func:`outputs_and_coefficients` of the two-layer CNN: Z has a row per patch.
 
@@ -187,7 +187,7 @@ def patch_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param,
     return f
 
 
-@njit(["float64[:](float64[:,::1], float64[::1], int64, float64, float64, int64)",
+@kernel(["float64[:](float64[:,::1], float64[::1], int64, float64, float64, int64)",
        "float64[:](float32[:,::1], float64[::1], int64, float64, float64, int64)"],
       cache=True, nogil=True)
 def patch_outputs(Z, a, act, leak, param, patches):
@@ -208,7 +208,7 @@ _SIG_SMOOTH = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}
                for z, v in (("float64", "float32"), ("float64", "float64"), ("float32", "float32"))]
 
 
-@njit(_SIG_SMOOTH, cache=True, nogil=True)
+@kernel(_SIG_SMOOTH, cache=True, nogil=True)
 def smooth_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param, loss):
     """:func:`outputs_and_coefficients` for a smooth activation.
 
@@ -219,7 +219,7 @@ def smooth_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param
     return patch_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param, loss, 1)
 
 
-@njit(["float64[:](float64[:,::1], float64[::1], int64, float64, float64)",
+@kernel(["float64[:](float64[:,::1], float64[::1], int64, float64, float64)",
        "float64[:](float32[:,::1], float64[::1], int64, float64, float64)"],
       cache=True, nogil=True)
 def smooth_outputs(Z, a, act, leak, param):

@@ -126,7 +126,7 @@ class LinearRegime:
     """
 
     def __init__(self, R, dtype, model):
-        from ..kernels import gram_linear  # compiles (or loads) its kernels once, here
+        from ..kernels import gram_linear  # its kernels compile (or load) on first use
 
         self.kernels = gram_linear
         self.dtype = np.dtype(dtype)
