@@ -378,3 +378,280 @@ def weights32(f, y, loss, g):
     """g_i = -l'(y_i f_i) rounded to float32 (the working precision's weights), as float64."""
     for i in range(f.shape[0]):
         g[i] = np.float32(loss_weight(y[i] * f[i], loss))
+
+
+# ---------------------------------------------------------------- blocks of steps, near the kink
+@njit(inline="always")
+def _open_block(K, ZT, DT, j, T, coef, NIDX, KN, inN, e, mg, tl):
+    """The near set of row j for the next T steps; returns its size (-1: more than NIDX holds).
+
+    An entry i left out must keep its sign for T steps whatever the near entries do: its
+    increment moves by at most coef sum_{k near} |K_ki| from D_ij (coef = (1 - leak) |a_j|
+    max |c|: a near entry's pattern bit moves by at most 1 from where it is), so z + s D_ij stays
+    on its side for s <= T when it is there at s = 0 and s = T with that margin (the path is
+    linear in s). The set grows until every entry outside it has the margin, each new member's
+    |K| row added to the bound (docs/design.md 2.4, "Blocks").
+    """
+    n = ZT.shape[1]
+    cap = NIDX.shape[1]
+    for i in range(n):  # the margin at s = T on the entry's side, and a rounding allowance
+        z, d = ZT[j, i], DT[j, i]
+        zt = z + T * d
+        mg[i] = zt if z > 0.0 else -zt
+        tl[i] = 1e-9 * (abs(z) + T * abs(d))
+        e[i] = 0.0
+    L = 0
+    for i in range(n):
+        if mg[i] <= tl[i]:
+            if L == cap:
+                return -1
+            NIDX[j, L] = i
+            inN[i] = 1
+            L += 1
+    added_from = 0
+    scale = T * coef * (1.0 + 1e-9)
+    while True:
+        for p in range(added_from, L):
+            kk = NIDX[j, p]
+            for i in range(n):
+                e[i] += abs(np.float64(K[kk, i]))
+        added_from = L
+        grew = False
+        for i in range(n):
+            if inN[i] == 0 and mg[i] <= scale * e[i] * (1.0 + 1e-9) + tl[i]:
+                if L == cap:
+                    return -1
+                NIDX[j, L] = i
+                inN[i] = 1
+                L += 1
+                grew = True
+        if not grew:
+            break
+    for p in range(L):
+        kp = NIDX[j, p]
+        for q in range(L):
+            KN[p, q] = K[kp, NIDX[j, q]]
+    return L
+
+
+@njit(inline="always")
+def _block_values(K, ZT, DT, j, NIDX, L, VA, QA, u, zf, df, with_d):
+    """Row j's full Z (and D, ``with_d``) after u steps of its open block, into zf (df).
+
+    Entries outside the near set hold their values at the block's start: z = z0 + u d0 +
+    sum_p (u VA_p - QA_p) K[N_p, :], d = d0 + sum_p VA_p K[N_p, :]; the near entries (whose
+    stepped values ZT and DT hold) are written last.
+    """
+    n = ZT.shape[1]
+    for i in range(n):
+        zf[i] = ZT[j, i] + u * DT[j, i]
+    if with_d:
+        for i in range(n):
+            df[i] = DT[j, i]
+    for p in range(L):
+        v = VA[j, p]
+        w = u * v - QA[j, p]
+        kk = NIDX[j, p]
+        if with_d and v != 0.0:
+            for i in range(n):
+                kv = np.float64(K[kk, i])
+                zf[i] += w * kv
+                df[i] += v * kv
+        elif w != 0.0:
+            for i in range(n):
+                zf[i] += w * K[kk, i]
+    for p in range(L):
+        i = NIDX[j, p]
+        zf[i] = ZT[j, i]
+        if with_d:
+            df[i] = DT[j, i]
+
+
+_SIG_BLOCKS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], float64[::1], "
+               "float64[::1], float64[:,::1], int64[::1], float64, int64, int64, int64, "
+               "int32[:,::1], int32[::1], float64[:,::1], float64[:,::1], int64[::1])"
+               for k in ("float32", "float64")]
+
+
+@kernel(_SIG_BLOCKS, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
+def linear_blocks(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, T, NIDX, NCNT, VA, QA, rare):
+    """:func:`linear_steps` (no tracked rows) in blocks of T steps; returns the pattern changes.
+
+    The steps are cut into blocks of T (absolute steps t0 + s, blocks starting at multiples of
+    T). At a block's start each row j takes its near set N (:func:`_open_block`): only those
+    entries can change sign in the block. Within the block only they are stepped, exactly as
+    :func:`linear_steps` steps them, their changes added to their own D entries (a compact
+    copy of K on N, the near entries' Z and D held contiguously); the others keep their values
+    at the block's start, and each near entry accumulates VA = sum dl and QA = sum dl (u + 1)
+    over its changes (u: the block step). At the end the others are brought up to date with one
+    row of K per near entry that changed (:func:`_block_values`), so chatter (an entry
+    switching on and off) costs |N| per change instead of n. A row whose near set would exceed
+    NIDX's width steps the whole block as :func:`linear_steps` does (NCNT[j] = -1); NCNT[j] =
+    -2: no block open.
+
+    A block may span calls: NIDX, NCNT, VA and QA carry it (the near entries' values in ZT and
+    DT), and every number sees the same operations whatever the calls, so the result does not
+    depend on k. F[rows[s]] receives the outputs after step s + 1 where rows[s] >= 0 (from the
+    full row values, the state left as it is). ``rare[0]`` counts entries outside a near set
+    found to have changed sign at a block's end (rounding at the margin; taken as changes at
+    that step).
+    """
+    m, n = ZT.shape
+    cap = NIDX.shape[1]
+    rise = 1.0 - leak
+    F[...] = 0.0
+    words = (n + 7) // 8
+    flags = np.zeros(8 * words, np.uint8)
+    packed = flags.view(np.uint64)
+    idx = np.empty(8 * words, np.int64)
+    dl = np.empty(n, np.float64)
+    KN = np.empty((cap, cap), np.float64)
+    zN = np.empty(cap, np.float64)
+    dN = np.empty(cap, np.float64)
+    cN = np.empty(cap, np.float64)
+    inN = np.zeros(n, np.uint8)
+    e = np.empty(n, np.float64)
+    mg = np.empty(n, np.float64)
+    tl = np.empty(n, np.float64)
+    zf = np.empty(n, np.float64)
+    df = np.empty(n, np.float64)
+    cmax = 0.0
+    for i in range(n):
+        cmax = max(cmax, abs(c[i]))
+    changes = 0
+    for j in range(m):
+        aj = a[j]
+        coef = rise * abs(aj) * cmax
+        L = NCNT[j]
+        if L >= 0:  # a block left open by the last call: its compact state again
+            for p in range(L):
+                kp = NIDX[j, p]
+                inN[kp] = 1
+                zN[p], dN[p], cN[p] = ZT[j, kp], DT[j, kp], rise * c[kp] * aj
+                for q in range(L):
+                    KN[p, q] = K[kp, NIDX[j, q]]
+        for s in range(k):
+            tau = t0 + s
+            u = tau % T
+            if u == 0:
+                L = _open_block(K, ZT, DT, j, T, coef, NIDX, KN, inN, e, mg, tl)
+                if L < 0:
+                    for i in range(n):
+                        inN[i] = 0
+                NCNT[j] = L
+                for p in range(max(L, 0)):
+                    kp = NIDX[j, p]
+                    VA[j, p] = 0.0
+                    QA[j, p] = 0.0
+                    zN[p], dN[p], cN[p] = ZT[j, kp], DT[j, kp], rise * c[kp] * aj
+            row = rows[s]
+            t = np.int32(tau + 1)
+            if L < 0:  # the whole row, as linear_steps steps it
+                flips = 0
+                for i in range(n):
+                    old = ZT[j, i]
+                    z = old + DT[j, i]
+                    ZT[j, i] = z
+                    flip = np.uint8((z > 0.0) != (old > 0.0))
+                    flags[i] = flip
+                    flips += flip
+                if row >= 0:
+                    for i in range(n):
+                        z = ZT[j, i]
+                        F[row, i] += max(z, leak * z) * aj
+                if flips:
+                    cnt = _flagged(packed, idx)
+                    for q in range(cnt):
+                        i = idx[q]
+                        sign = 2.0 * (ZT[j, i] > 0.0) - 1.0
+                        dl[q] = sign * rise * c[i] * aj
+                        SX[j, i] -= np.int32(sign) * t
+                    changes += cnt
+                    _add_rows(DT, j, K, idx, dl, cnt)
+                if u + 1 == T:
+                    NCNT[j] = -2
+                continue
+            flips = 0
+            for p in range(L):  # the near entries, one step
+                old = zN[p]
+                z = old + dN[p]
+                zN[p] = z
+                flip = np.uint8((z > 0.0) != (old > 0.0))
+                flags[p] = flip
+                flips += flip
+            if flips:
+                for p in range(L):
+                    if flags[p]:
+                        sign = 2.0 * (zN[p] > 0.0) - 1.0
+                        d = sign * cN[p]
+                        SX[j, NIDX[j, p]] -= np.int32(sign) * t
+                        VA[j, p] += d
+                        QA[j, p] += d * (u + 1)
+                        for q in range(L):
+                            dN[q] += KN[p, q] * d
+                changes += flips
+            last = u + 1 == T
+            if row >= 0 or last or s == k - 1:  # the near entries' values into the state
+                for p in range(L):
+                    kp = NIDX[j, p]
+                    ZT[j, kp] = zN[p]
+                    DT[j, kp] = dN[p]
+            if row >= 0 or last:
+                _block_values(K, ZT, DT, j, NIDX, L, VA, QA, u + 1, zf, df, last)
+            if row >= 0:
+                for i in range(n):
+                    z = zf[i]
+                    F[row, i] += max(z, leak * z) * aj
+            if last:  # the block's end: the entries outside it up to date
+                cnt = 0
+                for i in range(n):
+                    if not inN[i]:
+                        old = ZT[j, i]
+                        ZT[j, i] = zf[i]
+                        DT[j, i] = df[i]
+                        if (zf[i] > 0.0) != (old > 0.0):
+                            idx[cnt] = i
+                            cnt += 1
+                for p in range(L):
+                    inN[NIDX[j, p]] = 0
+                for q in range(cnt):
+                    i = idx[q]
+                    sign = 2.0 * (ZT[j, i] > 0.0) - 1.0
+                    dl[q] = sign * rise * c[i] * aj
+                    SX[j, i] -= np.int32(sign) * t
+                changes += cnt
+                rare[0] += cnt
+                _add_rows(DT, j, K, idx, dl, cnt)
+                NCNT[j] = -2
+                L = -2
+        if L >= 0:  # the block stays open for the next call
+            for p in range(L):
+                inN[NIDX[j, p]] = 0
+    return changes
+
+
+_SIG_CURRENT = [f"void({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], int32[::1], "
+                "float64[:,::1], float64[:,::1], int64, float64[:,::1], float64[:,::1])"
+                for k in ("float32", "float64")]
+
+
+@kernel(_SIG_CURRENT, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
+def block_current(K, ZT, DT, NIDX, NCNT, VA, QA, u, ZO, DO):
+    """The full Z^T and D^T (into ZO, DO) after u steps of the open blocks, the state as it is.
+
+    The numbers :func:`linear_blocks` writes at the block's end had it ended here.
+    """
+    m, n = ZT.shape
+    zf = np.empty(n, np.float64)
+    df = np.empty(n, np.float64)
+    for j in range(m):
+        L = NCNT[j]
+        if L < 0:
+            for i in range(n):
+                ZO[j, i] = ZT[j, i]
+                DO[j, i] = DT[j, i]
+            continue
+        _block_values(K, ZT, DT, j, NIDX, L, VA, QA, u, zf, df, True)
+        for i in range(n):
+            ZO[j, i] = zf[i]
+            DO[j, i] = df[i]
