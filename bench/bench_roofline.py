@@ -1,0 +1,163 @@
+"""The linear regime against the machine: the cost of a pattern change and its L2 bound.
+
+    python bench/bench_roofline.py [--figure docs/linear_roofline.png]
+
+1. The core's L2 read bandwidth: a vectorised sum over a 1.5 MiB float32 buffer (in L2, not
+   in L1), best of 5.
+2. Along one right-panel run (float32, reduced, one thread), at each step index t, for m = 100
+   and 1000: the linear kernel's 64 steps from t (copies of the state), and the same steps
+   with D = 0 (the pass over the state alone: no entry moves, nothing changes), best of 5 each.
+   The cost of a change is their difference over the changes. A change reads one row of K,
+   n float32 = 4 n bytes, from L2: the bound is 4 n bytes over the L2 bandwidth. Dense steps:
+   64 gram steps of the same run with the regime off, from step 1.
+3. The figure: the cost per change against the bound (left), and milliseconds per run-step
+   of dense steps, incremental steps and the pass alone (right), against the step index.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from numba import njit
+
+MARKS = (10, 100, 1000, 2000, 4000)
+
+
+@njit(fastmath=True, cache=False)
+def _stream(buf, reps):
+    t = 0.0
+    for _ in range(reps):
+        s = np.float32(0.0)
+        for i in range(buf.shape[0]):
+            s += buf[i]
+        t += s
+    return t
+
+
+def l2_bandwidth(kib=1536, seconds=1.0):
+    """Bytes per second of a vectorised read of a ``kib`` KiB buffer, best of 5."""
+    buf = np.ones(kib * 256, np.float32)
+    _stream(buf, 1)
+    reps = max(1, int(seconds * 50e9 / buf.nbytes))
+    best = np.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        _stream(buf, reps)
+        best = min(best, time.perf_counter() - t0)
+    return buf.nbytes * reps / best
+
+
+def _engine(m, regime):
+    import fastgrok as fg
+    from fastgrok import tunables
+    from fastgrok.engines import GramEngine, NumbaOps
+    from fastgrok.sources import ReducedSource
+
+    cfg = fg.preset("paper-fig1-right", runs=1, m=m)
+    old = tunables.GRAM_LINEAR_REGIME
+    tunables.GRAM_LINEAR_REGIME = regime  # read when the engine is built
+    try:
+        return GramEngine([ReducedSource(cfg, 0)], cfg.lr, "float32", ops=NumbaOps())
+    finally:
+        tunables.GRAM_LINEAR_REGIME = old
+
+
+def _kernel_steps(st, K, a, k, zero_d=False):
+    """Seconds and changes of k linear-regime steps from a copy of the state ``st``."""
+    from fastgrok.kernels import gram_linear as gl
+
+    m, n = st.ZT.shape
+    ZT, SX = st.ZT.copy(), st.SX.copy()
+    DT = np.zeros_like(st.DT) if zero_d else st.DT.copy()
+    F = np.empty((1, n))
+    rows = np.full(k, -1)
+    rows[-1] = 0
+    t0 = time.perf_counter()
+    changes = gl.linear_steps(K, ZT, DT, SX, st.c, a, F, rows, 0.0, st.steps, k,
+                              np.zeros((n, 0), K.dtype), np.zeros((m, 0)), np.zeros((m, 0)),
+                              np.full(k, -1), np.empty((0, 0)), np.empty((0, m, 0)))
+    return time.perf_counter() - t0, changes
+
+
+def table(marks=MARKS, k=64):
+    from fastgrok.kernels.threads import threads
+
+    bw = l2_bandwidth()
+    rows = []
+    with threads(1):
+        for m in (100, 1000):
+            dense = _engine(m, False)
+            dense.advance(1)
+            t0 = time.perf_counter()
+            dense.advance(k)
+            dense_ms = 1e3 * (time.perf_counter() - t0) / k
+            eng = _engine(m, True)
+            t = 0
+            for mark in marks:
+                eng.advance(mark - t)
+                t = mark
+                st = eng.state.runs[0]
+                K, a = eng.K[0], eng.a[0]
+                _kernel_steps(st, K, a, 2)  # compiled and warm
+                full = min(_kernel_steps(st, K, a, k) for _ in range(5))
+                bare = min(_kernel_steps(st, K, a, k, zero_d=True)[0] for _ in range(5))
+                n = st.ZT.shape[1]
+                per = (full[0] - bare) / max(full[1], 1)
+                bound = 4 * n / bw
+                rows.append(dict(m=m, t=mark, changes=full[1] / k, per_change_ns=1e9 * per,
+                                 bound_ns=1e9 * bound, ratio=per / bound,
+                                 incremental_ms=1e3 * full[0] / k, pass_ms=1e3 * bare / k,
+                                 dense_ms=dense_ms))
+    return bw, rows
+
+
+def figure(rows, bw, path):
+    from fastgrok.plots import _pyplot
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, m in enumerate((100, 1000)):
+        r = [x for x in rows if x["m"] == m]
+        ts = [x["t"] for x in r]
+        axes[0].plot(ts, [x["per_change_ns"] for x in r], "-o", color=f"C{i}",
+                     label=f"a change, m = {m}")
+        axes[1].plot(ts, [x["dense_ms"] for x in r], "-", color=f"C{i}", label=f"dense, m = {m}")
+        axes[1].plot(ts, [x["incremental_ms"] for x in r], "--s", color=f"C{i}",
+                     label=f"incremental, m = {m}")
+        axes[1].plot(ts, [x["pass_ms"] for x in r], ":", color=f"C{i}",
+                     label=f"its pass alone, m = {m}")
+    axes[0].axhline(rows[0]["bound_ns"], color="k", linestyle="--",
+                    label=f"L2 bound: 4 n B / {bw / 1e9:.0f} GB/s")
+    axes[0].set_ylabel("ns per pattern change")
+    axes[0].set_ylim(0, None)
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("ms per run-step (one thread)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("step index (right panel)")
+        ax.legend(fontsize=7)
+    fig.suptitle("the linear regime on the right panel (n = 200, float32 K)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--figure", default=None)
+    args = ap.parse_args(argv)
+    bw, rows = table()
+    print(f"L2 read bandwidth: {bw / 1e9:.1f} GB/s")
+    print("| m | t | changes per step | ns per change | L2 bound, ns | ratio | incremental, ms "
+          "per step | its pass alone, ms | dense, ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for x in rows:
+        print(f"| {x['m']} | {x['t']} | {x['changes']:.0f} | {x['per_change_ns']:.1f} | "
+              f"{x['bound_ns']:.1f} | {x['ratio']:.1f} | {x['incremental_ms']:.3f} | "
+              f"{x['pass_ms']:.3f} | {x['dense_ms']:.3f} |")
+    if args.figure:
+        figure(rows, bw, args.figure)
+
+
+if __name__ == "__main__":
+    main()
