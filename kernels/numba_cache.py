@@ -73,21 +73,48 @@ _install_cache_locator()
 
 
 def kernel(signatures, **options):
-    """``numba.njit(**options)`` compiled on first use, with the kernel's declared signatures.
+    """``numba.njit(signatures, **options)``, its signatures compiled at the kernel's first use.
 
-    Nothing compiles at import: a kernel compiles (or loads from the on-disk cache) the
-    specialisation of its first call's argument types, so a run compiles only what its plan
-    uses (a float32 gram run never builds the float64, smooth or patch kernels). ``signatures``
-    are the types fastgrok calls it with, kept on the dispatcher as ``declared_signatures``:
-    :func:`compile_declared` compiles them all up front, and a test checks that every
-    specialisation a run compiles is one of them (a declared ``A`` layout admits any layout).
+    Nothing compiles at import: the first call of the kernel (from Python, or the compilation
+    of a kernel that calls it) compiles, or loads from the on-disk cache, its declared
+    signatures and then locks the kernel to them, as ``njit(signatures)`` does at import. Calls
+    then convert their arguments to a declared signature (a C-contiguous array to an ``A``
+    layout) or fail, exactly as before, so a run compiles only the kernels its plan uses (a
+    float32 gram run never builds the direct, smooth or patch kernels) and every kernel keeps
+    its declared types (``declared_signatures``; :func:`compile_declared` compiles them up
+    front).
     """
     from numba import njit
+    from numba.core.compiler_lock import global_compiler_lock
+
+    sigs = [signatures] if isinstance(signatures, str) else list(signatures)
 
     def wrap(fn):
         dispatcher = njit(**options)(fn)
-        dispatcher.declared_signatures = [signatures] if isinstance(signatures, str) \
-            else list(signatures)
+        dispatcher.declared_signatures = sigs
+        call_template = dispatcher.get_call_template
+
+        def compile_once():
+            # Numba's own compiler lock: two threads may reach a kernel's first call at once,
+            # and a kernel's compilation compiles the kernels it calls under the same lock.
+            with global_compiler_lock:
+                if dispatcher._can_compile:
+                    for sig in sigs:
+                        dispatcher.compile(sig)
+                    dispatcher.disable_compile()
+
+        def first_call(*args, **kws):
+            # Numba asks for a callable when no overload matches and compiling is allowed;
+            # locked to the declared signatures, the dispatcher itself resolves the call.
+            compile_once()
+            return dispatcher
+
+        def typed_call(args, kws):  # a kernel that calls this one is being compiled
+            compile_once()
+            return call_template(args, kws)
+
+        dispatcher._compile_for_args = first_call
+        dispatcher.get_call_template = typed_call
         return dispatcher
 
     return wrap
@@ -102,7 +129,12 @@ def declared_kernels(module):
 
 def compile_declared(*modules) -> None:
     """Compile (or load from the cache) every declared signature of the modules' kernels."""
+    from numba.core.compiler_lock import global_compiler_lock
+
     for module in modules:
         for dispatcher in declared_kernels(module).values():
-            for sig in dispatcher.declared_signatures:
-                dispatcher.compile(sig)
+            with global_compiler_lock:
+                if dispatcher._can_compile:
+                    for sig in dispatcher.declared_signatures:
+                        dispatcher.compile(sig)
+                    dispatcher.disable_compile()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from . import numba_cache  # noqa: F401  (before any kernel is defined: where its cache goes)
 from .numba_cache import kernel
@@ -36,7 +37,7 @@ _SIG_COEF = [f"float64[:]({z}[:,::1], float64[::1], float64[::1], float64, {v}[:
 _FAST = {"reassoc", "nsz"}
 
 
-@kernel("float64(float64, int64)", cache=True, nogil=True, inline="always")
+@njit(inline="always")  # float64(float64, int64)
 def loss_weight(z, loss):
     """G = -l'(z) of one margin z = y f (see :func:`fastgrok.reference.loss_weights`)."""
     if loss == LOGISTIC:
@@ -49,7 +50,7 @@ def loss_weight(z, loss):
     return 1.0 - z  # SQUARE
 
 
-@kernel("float64(float64, float64, int64)", cache=True, nogil=True, inline="always")
+@njit(inline="always")  # float64(float64, float64, int64)
 def loss_residual(y, f, loss):
     """-dl/df of one sample: g(y f) y, and for the square loss y - f (any real target).
 
@@ -60,9 +61,7 @@ def loss_residual(y, f, loss):
     return loss_weight(y * f, loss) * y
 
 
-@kernel(["float64(float64[:,::1], int64, float64[::1], float64)",
-       "float64(float32[:,::1], int64, float64[::1], float64)"],
-      cache=True, nogil=True, fastmath=_FAST, inline="always")
+@njit(fastmath=_FAST, inline="always")  # float64(float{32,64}[:,::1], int64, float64[::1], float64)
 def row_output(Z, i, a, leak):
     """f_i = sum_j phi(Z_ij) a_j, accumulated in float64."""
     s = 0.0
@@ -112,7 +111,7 @@ def outputs(Z, a, leak):
 RELU_POWER, SMOOTHED_LEAKY = 1, 2
 
 
-@kernel("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+@njit(inline="always")  # float64(float64, int64, float64, float64)
 def smooth_phi(z, act, leak, param):
     """phi(z) of a smooth activation (:class:`fastgrok.reference.SmoothActivation`)."""
     if act == RELU_POWER:
@@ -124,7 +123,7 @@ def smooth_phi(z, act, leak, param):
     return leak * z + (1.0 - leak) * (z - param / 2.0)
 
 
-@kernel("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+@njit(inline="always")  # float64(float64, int64, float64, float64)
 def smooth_derivative(z, act, leak, param):
     """phi'(z) of a smooth activation."""
     if act == RELU_POWER:
@@ -137,7 +136,7 @@ def smooth_derivative(z, act, leak, param):
 
 
 # ---------------------------------------------------------------- patches (the two-layer CNN)
-@kernel("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+@njit(inline="always")  # float64(float64, int64, float64, float64)
 def any_phi(z, act, leak, param):
     """phi(z) of any activation: act 0 is max(z, leak z), else :func:`smooth_phi`."""
     if act == 0:
@@ -145,7 +144,7 @@ def any_phi(z, act, leak, param):
     return smooth_phi(z, act, leak, param)
 
 
-@kernel("float64(float64, int64, float64, float64)", cache=True, nogil=True, inline="always")
+@njit(inline="always")  # float64(float64, int64, float64, float64)
 def any_derivative(z, act, leak, param):
     """phi'(z) of any activation: act 0 is leak + (1 - leak) 1[z > 0]."""
     if act == 0:
