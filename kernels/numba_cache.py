@@ -73,18 +73,21 @@ _install_cache_locator()
 
 
 def kernel(signatures, **options):
-    """``numba.njit(signatures, **options)``, its signatures compiled at the kernel's first use.
+    """``numba.njit(signatures, **options)``, each signature compiled when first needed.
 
-    Nothing compiles at import: the first call of the kernel (from Python, or the compilation
-    of a kernel that calls it) compiles, or loads from the on-disk cache, its declared
-    signatures and then locks the kernel to them, as ``njit(signatures)`` does at import. Calls
-    then convert their arguments to a declared signature (a C-contiguous array to an ``A``
-    layout) or fail, exactly as before, so a run compiles only the kernels its plan uses (a
-    float32 gram run never builds the direct, smooth or patch kernels) and every kernel keeps
-    its declared types (``declared_signatures``; :func:`compile_declared` compiles them up
-    front).
+    Nothing compiles at import. A kernel whose declared signatures all take C-contiguous
+    arrays compiles (or loads from the on-disk cache) only the declared signature that a call
+    needs, the first time a call (from Python, or the compilation of a kernel that calls it)
+    needs it; a kernel with ``A``-layout arguments compiles all its declared signatures at its
+    first call and is then locked to them, as ``njit(signatures)`` locks it at import. Either
+    way a call converts its arguments to a declared signature (a C-contiguous array to an
+    ``A`` layout, a float32 scalar to float64) or fails, and never compiles a specialisation
+    of its own: the same code and the same bits as the signatures compiled at import, while a
+    run compiles only what its plan uses (``declared_signatures``; :func:`compile_declared`
+    compiles them all up front).
     """
     from numba import njit
+    from numba.core import sigutils
     from numba.core.compiler_lock import global_compiler_lock
 
     sigs = [signatures] if isinstance(signatures, str) else list(signatures)
@@ -93,25 +96,58 @@ def kernel(signatures, **options):
         dispatcher = njit(**options)(fn)
         dispatcher.declared_signatures = sigs
         call_template = dispatcher.get_call_template
+        formals = []
 
-        def compile_once():
-            # Numba's own compiler lock: two threads may reach a kernel's first call at once,
-            # and a kernel's compilation compiles the kernels it calls under the same lock.
-            with global_compiler_lock:
-                if dispatcher._can_compile:
-                    for sig in sigs:
+        def declared():
+            if not formals:
+                formals.extend((sigutils.normalize_signature(sig)[0], sig) for sig in sigs)
+            return formals
+
+        def lock_all():
+            if dispatcher._can_compile:
+                for sig in sigs:
+                    dispatcher.compile(sig)
+                dispatcher.disable_compile()
+
+        def matching(argtypes):
+            """The declared signatures the argument types convert to, compiled; in order."""
+            out = []
+            for formal, sig in declared():
+                if len(formal) == len(argtypes) and all(
+                        dispatcher.typingctx.can_convert(a, f) is not None
+                        for a, f in zip(argtypes, formal, strict=True)):
+                    if formal not in dispatcher.overloads:
                         dispatcher.compile(sig)
-                    dispatcher.disable_compile()
+                    out.append(formal)
+            return out
+
+        def strict():
+            return any(getattr(t, "layout", "C") == "A" for f, _ in declared() for t in f)
 
         def first_call(*args, **kws):
-            # Numba asks for a callable when no overload matches and compiling is allowed;
-            # locked to the declared signatures, the dispatcher itself resolves the call.
-            compile_once()
-            return dispatcher
+            # Numba asks for a callable when no compiled signature matches the call exactly.
+            with global_compiler_lock:
+                if strict():
+                    lock_all()
+                    return dispatcher
+                argtypes = [dispatcher.typeof_pyval(a) for a in args]
+                found = matching(argtypes)
+            if not found:
+                raise TypeError(f"{fn.__name__}: no declared signature takes "
+                                f"({', '.join(map(str, argtypes))}); declared: {sigs}")
+            return dispatcher.overloads[found[0]].entry_point
 
         def typed_call(args, kws):  # a kernel that calls this one is being compiled
-            compile_once()
-            return call_template(args, kws)
+            with global_compiler_lock:
+                if strict():
+                    lock_all()
+                    return call_template(args, kws)
+                matching(list(args))
+                allowed, dispatcher._can_compile = dispatcher._can_compile, False
+                try:  # resolve among the declared signatures only
+                    return call_template(args, kws)
+                finally:
+                    dispatcher._can_compile = allowed
 
         dispatcher._compile_for_args = first_call
         dispatcher.get_call_template = typed_call
