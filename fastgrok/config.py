@@ -554,11 +554,6 @@ class Config:
                       self.batch_size, self.backend)
 
     @property
-    def rows(self) -> int:
-        """Rows of the training inputs the engines hold: n P (one per patch)."""
-        return self.n * self.patches
-
-    @property
     def mean_norm(self) -> float:
         """The mean norm actually used (the paper's 2.5 sqrt(p/n) when mu_norm is None)."""
         return self.mu_norm if self.mu_norm is not None else 2.5 * math.sqrt(self.p / self.n)
