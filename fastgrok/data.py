@@ -22,7 +22,7 @@ import numpy as np
 
 from . import tunables
 from ._memory import check_fits
-from .config import Config
+from .config import PATCH_DATA, Config
 from .kernels.memory import empty_aligned
 
 # Stream identifiers: part of the random-stream definition; never renumber.
@@ -186,7 +186,7 @@ class PatchDraw(RunDraw):
         # The coordinates the noise is orthogonal to: the means in use.
         self.mean_columns = (0, 1) if data == "xor_patches" else (0,)
 
-    def _patch_rows(self, stream, k, j0, j1, samples, signs, dt):
+    def _patch_block(self, stream, k, j0, j1, samples, signs, dt):
         P, s = self.patches, self.signal_patches
         cols = j1 - j0
         out = np.empty((samples, P, cols), dt)
@@ -205,15 +205,15 @@ class PatchDraw(RunDraw):
         """Columns j0:j1 (block k) of the patch rows of X (n P) and X_test (n_test P), mu1, mu2."""
         dt = np.dtype(dtype)
         mu1, mu2 = (mu.astype(dt) for mu in self.mean_block(k, j0, j1))
-        return (self._patch_rows(STREAM_X, k, j0, j1, self.n, self._s, dt),
-                self._patch_rows(STREAM_X_TEST, k, j0, j1, self.n_test, self._s_test, dt),
+        return (self._patch_block(STREAM_X, k, j0, j1, self.n, self._s, dt),
+                self._patch_block(STREAM_X_TEST, k, j0, j1, self.n_test, self._s_test, dt),
                 mu1, mu2)
 
 
 def run_draw(cfg, run, p=None):
     """The :class:`RunDraw` (or :class:`PatchDraw`) of run ``run`` of the experiment ``cfg``."""
     p = cfg.p if p is None else p
-    if cfg.data in ("patches", "xor_patches"):
+    if cfg.data in PATCH_DATA:
         return PatchDraw(cfg.n, p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, run,
                          cfg.data, cfg.label_noise, cfg.patches, cfg.signal_patches, cfg.sigma_p)
     return RunDraw(cfg.n, p, cfg.n_test, cfg.mean_norm, cfg.noise_rate, cfg.seed, run,

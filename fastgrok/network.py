@@ -152,17 +152,12 @@ class Network:
         ||xi||^2 (docs/design.md, "Patches").
         """
         src = self.source
-        if self.C is None or src is None or (src.noise_rows is None
-                                             and not src.signal_directions):
+        if self.C is None or src is None or not src.patch_metrics:
             raise ValueError("patch_coefficients() needs a run on patch data (data='patches' "
                              "or 'xor_patches', or fit on (n, P, d) inputs with mu1)")
-        k = src.signal_directions
-        XM, sq = np.zeros((src.rows, k)), np.zeros(src.rows)
-        for _, _, X, _, _, M in src.blocks(np.float64):
-            if k:
-                XM += X @ M[:k].T
-            sq += np.einsum("ij,ij->i", X, X)
-        gamma, rho = PatchCoefficients.of(src, XM, sq).coefficients(np.asarray(self.C).T)
+        parts = ((X, M) for _, _, X, _, _, M in src.blocks(np.float64))
+        gamma, rho = PatchCoefficients.from_parts(src, parts).coefficients(
+            np.asarray(self.C).T)
         return {"gamma": gamma, "rho": rho, "noise_rows": src.noise_rows}
 
     def nbytes(self) -> int:
@@ -190,29 +185,34 @@ class PatchCoefficients:
     def of(cls, source, XM, row_norms):
         """From a run's X mu (rows, >= k: its directions) and squared row norms (rows,).
 
-        None when the source has neither signal directions nor known noise rows.
+        The source must have patch metrics (:attr:`fastgrok.sources.Source.patch_metrics`).
         """
         k, rows = source.signal_directions, source.noise_rows
-        if rows is None and not k:
-            return None
         XM = np.asarray(XM, np.float64)[:, :k] if k else None
         sq = None if rows is None else np.asarray(row_norms, np.float64)[rows]
         return cls(XM, sq, rows)
 
     @classmethod
-    def from_rows(cls, source, X, M, width=65536):
-        """:meth:`of` from the rows X (rows, p) and directions M (k, p) or None, on the host.
+    def from_parts(cls, source, parts):
+        """:meth:`of`, X mu and the row norms summed in float64 over column parts of the data.
 
-        Summed in float64 over column chunks of ``width`` (no float64 copy of X).
+        ``parts`` yields (X_part (rows, cols), M_part (directions, cols) or None): the
+        source's blocks, or :meth:`column_chunks` of arrays held whole.
         """
-        XM = np.zeros((X.shape[0], 0 if M is None else M.shape[0]))
-        sq = np.zeros(X.shape[0])
-        for j0 in range(0, X.shape[1], width):
-            part = np.asarray(X[:, j0:j0 + width], np.float64)
-            sq += np.einsum("ij,ij->i", part, part)
-            if M is not None:
-                XM += part @ np.asarray(M[:, j0:j0 + width], np.float64).T
+        k = source.signal_directions
+        XM, sq = np.zeros((source.rows, k)), np.zeros(source.rows)
+        for X, M in parts:
+            X = np.asarray(X, np.float64)
+            sq += np.einsum("ij,ij->i", X, X)
+            if k:
+                XM += X @ np.asarray(M[:k], np.float64).T
         return cls.of(source, XM, sq)
+
+    @staticmethod
+    def column_chunks(X, M, width=65536):
+        """(X, M) of arrays held whole in column chunks (no float64 copy of X at once)."""
+        for j0 in range(0, X.shape[1], width):
+            yield X[:, j0:j0 + width], None if M is None else M[:, j0:j0 + width]
 
     def coefficients(self, ct):
         """(gamma (m, k) or None, rho (m, noise rows) or None) from C^T (rows, m)."""

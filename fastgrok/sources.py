@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._memory import check_fits
+from .config import PATCH_DATA
 from .data import block_ranges, run_draw
 from .kernels.memory import copy_aligned, empty_aligned
 from .weights import draw_second_layer, init_block
@@ -57,6 +58,11 @@ class Source:
     noise_rows = None
     #: Patch data: how many of the directions are signal directions (mu1, or mu1 and mu2).
     signal_directions = 0
+
+    @property
+    def patch_metrics(self) -> bool:
+        """Whether signal learning or noise memorisation can be read (patch data, or mu1)."""
+        return self.noise_rows is not None or self.signal_directions > 0
 
     @property
     def rows(self) -> int:
@@ -138,7 +144,7 @@ class GeneratedSource(Source):
         self.draw = run_draw(cfg, run)
         self.n, self.p, self.m, self.n_test = cfg.n, cfg.p, cfg.m, cfg.n_test
         self.patches = cfg.patches
-        _patch_rows(self, cfg)
+        _mark_patch_rows(self, cfg)
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
         self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer,
@@ -152,9 +158,9 @@ class GeneratedSource(Source):
         return X, Xt, np.stack([mu1, mu2])
 
 
-def _patch_rows(source, cfg):
+def _mark_patch_rows(source, cfg):
     """Set the noise rows and signal directions of a source of patch data ``cfg``."""
-    if cfg.data not in ("patches", "xor_patches"):
+    if cfg.data not in PATCH_DATA:
         return
     q = np.arange(source.rows) % cfg.patches
     source.noise_rows = np.flatnonzero(q >= cfg.signal_patches)
@@ -258,7 +264,7 @@ class ReducedSource(Source):
         self.N, self.p_nominal = N, cfg.p
         self.n, self.p, self.m, self.n_test = cfg.n, N + 2, cfg.m, cfg.n_test
         self.patches = P
-        _patch_rows(self, cfg)
+        _mark_patch_rows(self, cfg)
         self.seed, self.run, self.init_scale = cfg.seed, run, cfg.init_scale
         self.y, self.y_test = self.draw.y, self.draw.y_test
         self.a = draw_second_layer(cfg.m, cfg.seed, run, cfg.second_layer,
@@ -340,7 +346,7 @@ class ReducedSource(Source):
                 at += below[q]
         return RT.T
 
-    def _patch_rows(self, RT, j0, j1, M):
+    def _place_patches(self, RT, j0, j1, M):
         """Patch data in place in the block's R (cols, N): the signal rows, the noise rows.
 
         A signal row is its cluster mean only (its own Gaussian entries are dropped: the other
@@ -367,8 +373,8 @@ class ReducedSource(Source):
         for row, col in ((0, 0), (1, 1)):
             if j0 <= col < j1:
                 M[row, col - j0] = self.mu_norm
-        if self.patches > 1 or hasattr(self.draw, "signal_patches"):
-            self._patch_rows(RT, j0, j1, M)
+        if self.noise_rows is not None:  # patch data
+            self._place_patches(RT, j0, j1, M)
         else:
             # The means live in columns 0 and 1 only: add them there, in place in the block's
             # own R (elsewhere the sum would add +-0, which changes no entry: R holds no -0).

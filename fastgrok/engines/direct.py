@@ -47,9 +47,9 @@ class DirectEngine(Engine):
         # Patch data: C (kept as C^T, W = s W0 + C X) for the signal learning and the noise
         # memorisation; each step adds its V.
         self.Ct = self._patch = None
-        if source.noise_rows is not None or source.signal_directions:
-            self._patch = PatchCoefficients.from_rows(source, o.to_host(self.X),
-                                                      o.to_host(self.mus))
+        if source.patch_metrics:
+            self._patch = PatchCoefficients.from_parts(
+                source, PatchCoefficients.column_chunks(o.to_host(self.X), o.to_host(self.mus)))
             self.Ct = o.zeros(self.V.shape, np.float64)
         self.steps_done = 0
         self._batches = None

@@ -105,7 +105,7 @@ class GramEngine(Engine):
 
         self.y, self.a = host("y"), host("a")
         self._patch = None  # patch data: each run's signal learning and noise memorisation
-        if any(s.noise_rows is not None or s.signal_directions for s in self.sources):
+        if any(s.patch_metrics for s in self.sources):
             K, XM = ops.to_host(self.K), ops.to_host(self.XM)
             self._patch = [PatchCoefficients.of(s, XM[r], np.diagonal(K[r]))
                            for r, s in enumerate(self.sources)]
