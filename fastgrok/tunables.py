@@ -70,8 +70,10 @@ GRAM_LINEAR_MAX_CHANGES = 1 / 4
 
 #: Most steps the driver asks an engine to take in one call between evaluations. The gram
 #: engines take a run's steps together while its state is in cache (the linear regime fuses
-#: them row by row); the progress bar moves once per call. The numbers do not depend on it.
-STEPS_PER_CALL = 64
+#: them row by row, in blocks of ``GRAM_LINEAR_BLOCK`` steps); the progress bar moves once per
+#: call. The numbers do not depend on it as long as it is a multiple of ``GRAM_LINEAR_BLOCK``
+#: (otherwise only the linear regime's Z and outputs do, at float64 rounding).
+STEPS_PER_CALL = 256
 
 #: Linear regime: when the driver evaluates at least every this many steps on average (the
 #: left panel: every step), runs in the regime keep their test outputs and projections up to
@@ -100,6 +102,20 @@ GRAM_NEAR_MIN_STEPS = 16
 #: decided exactly. Tests raise it so that the exact paths run often; any value >= 1 gives
 #: the same numbers, larger ones more slowly.
 GRAM_NEAR_BOUND_SCALE = 1.0
+
+#: Linear regime: longest block of incremental steps in which only each neuron's entries near
+#: their kink are stepped, the others checked and brought up to date at the block's end
+#: (:func:`fastgrok.kernels.gram_linear.linear_blocks`; calls that record only their last step's
+#: outputs, as the right panel's). 1: every entry every step (:func:`linear_steps`). Blocks
+#: end at multiples of it and at the end of a call: the pattern and C are the same for every
+#: value, Z and the outputs agree to float64 rounding.
+GRAM_LINEAR_BLOCK = 256
+
+#: Linear regime, blocks: how wide a margin (in units of the last block's bound) brings an
+#: entry into a block's near set. Any value gives the same pattern (an entry left out that
+#: comes too close is caught and the block stepped again); it trades bigger near sets against
+#: blocks stepped twice.
+GRAM_LINEAR_BLOCK_WIDEN = 8.0
 
 #: Linear regime: every this many incremental steps, D = K V and Z = Z0 + K C^T are recomputed
 #: exactly, so the float64 rounding of the increments cannot accumulate.

@@ -72,6 +72,25 @@ def _add_rows(DT, j, K, idx, dl, cnt):
 
 
 @njit(inline="always")
+def _row_changes(K, ZT, DT, SX, c, aj, j, t, rise, packed, idx, dl):
+    """The sign changes of row j at step t (flagged in ``packed``'s bytes): added to D^T[j].
+
+    Returns how many; their positions and increments are left in idx and dl, and the counts
+    SX updated. (Called only when a change was flagged: an inlined call with array arguments
+    pays reference counting, which the pass over the row, run every step, must not.)
+    """
+    cnt = _flagged(packed, idx)
+    t32 = np.int32(t)
+    for e in range(cnt):
+        i = idx[e]
+        sign = 2.0 * (ZT[j, i] > 0.0) - 1.0  # +1: the entry turned on, -1: off
+        dl[e] = sign * rise * c[i] * aj
+        SX[j, i] -= np.int32(sign) * t32
+    _add_rows(DT, j, K, idx, dl, cnt)
+    return cnt
+
+
+@njit(inline="always")
 def _tracked_row(UT, j, aj, leak, ft, P):
     """Row j's share of the tracked evaluation: ft += phi(U[j, :nt]) a_j, P[j] = U[j, nt:]."""
     nt = ft.shape[0]
@@ -143,6 +162,10 @@ def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks,
                 flip = np.uint8((z > 0.0) != (old > 0.0))
                 flags[i] = flip
                 flips += flip
+            cnt = 0
+            if flips:
+                cnt = _row_changes(K, ZT, DT, SX, c, aj, j, t0 + s + 1, rise, packed, idx, dl)
+                changes += cnt
             row = rows[s]
             if row >= 0:  # the outputs, from the row while it is in L1
                 for i in range(n):
@@ -154,20 +177,261 @@ def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks,
                 mark = marks[s]
                 if mark >= 0:
                     _tracked_row(UT, j, aj, leak, FT[mark], PT[mark])
-            if flips == 0:
-                continue
-            t = np.int32(t0 + s + 1)
-            cnt = _flagged(packed, idx)
-            for e in range(cnt):
-                i = idx[e]
-                sign = 2.0 * (ZT[j, i] > 0.0) - 1.0  # +1: the entry turned on, -1: off
-                dl[e] = sign * rise * c[i] * aj
-                SX[j, i] -= np.int32(sign) * t
-            changes += cnt
-            _add_rows(DT, j, K, idx, dl, cnt)
-            if ne:
-                _add_rows(DtT, j, KtT, idx, dl, cnt)
+                if cnt:
+                    _add_rows(DtT, j, KtT, idx, dl, cnt)
     return changes
+
+
+#: Most entries a row's near set holds in a block (:func:`linear_blocks`): the sign changes
+#: of a near step are the set bits of one 64-bit word.
+NEAR_CAP = 64
+
+_SIG_BLOCKS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], float64[:,::1], "
+               "int32[:,::1], float64[::1], float64[::1], float64[::1], float64, int64, int64, "
+               "int64, int64, float64[::1], float64, int64[::1])" for k in ("float32", "float64")]
+
+
+@kernel(_SIG_BLOCKS, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
+def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, widen, counts):
+    """K steps in the linear regime in blocks of at most T, in place; returns the changes.
+
+    The recursion and the state of :func:`linear_steps` (without tracked rows); ``f`` (n,)
+    receives the outputs after the last step. Blocks end where the run's step count (``clock``
+    at the call's start) is a multiple of T, and at the end of the call.
+
+    Within a block a row's entries far from their kink cannot change sign, so only its near
+    set N (at most :data:`NEAR_CAP` entries) is stepped, as :func:`linear_steps` steps it, with
+    a compact copy of K on N: a chattering entry costs |N| per change instead of n. The others
+    follow z(s) = z(0) + s d(0) + sum_{p in N} K[:, p] w_p B_p(s), w_p = (1 - leak) c_p a_j and
+    B_p(s) the steps p spent in the other state than at the block's start, and are brought up
+    to date once at its end with a row of K per near entry that moved (one pass for z and d).
+
+    The set is checked, not trusted. Writing B_p(s) = s B_p(T)/T + r_p(s) with |r_p| <= R_p
+    (the largest deviation from the chord, at the near entry's changes), an entry q outside N
+    has z_q(s) within KMAX_q |w| sum_p R_p of the straight line from z_q(0) to z_q(T) (KMAX_q:
+    the largest |K_qp|, p != q; |w|: the largest |w_p|). If that line keeps its side with this
+    margin at both ends, z_q kept its sign at every step; an entry that fails joins N and the
+    block is stepped again (its counts untouched until it passes). So the pattern, the counts
+    S and with them C are those of the step-by-step recursion; Z, D and f agree with it to
+    float64 rounding (their sums run in another order).
+
+    N is chosen from where the entries head: those whose straight line (from the row's last
+    block, or from d(0) at the first) comes within ``widen`` times the last block's margin of
+    the kink, and those that changed in the last block. A row whose set would exceed the cap
+    steps that block one step at a time. ``counts`` += (blocks, blocks stepped again, blocks
+    stepped one step at a time).
+    """
+    m, n = ZT.shape
+    cap = NEAR_CAP
+    rise = 1.0 - leak
+    f[:] = 0.0
+    words = (n + 7) // 8
+    flags = np.zeros(8 * words, np.uint8)
+    packed = flags.view(np.uint64)
+    idx = np.empty(8 * words, np.int64)
+    dl = np.empty(n, np.float64)
+    near = np.zeros(n, np.uint8)     # membership of N
+    moved = np.zeros(n, np.uint8)    # changed in the row's last block
+    where = np.empty(n, np.int64)    # N's entries
+    zs, ds, zf, df = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    slope = np.empty(n)              # where each entry headed in the last block, per step
+    zN, dN, wN = np.empty(cap), np.empty(cap), np.empty(cap)
+    KN = np.zeros((cap, cap))
+    m0 = np.empty(cap, np.int64)
+    sx0 = np.empty(cap, np.int32)
+    sxN = np.empty(cap, np.int32)
+    B = np.empty(cap)
+    R = np.empty(cap)
+    ev_p = np.empty(cap * T, np.int64)  # the near changes of a block: entry, step, B there
+    ev_u = np.empty(cap * T, np.int64)
+    ev_b = np.empty(cap * T)
+    fp = np.empty(cap, np.int64)     # a near step's changes: entry, increment
+    fd = np.empty(cap)
+    wmax = 0.0
+    kinf = 0.0
+    for i in range(n):
+        wmax = max(wmax, abs(c[i]))
+        for q in range(n):
+            kinf = max(kinf, abs(K64[i, q]))
+    changes = 0
+    for j in range(m):
+        aj = a[j]
+        wj = rise * wmax * abs(aj)
+        moved[:] = 0
+        spread = 4.0  # the last block's sum_p R_p (a guess for the first)
+        s = 0
+        first = True
+        while s < k:
+            tb = min(T - (clock + s) % T, k - s)
+            start = t0 + s  # the regime's step before the block
+            for i in range(n):
+                zs[i] = ZT[j, i]
+                ds[i] = DT[j, i]
+                if first:
+                    slope[i] = ds[i]
+            for i in range(n):
+                z0 = zs[i]
+                z1 = z0 + tb * slope[i]
+                crosses = (z0 > 0.0) != (z1 > 0.0)
+                close = min(abs(z0), abs(z1)) <= widen * KMAX[i] * wj * spread
+                near[i] = moved[i] | np.uint8(crosses or close)
+            first = False
+            while True:
+                L = 0
+                for i in range(n):
+                    if near[i]:
+                        if L < cap:
+                            where[L] = i
+                        L += 1
+                if L > cap:
+                    break
+                ne = _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN,
+                                 dN, wN, KN, m0, sx0, sxN, ev_p, ev_u, ev_b, fp, fd)
+                # B_p(T), R_p and the far entries at the block's end
+                t1 = start + tb
+                total = 0.0
+                for p in range(L):
+                    B[p] = (sxN[p] - sx0[p]) + (np.int64(zN[p] > 0.0) - m0[p]) * t1
+                    R[p] = 0.0
+                for e in range(ne):
+                    p = ev_p[e]
+                    R[p] = max(R[p], abs(ev_b[e] - ev_u[e] * (B[p] / tb)))
+                spread = 0.0
+                for p in range(L):
+                    spread += R[p]
+                    total += abs(wN[p] * B[p])
+                for i in range(n):
+                    zf[i] = zs[i] + tb * ds[i]
+                    df[i] = ds[i]
+                for p in range(L):
+                    wz = wN[p] * B[p]
+                    wd = wN[p] * (np.int64(zN[p] > 0.0) - m0[p])
+                    kp = where[p]
+                    if wd != 0.0:
+                        for i in range(n):
+                            kv = np.float64(K[kp, i])
+                            zf[i] += kv * wz
+                            df[i] += kv * wd
+                    elif wz != 0.0:
+                        for i in range(n):
+                            zf[i] += K[kp, i] * wz
+                bound = wj * spread * (1.0 + 1e-9)
+                failed = 0
+                for i in range(n):
+                    z0, z1 = zs[i], zf[i]
+                    slack = 1e-9 * (abs(z0) + abs(z1) + tb * abs(ds[i]) + kinf * total)
+                    bad = ((z0 > 0.0) != (z1 > 0.0)) or min(abs(z0), abs(z1)) <= \
+                        KMAX[i] * bound + slack
+                    failed += bad and not near[i]
+                    near[i] |= np.uint8(bad)
+                if failed == 0:
+                    break
+                counts[1] += 1
+            counts[0] += 1
+            if L > cap:  # too many near entries: this block one step at a time
+                counts[2] += 1
+                for u in range(tb):
+                    flips = 0
+                    for i in range(n):
+                        old = ZT[j, i]
+                        z = old + DT[j, i]
+                        ZT[j, i] = z
+                        flip = np.uint8((z > 0.0) != (old > 0.0))
+                        flags[i] = flip
+                        flips += flip
+                    if flips:
+                        changes += _row_changes(K, ZT, DT, SX, c, aj, j, start + u + 1, rise,
+                                                packed, idx, dl)
+                for i in range(n):
+                    slope[i] = (ZT[j, i] - zs[i]) / tb
+                    moved[i] = np.uint8((ZT[j, i] > 0.0) != (zs[i] > 0.0))
+                spread = 4.0
+            else:
+                changes += ne
+                for i in range(n):
+                    ZT[j, i] = zf[i]
+                    DT[j, i] = df[i]
+                    moved[i] = 0
+                for p in range(L):
+                    kp = where[p]
+                    ZT[j, kp] = zN[p]
+                    DT[j, kp] = dN[p]
+                    SX[j, kp] = sxN[p]
+                    moved[kp] = np.uint8(sxN[p] != sx0[p])
+                for i in range(n):
+                    slope[i] = (ZT[j, i] - zs[i]) / tb
+            s += tb
+        for i in range(n):
+            z = ZT[j, i]
+            f[i] += max(z, leak * z) * aj
+    return changes
+
+
+@njit(inline="always")
+def _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN, wN, KN, m0,
+                sx0, sxN, ev_p, ev_u, ev_b, fp, fd):
+    """Step the near set ``where[:L]`` of row j through the block's tb steps.
+
+    With the other entries' contributions to its increments frozen (they do not change sign):
+    zN, dN, the counts sxN and each change's (entry, step in the block, B there) in ev_*;
+    returns how many changes. The set is padded to a multiple of 8 with entries that never
+    change (z = 1, d = 0, no coupling), so that the passes vectorise.
+    """
+    lp = (L + 7) // 8 * 8
+    for p in range(L):
+        kp = where[p]
+        zN[p] = zs[kp]
+        dN[p] = ds[kp]
+        wN[p] = rise * c[kp] * aj
+        m0[p] = zs[kp] > 0.0
+        sx0[p] = SX[j, kp]
+        sxN[p] = sx0[p]
+        for q in range(L):
+            KN[p, q] = K64[kp, where[q]]
+        for q in range(L, lp):
+            KN[p, q] = 0.0
+    for p in range(L, lp):
+        zN[p] = 1.0
+        dN[p] = 0.0
+    ne = 0
+    for u in range(tb):
+        bits = np.uint64(0)
+        for p in range(lp):
+            old = zN[p]
+            z = old + dN[p]
+            zN[p] = z
+            bits |= np.uint64((z > 0.0) != (old > 0.0)) << np.uint64(p)
+        if bits == 0:
+            continue
+        t = start + u + 1
+        cnt = 0
+        while bits != 0:
+            p = trailing_zeros(bits)
+            bits &= bits - np.uint64(1)
+            on = zN[p] > 0.0
+            sxN[p] += np.int32(-t if on else t)
+            fp[cnt] = p
+            fd[cnt] = wN[p] if on else -wN[p]
+            cnt += 1
+            # B_p after u + 1 steps: S_p(t) - S_p(start) - (u + 1) m0_p, S = SX + M t
+            ev_p[ne] = p
+            ev_u[ne] = u + 1
+            ev_b[ne] = (sxN[p] - sx0[p]) + (np.int64(on) - m0[p]) * t
+            ne += 1
+        # The step's changes into dN, four rows of KN per pass (as _add_rows)
+        e = 0
+        while e + 4 <= cnt:
+            p0, p1, p2, p3 = fp[e], fp[e + 1], fp[e + 2], fp[e + 3]
+            d0, d1, d2, d3 = fd[e], fd[e + 1], fd[e + 2], fd[e + 3]
+            for q in range(lp):
+                dN[q] += (KN[p0, q] * d0 + KN[p1, q] * d1) + (KN[p2, q] * d2 + KN[p3, q] * d3)
+            e += 4
+        while e < cnt:
+            p0, d0 = fp[e], fd[e]
+            for q in range(lp):
+                dN[q] += KN[p0, q] * d0
+            e += 1
+    return ne
 
 
 @kernel("void(float64[:,::1], float64[::1], float64, float64[::1], float64[:,::1])", cache=True,

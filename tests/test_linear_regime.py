@@ -404,3 +404,77 @@ def test_near_linear_matches_dense_float32_runs(monkeypatch):
     assert (res[True].history[cols] == res[False].history[cols]).all().all()
     np.testing.assert_allclose(res[True].history["train_loss"], res[False].history["train_loss"],
                                rtol=1e-6)
+
+
+def _regime_problem(g, n, m, leak, dtype):
+    """A row-major linear-regime state (K, ZT, DT, SX, c, a) with entries near their kinks.
+
+    K = X X^T of a random X; Z^T (m, n) small and of both signs; D^T = (K V)^T for the pattern
+    of Z with V = c a (leak + (1 - leak) M): the state :class:`LinearState` holds at entry.
+    """
+    X = g.standard_normal((n, 3 * n)).astype(dtype)
+    K = np.ascontiguousarray(X @ X.T)
+    c = 1e-3 * np.where(g.random(n) < 0.5, 1.0, -1.0) / n
+    a = np.where(g.random(m) < 0.5, 1.0, -1.0) / np.sqrt(m)
+    ZT = g.standard_normal((m, n)) * 0.05
+    V = c[:, None] * a[None, :] * (leak + (1.0 - leak) * (ZT.T > 0))
+    DT = np.ascontiguousarray((K.astype(np.float64) @ V).T)
+    return K, ZT, DT, np.zeros((m, n), np.int32), c, a
+
+
+@given(st.integers(2, 90), st.integers(1, 6), st.integers(2, 70), st.sampled_from([0.0, 0.1]),
+       st.sampled_from(["float32", "float64"]), st.integers(1, 40), st.integers(0, 70),
+       st.sampled_from([0.0, 1.0, 8.0, 1e9]), st.integers(0, 2**31 - 1))
+def test_blocks_follow_the_step_by_step_recursion(n, m, k, leak, dtype, T, clock, widen, seed):
+    """linear_blocks against linear_steps from the same state: the same changes, counts S and
+    pattern, Z, D and the outputs to float64 rounding - whatever the block length and where
+    the blocks start, with near sets that must be widened (``widen`` 0: every block that a
+    change reaches beyond the first guess is stepped again) and with near sets over the cap
+    (``widen`` 1e9 and n > 64: those blocks step one step at a time)."""
+    from fastgrok.kernels import gram_linear as gl
+
+    g = np.random.default_rng(seed)
+    K, ZT, DT, SX, c, a = _regime_problem(g, n, m, leak, dtype)
+    one = [x.copy() for x in (ZT, DT, SX)]
+    F = np.empty((1, n))
+    rows = np.full(k, -1)
+    rows[-1] = 0
+    empty = np.empty((n, 0), K.dtype), np.zeros((m, 0)), np.zeros((m, 0))
+    changes = gl.linear_steps(K, *one, c, a, F, rows, leak, 5, k, *empty, np.full(k, -1),
+                              np.empty((0, 0)), np.empty((0, m, 0)))
+    blocks = [x.copy() for x in (ZT, DT, SX)]
+    f, counts = np.empty(n), np.zeros(3, np.int64)
+    K64 = K.astype(np.float64)
+    kmax = np.abs(K64 - np.diag(np.diag(K64))).max(axis=1)
+    got = gl.linear_blocks(K, K64, *blocks, c, a, f, leak, 5, k, clock, T, kmax, widen, counts)
+    assert got == changes
+    np.testing.assert_array_equal(blocks[2], one[2])  # the counts S: the pattern's history
+    np.testing.assert_array_equal(blocks[0] > 0, one[0] > 0)
+    for x, y in zip(blocks[:2], one[:2]):
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-12 * np.abs(y).max())
+    np.testing.assert_allclose(f, F[0], rtol=0, atol=1e-12 * np.abs(F[0]).max())
+    assert counts[0] >= -(-k // T)  # at least one block per T steps of each row
+    if widen == 1e9 and n > gl.NEAR_CAP:
+        assert counts[2] == counts[0]  # every block over the cap: stepped one step at a time
+
+
+def test_blocks_change_no_evaluation_of_the_right_panel(monkeypatch):
+    """The right panel's runs (the linear regime, calls that read only their last step) with
+    blocks and step by step: the same accuracies, projections and pattern changes, losses to
+    1e-12."""
+    cfg = fg.preset("paper-fig1-right", runs=2, m=60, n=40, n_test=40, p=2000, steps=600,
+                    snapshot_steps=(0, 300, 600))
+    out = {}
+    for block in (1, 16):
+        monkeypatch.setattr(tunables, "GRAM_LINEAR_BLOCK", block)
+        monkeypatch.setattr(tunables, "STEPS_PER_CALL", 64)
+        out[block] = fg.run(cfg, progress=False)
+    a, b = out[1].history, out[16].history
+    for col in ("train_acc", "test_acc"):
+        np.testing.assert_array_equal(a[col].to_numpy(), b[col].to_numpy())
+    np.testing.assert_allclose(b["train_loss"], a["train_loss"], rtol=1e-12)
+    np.testing.assert_allclose(b["test_loss"], a["test_loss"], rtol=1e-12)
+    for key in ("P1", "P2"):
+        np.testing.assert_array_equal(out[16].projections[key], out[1].projections[key])
+    assert out[16].info["pattern_changes_per_step"] == out[1].info["pattern_changes_per_step"]
+    assert out[16].info["linear_fraction"] > 0.99

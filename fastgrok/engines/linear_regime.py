@@ -31,6 +31,13 @@ RUN_STEPS, LINEAR_STEPS, PATTERN_CHANGES, NEAR_STEPS = range(len(COUNTERS))
 _MARGINS: dict = {}
 
 
+def _off_diagonal_max(K64):
+    """max_{q != i} |K_iq| for each row i (n,)."""
+    A = np.abs(K64)
+    np.fill_diagonal(A, 0.0)
+    return A.max(axis=1) if len(A) else np.zeros(0)
+
+
 @dataclass(eq=False)
 class LinearState:
     """One run's state in the linear regime (every loss weight is g0 = -l'(0)).
@@ -48,6 +55,7 @@ class LinearState:
     ZT: np.ndarray     #: (m, n) pre-activations Z^T
     SX: np.ndarray     #: (m, n) int32: S - steps * 1[ZT > 0], changing only with the pattern
     reach: np.ndarray  #: (n,) ||a||^2 |K| |c|: how far an output can move in one step
+    kmax: np.ndarray   #: (n,) max_{q != i} |K_iq|, for the blocks' check
     nt: int            #: test rows among the tracked rows (0 without them)
     KtT: np.ndarray    #: (n, e) working dtype: Kt and X mu, the tracked rows' products with X
     BT: np.ndarray     #: (m, e) the tracked pre-activations at entry
@@ -144,6 +152,9 @@ class LinearRegime:
         self.margins = self._frozen_margins()
         self.rows = None  # the tracked evaluation rows (:meth:`track`)
         self.retired = np.zeros(len(COUNTERS), np.int64)  # counters of runs that left (select)
+        # Per run, its blocks of incremental steps (:func:`~fastgrok.kernels.gram_linear.
+        # linear_blocks`): taken, stepped again, stepped one step at a time.
+        self.blocks = np.zeros((R, 3), np.int64)
 
     def __getstate__(self) -> dict:
         """The state for a checkpoint (the kernels' module is imported again on load)."""
@@ -154,6 +165,11 @@ class LinearRegime:
         from ..kernels import gram_linear
 
         self.__dict__.update(state, kernels=gram_linear)
+        if "blocks" not in state:  # a checkpoint from before the blocks
+            self.blocks = np.zeros((len(self.runs), 3), np.int64)
+            for st in self.runs:
+                if st is not None:
+                    st.kmax = _off_diagonal_max(st.K64)
 
     def track(self, Kt, Zt0, XM, W0M, test, means):
         """Keep the test outputs and the projections of the runs in the regime up to date.
@@ -177,6 +193,7 @@ class LinearRegime:
         for name in ("runs", "left", "flips", "near", "near_off"):
             setattr(self, name, [getattr(self, name)[i] for i in keep])
         self.counts = self.counts[keep]
+        self.blocks = self.blocks[keep]
         if self.rows is not None:
             self.rows = tuple(None if old is None else new
                               for old, new in zip(self.rows, rows, strict=True))
@@ -245,7 +262,7 @@ class LinearRegime:
                     out += evs
                 else:
                     k = self._incremental(r, K, Z0, Z, Ct, y, a, lr, stop - done, limit,
-                                          until=until)[0]
+                                          until=until, taken_before=done)[0]
             else:
                 if self.near[r] is None and self.left[r] and not self.near_off[r] \
                         and self.flips[r] is not None and self.flips[r] <= near_limit / 2:
@@ -295,6 +312,7 @@ class LinearRegime:
             c=c, a=a[r], f=f, K64=K64, Ct0T=np.asarray(Ct[r], np.float64).T.copy(),
             C=np.empty(Ct.shape[:0:-1], self.dtype), ZT=ZT, SX=np.zeros(ZT.shape, np.int32),
             reach=np.dot(a[r], a[r]) * (np.abs(K64) @ np.abs(c)), nt=0,
+            kmax=_off_diagonal_max(K64),
             KtT=np.empty((n, 0), self.dtype), BT=np.empty((m, 0)), DtT=np.empty((m, 0)),
             UT=np.empty((m, 0)))
         if self.rows is not None:
@@ -395,7 +413,7 @@ class LinearRegime:
         return C
 
     def _incremental(self, r, K, Z0, Z, Ct, y, a, lr, steps, limit, marks=(), wanted=None,
-                     until=False):
+                     until=False, taken_before=0):
         """Up to ``steps`` incremental steps of run r.
 
         Returns how many were taken, and the evaluations the kernel recorded after the steps in
@@ -427,7 +445,8 @@ class LinearRegime:
                 st.refreshed = st.steps
             # Chunks end at the exact refreshes, so the numbers do not depend on the chunking.
             k = min(steps - done, refresh - st.steps % refresh)
-            k, changes, got = self._steps(st, K[r], a[r], y[r], k,
+            clock = self.counts[r, RUN_STEPS] + taken_before + done  # the run's step count
+            k, changes, got = self._steps(st, r, K[r], a[r], y[r], k, clock,
                                           [mk - done for mk in marks if done < mk <= done + k],
                                           wanted, until)
             evs += got
@@ -442,7 +461,7 @@ class LinearRegime:
         self.counts[r, LINEAR_STEPS] += done
         return done, evs
 
-    def _steps(self, st, K, a, y, k, marks=(), wanted=None, until=False):
+    def _steps(self, st, r, K, a, y, k, clock, marks=(), wanted=None, until=False):
         """Up to k incremental steps, the regime holding before each.
 
         Returns (steps taken, pattern changes, the evaluations (f, ft, P) after the steps in
@@ -456,6 +475,16 @@ class LinearRegime:
             # Rows of F: every step's outputs (for the regime checks), or those of the
             # evaluated steps and the last; rows of FT and PT: the evaluated steps'.
             marked = [mk - 1 for mk in marks if mk <= k]
+            if not every and not marked and not e and k > 1 and tunables.GRAM_LINEAR_BLOCK > 1:
+                # Only the last step's outputs are read: blocks of steps (the right panel).
+                F = np.empty((1, n))
+                changes = self.kernels.linear_blocks(
+                    K, st.K64, st.ZT, st.DT, st.SX, st.c, a, F[0], self.leak, st.steps, k,
+                    clock, tunables.GRAM_LINEAR_BLOCK, st.kmax,
+                    tunables.GRAM_LINEAR_BLOCK_WIDEN, self.blocks[r])
+                rows = np.full(k, -1)
+                rows[k - 1] = 0
+                return F, rows, changes, []
             at = np.full(k, -1)
             at[marked] = np.arange(len(marked))
             rows = np.arange(k) if every else at.copy()
