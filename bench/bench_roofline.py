@@ -5,13 +5,17 @@
 1. The core's L2 read bandwidth: a vectorised sum over a 1.5 MiB float32 buffer (in L2, not
    in L1), best of 5.
 2. Along one right-panel run (float32, reduced, one thread), at each step index t, for m = 100
-   and 1000: the linear kernel's 64 steps from t (copies of the state), and the same steps
-   with D = 0 (the pass over the state alone: no entry moves, nothing changes), best of 5 each.
-   The cost of a change is their difference over the changes. A change reads one row of K,
-   n float32 = 4 n bytes, from L2: the bound is 4 n bytes over the L2 bandwidth. Dense steps:
-   64 gram steps of the same run with the regime off, from step 1.
+   and 1000: the step-by-step kernel's k = 256 steps from t (copies of the state), and the
+   same steps with D = 0 (the pass over the state alone: no entry moves, nothing changes),
+   best of 5 each. The cost of a change is their difference over the changes. A change reads
+   one row of K, n float32 = 4 n bytes, from L2: the bound is 4 n bytes over the L2
+   bandwidth. The block kernel (``linear_blocks``, blocks of ``tunables.GRAM_LINEAR_BLOCK``)
+   takes the same k steps from the same state (the same changes): its cost per change is its
+   whole time over the changes, the pass included. Dense steps: 64 gram steps of the same
+   run with the regime off, from step 1.
 3. The figure: the cost per change against the bound (left), and milliseconds per run-step
-   of dense steps, incremental steps and the pass alone (right), against the step index.
+   of dense steps, step-by-step incremental steps, blocks and the pass alone (right), against
+   the step index.
 """
 from __future__ import annotations
 
@@ -80,7 +84,23 @@ def _kernel_steps(st, K, a, k, zero_d=False):
     return time.perf_counter() - t0, changes
 
 
-def table(marks=MARKS, k=64):
+def _block_steps(st, K, a, k, clock):
+    """Seconds and changes of k linear-regime steps in blocks from a copy of the state."""
+    from fastgrok import tunables
+    from fastgrok.kernels import gram_linear as gl
+
+    m, n = st.ZT.shape
+    ZT, DT, SX = st.ZT.copy(), st.DT.copy(), st.SX.copy()
+    f = np.empty(n)
+    t0 = time.perf_counter()
+    changes = gl.linear_blocks(K, st.K64, ZT, DT, SX, st.c, a, f, 0.0, st.steps, k, clock,
+                               tunables.GRAM_LINEAR_BLOCK, st.kmax,
+                               tunables.GRAM_LINEAR_BLOCK_WIDEN, st.spread.copy(),
+                               st.moved.copy(), st.slope.copy(), np.zeros(3, np.int64))
+    return time.perf_counter() - t0, changes
+
+
+def table(marks=MARKS, k=256):
     from fastgrok.kernels.threads import threads
 
     bw = l2_bandwidth()
@@ -102,13 +122,18 @@ def table(marks=MARKS, k=64):
                 _kernel_steps(st, K, a, 2)  # compiled and warm
                 full = min(_kernel_steps(st, K, a, k) for _ in range(5))
                 bare = min(_kernel_steps(st, K, a, k, zero_d=True)[0] for _ in range(5))
+                _block_steps(st, K, a, 2, mark)
+                blocks = min(_block_steps(st, K, a, k, mark) for _ in range(5))
+                assert blocks[1] == full[1], "the block kernel's changes are the step kernel's"
                 n = st.ZT.shape[1]
                 per = (full[0] - bare) / max(full[1], 1)
                 bound = 4 * n / bw
+                block_per = blocks[0] / max(full[1], 1)
                 rows.append(dict(m=m, t=mark, changes=full[1] / k, per_change_ns=1e9 * per,
                                  bound_ns=1e9 * bound, ratio=per / bound,
                                  incremental_ms=1e3 * full[0] / k, pass_ms=1e3 * bare / k,
-                                 dense_ms=dense_ms))
+                                 block_ms=1e3 * blocks[0] / k, block_change_ns=1e9 * block_per,
+                                 block_ratio=block_per / bound, dense_ms=dense_ms))
     return bw, rows
 
 
@@ -121,10 +146,14 @@ def figure(rows, bw, path):
         r = [x for x in rows if x["m"] == m]
         ts = [x["t"] for x in r]
         axes[0].plot(ts, [x["per_change_ns"] for x in r], "-o", color=f"C{i}",
-                     label=f"a change, m = {m}")
+                     label=f"a change, step by step, m = {m}")
+        axes[0].plot(ts, [x["block_change_ns"] for x in r], "-^", color=f"C{i}",
+                     label=f"a change in blocks (all of it), m = {m}")
         axes[1].plot(ts, [x["dense_ms"] for x in r], "-", color=f"C{i}", label=f"dense, m = {m}")
         axes[1].plot(ts, [x["incremental_ms"] for x in r], "--s", color=f"C{i}",
-                     label=f"incremental, m = {m}")
+                     label=f"step by step, m = {m}")
+        axes[1].plot(ts, [x["block_ms"] for x in r], "-^", color=f"C{i}",
+                     label=f"blocks, m = {m}")
         axes[1].plot(ts, [x["pass_ms"] for x in r], ":", color=f"C{i}",
                      label=f"its pass alone, m = {m}")
     axes[0].axhline(rows[0]["bound_ns"], color="k", linestyle="--",
@@ -148,13 +177,15 @@ def main(argv=None):
     args = ap.parse_args(argv)
     bw, rows = table()
     print(f"L2 read bandwidth: {bw / 1e9:.1f} GB/s")
-    print("| m | t | changes per step | ns per change | L2 bound, ns | ratio | incremental, ms "
-          "per step | its pass alone, ms | dense, ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| m | t | changes per step | ns per change, step by step | ns per change, blocks "
+          "(all in) | L2 bound, ns | ratios to it | ms per step: step by step | its pass alone "
+          "| blocks | dense | dense / blocks |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for x in rows:
         print(f"| {x['m']} | {x['t']} | {x['changes']:.0f} | {x['per_change_ns']:.1f} | "
-              f"{x['bound_ns']:.1f} | {x['ratio']:.1f} | {x['incremental_ms']:.3f} | "
-              f"{x['pass_ms']:.3f} | {x['dense_ms']:.3f} |")
+              f"{x['block_change_ns']:.1f} | {x['bound_ns']:.1f} | {x['ratio']:.1f}, "
+              f"{x['block_ratio']:.1f} | {x['incremental_ms']:.3f} | {x['pass_ms']:.3f} | "
+              f"{x['block_ms']:.3f} | {x['dense_ms']:.3f} | {x['dense_ms'] / x['block_ms']:.1f} |")
     if args.figure:
         figure(rows, bw, args.figure)
 

@@ -188,11 +188,13 @@ NEAR_CAP = 64
 
 _SIG_BLOCKS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], float64[:,::1], "
                "int32[:,::1], float64[::1], float64[::1], float64[::1], float64, int64, int64, "
-               "int64, int64, float64[::1], float64, int64[::1])" for k in ("float32", "float64")]
+               "int64, int64, float64[::1], float64, float64[::1], uint8[:,::1], float32[:,::1], "
+               "int64[::1])" for k in ("float32", "float64")]
 
 
 @kernel(_SIG_BLOCKS, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
-def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, widen, counts):
+def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, widen, spread,
+                  moved, slope, counts):
     """K steps in the linear regime in blocks of at most T, in place; returns the changes.
 
     The recursion and the state of :func:`linear_steps` (without tracked rows); ``f`` (n,)
@@ -215,11 +217,13 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, wide
     S and with them C are those of the step-by-step recursion; Z, D and f agree with it to
     float64 rounding (their sums run in another order).
 
-    N is chosen from where the entries head: those whose straight line (from the row's last
-    block, or from d(0) at the first) comes within ``widen`` times the last block's margin of
-    the kink, and those that changed in the last block. A row whose set would exceed the cap
-    steps that block one step at a time. ``counts`` += (blocks, blocks stepped again, blocks
-    stepped one step at a time).
+    N is chosen from where the entries head: those whose straight line (at the row's pace in
+    its last block, ``slope``, or at d(0) before its first) comes within ``widen`` times the
+    last block's margin (``spread``, sum_p R_p; negative before the first block) of the kink,
+    and those that changed in the last block (``moved``). These hints, (m,), (m, n) and (m, n),
+    carry over from call to call; they decide only which entries are stepped exactly. A row
+    whose set would exceed the cap steps that block one step at a time. ``counts`` += (blocks,
+    blocks stepped again, blocks stepped one step at a time).
     """
     m, n = ZT.shape
     cap = NEAR_CAP
@@ -231,10 +235,8 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, wide
     idx = np.empty(8 * words, np.int64)
     dl = np.empty(n, np.float64)
     near = np.zeros(n, np.uint8)     # membership of N
-    moved = np.zeros(n, np.uint8)    # changed in the row's last block
     where = np.empty(n, np.int64)    # N's entries
     zs, ds, zf, df = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    slope = np.empty(n)              # where each entry headed in the last block, per step
     zN, dN, wN = np.empty(cap), np.empty(cap), np.empty(cap)
     KN = np.zeros((cap, cap))
     m0 = np.empty(cap, np.int64)
@@ -257,25 +259,21 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, wide
     for j in range(m):
         aj = a[j]
         wj = rise * wmax * abs(aj)
-        moved[:] = 0
-        spread = 4.0  # the last block's sum_p R_p (a guess for the first)
         s = 0
-        first = True
         while s < k:
             tb = min(T - (clock + s) % T, k - s)
             start = t0 + s  # the regime's step before the block
+            cold = spread[j] < 0.0
+            margin = widen * wj * (4.0 if cold else spread[j] + 1.0)
             for i in range(n):
                 zs[i] = ZT[j, i]
                 ds[i] = DT[j, i]
-                if first:
-                    slope[i] = ds[i]
             for i in range(n):
                 z0 = zs[i]
-                z1 = z0 + tb * slope[i]
+                z1 = z0 + tb * (ds[i] if cold else np.float64(slope[j, i]))
                 crosses = (z0 > 0.0) != (z1 > 0.0)
-                close = min(abs(z0), abs(z1)) <= widen * KMAX[i] * wj * spread
-                near[i] = moved[i] | np.uint8(crosses or close)
-            first = False
+                close = min(abs(z0), abs(z1)) <= KMAX[i] * margin
+                near[i] = moved[j, i] | np.uint8(crosses or close)
             while True:
                 L = 0
                 for i in range(n):
@@ -296,9 +294,9 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, wide
                 for e in range(ne):
                     p = ev_p[e]
                     R[p] = max(R[p], abs(ev_b[e] - ev_u[e] * (B[p] / tb)))
-                spread = 0.0
+                sum_r = 0.0
                 for p in range(L):
-                    spread += R[p]
+                    sum_r += R[p]
                     total += abs(wN[p] * B[p])
                 for i in range(n):
                     zf[i] = zs[i] + tb * ds[i]
@@ -315,7 +313,7 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, wide
                     elif wz != 0.0:
                         for i in range(n):
                             zf[i] += K[kp, i] * wz
-                bound = wj * spread * (1.0 + 1e-9)
+                bound = wj * sum_r * (1.0 + 1e-9)
                 failed = 0
                 for i in range(n):
                     z0, z1 = zs[i], zf[i]
@@ -343,23 +341,23 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, wide
                         changes += _row_changes(K, ZT, DT, SX, c, aj, j, start + u + 1, rise,
                                                 packed, idx, dl)
                 for i in range(n):
-                    slope[i] = (ZT[j, i] - zs[i]) / tb
-                    moved[i] = np.uint8((ZT[j, i] > 0.0) != (zs[i] > 0.0))
-                spread = 4.0
+                    moved[j, i] = np.uint8((ZT[j, i] > 0.0) != (zs[i] > 0.0))
+                spread[j] = -1.0  # (no margin measured)
             else:
                 changes += ne
                 for i in range(n):
                     ZT[j, i] = zf[i]
                     DT[j, i] = df[i]
-                    moved[i] = 0
+                    moved[j, i] = 0
                 for p in range(L):
                     kp = where[p]
                     ZT[j, kp] = zN[p]
                     DT[j, kp] = dN[p]
                     SX[j, kp] = sxN[p]
-                    moved[kp] = np.uint8(sxN[p] != sx0[p])
-                for i in range(n):
-                    slope[i] = (ZT[j, i] - zs[i]) / tb
+                    moved[j, kp] = np.uint8(sxN[p] != sx0[p])
+                spread[j] = sum_r
+            for i in range(n):
+                slope[j, i] = (ZT[j, i] - zs[i]) / tb
             s += tb
         for i in range(n):
             z = ZT[j, i]

@@ -446,7 +446,9 @@ def test_blocks_follow_the_step_by_step_recursion(n, m, k, leak, dtype, T, clock
     f, counts = np.empty(n), np.zeros(3, np.int64)
     K64 = K.astype(np.float64)
     kmax = np.abs(K64 - np.diag(np.diag(K64))).max(axis=1)
-    got = gl.linear_blocks(K, K64, *blocks, c, a, f, leak, 5, k, clock, T, kmax, widen, counts)
+    hints = np.full(m, -1.0), np.zeros((m, n), np.uint8), np.zeros((m, n), np.float32)
+    got = gl.linear_blocks(K, K64, *blocks, c, a, f, leak, 5, k, clock, T, kmax, widen, *hints,
+                           counts)
     assert got == changes
     np.testing.assert_array_equal(blocks[2], one[2])  # the counts S: the pattern's history
     np.testing.assert_array_equal(blocks[0] > 0, one[0] > 0)

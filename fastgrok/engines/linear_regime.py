@@ -56,6 +56,9 @@ class LinearState:
     SX: np.ndarray     #: (m, n) int32: S - steps * 1[ZT > 0], changing only with the pattern
     reach: np.ndarray  #: (n,) ||a||^2 |K| |c|: how far an output can move in one step
     kmax: np.ndarray   #: (n,) max_{q != i} |K_iq|, for the blocks' check
+    spread: np.ndarray  #: (m,) the blocks' hints: each row's last margin (negative: none yet)
+    moved: np.ndarray  #: (m, n) uint8: the entries that changed in their row's last block
+    slope: np.ndarray  #: (m, n) float32: each entry's pace in its row's last block
     nt: int            #: test rows among the tracked rows (0 without them)
     KtT: np.ndarray    #: (n, e) working dtype: Kt and X mu, the tracked rows' products with X
     BT: np.ndarray     #: (m, e) the tracked pre-activations at entry
@@ -72,12 +75,13 @@ class LinearState:
     def nbytes(n, m, n_test, dtype) -> int:
         """Bytes of one run's state.
 
-        Float64 K, Z, D and C at entry, the int32 counts and C in the working dtype; with tracked
-        rows, their products in the working dtype and three (m, n_test + 2) float64 arrays.
+        Float64 K, Z, D and C at entry, the int32 counts and C in the working dtype, the blocks'
+        hints (a byte and a float32 per entry); with tracked rows, their products in the working
+        dtype and three (m, n_test + 2) float64 arrays.
         """
         item = np.dtype(dtype).itemsize
         rows = n_test + 2
-        return (8 * n * n + (3 * 8 + 4 + item) * n * m + 8 * (4 * n + 2 * m)
+        return (8 * n * n + (3 * 8 + 4 + item + 1 + 4) * n * m + 8 * (5 * n + 3 * m)
                 + (item * n + 8 * 3 * m) * rows)
 
 
@@ -169,7 +173,9 @@ class LinearRegime:
             self.blocks = np.zeros((len(self.runs), 3), np.int64)
             for st in self.runs:
                 if st is not None:
-                    st.kmax = _off_diagonal_max(st.K64)
+                    st.kmax, st.spread = _off_diagonal_max(st.K64), np.full(len(st.a), -1.0)
+                    st.moved = np.zeros(st.ZT.shape, np.uint8)
+                    st.slope = np.zeros(st.ZT.shape, np.float32)
 
     def track(self, Kt, Zt0, XM, W0M, test, means):
         """Keep the test outputs and the projections of the runs in the regime up to date.
@@ -312,7 +318,8 @@ class LinearRegime:
             c=c, a=a[r], f=f, K64=K64, Ct0T=np.asarray(Ct[r], np.float64).T.copy(),
             C=np.empty(Ct.shape[:0:-1], self.dtype), ZT=ZT, SX=np.zeros(ZT.shape, np.int32),
             reach=np.dot(a[r], a[r]) * (np.abs(K64) @ np.abs(c)), nt=0,
-            kmax=_off_diagonal_max(K64),
+            kmax=_off_diagonal_max(K64), spread=np.full(m, -1.0),
+            moved=np.zeros(ZT.shape, np.uint8), slope=np.zeros(ZT.shape, np.float32),
             KtT=np.empty((n, 0), self.dtype), BT=np.empty((m, 0)), DtT=np.empty((m, 0)),
             UT=np.empty((m, 0)))
         if self.rows is not None:
@@ -481,7 +488,8 @@ class LinearRegime:
                 changes = self.kernels.linear_blocks(
                     K, st.K64, st.ZT, st.DT, st.SX, st.c, a, F[0], self.leak, st.steps, k,
                     clock, tunables.GRAM_LINEAR_BLOCK, st.kmax,
-                    tunables.GRAM_LINEAR_BLOCK_WIDEN, self.blocks[r])
+                    tunables.GRAM_LINEAR_BLOCK_WIDEN, st.spread, st.moved, st.slope,
+                    self.blocks[r])
                 rows = np.full(k, -1)
                 rows[k - 1] = 0
                 return F, rows, changes, []
