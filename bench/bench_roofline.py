@@ -84,7 +84,7 @@ def _kernel_steps(st, K, a, k, zero_d=False):
     return time.perf_counter() - t0, changes
 
 
-def _block_steps(st, K, a, k, clock):
+def _block_steps(st, K, a, k):
     """Seconds and changes of k linear-regime steps in blocks from a copy of the state."""
     from fastgrok import tunables
     from fastgrok.kernels import gram_linear as gl
@@ -93,7 +93,7 @@ def _block_steps(st, K, a, k, clock):
     ZT, DT, SX = st.ZT.copy(), st.DT.copy(), st.SX.copy()
     f = np.empty(n)
     t0 = time.perf_counter()
-    changes = gl.linear_blocks(K, st.K64, ZT, DT, SX, st.c, a, f, 0.0, st.steps, k, clock,
+    changes = gl.linear_blocks(K, st.K64, ZT, DT, SX, st.c, a, f, 0.0, st.steps, k,
                                tunables.GRAM_LINEAR_BLOCK, st.kmax,
                                tunables.GRAM_LINEAR_BLOCK_WIDEN, st.spread.copy(),
                                st.moved.copy(), st.slope.copy(), np.zeros(3, np.int64))
@@ -122,8 +122,8 @@ def table(marks=MARKS, k=256):
                 _kernel_steps(st, K, a, 2)  # compiled and warm
                 full = min(_kernel_steps(st, K, a, k) for _ in range(5))
                 bare = min(_kernel_steps(st, K, a, k, zero_d=True)[0] for _ in range(5))
-                _block_steps(st, K, a, 2, mark)
-                blocks = min(_block_steps(st, K, a, k, mark) for _ in range(5))
+                _block_steps(st, K, a, 2)
+                blocks = min(_block_steps(st, K, a, k) for _ in range(5))
                 assert blocks[1] == full[1], "the block kernel's changes are the step kernel's"
                 n = st.ZT.shape[1]
                 per = (full[0] - bare) / max(full[1], 1)

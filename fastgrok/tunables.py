@@ -70,9 +70,9 @@ GRAM_LINEAR_MAX_CHANGES = 1 / 4
 
 #: Most steps the driver asks an engine to take in one call between evaluations. The gram
 #: engines take a run's steps together while its state is in cache (the linear regime fuses
-#: them row by row, in blocks of ``GRAM_LINEAR_BLOCK`` steps); the progress bar moves once per
-#: call. The numbers do not depend on it as long as it is a multiple of ``GRAM_LINEAR_BLOCK``
-#: (otherwise only the linear regime's Z and outputs do, at float64 rounding).
+#: them row by row, in blocks of steps); the progress bar moves once per call. The numbers do
+#: not depend on it, but for the linear regime's Z and training outputs at float64 rounding
+#: (``GRAM_LINEAR_BLOCK``).
 STEPS_PER_CALL = 256
 
 #: Linear regime: when the driver evaluates at least every this many steps on average (the
@@ -105,11 +105,14 @@ GRAM_NEAR_BOUND_SCALE = 1.0
 
 #: Linear regime: longest block of incremental steps in which only each neuron's entries near
 #: their kink are stepped, the others checked and brought up to date at the block's end
-#: (:func:`fastgrok.kernels.gram_linear.linear_blocks`; calls that record only their last step's
-#: outputs, as the right panel's). 1: every entry every step (:func:`linear_steps`). Blocks
-#: end at multiples of it and at the end of a call: the pattern and C are the same for every
-#: value, Z and the outputs agree to float64 rounding.
+#: (:func:`fastgrok.kernels.gram_linear.linear_blocks`), for calls of at least
+#: ``GRAM_LINEAR_BLOCK_MIN`` steps that read only their last step's outputs (the right panel's);
+#: shorter calls, and 1 here, step every entry every step (:func:`linear_steps`: a block's fixed
+#: costs, its near set and its check, pay for themselves only over tens of steps). The pattern
+#: and C are the same either way; Z and the training outputs agree to float64 rounding, and
+#: depend at that level on how the steps are split into calls.
 GRAM_LINEAR_BLOCK = 256
+GRAM_LINEAR_BLOCK_MIN = 32
 
 #: Linear regime, blocks: how wide a margin (in units of the last block's bound) brings an
 #: entry into a block's near set. Any value gives the same pattern (an entry left out that

@@ -188,18 +188,18 @@ NEAR_CAP = 64
 
 _SIG_BLOCKS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], float64[:,::1], "
                "int32[:,::1], float64[::1], float64[::1], float64[::1], float64, int64, int64, "
-               "int64, int64, float64[::1], float64, float64[::1], uint8[:,::1], float32[:,::1], "
+               "int64, float64[::1], float64, float64[::1], uint8[:,::1], float32[:,::1], "
                "int64[::1])" for k in ("float32", "float64")]
 
 
 @kernel(_SIG_BLOCKS, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
-def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, widen, spread,
-                  moved, slope, counts):
+def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spread, moved,
+                  slope, counts):
     """K steps in the linear regime in blocks of at most T, in place; returns the changes.
 
     The recursion and the state of :func:`linear_steps` (without tracked rows); ``f`` (n,)
-    receives the outputs after the last step. Blocks end where the run's step count (``clock``
-    at the call's start) is a multiple of T, and at the end of the call.
+    receives the outputs after the last step. The k steps are cut into the fewest blocks of at
+    most T steps, of equal lengths (to a step).
 
     Within a block a row's entries far from their kink cannot change sign, so only its near
     set N (at most :data:`NEAR_CAP` entries) is stepped, as :func:`linear_steps` steps it, with
@@ -243,6 +243,7 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, wide
     sx0 = np.empty(cap, np.int32)
     sxN = np.empty(cap, np.int32)
     B = np.empty(cap)
+    slopeB = np.empty(cap)
     R = np.empty(cap)
     ev_p = np.empty(cap * T, np.int64)  # the near changes of a block: entry, step, B there
     ev_u = np.empty(cap * T, np.int64)
@@ -261,7 +262,8 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, wide
         wj = rise * wmax * abs(aj)
         s = 0
         while s < k:
-            tb = min(T - (clock + s) % T, k - s)
+            left = k - s
+            tb = -(-left // -(-left // T))  # the fewest blocks of <= T, as equal as can be
             start = t0 + s  # the regime's step before the block
             cold = spread[j] < 0.0
             margin = widen * wj * (4.0 if cold else spread[j] + 1.0)
@@ -290,10 +292,11 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, clock, T, KMAX, wide
                 total = 0.0
                 for p in range(L):
                     B[p] = (sxN[p] - sx0[p]) + (np.int64(zN[p] > 0.0) - m0[p]) * t1
+                    slopeB[p] = B[p] / tb  # the chord's slope
                     R[p] = 0.0
                 for e in range(ne):
                     p = ev_p[e]
-                    R[p] = max(R[p], abs(ev_b[e] - ev_u[e] * (B[p] / tb)))
+                    R[p] = max(R[p], abs(ev_b[e] - ev_u[e] * slopeB[p]))
                 sum_r = 0.0
                 for p in range(L):
                     sum_r += R[p]

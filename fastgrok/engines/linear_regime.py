@@ -268,7 +268,7 @@ class LinearRegime:
                     out += evs
                 else:
                     k = self._incremental(r, K, Z0, Z, Ct, y, a, lr, stop - done, limit,
-                                          until=until, taken_before=done)[0]
+                                          until=until)[0]
             else:
                 if self.near[r] is None and self.left[r] and not self.near_off[r] \
                         and self.flips[r] is not None and self.flips[r] <= near_limit / 2:
@@ -420,7 +420,7 @@ class LinearRegime:
         return C
 
     def _incremental(self, r, K, Z0, Z, Ct, y, a, lr, steps, limit, marks=(), wanted=None,
-                     until=False, taken_before=0):
+                     until=False):
         """Up to ``steps`` incremental steps of run r.
 
         Returns how many were taken, and the evaluations the kernel recorded after the steps in
@@ -452,8 +452,7 @@ class LinearRegime:
                 st.refreshed = st.steps
             # Chunks end at the exact refreshes, so the numbers do not depend on the chunking.
             k = min(steps - done, refresh - st.steps % refresh)
-            clock = self.counts[r, RUN_STEPS] + taken_before + done  # the run's step count
-            k, changes, got = self._steps(st, r, K[r], a[r], y[r], k, clock,
+            k, changes, got = self._steps(st, r, K[r], a[r], y[r], k,
                                           [mk - done for mk in marks if done < mk <= done + k],
                                           wanted, until)
             evs += got
@@ -468,7 +467,7 @@ class LinearRegime:
         self.counts[r, LINEAR_STEPS] += done
         return done, evs
 
-    def _steps(self, st, r, K, a, y, k, clock, marks=(), wanted=None, until=False):
+    def _steps(self, st, r, K, a, y, k, marks=(), wanted=None, until=False):
         """Up to k incremental steps, the regime holding before each.
 
         Returns (steps taken, pattern changes, the evaluations (f, ft, P) after the steps in
@@ -482,12 +481,13 @@ class LinearRegime:
             # Rows of F: every step's outputs (for the regime checks), or those of the
             # evaluated steps and the last; rows of FT and PT: the evaluated steps'.
             marked = [mk - 1 for mk in marks if mk <= k]
-            if not every and not marked and not e and k > 1 and tunables.GRAM_LINEAR_BLOCK > 1:
+            if not every and not marked and not e and k >= tunables.GRAM_LINEAR_BLOCK_MIN \
+                    and tunables.GRAM_LINEAR_BLOCK > 1:
                 # Only the last step's outputs are read: blocks of steps (the right panel).
                 F = np.empty((1, n))
                 changes = self.kernels.linear_blocks(
                     K, st.K64, st.ZT, st.DT, st.SX, st.c, a, F[0], self.leak, st.steps, k,
-                    clock, tunables.GRAM_LINEAR_BLOCK, st.kmax,
+                    tunables.GRAM_LINEAR_BLOCK, st.kmax,
                     tunables.GRAM_LINEAR_BLOCK_WIDEN, st.spread, st.moved, st.slope,
                     self.blocks[r])
                 rows = np.full(k, -1)
