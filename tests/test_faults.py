@@ -363,6 +363,9 @@ def test_a_sweep_whose_disk_fills_up_stops_with_the_resume_line(tmp_path, monkey
 # ------------------------------------------------------------------ checkpoints of long runs
 CHECKPOINTED = {
     "gram-linear-regime": fg.preset("quick", runs=4, steps=300),
+    # evaluated rarely (below): the linear regime's calls take blocks, whose hints are saved
+    "gram-linear-blocks": fg.preset("paper-fig1-right", runs=2, m=60, n=40, n_test=40, p=2000,
+                                    steps=1500, snapshot_steps=(0, 1500)),
     "gram-float64-full": fg.preset("quick", runs=3, steps=300, dtype="float64",
                                    representation="full", p=2000),
     "gram-weight-decay": fg.preset("quick", runs=3, steps=300, weight_decay=10.0, lr=1e-4,
@@ -378,6 +381,12 @@ def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(name, tmp_path, mon
     from fastgrok import checkpoint as ck
     from fastgrok import driver
 
+    from fastgrok import tunables
+
+    # Checkpoints are taken between calls: calls of 64 steps give these short runs several.
+    monkeypatch.setattr(tunables, "STEPS_PER_CALL", 64)
+    if name == "gram-linear-blocks":
+        monkeypatch.setattr(tunables, "EVAL_LOG_POINTS", 8)
     cfg = CHECKPOINTED[name]
     uninterrupted = fg.run(cfg, progress=False).history
     path = tmp_path / "run.fastgrok"
