@@ -233,20 +233,22 @@ def _state_bytes(obj, depth=0, seen=None) -> int:
     return sum(_state_bytes(x, depth + 1, seen) for x in items)
 
 
-def segments(schedule, steps, per_call, breaks=()):
-    """The driver's calls from step 0 to ``steps``, each a segment for the engine.
+def segments(schedule, steps, per_call, breaks=(), start=0):
+    """The driver's calls from step ``start`` to ``steps``, each a segment for the engine.
 
     A segment is a list of (steps, evaluate) in order (:meth:`fastgrok.engines.Engine.segment`):
-    at most ``per_call`` steps in all, ending at each step of ``schedule`` with evaluate True.
-    A call also ends at each step of ``breaks`` (where the engine's state is read after the
-    call: the kept networks). Yields (segment, the evaluated steps of the segment).
+    at most ``per_call()`` steps in all (asked before each call: the engine's
+    :meth:`~fastgrok.engines.Engine.steps_per_call`), ending at each step of ``schedule`` with
+    evaluate True. A call also ends at each step of ``breaks`` (where the engine's state is
+    read after the call: the kept networks). Yields (segment, the evaluated steps of the
+    segment).
     """
-    t = 0
+    t = start
     schedule = np.unique(np.asarray(schedule, dtype=np.int64))
     breaks = np.unique(np.asarray(list(breaks), dtype=np.int64))
     while t < steps:
         nxt = breaks[np.searchsorted(breaks, t, side="right"):][:1]
-        end = min([t + per_call, steps] + [int(b) for b in nxt])
+        end = min([t + per_call(), steps] + [int(b) for b in nxt])
         lo, hi = np.searchsorted(schedule, [t, end], side="right")
         evaluated = [int(s) for s in schedule[lo:hi]]
         ends = sorted(set(evaluated) | {end})
@@ -497,15 +499,14 @@ def _drive_batch(engine, ids, schedule, steps, history, bar, start=0, save=None)
     if history.stop is not None:
         _steps_with_stop(engine, ids, A, positions, steps, history, bar, means, record, leave)
         return
-    # At most tunables.STEPS_PER_CALL steps per call (so the progress bar keeps moving).
+    # As many steps per call as the engine asks (so the progress bar keeps moving); a resumed
+    # engine starts at its step, where a call of the interrupted run ended.
     counted = start * len(ids)  # run-steps shown on the bar; stopped runs' at the end
-    t = 0
-    for segment, evaluated in segments(schedule, steps, tunables.STEPS_PER_CALL,
-                                       history.break_set):
+    t = start
+    for segment, evaluated in segments(schedule, steps, engine.steps_per_call,
+                                       history.break_set, start):
         k = sum(k for k, _ in segment)
         t += k
-        if t <= start:  # a resumed engine is past this segment
-            continue
         if not positions:
             break
         taken = k * len(positions)

@@ -383,9 +383,12 @@ def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(name, tmp_path, mon
 
     from fastgrok import tunables
 
-    # Checkpoints are taken between calls: calls of 64 steps give these short runs several.
-    monkeypatch.setattr(tunables, "STEPS_PER_CALL", 64)
-    if name == "gram-linear-blocks":
+    # Checkpoints are taken between calls: calls of 64 steps give these short runs several (the
+    # linear regime's runs would take 1024 at a time). With blocks, 128: the calls' lengths
+    # change as the runs enter the regime, and the resumed run must make the same calls.
+    blocks = name == "gram-linear-blocks"
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_STEPS_PER_CALL", 128 if blocks else 64)
+    if blocks:
         monkeypatch.setattr(tunables, "EVAL_LOG_POINTS", 8)
     cfg = CHECKPOINTED[name]
     uninterrupted = fg.run(cfg, progress=False).history

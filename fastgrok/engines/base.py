@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import reference
+from .. import reference, tunables
 
 
 class Engine:
@@ -60,6 +60,15 @@ class Engine:
         """
         for i in range(steps):
             self.step(prepare_eval=prepare_eval and i == steps - 1)
+
+    def steps_per_call(self) -> int:
+        """How many steps the driver hands this engine in its next call, at most.
+
+        ``tunables.STEPS_PER_CALL``: the progress bar and the checkpoints move once per call.
+        The numbers do not depend on it (but for the linear regime's Z and training outputs, at
+        float64 rounding: ``tunables.GRAM_LINEAR_BLOCK``).
+        """
+        return tunables.STEPS_PER_CALL
 
     def plan_evaluations(self, schedule) -> None:
         """Announce the steps at which the driver will evaluate.

@@ -286,6 +286,16 @@ class GramEngine(Engine):
         self.steps_done += sum(k for k, _ in segment)
         return [self._metrics(*p) for p in parts]
 
+    def steps_per_call(self) -> int:
+        """``tunables.GRAM_LINEAR_STEPS_PER_CALL`` while every run is in the linear regime.
+
+        Its steps are cheap and take blocks as long as the call
+        (:func:`fastgrok.kernels.gram_linear.linear_blocks`); otherwise the default.
+        """
+        if getattr(self.state, "all_linear", None) is not None and self.state.all_linear():
+            return tunables.GRAM_LINEAR_STEPS_PER_CALL
+        return super().steps_per_call()
+
     def _metrics(self, f, ft, P):
         """One evaluation dict per run from the stacked (f, ft, P).
 

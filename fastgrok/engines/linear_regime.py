@@ -204,6 +204,10 @@ class LinearRegime:
             self.rows = tuple(None if old is None else new
                               for old, new in zip(self.rows, rows, strict=True))
 
+    def all_linear(self) -> bool:
+        """Whether every run is in the linear regime now."""
+        return all(st is not None for st in self.runs)
+
     def counters(self) -> dict:
         """What the regime did, summed over runs (see :data:`COUNTERS`)."""
         total = self.counts.sum(axis=0) + self.retired
