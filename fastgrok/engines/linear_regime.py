@@ -156,8 +156,9 @@ class LinearRegime:
         self.margins = self._frozen_margins()
         self.rows = None  # the tracked evaluation rows (:meth:`track`)
         self.retired = np.zeros(len(COUNTERS), np.int64)  # counters of runs that left (select)
-        # Per run, its blocks of incremental steps (:func:`~fastgrok.kernels.gram_linear.
-        # linear_blocks`): taken, stepped again, stepped one step at a time.
+        # Per run, what its blocks of incremental steps did (diagnostics:
+        # :func:`~fastgrok.kernels.gram_linear.linear_blocks`): blocks, blocks stepped again,
+        # blocks stepped one step at a time.
         self.blocks = np.zeros((R, 3), np.int64)
 
     def __getstate__(self) -> dict:
@@ -454,7 +455,8 @@ class LinearRegime:
                 st.SX += ((before.astype(np.int32) - (st.ZT > 0)) * st.steps).astype(np.int32)
                 self._refresh_d(st)
                 st.refreshed = st.steps
-            # Chunks end at the exact refreshes, so the numbers do not depend on the chunking.
+            # Chunks end at the exact refreshes, so a refresh sees the same state however the
+            # steps were split into calls (blocks aside, which differ at float64 rounding).
             k = min(steps - done, refresh - st.steps % refresh)
             k, changes, got = self._steps(st, r, K[r], a[r], y[r], k,
                                           [mk - done for mk in marks if done < mk <= done + k],
