@@ -229,11 +229,6 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
     cap = NEAR_CAP
     rise = 1.0 - leak
     f[:] = 0.0
-    words = (n + 7) // 8
-    flags = np.zeros(8 * words, np.uint8)
-    packed = flags.view(np.uint64)
-    idx = np.empty(8 * words, np.int64)
-    dl = np.empty(n, np.float64)
     near = np.zeros(n, np.uint8)     # membership of N
     where = np.empty(n, np.int64)    # N's entries
     zs, ds, zf, df = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
@@ -250,6 +245,13 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
     ev_b = np.empty(cap * T)
     fp = np.empty(cap, np.int64)     # a near step's changes: entry, increment
     fd = np.empty(cap)
+    # a block one step at a time: linear_steps on one row, no outputs, no tracked rows
+    F1 = np.empty((1, n))
+    unmarked = np.full(T, -1, np.int64)
+    KtT0 = np.empty((n, 0), K.dtype)
+    UT0 = np.empty((1, 0))
+    FT0 = np.empty((0, 0))
+    PT0 = np.empty((0, 1, 0))
     wmax = 0.0
     kinf = 0.0
     for i in range(n):
@@ -331,18 +333,9 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
             counts[0] += 1
             if L > cap:  # too many near entries: this block one step at a time
                 counts[2] += 1
-                for u in range(tb):
-                    flips = 0
-                    for i in range(n):
-                        old = ZT[j, i]
-                        z = old + DT[j, i]
-                        ZT[j, i] = z
-                        flip = np.uint8((z > 0.0) != (old > 0.0))
-                        flags[i] = flip
-                        flips += flip
-                    if flips:
-                        changes += _row_changes(K, ZT, DT, SX, c, aj, j, start + u + 1, rise,
-                                                packed, idx, dl)
+                changes += linear_steps(K, ZT[j:j + 1], DT[j:j + 1], SX[j:j + 1], c,
+                                        a[j:j + 1], F1, unmarked[:tb], leak, start, tb, KtT0,
+                                        UT0, UT0, unmarked[:tb], FT0, PT0)
                 for i in range(n):
                     moved[j, i] = np.uint8((ZT[j, i] > 0.0) != (zs[i] > 0.0))
                 spread[j] = -1.0  # (no margin measured)
