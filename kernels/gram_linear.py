@@ -253,11 +253,8 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
     FT0 = np.empty((0, 0))
     PT0 = np.empty((0, 1, 0))
     wmax = 0.0
-    kinf = 0.0
     for i in range(n):
         wmax = max(wmax, abs(c[i]))
-        for q in range(n):
-            kinf = max(kinf, abs(K64[i, q]))
     changes = 0
     for j in range(m):
         aj = a[j]
@@ -322,7 +319,8 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
                 failed = 0
                 for i in range(n):
                     z0, z1 = zs[i], zf[i]
-                    slack = 1e-9 * (abs(z0) + abs(z1) + tb * abs(ds[i]) + kinf * total)
+                    # rounding: the far update's terms are at most KMAX_i |w_p B_p| each
+                    slack = 1e-9 * (abs(z0) + abs(z1) + tb * abs(ds[i]) + KMAX[i] * total)
                     bad = ((z0 > 0.0) != (z1 > 0.0)) or min(abs(z0), abs(z1)) <= \
                         KMAX[i] * bound + slack
                     failed += bad and not near[i]

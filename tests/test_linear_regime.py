@@ -465,6 +465,10 @@ def test_blocks_change_no_evaluation_of_the_right_panel(monkeypatch):
     1e-12."""
     cfg = fg.preset("paper-fig1-right", runs=2, m=60, n=40, n_test=40, p=2000, steps=600,
                     snapshot_steps=(0, 300, 600))
+    from fastgrok.kernels import gram_linear as gl
+
+    calls, real = [], gl.linear_blocks
+    monkeypatch.setattr(gl, "linear_blocks", lambda *args: calls.append(1) or real(*args))
     out = {}
     for block in (1, 16):
         monkeypatch.setattr(tunables, "GRAM_LINEAR_BLOCK", block)
@@ -480,3 +484,4 @@ def test_blocks_change_no_evaluation_of_the_right_panel(monkeypatch):
         np.testing.assert_array_equal(out[16].projections[key], out[1].projections[key])
     assert out[16].info["pattern_changes_per_step"] == out[1].info["pattern_changes_per_step"]
     assert out[16].info["linear_fraction"] > 0.99
+    assert calls  # the blocks were taken (with block 16 only: 1 steps one step at a time)

@@ -156,10 +156,6 @@ class LinearRegime:
         self.margins = self._frozen_margins()
         self.rows = None  # the tracked evaluation rows (:meth:`track`)
         self.retired = np.zeros(len(COUNTERS), np.int64)  # counters of runs that left (select)
-        # Per run, what its blocks of incremental steps did (diagnostics:
-        # :func:`~fastgrok.kernels.gram_linear.linear_blocks`): blocks, blocks stepped again,
-        # blocks stepped one step at a time.
-        self.blocks = np.zeros((R, 3), np.int64)
 
     def __getstate__(self) -> dict:
         """The state for a checkpoint (the kernels' module is imported again on load)."""
@@ -170,13 +166,11 @@ class LinearRegime:
         from ..kernels import gram_linear
 
         self.__dict__.update(state, kernels=gram_linear)
-        if "blocks" not in state:  # a checkpoint from before the blocks
-            self.blocks = np.zeros((len(self.runs), 3), np.int64)
-            for st in self.runs:
-                if st is not None:
-                    st.kmax, st.spread = _off_diagonal_max(st.K64), np.full(len(st.a), -1.0)
-                    st.moved = np.zeros(st.ZT.shape, np.uint8)
-                    st.slope = np.zeros(st.ZT.shape, np.float32)
+        for st in self.runs:
+            if st is not None and not hasattr(st, "kmax"):  # a checkpoint from before the blocks
+                st.kmax, st.spread = _off_diagonal_max(st.K64), np.full(len(st.a), -1.0)
+                st.moved = np.zeros(st.ZT.shape, np.uint8)
+                st.slope = np.zeros(st.ZT.shape, np.float32)
 
     def track(self, Kt, Zt0, XM, W0M, test, means):
         """Keep the test outputs and the projections of the runs in the regime up to date.
@@ -200,7 +194,6 @@ class LinearRegime:
         for name in ("runs", "left", "flips", "near", "near_off"):
             setattr(self, name, [getattr(self, name)[i] for i in keep])
         self.counts = self.counts[keep]
-        self.blocks = self.blocks[keep]
         if self.rows is not None:
             self.rows = tuple(None if old is None else new
                               for old, new in zip(self.rows, rows, strict=True))
@@ -458,7 +451,7 @@ class LinearRegime:
             # Chunks end at the exact refreshes, so a refresh sees the same state however the
             # steps were split into calls (blocks aside, which differ at float64 rounding).
             k = min(steps - done, refresh - st.steps % refresh)
-            k, changes, got = self._steps(st, r, K[r], a[r], y[r], k,
+            k, changes, got = self._steps(st, K[r], a[r], y[r], k,
                                           [mk - done for mk in marks if done < mk <= done + k],
                                           wanted, until)
             evs += got
@@ -473,7 +466,7 @@ class LinearRegime:
         self.counts[r, LINEAR_STEPS] += done
         return done, evs
 
-    def _steps(self, st, r, K, a, y, k, marks=(), wanted=None, until=False):
+    def _steps(self, st, K, a, y, k, marks=(), wanted=None, until=False):
         """Up to k incremental steps, the regime holding before each.
 
         Returns (steps taken, pattern changes, the evaluations (f, ft, P) after the steps in
@@ -495,7 +488,7 @@ class LinearRegime:
                     K, st.K64, st.ZT, st.DT, st.SX, st.c, a, F[0], self.leak, st.steps, k,
                     tunables.GRAM_LINEAR_BLOCK, st.kmax,
                     tunables.GRAM_LINEAR_BLOCK_WIDEN, st.spread, st.moved, st.slope,
-                    self.blocks[r])
+                    np.zeros(3, np.int64))
                 rows = np.full(k, -1)
                 rows[k - 1] = 0
                 return F, rows, changes, []
