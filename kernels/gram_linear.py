@@ -245,6 +245,8 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
     ev_b = np.empty(cap * T)
     fp = np.empty(cap, np.int64)     # a near step's changes: entry, increment
     fd = np.empty(cap)
+    gk = np.empty(cap, np.int64)     # a block's moved near entries: entry, w B, w dM
+    gz, gd = np.empty(cap), np.empty(cap)
     # a block one step at a time: linear_steps on one row, no outputs, no tracked rows
     F1 = np.empty((1, n))
     unmarked = np.full(T, -1, np.int64)
@@ -303,18 +305,35 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
                 for i in range(n):
                     zf[i] = zs[i] + tb * ds[i]
                     df[i] = ds[i]
+                # The near entries that moved (w B != 0) or changed (at the last step, with
+                # B = 0): their rows of K into z and d, four per pass (as _add_rows).
+                nm = 0
                 for p in range(L):
                     wz = wN[p] * B[p]
                     wd = wN[p] * (np.int64(zN[p] > 0.0) - m0[p])
-                    kp = where[p]
-                    if wd != 0.0:
-                        for i in range(n):
-                            kv = np.float64(K[kp, i])
-                            zf[i] += kv * wz
-                            df[i] += kv * wd
-                    elif wz != 0.0:
-                        for i in range(n):
-                            zf[i] += K[kp, i] * wz
+                    if wz != 0.0 or wd != 0.0:
+                        gk[nm] = where[p]
+                        gz[nm] = wz
+                        gd[nm] = wd
+                        nm += 1
+                e = 0
+                while e + 4 <= nm:
+                    k0, k1, k2, k3 = gk[e], gk[e + 1], gk[e + 2], gk[e + 3]
+                    wz0, wz1, wz2, wz3 = gz[e], gz[e + 1], gz[e + 2], gz[e + 3]
+                    wd0, wd1, wd2, wd3 = gd[e], gd[e + 1], gd[e + 2], gd[e + 3]
+                    for i in range(n):
+                        v0, v1 = np.float64(K[k0, i]), np.float64(K[k1, i])
+                        v2, v3 = np.float64(K[k2, i]), np.float64(K[k3, i])
+                        zf[i] += (v0 * wz0 + v1 * wz1) + (v2 * wz2 + v3 * wz3)
+                        df[i] += (v0 * wd0 + v1 * wd1) + (v2 * wd2 + v3 * wd3)
+                    e += 4
+                while e < nm:
+                    k0, wz0, wd0 = gk[e], gz[e], gd[e]
+                    for i in range(n):
+                        v0 = np.float64(K[k0, i])
+                        zf[i] += v0 * wz0
+                        df[i] += v0 * wd0
+                    e += 1
                 bound = wj * sum_r * (1.0 + 1e-9)
                 failed = 0
                 for i in range(n):
@@ -484,6 +503,22 @@ def write_c(ZT, SX, Ct0T, c, a, leak, steps, C):
         for i in range(n):
             active = np.float64(SX[j, i]) + fs * (ZT[j, i] > 0.0)
             C[j, i] = Ct0T[j, i] + (c[i] * aj) * (base + rise * active)
+
+
+@kernel("void(float64[:,::1], float64[::1], float64[::1], float64, float64[:,::1])", cache=True,
+        nogil=True)
+def coefficients_t(ZT, c, a, leak, VT):
+    """Write V^T = (a c) (leak + (1 - leak) 1[ZT > 0]), (m, n), into VT.
+
+    The coefficients of the pattern of Z^T in one pass. No fastmath: the same bits as the NumPy
+    expression ``a[:, None] * c[None, :] * (leak + (1 - leak) * (ZT > 0))``.
+    """
+    m, n = ZT.shape
+    rise = 1.0 - leak
+    for j in range(m):
+        aj = a[j]
+        for i in range(n):
+            VT[j, i] = (aj * c[i]) * (leak + rise * np.float64(ZT[j, i] > 0.0))
 
 
 @njit(inline="always")

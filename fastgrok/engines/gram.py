@@ -287,13 +287,15 @@ class GramEngine(Engine):
         return [self._metrics(*p) for p in parts]
 
     def steps_per_call(self) -> int:
-        """``tunables.GRAM_LINEAR_STEPS_PER_CALL`` while every run is in the linear regime.
+        """Up to ``tunables.GRAM_LINEAR_STEPS_PER_CALL`` while every run is in the linear regime.
 
         Its steps are cheap and take blocks as long as the call
-        (:func:`fastgrok.kernels.gram_linear.linear_blocks`); otherwise the default.
+        (:func:`fastgrok.kernels.gram_linear.linear_blocks`), and a call ends where the runs'
+        next exact refresh is due (:meth:`LinearRegime.steps_to_refresh`): a refresh inside a
+        call would cut its block in two. Otherwise the default.
         """
         if getattr(self.state, "all_linear", None) is not None and self.state.all_linear():
-            return tunables.GRAM_LINEAR_STEPS_PER_CALL
+            return self.state.steps_to_refresh(tunables.GRAM_LINEAR_STEPS_PER_CALL)
         return super().steps_per_call()
 
     def _metrics(self, f, ft, P):

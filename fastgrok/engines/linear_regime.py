@@ -202,6 +202,17 @@ class LinearRegime:
         """Whether every run is in the linear regime now."""
         return all(st is not None for st in self.runs)
 
+    def steps_to_refresh(self, most: int) -> int:
+        """Steps until the next exact refresh of most runs in the regime, at most ``most``.
+
+        (Runs entered at different steps refresh at different steps: the most common phase.)
+        """
+        period = tunables.GRAM_LINEAR_REFRESH
+        phases = [st.steps % period for st in self.runs if st is not None]
+        if not phases:
+            return most
+        return int(min(most, period - np.argmax(np.bincount(phases))))
+
     def counters(self) -> dict:
         """What the regime did, summed over runs (see :data:`COUNTERS`)."""
         total = self.counts.sum(axis=0) + self.retired
@@ -310,10 +321,11 @@ class LinearRegime:
         n = Z.shape[1]
         c = (lr / n) * self.g0 * y[r]
         K64 = np.asarray(K[r], np.float64)
-        ZT = np.ascontiguousarray(np.asarray(Z[r], np.float64).T)
+        # (astype of the transposed view: a blocked copy, ten times a strided one)
+        ZT = Z[r].T.astype(np.float64, order="C")
         m = ZT.shape[0]
         st = LinearState(
-            c=c, a=a[r], f=f, K64=K64, Ct0T=np.asarray(Ct[r], np.float64).T.copy(),
+            c=c, a=a[r], f=f, K64=K64, Ct0T=Ct[r].T.astype(np.float64, order="C"),
             C=np.empty(Ct.shape[:0:-1], self.dtype), ZT=ZT, SX=np.zeros(ZT.shape, np.int32),
             reach=np.dot(a[r], a[r]) * (np.abs(K64) @ np.abs(c)), nt=0,
             kmax=_off_diagonal_max(K64), spread=np.full(m, -1.0),
@@ -331,8 +343,8 @@ class LinearRegime:
             st.nt = 0 if Kt is None else Kt.shape[1]
             # Kt and X mu in the working dtype: exactly the engine's numbers, in half the cache.
             st.KtT = np.ascontiguousarray(E.T)
-            st.BT = np.ascontiguousarray(
-                (E0 + E.astype(np.float64) @ np.asarray(Ct[r], np.float64)).T)
+            st.BT = ((E0 + E.astype(np.float64) @ np.asarray(Ct[r], np.float64)).T
+                     .astype(np.float64, order="C"))
             st.UT = st.BT.copy()
         self._refresh_d(st)
         return st
@@ -386,22 +398,22 @@ class LinearRegime:
         and SX: with C(t) = C0 + (a c) (leak t + (1 - leak) S) and S = SX + M t, a row u = Kt C^T is
         u0 + t Kt (c a * (leak + (1 - leak) M)) + (1 - leak) Kt (c a * SX), u0 = BT at entry.
         """
-        V, st.DT = self._increments(st.K64, st.c, st.a, st.ZT)
+        VT, st.DT = self._increments(st.K64, st.c, st.a, st.ZT)
         if st.KtT.shape[1]:
-            st.DtT = V.T @ st.KtT
+            st.DtT = VT @ st.KtT
             if st.steps:  # at entry U = BT (and SX = 0): no product of zeros
-                ca = st.c[:, None] * st.a[None, :]
-                QT = (1.0 - self.leak) * ((ca * st.SX.T).T @ st.KtT)
+                QT = (1.0 - self.leak) * ((st.a[:, None] * st.c[None, :] * st.SX) @ st.KtT)
                 st.UT = st.BT + st.steps * st.DtT + QT
 
     def _increments(self, K64, c, a, ZT):
-        """(V, D^T).
+        """(V^T, D^T), both (m, n).
 
-        The coefficients V = c a phi'(Z) (n, m) of the pattern 1[ZT > 0] and D^T = (K V)^T (m, n),
-        exactly (one product).
+        The coefficients V = c a phi'(Z) of the pattern 1[ZT > 0] and D = K V, exactly (one
+        product, formed transposed: V^T K^T).
         """
-        V = c[:, None] * a[None, :] * (self.leak + (1.0 - self.leak) * (ZT.T > 0))
-        return V, np.ascontiguousarray((K64 @ V).T)
+        VT = np.empty(ZT.shape)
+        self.kernels.coefficients_t(ZT, c, a, self.leak, VT)
+        return VT, VT @ K64.T
 
     def _outputs_t(self, ZT, a):
         """phi(Z) a from Z^T (m, n), float64."""
