@@ -1,7 +1,7 @@
 """The default paths of two fastgrok installs, timed side by side (before/after a change).
 
     pip install --no-deps --target /tmp/old-fastgrok <old checkout>
-    python bench/bench_versions.py --other /tmp/old-fastgrok [--rounds 3]
+    python bench/bench_versions.py --other /tmp/old-fastgrok [--rounds 3] [--case left]
 
 Each case runs in a fresh process per round, the two installs alternating, so a noisy spell on
 the shared machine hits both alike; the table gives the best wall time of each and the ratio.
@@ -45,9 +45,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--other", required=True, help="a folder holding another install of fastgrok")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--case", action="append", default=None,
+                    help="only the cases whose name contains this (repeatable)")
     args = ap.parse_args()
     print(f"{'case':<48} {'this s':>8} {'other s':>8} {'other/this':>10}")
     for name, cfg in CASES.items():
+        if args.case and not any(c in name for c in args.case):
+            continue
         best = {"this": float("inf"), "other": float("inf")}
         for _ in range(args.rounds):
             for who, path in (("other", args.other), ("this", None)):

@@ -134,15 +134,18 @@ def loss_values(z, loss="logistic"):
     raise ValueError(f"unknown loss {loss!r}")
 
 
-def mean_loss(y, f, loss="logistic"):
+def mean_loss(y, f, loss="logistic", axis=None):
     """Mean loss (1/n) sum_i l(y_i f_i); the square loss's is (1/n) sum_i (y_i - f_i)^2 / 2.
 
     (The two forms of the square loss are the same bits for labels +-1; the second holds for
-    real-valued targets too.)
+    real-valued targets too.) With ``axis``, the means along it (an array): rows of stacked
+    runs with ``axis=-1``, each the same bits as that row alone.
     """
     if loss == "square":
-        return float(np.mean(0.5 * (y - f) ** 2))
-    return float(np.mean(loss_values(y * f, loss)))
+        out = np.mean(0.5 * (y - f) ** 2, axis=axis)
+    else:
+        out = np.mean(loss_values(y * f, loss), axis=axis)
+    return float(out) if axis is None else out
 
 
 def logistic_loss(y, f):
@@ -237,9 +240,13 @@ def interpolates(y, f) -> bool:
     return bool(np.all(y * f > 0))
 
 
-def accuracy(y, f):
-    """Fraction of samples with sign(f_i) = y_i; f_i = 0 counts as wrong."""
-    return float(np.mean(y * f > 0))
+def accuracy(y, f, axis=None):
+    """Fraction of samples with sign(f_i) = y_i; f_i = 0 counts as wrong.
+
+    With ``axis``, the fractions along it (an array).
+    """
+    out = np.mean(y * f > 0, axis=axis)
+    return float(out) if axis is None else out
 
 
 def evaluate(X, y, W, a, X_test=None, y_test=None, mu1=None, mu2=None, leak=0.0,

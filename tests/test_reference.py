@@ -85,3 +85,28 @@ def test_evaluate_projections():
     np.testing.assert_allclose(ev["P1"], 2 * W[:, 0])
     np.testing.assert_allclose(ev["P2"], 2 * W[:, 1])
     assert ev["test_acc"] == ev["train_acc"]
+
+
+@given(st.integers(1, 5), st.integers(1, 300), st.sampled_from(["logistic", "exponential",
+                                                                  "hinge", "square"]),
+       st.booleans(), st.integers(0, 2**31 - 1))
+def test_metrics_of_stacked_runs_are_each_runs_own_bits(runs, n, loss, regression, seed):
+    """The batch metrics (one mean along the rows of the stacked outputs) against the reference
+    run by run: the same bits, whatever the row length."""
+    from fastgrok.engines.base import runs_metrics
+
+    g = np.random.default_rng(seed)
+    F, FT = g.standard_normal((runs, n)) * 1e-3, g.standard_normal((runs, n + 1)) * 1e-3
+    Y = np.where(g.random((runs, n)) < 0.5, 1.0, -1.0)
+    YT = np.where(g.random((runs, n + 1)) < 0.5, 1.0, -1.0)
+    P = g.standard_normal((runs, 4, 2))
+    outs = runs_metrics(list(F), Y, list(FT), YT, list(P), loss, regression)
+    for r, out in enumerate(outs):
+        assert out["train_loss"] == ref.mean_loss(Y[r], F[r], loss)
+        assert out["test_loss"] == ref.mean_loss(YT[r], FT[r], loss)
+        if regression:
+            assert math.isnan(out["train_acc"]) and out["test_mse"] == 2 * out["test_loss"]
+        else:
+            assert out["train_acc"] == ref.accuracy(Y[r], F[r])
+            assert out["test_acc"] == ref.accuracy(YT[r], FT[r])
+        assert out["f"] is not None and np.array_equal(out["P2"], P[r][:, 1])

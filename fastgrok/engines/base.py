@@ -190,6 +190,37 @@ def next_second_layer(Z, y, a, model):
     return a + increment
 
 
+def runs_metrics(F, Y, FT=None, YT=None, P=None, loss="logistic", regression=False) -> list:
+    """:func:`run_metrics` of every run of a batch, the accuracies and losses in one pass.
+
+    ``F``, ``FT`` and ``P``: per run (lists or stacked); ``Y`` (R, n) and ``YT`` stacked. The
+    same dicts, bit for bit, as run_metrics run by run (a mean along the rows of a stacked
+    array sums each row as it would alone).
+    """
+    Fs = np.stack([np.asarray(f, np.float64) for f in F])
+    stats = {"train_loss": reference.mean_loss(Y, Fs, loss, axis=-1)}
+    if not regression:
+        stats["train_acc"] = reference.accuracy(Y, Fs, axis=-1)
+    if FT is not None:
+        FTs = np.stack([np.asarray(ft, np.float64) for ft in FT])
+        stats["test_loss"] = reference.mean_loss(YT, FTs, loss, axis=-1)
+        if not regression:
+            stats["test_acc"] = reference.accuracy(YT, FTs, axis=-1)
+    outs = []
+    for r in range(len(Fs)):
+        out = {"train_acc": np.nan, "train_loss": np.nan, "test_acc": np.nan,
+               "test_loss": np.nan, "test_acc_se": np.nan, "P1": None, "P2": None,
+               "f": F[r], "ft": None if FT is None else FT[r], "P": None}
+        out.update({k: float(v[r]) for k, v in stats.items()})
+        if regression:
+            out["test_mse"] = 2.0 * out["test_loss"]
+        if P is not None:
+            Pr = np.asarray(P[r], dtype=np.float64)
+            out["P"], out["P1"], out["P2"] = Pr, Pr[:, 0], Pr[:, 1]
+        outs.append(out)
+    return outs
+
+
 def run_metrics(f, y, ft=None, yt=None, P=None, loss="logistic", regression=False) -> dict:
     """The evaluation dict of one run from host float64 outputs (every engine uses this).
 
@@ -207,16 +238,6 @@ def run_metrics(f, y, ft=None, yt=None, P=None, loss="logistic", regression=Fals
         Real-valued targets (the square loss): the accuracies are NaN, and ``test_mse`` is the
         mean of (y - f)^2 over the test set.
     """
-    accuracy = (lambda y, f: np.nan) if regression else reference.accuracy
-    out = {"train_acc": accuracy(y, f), "train_loss": reference.mean_loss(y, f, loss),
-           "test_acc": np.nan, "test_loss": np.nan, "test_acc_se": np.nan, "P1": None, "P2": None,
-           "f": f, "ft": ft, "P": None}
-    if ft is not None:
-        out["test_acc"] = accuracy(yt, ft)
-        out["test_loss"] = reference.mean_loss(yt, ft, loss)
-    if regression:
-        out["test_mse"] = 2.0 * out["test_loss"]
-    if P is not None:
-        P = np.asarray(P, dtype=np.float64)
-        out["P"], out["P1"], out["P2"] = P, P[:, 0], P[:, 1]
-    return out
+    return runs_metrics([f], np.asarray(y)[None], None if ft is None else [ft],
+                        None if ft is None else np.asarray(yt)[None],
+                        None if P is None else [P], loss, regression)[0]

@@ -14,7 +14,7 @@ from .. import tunables
 from .._memory import check_fits
 from ..model import Model
 from ..network import PatchCoefficients
-from .base import Engine, next_second_layer, run_metrics
+from .base import Engine, next_second_layer, runs_metrics
 
 #: The stacked state arrays of a batch and the shape of one run's block.
 _BLOCKS = ("K", "Kt", "Z0", "Zt0", "XM", "W0M")
@@ -304,10 +304,8 @@ class GramEngine(Engine):
         The population accuracy is added where asked.
         """
         nt = self.n_threads
-        outs = [run_metrics(f[r], self.y[r], None if ft is None else ft[r],
-                            None if ft is None else self.yt[r], None if P is None else P[r],
-                            self.model.loss, self.model.regression)
-                for r in range(len(self.sources))]
+        outs = runs_metrics(f, self.y, ft, None if ft is None else self.yt, P, self.model.loss,
+                            self.model.regression)
         if self.model.lr_second is not None:  # a trained second layer: where it is now
             for out, a in zip(outs, self.a, strict=True):
                 out["a"] = a
