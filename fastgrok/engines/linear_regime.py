@@ -321,7 +321,7 @@ class LinearRegime:
         n = Z.shape[1]
         c = (lr / n) * self.g0 * y[r]
         K64 = np.asarray(K[r], np.float64)
-        # (astype of the transposed view: a blocked copy, ten times a strided one)
+        # (astype of the transposed view copies in tiles; ascontiguousarray strides through it)
         ZT = Z[r].T.astype(np.float64, order="C")
         m = ZT.shape[0]
         st = LinearState(
@@ -400,9 +400,12 @@ class LinearRegime:
         """
         VT, st.DT = self._increments(st.K64, st.c, st.a, st.ZT)
         if st.KtT.shape[1]:
-            st.DtT = VT @ st.KtT
+            # V (n, m) transposed in the products, as they have always been formed: BLAS rounds
+            # some shapes differently with the operands the other way round.
+            st.DtT = VT.T.copy().T @ st.KtT
             if st.steps:  # at entry U = BT (and SX = 0): no product of zeros
-                QT = (1.0 - self.leak) * ((st.a[:, None] * st.c[None, :] * st.SX) @ st.KtT)
+                ca = st.c[:, None] * st.a[None, :]
+                QT = (1.0 - self.leak) * ((ca * st.SX.T).T @ st.KtT)
                 st.UT = st.BT + st.steps * st.DtT + QT
 
     def _increments(self, K64, c, a, ZT):
