@@ -485,3 +485,42 @@ def test_blocks_change_no_evaluation_of_the_right_panel(monkeypatch):
     assert out[16].info["pattern_changes_per_step"] == out[1].info["pattern_changes_per_step"]
     assert out[16].info["linear_fraction"] > 0.99
     assert calls  # the blocks were taken (with block 16 only: 1 steps one step at a time)
+
+
+@given(st.integers(1, 40), st.integers(1, 30), st.sampled_from([0.0, 0.1]),
+       st.integers(0, 2**31 - 1))
+def test_coefficients_at_entry_are_the_numpy_expression_bit_for_bit(n, m, leak, seed):
+    """The regime's one-pass coefficients V^T against the NumPy expression V the regime formed
+    before (c a (leak + (1 - leak) 1[Z > 0]), (n, m)), transposed: the same bits."""
+    from fastgrok.kernels import gram_linear as gl
+
+    g = np.random.default_rng(seed)
+    ZT = g.standard_normal((m, n)) * np.where(g.random((m, n)) < 0.1, 0.0, 1.0)  # zeros too
+    c, a = g.standard_normal(n) * 1e-18, g.standard_normal(m) / 7
+    VT = np.empty((m, n))
+    gl.coefficients_t(ZT, c, a, leak, VT)
+    V = c[:, None] * a[None, :] * (leak + (1.0 - leak) * (ZT.T > 0))
+    np.testing.assert_array_equal(VT, V.T)
+
+
+def test_calls_in_the_regime_end_at_its_exact_refreshes(monkeypatch):
+    """Every run in the linear regime: the engine's call ends where the runs' next exact
+    refresh is due (so no refresh cuts a call's blocks), at most GRAM_LINEAR_STEPS_PER_CALL."""
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REFRESH", 50)
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_STEPS_PER_CALL", 64)
+    cfg = fg.preset("paper-fig1-right", runs=2, m=30, n=20, n_test=10, p=500, steps=200)
+    from fastgrok.sources import ReducedSource
+
+    eng = GramEngine([ReducedSource(cfg, r) for r in range(2)], cfg.lr, "float32",
+                     ops=NumbaOps())
+    eng.advance(2)  # the first step dense; the runs enter before the second
+    assert eng.state.all_linear() and [st.steps for st in eng.state.runs] == [1, 1]
+    seen = []
+    for _ in range(4):
+        k = eng.steps_per_call()
+        seen.append(k)
+        eng.advance(k)
+        assert all(st.steps % 50 == 0 for st in eng.state.runs)
+    assert seen == [49, 50, 50, 50]
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_STEPS_PER_CALL", 20)
+    assert eng.steps_per_call() == 20

@@ -343,8 +343,7 @@ class LinearRegime:
             st.nt = 0 if Kt is None else Kt.shape[1]
             # Kt and X mu in the working dtype: exactly the engine's numbers, in half the cache.
             st.KtT = np.ascontiguousarray(E.T)
-            st.BT = ((E0 + E.astype(np.float64) @ np.asarray(Ct[r], np.float64)).T
-                     .astype(np.float64, order="C"))
+            st.BT = (E0 + E.astype(np.float64) @ np.asarray(Ct[r], np.float64)).T.copy()
             st.UT = st.BT.copy()
         self._refresh_d(st)
         return st
@@ -400,9 +399,10 @@ class LinearRegime:
         """
         VT, st.DT = self._increments(st.K64, st.c, st.a, st.ZT)
         if st.KtT.shape[1]:
-            # V (n, m) transposed in the products, as they have always been formed: BLAS rounds
-            # some shapes differently with the operands the other way round.
-            st.DtT = VT.T.copy().T @ st.KtT
+            # V (n, m) in memory, as this product has always taken it: BLAS rounds some shapes
+            # differently with the operand laid out the other way round.
+            V = VT.T.copy()
+            st.DtT = V.T @ st.KtT
             if st.steps:  # at entry U = BT (and SX = 0): no product of zeros
                 ca = st.c[:, None] * st.a[None, :]
                 QT = (1.0 - self.leak) * ((ca * st.SX.T).T @ st.KtT)
