@@ -237,6 +237,7 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
     m0 = np.empty(cap, np.int64)
     sx0 = np.empty(cap, np.int32)
     sxN = np.empty(cap, np.int32)
+    act = np.empty(cap, np.int64)
     B = np.empty(cap)
     slopeB = np.empty(cap)
     R = np.empty(cap)
@@ -287,7 +288,7 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
                 if L > cap:
                     break
                 ne = _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN,
-                                 dN, wN, KN, m0, sx0, sxN, ev_p, ev_u, ev_b, fp, fd)
+                                 dN, wN, KN, m0, sx0, sxN, act, ev_p, ev_u, ev_b, fp, fd)
                 # B_p(T), R_p and the far entries at the block's end
                 t1 = start + tb
                 total = 0.0
@@ -380,15 +381,15 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
 
 @njit(inline="always")
 def _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN, wN, KN, m0,
-                sx0, sxN, ev_p, ev_u, ev_b, fp, fd):
+                sx0, sxN, act, ev_p, ev_u, ev_b, fp, fd):
     """Step the near set ``where[:L]`` of row j through the block's tb steps.
 
     With the other entries' contributions to its increments frozen (they do not change sign):
     zN, dN, the counts sxN and each change's (entry, step in the block, B there) in ev_*;
-    returns how many changes. The set is padded to a multiple of 8 with entries that never
-    change (z = 1, d = 0, no coupling), so that the passes vectorise.
+    returns how many changes. The set is padded to a multiple of 16 with entries that never
+    change (z = 1, d = 0, no coupling) and stepped by the stepping function of that length.
     """
-    lp = (L + 7) // 8 * 8
+    lp = (L + 15) // 16 * 16
     for p in range(L):
         kp = where[p]
         zN[p] = zs[kp]
@@ -396,7 +397,6 @@ def _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN
         wN[p] = rise * c[kp] * aj
         m0[p] = zs[kp] > 0.0
         sx0[p] = SX[j, kp]
-        sxN[p] = sx0[p]
         for q in range(L):
             KN[p, q] = K64[kp, where[q]]
         for q in range(L, lp):
@@ -404,45 +404,94 @@ def _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN
     for p in range(L, lp):
         zN[p] = 1.0
         dN[p] = 0.0
-    ne = 0
-    for u in range(tb):
-        bits = np.uint64(0)
+        m0[p] = 1
+        sx0[p] = 0
+    if L == 0:
+        return 0
+    if lp <= 32:
+        if lp <= 16:
+            return _near_steps_16(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u,
+                                  ev_b, fp, fd)
+        return _near_steps_32(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b,
+                              fp, fd)
+    if lp <= 48:
+        return _near_steps_48(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b,
+                              fp, fd)
+    return _near_steps_64(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b, fp,
+                          fd)
+
+
+def _near_steps(lp):
+    """The stepping of a near set padded to ``lp`` entries, a constant of the compiled code.
+
+    A constant trip count lets LLVM unroll the passes over the set whole, with no remainder
+    loops (docs/performance.md has the measurement).
+    """
+
+    @njit(fastmath={"reassoc", "nsz", "contract"})
+    def steps(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b, fp, fd):
+        """Step the padded near set through tb steps from the regime's step ``start``.
+
+        In place on zN and dN; the counts into sxN, each change (entry, step in the block, B
+        there) into ev_*; returns how many changes. ``act`` counts each entry's active steps in
+        the pass itself (vectorised), so that a change's B and the counts come from it instead
+        of from bookkeeping per change.
+        """
         for p in range(lp):
-            old = zN[p]
-            z = old + dN[p]
-            zN[p] = z
-            bits |= np.uint64((z > 0.0) != (old > 0.0)) << np.uint64(p)
-        if bits == 0:
-            continue
-        t = start + u + 1
-        cnt = 0
-        while bits != 0:
-            p = trailing_zeros(bits)
-            bits &= bits - np.uint64(1)
-            on = zN[p] > 0.0
-            sxN[p] += np.int32(-t if on else t)
-            fp[cnt] = p
-            fd[cnt] = wN[p] if on else -wN[p]
-            cnt += 1
-            # B_p after u + 1 steps: S_p(t) - S_p(start) - (u + 1) m0_p, S = SX + M t
-            ev_p[ne] = p
-            ev_u[ne] = u + 1
-            ev_b[ne] = (sxN[p] - sx0[p]) + (np.int64(on) - m0[p]) * t
-            ne += 1
-        # The step's changes into dN, four rows of KN per pass (as _add_rows)
-        e = 0
-        while e + 4 <= cnt:
-            p0, p1, p2, p3 = fp[e], fp[e + 1], fp[e + 2], fp[e + 3]
-            d0, d1, d2, d3 = fd[e], fd[e + 1], fd[e + 2], fd[e + 3]
-            for q in range(lp):
-                dN[q] += (KN[p0, q] * d0 + KN[p1, q] * d1) + (KN[p2, q] * d2 + KN[p3, q] * d3)
-            e += 4
-        while e < cnt:
-            p0, d0 = fp[e], fd[e]
-            for q in range(lp):
-                dN[q] += KN[p0, q] * d0
-            e += 1
-    return ne
+            act[p] = 0
+        ne = 0
+        for u in range(tb):
+            bits = np.uint64(0)
+            for p in range(lp):
+                old = zN[p]
+                z = old + dN[p]
+                zN[p] = z
+                act[p] += np.int64(old > 0.0)
+                bits |= np.uint64((z > 0.0) != (old > 0.0)) << np.uint64(p)
+            if bits == 0:
+                continue
+            cnt = 0
+            while bits != 0:
+                p = trailing_zeros(bits)
+                bits &= bits - np.uint64(1)
+                fp[cnt] = p
+                fd[cnt] = wN[p] if zN[p] > 0.0 else -wN[p]
+                cnt += 1
+                # B_p after u + 1 steps: the steps p was active in, less (u + 1) m0_p
+                ev_p[ne] = p
+                ev_u[ne] = u + 1
+                ev_b[ne] = act[p] - (u + 1) * m0[p]
+                ne += 1
+            # The step's changes into dN, four rows of KN per pass, then two, then one (with
+            # reassociation LLVM forms each entry's sum as _add_rows does: the same bits).
+            e = 0
+            while e + 4 <= cnt:
+                p0, p1, p2, p3 = fp[e], fp[e + 1], fp[e + 2], fp[e + 3]
+                d0, d1, d2, d3 = fd[e], fd[e + 1], fd[e + 2], fd[e + 3]
+                for q in range(lp):
+                    dN[q] += (KN[p0, q] * d0 + KN[p1, q] * d1) + (KN[p2, q] * d2
+                                                                  + KN[p3, q] * d3)
+                e += 4
+            if e + 2 <= cnt:
+                p0, p1, d0, d1 = fp[e], fp[e + 1], fd[e], fd[e + 1]
+                for q in range(lp):
+                    dN[q] += KN[p0, q] * d0 + KN[p1, q] * d1
+                e += 2
+            if e < cnt:
+                p0, d0 = fp[e], fd[e]
+                for q in range(lp):
+                    dN[q] += KN[p0, q] * d0
+        # S_p(t1) - S_p(start) = act_p with S = SX + M t
+        t1 = start + tb
+        for p in range(lp):
+            sxN[p] = np.int32(sx0[p] + m0[p] * start + act[p] - np.int64(zN[p] > 0.0) * t1)
+        return ne
+
+    return steps
+
+
+_near_steps_16, _near_steps_32, _near_steps_48, _near_steps_64 = (
+    _near_steps(lp) for lp in (16, 32, 48, 64))
 
 
 @kernel("void(float64[:,::1], float64[::1], float64, float64[::1], float64[:,::1])", cache=True,
