@@ -4,8 +4,10 @@
 
 1. The core's L2 read bandwidth: a vectorised sum over a 1.5 MiB float32 buffer (in L2, not
    in L1), best of 5.
-2. Along one right-panel run (float32, reduced, one thread), at each step index t, for m = 100
-   and 1000: the step-by-step kernel's k = 256 steps from t (copies of the state), and the
+2. Along one right-panel run (float32, reduced, one thread; its last k steps before t one call
+   of the engine, as the right panel takes them, so that the block kernel's near-set hints
+   are those of blocks of k), at each step index t, for m = 100 and 1000: the step-by-step
+   kernel's k = 256 steps from t (copies of the state), and the
    same steps with D = 0 (the pass over the state alone: no entry moves, nothing changes),
    best of 5 each. The cost of a change is their difference over the changes. A change reads
    one row of K, n float32 = 4 n bytes, from L2: the bound is 4 n bytes over the L2
@@ -115,6 +117,11 @@ def table(marks=MARKS, k=256):
             eng = _engine(m, True)
             t = 0
             for mark in marks:
+                # The last k steps as one call of the engine (blocks of k, as the right panel's
+                # calls take them): its near-set hints are those of a block of this length.
+                if mark - t > k:
+                    eng.advance(mark - t - k)
+                    t = mark - k
                 eng.advance(mark - t)
                 t = mark
                 st = eng.state.runs[0]
