@@ -462,8 +462,9 @@ def _near_steps(lp):
                 ev_u[ne] = u + 1
                 ev_b[ne] = act[p] - (u + 1) * m0[p]
                 ne += 1
-            # The step's changes into dN, four rows of KN per pass, then two, then one (with
-            # reassociation LLVM forms each entry's sum as _add_rows does: the same bits).
+            # The step's changes into dN, four rows of KN per pass, then two, then one. Allowed
+            # to reassociate, LLVM makes each entry's sum the same chain of multiply-adds
+            # however the rows are grouped: the bits of _add_rows.
             e = 0
             while e + 4 <= cnt:
                 p0, p1, p2, p3 = fp[e], fp[e + 1], fp[e + 2], fp[e + 3]
