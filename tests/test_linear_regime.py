@@ -459,6 +459,34 @@ def test_blocks_follow_the_step_by_step_recursion(n, m, k, leak, dtype, T, widen
         assert counts[2] == counts[0]  # every block over the cap: stepped one step at a time
 
 
+def test_blocks_count_no_change_for_a_row_with_an_empty_near_set():
+    """A row whose entries are all far from their kinks has an empty near set; stepping it
+    must not step what earlier rows left in the scratch (a padded set of stale entries)."""
+    from fastgrok.kernels import gram_linear as gl
+
+    n, m, k = 40, 3, 64
+    g = np.random.default_rng(3)
+    K, ZT, DT, SX, c, a = _regime_problem(g, n, m, 0.0, "float32")
+    ZT[1] = np.where(ZT[1] > 0, 1.0, -1.0)  # far from the kink: no change within k steps
+    V = c[:, None] * a[None, :] * (ZT.T > 0)
+    DT = np.ascontiguousarray((K.astype(np.float64) @ V).T)
+    one = [x.copy() for x in (ZT, DT, SX)]
+    rows = np.full(k, -1)
+    rows[-1] = 0
+    empty = np.empty((n, 0), K.dtype), np.zeros((m, 0)), np.zeros((m, 0))
+    changes = gl.linear_steps(K, *one, c, a, np.empty((1, n)), rows, 0.0, 5, k, *empty,
+                              np.full(k, -1), np.empty((0, 0)), np.empty((0, m, 0)))
+    assert changes > 0 and np.array_equal(one[0][1] > 0, ZT[1] > 0)
+    blocks = [x.copy() for x in (ZT, DT, SX)]
+    K64 = K.astype(np.float64)
+    kmax = np.abs(K64 - np.diag(np.diag(K64))).max(axis=1)
+    hints = np.full(m, -1.0), np.zeros((m, n), np.uint8), np.zeros((m, n), np.float32)
+    got = gl.linear_blocks(K, K64, *blocks, c, a, np.empty(n), 0.0, 5, k, k, kmax, 8.0, *hints,
+                           np.zeros(3, np.int64))
+    assert got == changes
+    np.testing.assert_array_equal(blocks[2], one[2])
+
+
 def test_blocks_change_no_evaluation_of_the_right_panel(monkeypatch):
     """The right panel's runs (the linear regime, calls that read only their last step) with
     blocks and step by step: the same accuracies, projections and pattern changes, losses to
