@@ -389,6 +389,8 @@ def _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN
     returns how many changes. The set is padded to a multiple of 16 with entries that never
     change (z = 1, d = 0, no coupling) and stepped by the stepping function of that length.
     """
+    if L == 0:  # nothing to step (the scratch holds an earlier row's set)
+        return 0
     lp = (L + 15) // 16 * 16
     for p in range(L):
         kp = where[p]
@@ -406,8 +408,6 @@ def _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN
         dN[p] = 0.0
         m0[p] = 1
         sx0[p] = 0
-    if L == 0:
-        return 0
     if lp <= 32:
         if lp <= 16:
             return _near_steps_16(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u,

@@ -422,19 +422,13 @@ def _regime_problem(g, n, m, leak, dtype):
     return K, ZT, DT, np.zeros((m, n), np.int32), c, a
 
 
-@given(st.integers(2, 90), st.integers(1, 6), st.integers(2, 70), st.sampled_from([0.0, 0.1]),
-       st.sampled_from(["float32", "float64"]), st.integers(1, 40),
-       st.sampled_from([0.0, 1.0, 8.0, 1e9]), st.integers(0, 2**31 - 1))
-def test_blocks_follow_the_step_by_step_recursion(n, m, k, leak, dtype, T, widen, seed):
-    """linear_blocks against linear_steps from the same state: the same changes, counts S and
-    pattern, Z, D and the outputs to float64 rounding - whatever the block length, with near
-    sets that must be widened (``widen`` 0: every block that a
-    change reaches beyond the first guess is stepped again) and with near sets over the cap
-    (``widen`` 1e9 and n > 64: those blocks step one step at a time)."""
+def _steps_and_blocks(K, ZT, DT, SX, c, a, leak, k, T, widen):
+    """k steps from the state by linear_steps and by linear_blocks (blocks of at most T, no
+    hints): (changes, its (ZT, DT, SX), its outputs F, changes in blocks, their (ZT, DT, SX),
+    their outputs f, the block counts)."""
     from fastgrok.kernels import gram_linear as gl
 
-    g = np.random.default_rng(seed)
-    K, ZT, DT, SX, c, a = _regime_problem(g, n, m, leak, dtype)
+    m, n = ZT.shape
     one = [x.copy() for x in (ZT, DT, SX)]
     F = np.empty((1, n))
     rows = np.full(k, -1)
@@ -448,6 +442,24 @@ def test_blocks_follow_the_step_by_step_recursion(n, m, k, leak, dtype, T, widen
     kmax = np.abs(K64 - np.diag(np.diag(K64))).max(axis=1)
     hints = np.full(m, -1.0), np.zeros((m, n), np.uint8), np.zeros((m, n), np.float32)
     got = gl.linear_blocks(K, K64, *blocks, c, a, f, leak, 5, k, T, kmax, widen, *hints, counts)
+    return changes, one, F, got, blocks, f, counts
+
+
+@given(st.integers(2, 90), st.integers(1, 6), st.integers(2, 70), st.sampled_from([0.0, 0.1]),
+       st.sampled_from(["float32", "float64"]), st.integers(1, 40),
+       st.sampled_from([0.0, 1.0, 8.0, 1e9]), st.integers(0, 2**31 - 1))
+def test_blocks_follow_the_step_by_step_recursion(n, m, k, leak, dtype, T, widen, seed):
+    """linear_blocks against linear_steps from the same state: the same changes, counts S and
+    pattern, Z, D and the outputs to float64 rounding - whatever the block length, with near
+    sets that must be widened (``widen`` 0: every block that a
+    change reaches beyond the first guess is stepped again) and with near sets over the cap
+    (``widen`` 1e9 and n > 64: those blocks step one step at a time)."""
+    from fastgrok.kernels import gram_linear as gl
+
+    g = np.random.default_rng(seed)
+    K, ZT, DT, SX, c, a = _regime_problem(g, n, m, leak, dtype)
+    changes, one, F, got, blocks, f, counts = _steps_and_blocks(K, ZT, DT, SX, c, a, leak, k,
+                                                                T, widen)
     assert got == changes
     np.testing.assert_array_equal(blocks[2], one[2])  # the counts S: the pattern's history
     np.testing.assert_array_equal(blocks[0] > 0, one[0] > 0)
@@ -462,27 +474,14 @@ def test_blocks_follow_the_step_by_step_recursion(n, m, k, leak, dtype, T, widen
 def test_blocks_count_no_change_for_a_row_with_an_empty_near_set():
     """A row whose entries are all far from their kinks has an empty near set; stepping it
     must not step what earlier rows left in the scratch (a padded set of stale entries)."""
-    from fastgrok.kernels import gram_linear as gl
-
     n, m, k = 40, 3, 64
     g = np.random.default_rng(3)
     K, ZT, DT, SX, c, a = _regime_problem(g, n, m, 0.0, "float32")
     ZT[1] = np.where(ZT[1] > 0, 1.0, -1.0)  # far from the kink: no change within k steps
     V = c[:, None] * a[None, :] * (ZT.T > 0)
     DT = np.ascontiguousarray((K.astype(np.float64) @ V).T)
-    one = [x.copy() for x in (ZT, DT, SX)]
-    rows = np.full(k, -1)
-    rows[-1] = 0
-    empty = np.empty((n, 0), K.dtype), np.zeros((m, 0)), np.zeros((m, 0))
-    changes = gl.linear_steps(K, *one, c, a, np.empty((1, n)), rows, 0.0, 5, k, *empty,
-                              np.full(k, -1), np.empty((0, 0)), np.empty((0, m, 0)))
+    changes, one, _, got, blocks, _, _ = _steps_and_blocks(K, ZT, DT, SX, c, a, 0.0, k, k, 8.0)
     assert changes > 0 and np.array_equal(one[0][1] > 0, ZT[1] > 0)
-    blocks = [x.copy() for x in (ZT, DT, SX)]
-    K64 = K.astype(np.float64)
-    kmax = np.abs(K64 - np.diag(np.diag(K64))).max(axis=1)
-    hints = np.full(m, -1.0), np.zeros((m, n), np.uint8), np.zeros((m, n), np.float32)
-    got = gl.linear_blocks(K, K64, *blocks, c, a, np.empty(n), 0.0, 5, k, k, kmax, 8.0, *hints,
-                           np.zeros(3, np.int64))
     assert got == changes
     np.testing.assert_array_equal(blocks[2], one[2])
 
