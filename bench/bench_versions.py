@@ -4,13 +4,14 @@
     python bench/bench_versions.py --other /tmp/old-fastgrok [--rounds 3] [--case left]
 
 Each case runs in a fresh process per round, the two installs alternating, so a noisy spell on
-the shared machine hits both alike; the table gives the best wall time of each and the ratio.
+the shared machine hits both alike; the table gives the best and the median wall time of each and their ratios.
 The kernels are compiled (or loaded) before timing.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 
@@ -50,17 +51,21 @@ def main():
     ap.add_argument("--case", action="append", default=None,
                     help="only the cases whose name contains this (repeatable)")
     args = ap.parse_args()
-    print(f"{'case':<48} {'this s':>8} {'other s':>8} {'other/this':>10}")
+    print(f"{'case':<48} {'this s':>8} {'other s':>8} {'other/this':>10}   (best; median)")
     for name, cfg in CASES.items():
         if args.case and not any(c in name for c in args.case):
             continue
-        best = {"this": float("inf"), "other": float("inf")}
+        times = {"this": [], "other": []}
         for _ in range(args.rounds):
             for who, path in (("other", args.other), ("this", None)):
                 t, where = _time(cfg, path)
                 assert (who == "other") == where.startswith(os.path.abspath(args.other)), where
-                best[who] = min(best[who], t)
-        print(f"{name:<48} {best['this']:8.2f} {best['other']:8.2f} {best['other'] / best['this']:10.3f}")
+                times[who].append(t)
+        best = {who: min(ts) for who, ts in times.items()}
+        median = {who: statistics.median(ts) for who, ts in times.items()}
+        print(f"{name:<48} {best['this']:8.2f} {best['other']:8.2f} "
+              f"{best['other'] / best['this']:10.3f}   ({median['this']:.2f} {median['other']:.2f} "
+              f"{median['other'] / median['this']:.3f})")
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def run(cfg: Config, progress: bool = True, n_threads: int | None = None, *,
         from .checkpoint import Checkpoint, parse_interval
 
         identity = {"config": cfg.to_dict(), "track": names, "keep_networks": keep_networks,
-                    "engine": plan.engine_name, "dtype": plan.dtype, "batch": plan.batch,
+                    "engine": plan.engine_name, "dtype": plan.dtype,
                     "representation": plan.representation}
         saver = Checkpoint(checkpoint, parse_interval(checkpoint_every), identity)
     res = _execute(plan, config, sources, cfg.runs, cfg.lr, cfg.mean_norm, progress, n_threads,

@@ -129,7 +129,8 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
     runs : sequence of int
         Run indices.
     batch : int
-        Runs per engine (engines that batch runs step them together).
+        Runs per engine (engines that batch runs step them together); a resumed checkpoint
+        keeps the batches it was written with.
     steps : int
         Gradient steps per run.
     snapshot_steps : sequence of int
@@ -180,6 +181,7 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
         resumed = checkpoint.load()
         if resumed is not None:
             history, counts, first = resumed["history"], resumed["counts"], resumed["batch"]
+            batch = resumed["batch_size"]  # the batches it was written with (the CPUs may differ)
     done = min(first, len(runs)) * steps
     if resumed is not None and resumed["engine"] is not None:
         done += resumed["t"] * len(runs[first:first + batch])
@@ -198,7 +200,8 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
             def save(t, engine=engine, b0=b0):
                 if checkpoint is not None and checkpoint.due():
                     checkpoint.save({"history": history, "counts": counts, "batch": b0,
-                                     "engine": engine, "t": t}, nbytes=_state_bytes(engine))
+                                     "batch_size": batch, "engine": engine, "t": t},
+                                    nbytes=_state_bytes(engine))
 
             _drive_batch(engine, runs[b0:b0 + batch], schedule, steps, history, bar, start, save)
             for k, val in engine.counters().items():
@@ -206,7 +209,7 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
             del engine
             if checkpoint is not None and checkpoint.due() and b0 + batch < len(runs):
                 checkpoint.save({"history": history, "counts": counts, "batch": b0 + batch,
-                                 "engine": None, "t": 0})
+                                 "batch_size": batch, "engine": None, "t": 0})
     finally:
         bar.close()
     return history.result(counts)

@@ -84,3 +84,35 @@ def test_a_sweep_point_has_the_bits_of_a_plain_run_before_and_after_resume(tmp_p
     os.remove(tmp_path / "s" / "points" / points[0])
     resumed = fg.sweep(base, grid, out=tmp_path / "s", progress=False, figures=False)
     pd.testing.assert_frame_equal(resumed.table, first.table, check_exact=True)
+
+
+def test_same_bits_whatever_the_runs_per_batch(monkeypatch):
+    from fastgrok import plan as planning
+    from fastgrok import tunables
+
+    cfg = BASE.replace(runs=4, method="gram", backend="numba", representation="reduced")
+    whole = fg.run(cfg, progress=False, n_threads=2)
+    monkeypatch.setattr(tunables, "GRAM_HOST_BATCH_BYTES", 1)  # one run per batch
+    assert planning.plan_experiment(cfg).batch == 1
+    alone = fg.run(cfg, progress=False, n_threads=2)
+    assert alone.history.to_numpy(np.float64).tobytes() == \
+        whole.history.to_numpy(np.float64).tobytes()
+    _same_bits(dict(alone.projections), dict(whole.projections), "1 run vs 4 runs per batch")
+
+
+def test_host_batches_hold_less_than_device_batches():
+    from fastgrok import plan as planning
+    from fastgrok import tunables
+    from fastgrok.engines.gram import GramEngine
+    from fastgrok.engines.ops_cupy import CupyOps
+    from fastgrok.engines.ops_numba import NumbaOps
+
+    from fastgrok.kernels.threads import default_threads
+
+    cfg = fg.preset("paper-fig1-left")
+    per_run = GramEngine.state_bytes(cfg.n, cfg.m, cfg.n_test, "float32", NumbaOps)
+    budget = tunables.GRAM_HOST_BATCH_BYTES * default_threads()
+    assert planning.plan_experiment(cfg).batch == budget // per_run
+    device = GramEngine.max_batch(cfg.n, cfg.p, cfg.m, cfg.n_test, "float32", CupyOps)
+    assert device == tunables.GRAM_BATCH_BYTES // GramEngine.state_bytes(
+        cfg.n, cfg.m, cfg.n_test, "float32", CupyOps) >= cfg.runs

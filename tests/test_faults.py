@@ -416,6 +416,36 @@ def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(name, tmp_path, mon
     assert not path.exists()  # the run completed: its checkpoint is gone
 
 
+def test_a_checkpoint_resumes_with_the_batches_it_was_written_with(tmp_path, monkeypatch):
+    # The host's batches follow its CPU count: a run checkpointed with one run per batch goes
+    # on with one run per batch where the budget would now hold them all.
+    from fastgrok import checkpoint as ck
+    from fastgrok import driver, tunables
+
+    cfg = CHECKPOINTED["gram-linear-regime"]
+    uninterrupted = fg.run(cfg, progress=False).history
+    path = tmp_path / "run.fastgrok"
+    real = ck.Checkpoint.save
+
+    def save_then_die(self, state, nbytes=0):
+        real(self, state, nbytes)
+        if state["batch"] == 1 and state["engine"] is not None:  # inside the second batch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tunables, "GRAM_HOST_BATCH_BYTES", 1)
+    monkeypatch.setattr(ck.Checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fg.run(cfg, progress=False, checkpoint=path, checkpoint_every=0)
+    monkeypatch.setattr(ck.Checkpoint, "save", real)
+    monkeypatch.setattr(tunables, "GRAM_HOST_BATCH_BYTES", 1 << 40)
+    builds = []
+    real_build = driver._build
+    monkeypatch.setattr(driver, "_build", lambda *a: builds.append(a[2:4]) or real_build(*a))
+    resumed = fg.run(cfg, progress=False, checkpoint=path, checkpoint_every="1h")
+    pd.testing.assert_frame_equal(resumed.history, uninterrupted, check_exact=True)
+    assert builds == [(b, 1) for b in range(2, cfg.runs)]  # (first run, runs per batch)
+
+
 def test_a_damaged_or_foreign_checkpoint_is_refused(tmp_path, monkeypatch):
     from fastgrok import checkpoint as ck
 

@@ -131,9 +131,18 @@ class GramEngine(Engine):
 
     @classmethod
     def max_batch(cls, n, p, m, n_test, dtype, ops):
-        """As many runs as fit in ``tunables.GRAM_BATCH_BYTES`` of state."""
+        """How many runs a batch holds: as many as the memory budget for their state allows.
+
+        The budget is ``tunables.GRAM_HOST_BATCH_BYTES`` per CPU this process may run on, on
+        the host threads, and ``tunables.GRAM_BATCH_BYTES`` on a device. (A checkpoint keeps
+        the batch it was written with, so a run resumes on a machine with another CPU count.)
+        """
+        from ..kernels.threads import default_threads
+
         per_run = cls.state_bytes(n, m, n_test, dtype, ops)
-        return max(1, int(tunables.GRAM_BATCH_BYTES // per_run))
+        budget = (tunables.GRAM_HOST_BATCH_BYTES * default_threads() if ops.host_threads
+                  else tunables.GRAM_BATCH_BYTES)
+        return max(1, int(budget // per_run))
 
     @classmethod
     def state_bytes(cls, n, m, n_test, dtype, ops):
