@@ -4,8 +4,8 @@
     python bench/bench_versions.py --other /tmp/old-fastgrok [--rounds 3] [--case left]
 
 Each case runs in a fresh process per round, the two installs alternating, so a noisy spell on
-the shared machine hits both alike; the table gives the best and the median wall time of each and their ratios.
-The kernels are compiled (or loaded) before timing.
+the shared machine hits both alike; the table gives the best and the median wall time of each
+and their ratios. The kernels are compiled (or loaded) before timing.
 """
 from __future__ import annotations
 

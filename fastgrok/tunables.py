@@ -47,15 +47,15 @@ DIRECT_CHUNKS = 8
 #: (False: on fastgrok's Python thread pool). The same bits either way; tests compare the two.
 DIRECT_NATIVE_PASS = True
 
-#: Gram method on a device: memory for the state of the runs held at once (runs are batched so
-#: that many small per-run products keep the device busy).
+#: Gram method: memory for the state of the runs held at once (runs are batched so that many
+#: small per-run products keep every core or the device busy).
 GRAM_BATCH_BYTES = 2 << 30
 
-#: Gram method on the host threads: memory for the state of the runs held at once, per thread
-#: this process may run on. Several runs per thread, but small enough that each batch reuses
-#: the pages the one before it touched: a page touched for the first time costs a page fault
-#: (dear in a virtual machine), and a batch of every run of the left panel spent more time in
-#: them than in its steps (docs/performance.md, "Runs per batch").
+#: Gram method on the host threads: at most this much of GRAM_BATCH_BYTES per CPU this process
+#: may run on. Several runs per thread, but small enough that each batch reuses the pages the
+#: one before it touched: a page touched for the first time costs a page fault (dear in a
+#: virtual machine), and with all of the left panel's runs in one batch the faults took about a
+#: quarter of its time (docs/performance.md, "Runs per batch").
 GRAM_HOST_BATCH_BYTES = 128 << 20
 
 #: Gram method, CPU: take incremental steps while a run is in the linear regime (every loss

@@ -100,19 +100,18 @@ def test_same_bits_whatever_the_runs_per_batch(monkeypatch):
     _same_bits(dict(alone.projections), dict(whole.projections), "1 run vs 4 runs per batch")
 
 
-def test_host_batches_hold_less_than_device_batches():
+def test_runs_per_batch_follow_the_host_and_device_budgets():
     from fastgrok import plan as planning
     from fastgrok import tunables
     from fastgrok.engines.gram import GramEngine
     from fastgrok.engines.ops_cupy import CupyOps
     from fastgrok.engines.ops_numba import NumbaOps
-
     from fastgrok.kernels.threads import default_threads
 
     cfg = fg.preset("paper-fig1-left")
     per_run = GramEngine.state_bytes(cfg.n, cfg.m, cfg.n_test, "float32", NumbaOps)
-    budget = tunables.GRAM_HOST_BATCH_BYTES * default_threads()
-    assert planning.plan_experiment(cfg).batch == budget // per_run
+    budget = min(tunables.GRAM_HOST_BATCH_BYTES * default_threads(), tunables.GRAM_BATCH_BYTES)
+    assert planning.plan_experiment(cfg).batch == max(1, budget // per_run)
     device = GramEngine.max_batch(cfg.n, cfg.p, cfg.m, cfg.n_test, "float32", CupyOps)
     assert device == tunables.GRAM_BATCH_BYTES // GramEngine.state_bytes(
         cfg.n, cfg.m, cfg.n_test, "float32", CupyOps) >= cfg.runs

@@ -133,15 +133,16 @@ class GramEngine(Engine):
     def max_batch(cls, n, p, m, n_test, dtype, ops):
         """How many runs a batch holds: as many as the memory budget for their state allows.
 
-        The budget is ``tunables.GRAM_HOST_BATCH_BYTES`` per CPU this process may run on, on
-        the host threads, and ``tunables.GRAM_BATCH_BYTES`` on a device. (A checkpoint keeps
+        The budget is ``tunables.GRAM_BATCH_BYTES``, and on the host threads at most
+        ``tunables.GRAM_HOST_BATCH_BYTES`` per CPU this process may run on. (A checkpoint keeps
         the batch it was written with, so a run resumes on a machine with another CPU count.)
         """
         from ..kernels.threads import default_threads
 
         per_run = cls.state_bytes(n, m, n_test, dtype, ops)
-        budget = (tunables.GRAM_HOST_BATCH_BYTES * default_threads() if ops.host_threads
-                  else tunables.GRAM_BATCH_BYTES)
+        budget = tunables.GRAM_BATCH_BYTES
+        if ops.host_threads:
+            budget = min(budget, tunables.GRAM_HOST_BATCH_BYTES * default_threads())
         return max(1, int(budget // per_run))
 
     @classmethod
