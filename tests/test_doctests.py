@@ -7,8 +7,11 @@ import pkgutil
 import pytest
 
 import fastgrok
+import fastgrok.kernels
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(fastgrok.__path__, "fastgrok."))
+# kernels/ installs as fastgrok.kernels (an editable install maps it from the top level).
+MODULES = sorted({m.name for pkg in (fastgrok, fastgrok.kernels)
+                  for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")})
 
 
 def test_the_public_api_has_examples():
