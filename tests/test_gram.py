@@ -86,3 +86,22 @@ def test_gram_memory_does_not_grow_with_p():
     small = ENGINES[("gram", "numba")].estimate_bytes(200, 10**4, 1000, 200, "float32")
     huge = ENGINES[("gram", "numba")].estimate_bytes(200, 10**12, 1000, 200, "float32")
     assert huge == small
+
+
+@pytest.mark.parametrize("ops_name", ["numpy", "numba"])
+def test_the_gram_matrix_is_exactly_symmetric(ops_name):
+    """The linear regime's kernels take a row of K for its column: K must be symmetric to the
+    bit, which a GEMM's X X^T need not be (on some CPUs its triangles round apart)."""
+    from fastgrok.engines.gram import GramEngine
+    from fastgrok.engines.ops_numba import NumbaOps
+    from fastgrok.engines.ops_numpy import NumpyOps
+    from fastgrok.sources import GeneratedSource, ReducedSource
+
+    ops = {"numpy": NumpyOps, "numba": NumbaOps}[ops_name]()
+    cfg = fg.preset("paper-fig1-left", n=60, m=8, n_test=7, runs=2, p=3000)
+    for sources in ([ReducedSource(cfg, r) for r in range(2)],
+                    [GeneratedSource(cfg, r) for r in range(2)]):
+        eng = GramEngine(sources, cfg.lr, "float32", ops=ops)
+        K = np.asarray(eng.K)
+        assert np.abs(K).max() > 0
+        assert np.array_equal(K, K.transpose(0, 2, 1))

@@ -53,7 +53,11 @@ def build(sources, dtype, ops, n_threads=None, on_built=None) -> dict:
 
     def store(r, G, W0M):
         out["W0M"][r] = W0M
-        out["K"][r], out["Z0"][r], out["XM"][r] = G[:n, :n], G[:n, n:n + m], G[:n, n + m:]
+        # K exactly symmetric, as the linear regime's kernels take it (a row of K for its
+        # column): a GEMM's X X^T need not be (its two triangles can round apart by an ulp of
+        # the working dtype); an entry that was symmetric keeps its value.
+        Kr = G[:n, :n]
+        out["K"][r], out["Z0"][r], out["XM"][r] = 0.5 * (Kr + Kr.T), G[:n, n:n + m], G[:n, n + m:]
         out["Kt"][r], out["Zt0"][r] = G[n:, :n], G[n:, n:n + m]
 
     def task(t):
