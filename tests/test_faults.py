@@ -376,11 +376,37 @@ CHECKPOINTED = {
 }
 
 
-@pytest.mark.parametrize("name", list(CHECKPOINTED))
-def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(name, tmp_path, monkeypatch):
+def _killed_at_a_checkpoint(cfg, path, monkeypatch, when=lambda state: True):
+    """Run cfg with a checkpoint after every call, killed right after the first checkpoint
+    whose state satisfies ``when``."""
     from fastgrok import checkpoint as ck
+
+    real = ck.Checkpoint.save
+
+    def save_then_die(self, state, nbytes=0):
+        real(self, state, nbytes)
+        if when(state):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ck.Checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fg.run(cfg, progress=False, checkpoint=path, checkpoint_every=0)
+    monkeypatch.setattr(ck.Checkpoint, "save", real)
+
+
+def _resumed(cfg, path, monkeypatch):
+    """(history, builds): cfg resumed from its checkpoint at ``path``, and the batches it built,
+    as (first run, runs per batch)."""
     from fastgrok import driver
 
+    builds = []
+    real_build = driver._build
+    monkeypatch.setattr(driver, "_build", lambda *a: builds.append(a[2:4]) or real_build(*a))
+    return fg.run(cfg, progress=False, checkpoint=path, checkpoint_every="1h").history, builds
+
+
+@pytest.mark.parametrize("name", list(CHECKPOINTED))
+def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(name, tmp_path, monkeypatch):
     from fastgrok import tunables
 
     # Checkpoints are taken between calls: calls of 64 steps give these short runs several (the
@@ -393,25 +419,13 @@ def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(name, tmp_path, mon
     cfg = CHECKPOINTED[name]
     uninterrupted = fg.run(cfg, progress=False).history
     path = tmp_path / "run.fastgrok"
-    real, saves = ck.Checkpoint.save, []
-
-    def save_then_die(self, state, nbytes=0):  # killed right after its third checkpoint
-        real(self, state, nbytes)
-        saves.append(state["batch"])
-        if len(saves) == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ck.Checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fg.run(cfg, progress=False, checkpoint=path, checkpoint_every=0)
-    monkeypatch.setattr(ck.Checkpoint, "save", real)
-    builds = []
-    real_build = driver._build
-    monkeypatch.setattr(driver, "_build", lambda *a: builds.append(a[2]) or real_build(*a))
-    resumed = fg.run(cfg, progress=False, checkpoint=path, checkpoint_every="1h")
-    pd.testing.assert_frame_equal(resumed.history, uninterrupted, check_exact=True)
+    saves = []  # killed right after its third checkpoint
+    _killed_at_a_checkpoint(cfg, path, monkeypatch,
+                            lambda state: saves.append(state["batch"]) or len(saves) == 3)
+    resumed, builds = _resumed(cfg, path, monkeypatch)
+    pd.testing.assert_frame_equal(resumed, uninterrupted, check_exact=True)
     # The checkpointed batch went on from its state; only the batches after it were built.
-    assert all(b > saves[-1] for b in builds)
+    assert all(b > saves[-1] for b, _ in builds)
     assert len(builds) == (1 if name == "direct-two-batches" and saves[-1] == 0 else 0)
     assert not path.exists()  # the run completed: its checkpoint is gone
 
@@ -419,48 +433,24 @@ def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(name, tmp_path, mon
 def test_a_checkpoint_resumes_with_the_batches_it_was_written_with(tmp_path, monkeypatch):
     # The host's batches follow its CPU count: a run checkpointed with one run per batch goes
     # on with one run per batch where the budget would now hold them all.
-    from fastgrok import checkpoint as ck
-    from fastgrok import driver, tunables
+    from fastgrok import tunables
 
     cfg = CHECKPOINTED["gram-linear-regime"]
     uninterrupted = fg.run(cfg, progress=False).history
     path = tmp_path / "run.fastgrok"
-    real = ck.Checkpoint.save
-
-    def save_then_die(self, state, nbytes=0):
-        real(self, state, nbytes)
-        if state["batch"] == 1 and state["engine"] is not None:  # inside the second batch
-            raise KeyboardInterrupt
-
     monkeypatch.setattr(tunables, "GRAM_HOST_BATCH_BYTES", 1)
-    monkeypatch.setattr(ck.Checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fg.run(cfg, progress=False, checkpoint=path, checkpoint_every=0)
-    monkeypatch.setattr(ck.Checkpoint, "save", real)
+    _killed_at_a_checkpoint(cfg, path, monkeypatch,  # inside the second batch
+                            lambda state: state["batch"] == 1 and state["engine"] is not None)
     monkeypatch.setattr(tunables, "GRAM_HOST_BATCH_BYTES", 1 << 40)
-    builds = []
-    real_build = driver._build
-    monkeypatch.setattr(driver, "_build", lambda *a: builds.append(a[2:4]) or real_build(*a))
-    resumed = fg.run(cfg, progress=False, checkpoint=path, checkpoint_every="1h")
-    pd.testing.assert_frame_equal(resumed.history, uninterrupted, check_exact=True)
+    resumed, builds = _resumed(cfg, path, monkeypatch)
+    pd.testing.assert_frame_equal(resumed, uninterrupted, check_exact=True)
     assert builds == [(b, 1) for b in range(2, cfg.runs)]  # (first run, runs per batch)
 
 
 def test_a_damaged_or_foreign_checkpoint_is_refused(tmp_path, monkeypatch):
-    from fastgrok import checkpoint as ck
-
     cfg = CHECKPOINTED["gram-linear-regime"]
     path = tmp_path / "run.fastgrok"
-    real = ck.Checkpoint.save
-
-    def save_then_die(self, state, nbytes=0):
-        real(self, state, nbytes)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ck.Checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fg.run(cfg, progress=False, checkpoint=path, checkpoint_every=0)
-    monkeypatch.setattr(ck.Checkpoint, "save", real)
+    _killed_at_a_checkpoint(cfg, path, monkeypatch)
     with pytest.raises(ValueError, match=r"belongs to another run \(config: .*steps.*remove it"):
         fg.run(cfg.replace(steps=400), progress=False, checkpoint=path)
     whole = path.read_bytes()
