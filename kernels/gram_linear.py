@@ -17,7 +17,9 @@ at float64 level (and the engine refreshes D and Z exactly every so many steps).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import carray, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from . import numba_cache  # noqa: F401  (before any kernel is defined: where its cache goes)
 from .numba_cache import kernel
@@ -34,6 +36,22 @@ except ImportError:  # pragma: no cover - moved in some future Numba
             x >>= np.uint64(1)
             n += 1
         return n
+
+
+@intrinsic
+def _near_scratch(typingctx, dtype):
+    """A pointer to NEAR_CAP numbers of ``dtype`` on the stack of the calling kernel.
+
+    Memory of the kernel's own (allocated once, at its entry): LLVM knows that it shares
+    nothing with the kernel's array arguments, so a loop that writes it and reads them needs
+    no runtime overlap checks, and a short one is held in registers.
+    """
+    def codegen(context, builder, signature, args):
+        item = context.get_value_type(dtype.dtype)
+        return cgutils.alloca_once(builder, item, size=context.get_constant(types.intp, NEAR_CAP))
+
+    return types.CPointer(dtype.dtype)(dtype), codegen
+
 
 @njit(inline="always")
 def _flagged(packed, idx):
@@ -244,8 +262,6 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
     ev_p = np.empty(cap * T, np.int64)  # the near changes of a block: entry, step, B there
     ev_u = np.empty(cap * T, np.int64)
     ev_b = np.empty(cap * T)
-    fp = np.empty(cap, np.int64)     # a near step's changes: entry, increment
-    fd = np.empty(cap)
     gk = np.empty(cap, np.int64)     # a block's moved near entries: entry, w B, w dM
     gz, gd = np.empty(cap), np.empty(cap)
     # a block one step at a time: linear_steps on one row, no outputs, no tracked rows
@@ -288,7 +304,7 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
                 if L > cap:
                     break
                 ne = _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN,
-                                 dN, wN, KN, m0, sx0, sxN, act, ev_p, ev_u, ev_b, fp, fd)
+                                 dN, wN, KN, m0, sx0, sxN, act, ev_p, ev_u, ev_b)
                 # B_p(T), R_p and the far entries at the block's end
                 t1 = start + tb
                 total = 0.0
@@ -381,7 +397,7 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
 
 @njit(inline="always")
 def _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN, wN, KN, m0,
-                sx0, sxN, act, ev_p, ev_u, ev_b, fp, fd):
+                sx0, sxN, act, ev_p, ev_u, ev_b):
     """Step the near set ``where[:L]`` of row j through the block's tb steps.
 
     With the other entries' contributions to its increments frozen (they do not change sign):
@@ -411,14 +427,11 @@ def _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN
     if lp <= 32:
         if lp <= 16:
             return _near_steps_16(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u,
-                                  ev_b, fp, fd)
-        return _near_steps_32(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b,
-                              fp, fd)
+                                  ev_b)
+        return _near_steps_32(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b)
     if lp <= 48:
-        return _near_steps_48(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b,
-                              fp, fd)
-    return _near_steps_64(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b, fp,
-                          fd)
+        return _near_steps_48(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b)
+    return _near_steps_64(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b)
 
 
 def _near_steps(lp):
@@ -428,18 +441,24 @@ def _near_steps(lp):
     loops (docs/performance.md has the measurement).
     """
 
-    @njit(fastmath={"reassoc", "nsz", "contract"})
-    def steps(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b, fp, fd):
+    # contract only: each entry's increments are a chain of fused multiply-adds in the order
+    # of the changes, whatever LLVM makes of the loops.
+    @njit(fastmath={"contract"})
+    def steps(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b):
         """Step the padded near set through tb steps from the regime's step ``start``.
 
         In place on zN and dN; the counts into sxN, each change (entry, step in the block, B
         there) into ev_*; returns how many changes. ``act`` counts each entry's active steps in
         the pass itself (vectorised), so that a change's B and the counts come from it instead
-        of from bookkeeping per change.
+        of from bookkeeping per change. A step's changes are added to a copy of dN on the
+        kernel's stack, a row of KN each as it is found: the copy stays in registers through
+        them (48 entries fill 12 of AVX2's 16 vector registers), where dN itself would be
+        loaded and stored per change, behind a check that it does not overlap KN.
         """
+        dS = carray(_near_scratch(np.float64), (lp,))
         for p in range(lp):
             act[p] = 0
-        ne = 0
+        ne = np.uint64(0)  # unsigned indices: no wraparound for negative ones
         for u in range(tb):
             bits = np.uint64(0)
             for p in range(lp):
@@ -450,43 +469,28 @@ def _near_steps(lp):
                 bits |= np.uint64((z > 0.0) != (old > 0.0)) << np.uint64(p)
             if bits == 0:
                 continue
-            cnt = 0
+            done = np.int64(u + 1)
+            for q in range(lp):
+                dS[q] = dN[q]
             while bits != 0:
-                p = trailing_zeros(bits)
+                p = np.uint64(trailing_zeros(bits))
                 bits &= bits - np.uint64(1)
-                fp[cnt] = p
-                fd[cnt] = wN[p] if zN[p] > 0.0 else -wN[p]
-                cnt += 1
+                w = wN[p]
+                d = w if zN[p] > 0.0 else -w
                 # B_p after u + 1 steps: the steps p was active in, less (u + 1) m0_p
                 ev_p[ne] = p
-                ev_u[ne] = u + 1
-                ev_b[ne] = act[p] - (u + 1) * m0[p]
-                ne += 1
-            # The step's changes into dN, four rows of KN per pass, then two, then one. Allowed
-            # to reassociate, LLVM makes each entry's sum the same chain of multiply-adds
-            # however the rows are grouped: the bits of _add_rows.
-            e = 0
-            while e + 4 <= cnt:
-                p0, p1, p2, p3 = fp[e], fp[e + 1], fp[e + 2], fp[e + 3]
-                d0, d1, d2, d3 = fd[e], fd[e + 1], fd[e + 2], fd[e + 3]
+                ev_u[ne] = done
+                ev_b[ne] = act[p] - done * m0[p]
+                ne += np.uint64(1)
                 for q in range(lp):
-                    dN[q] += (KN[p0, q] * d0 + KN[p1, q] * d1) + (KN[p2, q] * d2
-                                                                  + KN[p3, q] * d3)
-                e += 4
-            if e + 2 <= cnt:
-                p0, p1, d0, d1 = fp[e], fp[e + 1], fd[e], fd[e + 1]
-                for q in range(lp):
-                    dN[q] += KN[p0, q] * d0 + KN[p1, q] * d1
-                e += 2
-            if e < cnt:
-                p0, d0 = fp[e], fd[e]
-                for q in range(lp):
-                    dN[q] += KN[p0, q] * d0
+                    dS[q] += KN[p, q] * d
+            for q in range(lp):
+                dN[q] = dS[q]
         # S_p(t1) - S_p(start) = act_p with S = SX + M t
         t1 = start + tb
         for p in range(lp):
             sxN[p] = np.int32(sx0[p] + m0[p] * start + act[p] - np.int64(zN[p] > 0.0) * t1)
-        return ne
+        return np.int64(ne)
 
     return steps
 
