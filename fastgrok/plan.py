@@ -130,9 +130,9 @@ def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, snapshot_steps=N
                    f"{networks_kept} kept networks (snapshot_steps and the last step) of each of "
                    f"{runs} runs ({method}: {'C, m x n' if method == 'gram' else 'W, m x p'})")
     hist = tuple(snapshot_steps) if snapshot_steps is not None else default_snapshot_steps(steps)
-    # The fewest batches the budget allows, each of the fewest runs that keeps their number (100
-    # runs at most 16 a batch: 6 of 15 and 10, not 6 of 16 and 4): a short last batch would
-    # leave threads idle at every step it shares out.
+    # The fewest batches the budget allows, and the smallest batch that needs no more of them
+    # (100 runs at most 16 a batch: six of 15 and one of 10, not six of 16 and one of 4): a
+    # short last batch would leave threads idle at every step it shares out.
     most = engine.max_batch(n, p, m, n_test, dtype)
     batches = -(-max(runs, 1) // most)
     return Plan(method, backend, representation, dtype, n, p, m, n_test, steps,
