@@ -51,6 +51,18 @@ def child_processes(pid=None):
     return out
 
 
+def default_ctrl_c():
+    """``preexec_fn`` for a child that must take Ctrl-C as a process started from a terminal.
+
+    Tests started from a background job without job control inherit SIGINT ignored, and a
+    Python child then never raises KeyboardInterrupt: the child gets SIGINT's default back
+    before it starts (its own code decides the rest).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def alive(pid):
     """True while ``pid`` exists and is not a zombie."""
     try:

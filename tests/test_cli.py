@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import default_ctrl_c
 
 from fastgrok.cli import main
 
@@ -136,7 +137,8 @@ def test_ctrl_c_during_a_run_exits_130_without_traceback(tmp_path):
 
     cmd = [sys.executable, "-m", "fastgrok.cli", "run", "--preset", "quick", "--runs", "2",
            "--steps", "100000000", "--out", str(tmp_path / "o")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_ctrl_c)
     first = proc.stderr.readline()  # the first progress line: training has started
     assert " steps" in first, first
     proc.send_signal(signal.SIGINT)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import alive, child_processes
+from conftest import alive, child_processes, default_ctrl_c
 
 import fastgrok as fg
 from fastgrok import sweeps as sw
@@ -200,7 +200,7 @@ def _interrupt_cli_sweep(tmp_path, whole_group, sig=signal.SIGINT):
            "--steps", "1000", "--m", "20", "--p", "3000", "--workers", "2", "--out", str(out),
            "--grid", "noise_rate=0,0.02,0.04,0.06,0.08,0.1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=default_ctrl_c)
     deadline = time.time() + 300
     pdir = out / "points"
     while time.time() < deadline and not (pdir.exists() and any(
