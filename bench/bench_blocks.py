@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from bench_roofline import _engine
+from bench_roofline import stepped_to
 
 LENGTHS = (1, 8, 32, 64, 256, 1024)
 
@@ -43,13 +43,7 @@ def table(marks, m):
 
     rows = []
     with threads(1):
-        eng = _engine(m, True)
-        t = 0
-        for mark in marks:
-            while t < mark:  # the engine's own calls, as a run takes them
-                k = min(eng.steps_per_call(), mark - t)
-                eng.advance(k)
-                t += k
+        for mark, eng in stepped_to(marks, m):
             st, K, a = eng.state.runs[0], eng.K[0], eng.a[0]
             _call(st, K, a, 2)  # compiled and warm
             ms = {k: 1e3 * min(_call(st, K, a, k)[0] for _ in range(7)) for k in LENGTHS}

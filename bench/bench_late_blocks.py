@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
+from bench_versions import child_results
 
 _FIELDS = ("ZT", "DT", "SX", "c", "K64", "kmax", "spread", "moved", "slope")
 
@@ -54,18 +53,12 @@ for path in sys.argv[1:]:
 
 def save_states(marks, folder):
     """Step one right-panel run to each mark; save its regime state there. Returns the paths."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_roofline import _engine
+    from bench_roofline import stepped_to
     from fastgrok.kernels.threads import threads
 
-    paths, t = [], 0
+    paths = []
     with threads(1):
-        eng = _engine(1000, True)
-        for mark in marks:
-            while t < mark:  # the engine's own calls, as a run takes them
-                k = min(eng.steps_per_call(), mark - t)
-                eng.advance(k)
-                t += k
+        for mark, eng in stepped_to(marks, 1000):
             st = eng.state.runs[0]
             path = os.path.join(folder, f"state_{mark}.npz")
             np.savez(path, K=eng.K[0], a=eng.a[0], steps=st.steps,
@@ -75,15 +68,8 @@ def save_states(marks, folder):
 
 
 def _round(paths, install, calls, block):
-    env = dict(os.environ)
-    if install:
-        env["PYTHONPATH"] = install + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _CHILD.format(calls=calls, block=block), *paths],
-                         env=env, cwd="/", capture_output=True, text=True, check=True).stdout
-    rows = [ln.split() for ln in out.splitlines() if ln.startswith("RESULT")]
-    assert all((install is not None) == r[4].startswith(os.path.abspath(install or "/-"))
-               for r in rows), rows
-    return {r[1]: (float(r[2]), r[3]) for r in rows}
+    rows = child_results(_CHILD.format(calls=calls, block=block), install, paths)
+    return {r[0]: (float(r[1]), r[2]) for r in rows}
 
 
 def main(argv=None):

@@ -69,6 +69,20 @@ def _engine(m, regime):
         tunables.GRAM_LINEAR_REGIME = old
 
 
+def stepped_to(marks, m):
+    """One right-panel run in the linear regime, yielded as (mark, engine) at each mark.
+
+    The engine takes its own calls, as a run does; call it inside ``threads(1)``.
+    """
+    eng, t = _engine(m, True), 0
+    for mark in marks:
+        while t < mark:
+            k = min(eng.steps_per_call(), mark - t)
+            eng.advance(k)
+            t += k
+        yield mark, eng
+
+
 def _kernel_steps(st, K, a, k, zero_d=False):
     """Seconds and changes of k linear-regime steps from a copy of the state ``st``."""
     from fastgrok.kernels import gram_linear as gl

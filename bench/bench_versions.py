@@ -34,14 +34,26 @@ print("RESULT", time.perf_counter() - t0, fg.__file__)
 """
 
 
-def _time(cfg, path):
+def child_results(code, install=None, args=()):
+    """Run ``code`` in a fresh Python with ``install`` first on its path (None: this install).
+
+    Returns the fields of its lines that start with RESULT, each line's last field being the
+    fastgrok it imported (``fg.__file__``; asserted to come from ``install``).
+    """
     env = dict(os.environ)
-    if path:
-        env["PYTHONPATH"] = path + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _CHILD.format(cfg=cfg)], env=env, cwd="/",
+    if install:
+        env["PYTHONPATH"] = install + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd="/",
                          capture_output=True, text=True, check=True).stdout
-    line = [ln for ln in out.splitlines() if ln.startswith("RESULT")][0].split()
-    return float(line[1]), line[2]
+    rows = [ln.split()[1:] for ln in out.splitlines() if ln.startswith("RESULT")]
+    for row in rows:
+        assert (install is not None) == row[-1].startswith(os.path.abspath(install or "/-")), row
+    return rows
+
+
+def _time(cfg, path):
+    row = child_results(_CHILD.format(cfg=cfg), path)[0]
+    return float(row[0]), row[1]
 
 
 def main():
@@ -58,9 +70,7 @@ def main():
         times = {"this": [], "other": []}
         for _ in range(args.rounds):
             for who, path in (("other", args.other), ("this", None)):
-                t, where = _time(cfg, path)
-                assert (who == "other") == where.startswith(os.path.abspath(args.other)), where
-                times[who].append(t)
+                times[who].append(_time(cfg, path)[0])
         best = {who: min(ts) for who, ts in times.items()}
         median = {who: statistics.median(ts) for who, ts in times.items()}
         print(f"{name:<48} {best['this']:8.2f} {best['other']:8.2f} "

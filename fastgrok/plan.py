@@ -133,7 +133,7 @@ def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, snapshot_steps=N
     # The fewest batches the budget allows, and the smallest batch that needs no more of them
     # (100 runs at most 16 a batch: six of 15 and one of 10, not six of 16 and one of 4): a
     # short last batch would leave threads idle at every step it shares out.
-    most = engine.max_batch(n, p, m, n_test, dtype)
-    batches = -(-max(runs, 1) // most)
+    runs = max(runs, 1)
+    batches = -(-runs // engine.max_batch(n, p, m, n_test, dtype))
     return Plan(method, backend, representation, dtype, n, p, m, n_test, steps,
-                -(-max(runs, 1) // batches), engine, hist)
+                -(-runs // batches), engine, hist)
