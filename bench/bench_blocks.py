@@ -32,7 +32,7 @@ def _call(st, K, a, k):
     ZT, DT, SX = st.ZT.copy(), st.DT.copy(), st.SX.copy()
     f, counts = np.empty(n), np.zeros(3, np.int64)
     t0 = time.perf_counter()
-    gl.linear_blocks(K, st.K64, ZT, DT, SX, st.c, a, f, 0.0, st.steps, k, k, st.kmax,
+    gl.linear_blocks(K, ZT, DT, SX, st.c, a, f, 0.0, st.steps, k, k, st.kmax,
                      tunables.GRAM_LINEAR_BLOCK_WIDEN, st.spread.copy(), st.moved.copy(),
                      st.slope.copy(), counts)
     return time.perf_counter() - t0, counts

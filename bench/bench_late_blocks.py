@@ -24,7 +24,7 @@ from bench_versions import child_results
 _FIELDS = ("ZT", "DT", "SX", "c", "K64", "kmax", "spread", "moved", "slope")
 
 _CHILD = """
-import hashlib, sys, time
+import hashlib, inspect, sys, time
 import numpy as np
 import fastgrok as fg
 from fastgrok import tunables
@@ -32,8 +32,11 @@ from fastgrok.kernels import gram_linear as gl
 from fastgrok.kernels.threads import threads
 
 calls, block = {calls}, {block}
+# (older installs take K in float64 as well)
+old = "K64" in inspect.signature(gl.linear_blocks.py_func).parameters
 for path in sys.argv[1:]:
     s = dict(np.load(path))
+    gram = (s["K"], s["K64"]) if old else (s["K"],)
     with threads(1):
         for timed in (False, True):  # the first pass compiles or loads the kernel
             ZT, DT, SX = s["ZT"].copy(), s["DT"].copy(), s["SX"].copy()
@@ -41,9 +44,9 @@ for path in sys.argv[1:]:
             f, counts, t = np.empty(ZT.shape[1]), np.zeros(3, np.int64), int(s["steps"])
             t0 = time.perf_counter()
             for _ in range(calls if timed else 1):
-                gl.linear_blocks(s["K"], s["K64"], ZT, DT, SX, s["c"], s["a"], f, 0.0, t, block,
-                                 block, s["kmax"], tunables.GRAM_LINEAR_BLOCK_WIDEN, spread,
-                                 moved, slope, counts)
+                gl.linear_blocks(*gram, ZT, DT, SX, s["c"], s["a"], f, 0.0, t, block, block,
+                                 s["kmax"], tunables.GRAM_LINEAR_BLOCK_WIDEN, spread, moved,
+                                 slope, counts)
                 t += block
             sec = time.perf_counter() - t0
     digest = hashlib.sha256(ZT.tobytes() + DT.tobytes() + SX.tobytes()).hexdigest()[:16]

@@ -109,7 +109,7 @@ def _block_steps(st, K, a, k):
     ZT, DT, SX = st.ZT.copy(), st.DT.copy(), st.SX.copy()
     f = np.empty(n)
     t0 = time.perf_counter()
-    changes = gl.linear_blocks(K, st.K64, ZT, DT, SX, st.c, a, f, 0.0, st.steps, k,
+    changes = gl.linear_blocks(K, ZT, DT, SX, st.c, a, f, 0.0, st.steps, k,
                                tunables.GRAM_LINEAR_BLOCK, st.kmax,
                                tunables.GRAM_LINEAR_BLOCK_WIDEN, st.spread.copy(),
                                st.moved.copy(), st.slope.copy(), np.zeros(3, np.int64))

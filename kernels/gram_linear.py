@@ -203,15 +203,18 @@ def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks,
 #: Most entries a row's near set holds in a block (:func:`linear_blocks`): the sign changes
 #: of a near step are the set bits of one 64-bit word.
 NEAR_CAP = 64
+#: Fewest entries of a near set's increments that a change updates: LLVM vectorises the update
+#: of 48 entries or more, and unrolls that of 16 or 32 into scalar operations.
+NEAR_WIDE = 48
 
-_SIG_BLOCKS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], float64[:,::1], "
-               "int32[:,::1], float64[::1], float64[::1], float64[::1], float64, int64, int64, "
-               "int64, float64[::1], float64, float64[::1], uint8[:,::1], float32[:,::1], "
-               "int64[::1])" for k in ("float32", "float64")]
+_SIG_BLOCKS = [f"int64({k}[:,::1], float64[:,::1], float64[:,::1], int32[:,::1], "
+               "float64[::1], float64[::1], float64[::1], float64, int64, int64, int64, "
+               "float64[::1], float64, float64[::1], uint8[:,::1], float32[:,::1], int64[::1])"
+               for k in ("float32", "float64")]
 
 
 @kernel(_SIG_BLOCKS, cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
-def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spread, moved,
+def linear_blocks(K, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spread, moved,
                   slope, counts):
     """K steps in the linear regime in blocks of at most T, in place; returns the changes.
 
@@ -288,12 +291,15 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
             for i in range(n):
                 zs[i] = ZT[j, i]
                 ds[i] = DT[j, i]
-            for i in range(n):
-                z0 = zs[i]
-                z1 = z0 + tb * (ds[i] if cold else np.float64(slope[j, i]))
-                crosses = (z0 > 0.0) != (z1 > 0.0)
-                close = min(abs(z0), abs(z1)) <= KMAX[i] * margin
-                near[i] = moved[j, i] | np.uint8(crosses or close)
+            # (branch-free, in two loops: both vectorise)
+            if cold:
+                for i in range(n):
+                    near[i] = _heads_near(zs[i], zs[i] + tb * ds[i], KMAX[i] * margin,
+                                          moved[j, i])
+            else:
+                for i in range(n):
+                    near[i] = _heads_near(zs[i], zs[i] + tb * np.float64(slope[j, i]),
+                                          KMAX[i] * margin, moved[j, i])
             while True:
                 L = 0
                 for i in range(n):
@@ -303,7 +309,7 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
                         L += 1
                 if L > cap:
                     break
-                ne = _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN,
+                ne = _near_block(K, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN,
                                  dN, wN, KN, m0, sx0, sxN, act, ev_p, ev_u, ev_b)
                 # B_p(T), R_p and the far entries at the block's end
                 t1 = start + tb
@@ -353,14 +359,13 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
                     e += 1
                 bound = wj * sum_r * (1.0 + 1e-9)
                 failed = 0
-                for i in range(n):
+                for i in range(n):  # (branch-free: it vectorises)
                     z0, z1 = zs[i], zf[i]
                     # rounding: the far update's terms are at most KMAX_i |w_p B_p| each
                     slack = 1e-9 * (abs(z0) + abs(z1) + tb * abs(ds[i]) + KMAX[i] * total)
-                    bad = ((z0 > 0.0) != (z1 > 0.0)) or min(abs(z0), abs(z1)) <= \
-                        KMAX[i] * bound + slack
-                    failed += bad and not near[i]
-                    near[i] |= np.uint8(bad)
+                    bad = _heads_near(z0, z1, KMAX[i] * bound + slack, np.uint8(0))
+                    failed += bad & (near[i] ^ np.uint8(1))
+                    near[i] |= bad
                 if failed == 0:
                     break
                 counts[1] += 1
@@ -396,7 +401,15 @@ def linear_blocks(K, K64, ZT, DT, SX, c, a, f, leak, t0, k, T, KMAX, widen, spre
 
 
 @njit(inline="always")
-def _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN, wN, KN, m0,
+def _heads_near(z0, z1, room, moved):
+    """1 where z0 and z1 differ in sign or one is within ``room`` of the kink, or ``moved``."""
+    crosses = (z0 > 0.0) != (z1 > 0.0)
+    close = min(abs(z0), abs(z1)) <= room
+    return moved | np.uint8(crosses | close)
+
+
+@njit(inline="always")
+def _near_block(K, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN, wN, KN, m0,
                 sx0, sxN, act, ev_p, ev_u, ev_b):
     """Step the near set ``where[:L]`` of row j through the block's tb steps.
 
@@ -409,21 +422,23 @@ def _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN
         return 0
     lp = (L + 15) // 16 * 16
     for p in range(L):
-        kp = where[p]
+        kp = np.uint64(where[p])  # (unsigned: no wraparound for negative indices)
         zN[p] = zs[kp]
         dN[p] = ds[kp]
         wN[p] = rise * c[kp] * aj
         m0[p] = zs[kp] > 0.0
         sx0[p] = SX[j, kp]
-        for q in range(L):
-            KN[p, q] = K64[kp, where[q]]
-        for q in range(L, lp):
+        for q in range(L):  # from K in the working dtype: half the cache lines of K in float64
+            KN[p, q] = np.float64(K[kp, np.uint64(where[q])])
+        for q in range(L, max(lp, NEAR_WIDE)):
             KN[p, q] = 0.0
     for p in range(L, lp):
         zN[p] = 1.0
         dN[p] = 0.0
         m0[p] = 1
         sx0[p] = 0
+    for p in range(lp, NEAR_WIDE):  # read by the changes' update, never stepped
+        dN[p] = 0.0
     if lp <= 32:
         if lp <= 16:
             return _near_steps_16(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u,
@@ -435,6 +450,7 @@ def _near_block(K64, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN
 
 
 def _near_steps(lp):
+    wide = max(lp, NEAR_WIDE)
     """The stepping of a near set padded to ``lp`` entries, a constant of the compiled code.
 
     A constant trip count lets LLVM unroll the passes over the set whole, with no remainder
@@ -455,7 +471,7 @@ def _near_steps(lp):
         them (48 entries fill 12 of AVX2's 16 vector registers), where dN itself would be
         loaded and stored per change, behind a check that it does not overlap KN.
         """
-        dS = carray(_near_scratch(np.float64), (lp,))
+        dS = carray(_near_scratch(np.float64), (wide,))
         for p in range(lp):
             act[p] = 0
         ne = np.uint64(0)  # unsigned indices: no wraparound for negative ones
@@ -470,7 +486,7 @@ def _near_steps(lp):
             if bits == 0:
                 continue
             done = np.int64(u + 1)
-            for q in range(lp):
+            for q in range(wide):
                 dS[q] = dN[q]
             while bits != 0:
                 p = np.uint64(trailing_zeros(bits))
@@ -482,9 +498,9 @@ def _near_steps(lp):
                 ev_u[ne] = done
                 ev_b[ne] = act[p] - done * m0[p]
                 ne += np.uint64(1)
-                for q in range(lp):
+                for q in range(wide):
                     dS[q] += KN[p, q] * d
-            for q in range(lp):
+            for q in range(wide):
                 dN[q] = dS[q]
         # S_p(t1) - S_p(start) = act_p with S = SX + M t
         t1 = start + tb

@@ -441,7 +441,7 @@ def _steps_and_blocks(K, ZT, DT, SX, c, a, leak, k, T, widen):
     K64 = K.astype(np.float64)
     kmax = np.abs(K64 - np.diag(np.diag(K64))).max(axis=1)
     hints = np.full(m, -1.0), np.zeros((m, n), np.uint8), np.zeros((m, n), np.float32)
-    got = gl.linear_blocks(K, K64, *blocks, c, a, f, leak, 5, k, T, kmax, widen, *hints, counts)
+    got = gl.linear_blocks(K, *blocks, c, a, f, leak, 5, k, T, kmax, widen, *hints, counts)
     return changes, one, F, got, blocks, f, counts
 
 

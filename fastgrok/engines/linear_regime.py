@@ -500,7 +500,7 @@ class LinearRegime:
                 # Only the last step's outputs are read: blocks of steps (the right panel).
                 F = np.empty((1, n))
                 changes = self.kernels.linear_blocks(
-                    K, st.K64, st.ZT, st.DT, st.SX, st.c, a, F[0], self.leak, st.steps, k,
+                    K, st.ZT, st.DT, st.SX, st.c, a, F[0], self.leak, st.steps, k,
                     tunables.GRAM_LINEAR_BLOCK, st.kmax,
                     tunables.GRAM_LINEAR_BLOCK_WIDEN, st.spread, st.moved, st.slope,
                     np.zeros(3, np.int64))
