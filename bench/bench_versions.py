@@ -18,6 +18,7 @@ import sys
 CASES = {
     "left panel (gram, 100 runs x 50 steps)": "fg.preset('paper-fig1-left')",
     "right panel, 20 runs x 1000 steps": "fg.preset('paper-fig1-right', runs=20, steps=1000)",
+    "right panel, 20 runs x 5000 steps (its length)": "fg.preset('paper-fig1-right', runs=20)",
     "right panel late: 2 runs x 40000 steps (blocks)":
         "fg.preset('paper-fig1-right', runs=2, steps=40000, snapshot_steps=(0, 1000))",
     "direct/numba, 200x1000x40k, 20 runs x 5 steps":
