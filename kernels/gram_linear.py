@@ -416,7 +416,9 @@ def _near_block(K, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN, 
     With the other entries' contributions to its increments frozen (they do not change sign):
     zN, dN, the counts sxN and each change's (entry, step in the block, B there) in ev_*;
     returns how many changes. The set is padded to a multiple of 16 with entries that never
-    change (z = 1, d = 0, no coupling) and stepped by the stepping function of that length.
+    change (z = 1, d = 0, no coupling) and stepped by the stepping function of that length;
+    its increments and its copy of K (from K in the working dtype, which holds the same
+    numbers as in float64 in half the cache lines) are padded with zeros to NEAR_WIDE.
     """
     if L == 0:  # nothing to step (the scratch holds an earlier row's set)
         return 0
@@ -428,7 +430,7 @@ def _near_block(K, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN, 
         wN[p] = rise * c[kp] * aj
         m0[p] = zs[kp] > 0.0
         sx0[p] = SX[j, kp]
-        for q in range(L):  # from K in the working dtype: half the cache lines of K in float64
+        for q in range(L):
             KN[p, q] = np.float64(K[kp, np.uint64(where[q])])
         for q in range(L, max(lp, NEAR_WIDE)):
             KN[p, q] = 0.0
@@ -450,12 +452,14 @@ def _near_block(K, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN, 
 
 
 def _near_steps(lp):
-    wide = max(lp, NEAR_WIDE)
     """The stepping of a near set padded to ``lp`` entries, a constant of the compiled code.
 
     A constant trip count lets LLVM unroll the passes over the set whole, with no remainder
-    loops (docs/performance.md has the measurement).
+    loops (docs/performance.md has the measurement). A change updates ``wide`` entries of the
+    increments, at least :data:`NEAR_WIDE`: LLVM unrolls shorter updates whole before it
+    vectorises, and leaves them scalar.
     """
+    wide = max(lp, NEAR_WIDE)
 
     # contract only: each entry's increments are a chain of fused multiply-adds in the order
     # of the changes, whatever LLVM makes of the loops.
@@ -463,8 +467,9 @@ def _near_steps(lp):
     def steps(KN, zN, dN, wN, m0, sx0, sxN, act, start, tb, ev_p, ev_u, ev_b):
         """Step the padded near set through tb steps from the regime's step ``start``.
 
-        In place on zN and dN; the counts into sxN, each change (entry, step in the block, B
-        there) into ev_*; returns how many changes. ``act`` counts each entry's active steps in
+        In place on zN and dN (dN and the rows of KN padded with zeros to ``wide`` entries); the
+        counts into sxN, each change (entry, step in the block, B there) into ev_*; returns how
+        many changes. ``act`` counts each entry's active steps in
         the pass itself (vectorised), so that a change's B and the counts come from it instead
         of from bookkeeping per change. A step's changes are added to a copy of dN on the
         kernel's stack, a row of KN each as it is found: the copy stays in registers through
