@@ -19,24 +19,31 @@ import statistics
 import tempfile
 
 import numpy as np
-from bench_versions import child_results
+from bench_versions import alternating, child_results
 
 _FIELDS = ("ZT", "DT", "SX", "c", "K64", "kmax", "spread", "moved", "slope")
 
+#: Child code, after ``gl`` is imported: ``gram(s)``, linear_blocks' K arguments from a saved
+#: state or call (older installs take K in float64 as well).
+GRAM_ARGS = """
+import inspect
+def gram(s):
+    if "K64" in inspect.signature(gl.linear_blocks.py_func).parameters:
+        return s["K"], s["K64"]
+    return (s["K"],)
+"""
+
 _CHILD = """
-import hashlib, inspect, sys, time
+import hashlib, sys, time
 import numpy as np
 import fastgrok as fg
 from fastgrok import tunables
 from fastgrok.kernels import gram_linear as gl
 from fastgrok.kernels.threads import threads
-
+{gram}
 calls, block = {calls}, {block}
-# (older installs take K in float64 as well)
-old = "K64" in inspect.signature(gl.linear_blocks.py_func).parameters
 for path in sys.argv[1:]:
     s = dict(np.load(path))
-    gram = (s["K"], s["K64"]) if old else (s["K"],)
     with threads(1):
         for timed in (False, True):  # the first pass compiles or loads the kernel
             ZT, DT, SX = s["ZT"].copy(), s["DT"].copy(), s["SX"].copy()
@@ -44,7 +51,7 @@ for path in sys.argv[1:]:
             f, counts, t = np.empty(ZT.shape[1]), np.zeros(3, np.int64), int(s["steps"])
             t0 = time.perf_counter()
             for _ in range(calls if timed else 1):
-                gl.linear_blocks(*gram, ZT, DT, SX, s["c"], s["a"], f, 0.0, t, block, block,
+                gl.linear_blocks(*gram(s), ZT, DT, SX, s["c"], s["a"], f, 0.0, t, block, block,
                                  s["kmax"], tunables.GRAM_LINEAR_BLOCK_WIDEN, spread, moved,
                                  slope, counts)
                 t += block
@@ -71,7 +78,7 @@ def save_states(marks, folder):
 
 
 def _round(paths, install, calls, block):
-    rows = child_results(_CHILD.format(calls=calls, block=block), install, paths)
+    rows = child_results(_CHILD.format(gram=GRAM_ARGS, calls=calls, block=block), install, paths)
     return {r[0]: (float(r[1]), r[2]) for r in rows}
 
 
@@ -86,11 +93,8 @@ def main(argv=None):
     marks = [int(x) for x in args.marks.split(",")]
     with tempfile.TemporaryDirectory() as folder:
         paths = save_states(marks, folder)
-        got = {"this": [], "other": []}
-        for r in range(args.rounds):
-            order = (("other", args.other), ("this", None))
-            for who, install in (order if r % 2 == 0 else order[::-1]):
-                got[who].append(_round(paths, install, args.calls, args.block))
+        got = alternating(args.rounds, args.other,
+                          lambda install: _round(paths, install, args.calls, args.block))
     steps = args.calls * args.block
     print(f"{args.calls} calls of {args.block} steps from each state, one thread; "
           f"ms per step over {args.rounds} rounds")

@@ -20,31 +20,29 @@ import statistics
 import tempfile
 
 import numpy as np
-from bench_versions import child_results
+from bench_late_blocks import GRAM_ARGS
+from bench_versions import alternating, child_results
 
 #: linear_blocks' arguments after K, in order (K in float64 is added for installs that take it).
 _ARGS = ("ZT", "DT", "SX", "c", "a", "f", "leak", "t0", "k", "T", "KMAX", "widen", "spread",
          "moved", "slope", "counts")
 
 _CHILD = """
-import hashlib, inspect, sys, time
+import hashlib, sys, time
 import numpy as np
 import fastgrok as fg
 from fastgrok.kernels import gram_linear as gl
 from fastgrok.kernels.threads import threads
-
+{gram}
 names = {names}
-# (older installs take K in float64 as well)
-old = "K64" in inspect.signature(gl.linear_blocks.py_func).parameters
 calls = [dict(np.load(path)) for path in sys.argv[1:]]
 digest, total = hashlib.sha256(), 0.0
 with threads(1):
     for timed in (False, True):  # the first pass compiles or loads the kernel
         for s in calls:
             args = [s[k].copy() if s[k].ndim else s[k].item() for k in names]
-            gram = (s["K"], s["K64"]) if old else (s["K"],)
             t0 = time.perf_counter()
-            gl.linear_blocks(*gram, *args)
+            gl.linear_blocks(*gram(s), *args)
             if timed:
                 total += time.perf_counter() - t0
                 for x in args[:3] + args[5:6]:  # ZT, DT, SX and the outputs f
@@ -102,13 +100,13 @@ def main(argv=None):
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         paths, steps = save_calls(args.steps, folder)
-        child = _CHILD.format(names=_ARGS)
-        got = {"this": [], "other": []}
-        for r in range(args.rounds):
-            order = (("other", args.other), ("this", None))
-            for who, install in (order if r % 2 == 0 else order[::-1]):
-                sec, digest = child_results(child, install, paths)[0][:2]
-                got[who].append((float(sec) * 1e3 / steps, digest))
+        child = _CHILD.format(gram=GRAM_ARGS, names=_ARGS)
+
+        def replay(install):
+            sec, digest = child_results(child, install, paths)[0][:2]
+            return float(sec) * 1e3 / steps, digest
+
+        got = alternating(args.rounds, args.other, replay)
     this, other = ([ms for ms, _ in got[who]] for who in ("this", "other"))
     same = len({d for who in got for _, d in got[who]}) == 1
     print(f"{len(paths)} block calls of one right-panel run ({steps} steps in blocks), one "

@@ -52,6 +52,20 @@ def child_results(code, install=None, args=()):
     return rows
 
 
+def alternating(rounds, other, measure):
+    """{"this": [...], "other": [...]}: ``measure(install)`` per round for each install.
+
+    The installs alternate which goes first, so that a noisy spell hits both alike
+    (``install`` None: this one).
+    """
+    got = {"this": [], "other": []}
+    order = (("other", other), ("this", None))
+    for r in range(rounds):
+        for who, install in (order if r % 2 == 0 else order[::-1]):
+            got[who].append(measure(install))
+    return got
+
+
 def _time(cfg, path):
     row = child_results(_CHILD.format(cfg=cfg), path)[0]
     return float(row[0]), row[1]
@@ -68,10 +82,7 @@ def main():
     for name, cfg in CASES.items():
         if args.case and not any(c in name for c in args.case):
             continue
-        times = {"this": [], "other": []}
-        for _ in range(args.rounds):
-            for who, path in (("other", args.other), ("this", None)):
-                times[who].append(_time(cfg, path)[0])
+        times = alternating(args.rounds, args.other, lambda path, cfg=cfg: _time(cfg, path)[0])
         best = {who: min(ts) for who, ts in times.items()}
         median = {who: statistics.median(ts) for who, ts in times.items()}
         print(f"{name:<48} {best['this']:8.2f} {best['other']:8.2f} "

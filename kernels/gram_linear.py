@@ -423,6 +423,7 @@ def _near_block(K, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN, 
     if L == 0:  # nothing to step (the scratch holds an earlier row's set)
         return 0
     lp = (L + 15) // 16 * 16
+    wide = max(lp, NEAR_WIDE)  # what a change updates (_near_steps)
     for p in range(L):
         kp = np.uint64(where[p])  # (unsigned: no wraparound for negative indices)
         zN[p] = zs[kp]
@@ -432,14 +433,14 @@ def _near_block(K, ZT, SX, c, aj, j, start, tb, rise, where, L, zs, ds, zN, dN, 
         sx0[p] = SX[j, kp]
         for q in range(L):
             KN[p, q] = np.float64(K[kp, np.uint64(where[q])])
-        for q in range(L, max(lp, NEAR_WIDE)):
+        for q in range(L, wide):
             KN[p, q] = 0.0
     for p in range(L, lp):
         zN[p] = 1.0
         dN[p] = 0.0
         m0[p] = 1
         sx0[p] = 0
-    for p in range(lp, NEAR_WIDE):  # read by the changes' update, never stepped
+    for p in range(lp, wide):  # read by the changes' update, never stepped
         dN[p] = 0.0
     if lp <= 32:
         if lp <= 16:
