@@ -311,12 +311,13 @@ class _History:
         steps (``networks(i)`` gives position i's). Returns the positions whose stop rule fired.
         """
         stopped = []
+        recorded = t in self.record_set
+        aligned = self._alignments(A, evs) if recorded else None
         for i, (r, a, ev) in enumerate(zip(ids, A, evs, strict=True)):
             src = sources[i] if sources is not None else None
             state = None
-            recorded = t in self.record_set
             if recorded:
-                row = self._row(t, r, a, ev, src)
+                row = self._row(t, r, a, ev, src, aligned[i])
                 if self.stable_rank:
                     row["stable_rank"] = (networks(i).stable_rank() if t in self.snapshot_set
                                           and not row.get("diverged") else np.nan)
@@ -366,12 +367,36 @@ class _History:
         self.frozen[r] = (t, row, P, net)
         self.stop_steps[r] = t
 
-    def _row(self, t, r, a, ev, src):
-        P1, P2 = _host(ev["P1"]), _host(ev["P2"])
-        if P2 is not None and not self.second_mean:
-            P2 = np.full_like(P2, np.nan)
+    def _alignments(self, A, evs):
+        """The alignment summaries of every run of ``evs`` (second layers A): a dict each.
+
+        One kernel call for the batch (:func:`fastgrok.kernels.numba_fused.group_abs_means`,
+        the bits of :func:`alignment_summaries`), where every run has its P1.
+        """
+        P1 = [_host(ev["P1"]) for ev in evs]
+        P2 = [_host(ev["P2"]) if self.second_mean else None for ev in evs]
+        if not evs or any(p is None for p in P1):
+            return [alignment_summaries(p1, p2, a, self.mu_norm or 1.0)
+                    for p1, p2, a in zip(P1, P2, A, strict=True)]
+        from .kernels.numba_fused import group_abs_means
+
+        both = all(p is not None for p in P2)
+        P = np.empty((len(evs), 1 + both, len(P1[0])))
+        for i, (p1, p2) in enumerate(zip(P1, P2, strict=True)):
+            P[i, 0] = p1
+            if both:
+                P[i, 1] = p2
+        out = np.empty((len(evs), 2, P.shape[1]))
+        group_abs_means(P, np.stack(A), float(self.mu_norm or 1.0), out)
+        return [{"pos_mu1": float(o[0, 0]), "pos_mu2": float(o[0, 1]) if both else np.nan,
+                 "neg_mu1": float(o[1, 0]), "neg_mu2": float(o[1, 1]) if both else np.nan}
+                for o in out]
+
+    def _row(self, t, r, a, ev, src, aligned=None):
+        if aligned is None:
+            aligned = self._alignments([a], [ev])[0]
         row = {"run": r, "step": t, **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
-               **alignment_summaries(P1, P2, a, self.mu_norm or 1.0)}
+               **aligned}
         for name in ("test_mse", "signal_learning", "noise_memorization"):
             if name in ev:  # real-valued targets; patch data
                 row[name] = float(ev[name])

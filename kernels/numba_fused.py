@@ -224,3 +224,95 @@ def smooth_outputs_and_coefficients(Z, y, a, lr, V, accumulate, act, leak, param
 def smooth_outputs(Z, a, act, leak, param):
     """F = phi(Z) a for a smooth activation, accumulated in float64."""
     return patch_outputs(Z, a, act, leak, param, 1)
+
+
+@njit(inline="always")  # float64(float64[::1], int64, int64)
+def _pairwise_block(x, lo, n):
+    """x[lo:lo + n].sum() for n <= 128, as NumPy sums a block: eight running sums, a fixed tree."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += x[lo + i]
+        return res
+    r0, r1, r2, r3 = x[lo], x[lo + 1], x[lo + 2], x[lo + 3]
+    r4, r5, r6, r7 = x[lo + 4], x[lo + 5], x[lo + 6], x[lo + 7]
+    i, end = 8, n - n % 8
+    while i < end:
+        b = lo + i
+        r0 += x[b]
+        r1 += x[b + 1]
+        r2 += x[b + 2]
+        r3 += x[b + 3]
+        r4 += x[b + 4]
+        r5 += x[b + 5]
+        r6 += x[b + 6]
+        r7 += x[b + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += x[lo + i]
+        i += 1
+    return res
+
+
+@njit(inline="always")  # float64(float64[::1], int64)
+def pairwise_sum(x, n):
+    """x[:n].sum() with NumPy's own pairwise summation, bit for bit.
+
+    NumPy sums a contiguous float64 array in blocks of at most 128 numbers
+    (:func:`_pairwise_block`), halving a longer range (the first half rounded down to a
+    multiple of eight) and adding the halves' sums. The same tree, walked with a stack of its
+    open ranges instead of recursion (a recursive function does not load from Numba's cache).
+    """
+    los = np.empty(64, np.int64)  # a range per level: start, length, its left half's sum
+    ns = np.empty(64, np.int64)
+    lefts = np.empty(64)
+    sides = np.zeros(64, np.int64)  # 0: its left half next, 1: its right half, 2: done
+    los[0], ns[0], sp, value = 0, n, 1, 0.0
+    while sp:
+        top = sp - 1
+        lo, size = los[top], ns[top]
+        if size <= 128:
+            value = _pairwise_block(x, lo, size)
+            sp -= 1
+        else:
+            half = size // 2
+            half -= half % 8
+            if sides[top] == 0:
+                sides[top] = 1
+                los[sp], ns[sp], sides[sp] = lo, half, 0
+                sp += 1
+                continue
+            if sides[top] == 1:
+                lefts[top] = value  # the left half's sum, just returned
+                sides[top] = 2
+                los[sp], ns[sp], sides[sp] = lo + half, size - half, 0
+                sp += 1
+                continue
+            value = lefts[top] + value
+            sp -= 1
+    return value
+
+
+@kernel("void(float64[:,:,::1], float64[:,::1], float64, float64[:,:,::1])", cache=True,
+        nogil=True)
+def group_abs_means(P, A, scale, out):
+    """out[r, g, k] = mean_j |P[r, k, j]| / scale over group g of run r's neurons; NaN if empty.
+
+    Group 0 holds the neurons with a_j > 0 (A[r, j]), group 1 those with a_j < 0. Each mean is
+    ``(np.abs(P[r, k][sel]).sum() / count) / scale`` to the bit (:func:`pairwise_sum`): the
+    alignment summaries of every run of a batch in one call instead of a dozen NumPy calls
+    per run and evaluation.
+    """
+    R, K, m = P.shape
+    buf = np.empty(m)
+    for r in range(R):
+        for g in range(2):
+            for k in range(K):
+                count = 0
+                for j in range(m):
+                    if (A[r, j] > 0.0) if g == 0 else (A[r, j] < 0.0):
+                        buf[count] = abs(P[r, k, j])
+                        count += 1
+                out[r, g, k] = (pairwise_sum(buf, count) / count) / scale if count \
+                    else np.nan

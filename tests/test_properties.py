@@ -304,3 +304,25 @@ def test_reduced_blocks_in_any_order_give_the_same_numbers_and_structure(width, 
     assert L.shape == (n + nt + m, n + nt + m)
     assert not np.triu(L, 1).any()
     assert (np.diag(L) > 0.5 * np.sqrt(10**6)).all()
+
+
+@given(st.integers(1, 3), st.integers(0, 700), st.integers(0, 2**32 - 1))
+def test_group_abs_means_has_the_bits_of_the_numpy_summaries(runs, m, seed):
+    # The batch kernel the driver records with, against the per-run NumPy function (its
+    # pairwise sums bit for bit), with empty groups and magnitudes over many decades.
+    from fastgrok.driver import alignment_summaries
+    from fastgrok.kernels.numba_fused import group_abs_means
+
+    rng = np.random.default_rng(seed)
+    P = rng.standard_normal((runs, 2, m)) * 10.0 ** rng.integers(-12, 3, (runs, 2, m))
+    A = rng.choice([-1.0, 0.0, 1.0], (runs, m)) * rng.random((runs, m))
+    A[0] = np.abs(A[0]) if seed % 3 == 0 else A[0]  # a run without negative neurons
+    scale = 0.5 + rng.random()
+    out = np.empty((runs, 2, 2))
+    group_abs_means(P, A, scale, out)
+    for r in range(runs):
+        want = alignment_summaries(P[r, 0], P[r, 1], A[r], scale)
+        got = {"pos_mu1": out[r, 0, 0], "pos_mu2": out[r, 0, 1], "neg_mu1": out[r, 1, 0],
+               "neg_mu2": out[r, 1, 1]}
+        for key, value in want.items():
+            assert (np.isnan(value) and np.isnan(got[key])) or value == got[key], key
