@@ -37,6 +37,25 @@ def rng(seed: int, run: int, stream: int, block: int = 0) -> np.random.Generator
     return np.random.Generator(np.random.SFC64(seq))
 
 
+def standard_normals(seed: int, run: int, stream: int, block: int, shape, dtype) -> np.ndarray:
+    """``rng(seed, run, stream, block).standard_normal(shape, dtype=dtype)``, drawn faster.
+
+    The same numbers to the bit (float32 or float64), from the Numba kernels of
+    :mod:`fastgrok.kernels.normals` (NumPy's ziggurat on the stream's SFC64 words, without its
+    mispredicted sign branch); NumPy draws them where those kernels are not available.
+    """
+    from .kernels import normals
+
+    dt = np.dtype(dtype)
+    gen = rng(seed, run, stream, block)
+    if not normals.AVAILABLE:  # pragma: no cover - the same numbers, NumPy's speed
+        return gen.standard_normal(shape, dtype=dt)
+    out = np.empty(shape, dt)
+    state = np.array(gen.bit_generator.state["state"]["state"], np.uint64)  # a, b, c, counter
+    (normals.normals32 if dt == np.float32 else normals.normals64)(state, out.reshape(-1))
+    return out
+
+
 def block_ranges(p: int, width: int | None = None):
     """Yield ``(k, j0, j1)`` for the column blocks of the random-stream definition."""
     width = tunables.DATA_BLOCK if width is None else width
@@ -49,7 +68,7 @@ def gaussian_block(seed, run, stream, k, rows, cols, dtype="float64"):
 
     Drawn as float32 normals (the stream definition) and converted exactly to float64 if asked.
     """
-    z = rng(seed, run, stream, k).standard_normal((rows, cols), dtype=np.float32)
+    z = standard_normals(seed, run, stream, k, (rows, cols), np.float32)
     return z if np.dtype(dtype) == np.float32 else z.astype(dtype)
 
 

@@ -23,10 +23,10 @@ def warmup(backends: tuple = ("numba",)) -> dict:
     for b in backends:
         t0 = time.perf_counter()
         if b == "numba":
-            from .kernels import direct_cpu, numba_fused
+            from .kernels import direct_cpu, normals, numba_fused
             from .kernels.numba_cache import compile_declared
 
-            modules = [numba_fused, direct_cpu]
+            modules = [numba_fused, direct_cpu, normals]
             if tunables.GRAM_LINEAR_REGIME:
                 from .kernels import gram_linear
 

@@ -323,7 +323,13 @@ class ReducedSource(Source):
         block are the leading draws of its streams: a block cut short (:meth:`data_block_list`)
         holds the same numbers as the same columns of the whole block.
         """
-        from .data import STREAM_REDUCED_DIAG, STREAM_REDUCED_L, STREAM_REDUCED_MU, rng
+        from .data import (
+            STREAM_REDUCED_DIAG,
+            STREAM_REDUCED_L,
+            STREAM_REDUCED_MU,
+            rng,
+            standard_normals,
+        )
 
         N = self.N
         RT = np.zeros((j1 - j0, N))  # row q: column j0 + q, so that each column is contiguous
@@ -334,8 +340,8 @@ class ReducedSource(Source):
         if c1 > c0:
             cols = np.arange(c0, c1)
             below = N - 1 - cols  # entries below the diagonal, per column
-            stream = rng(self.seed, self.run, STREAM_REDUCED_L, k)
-            normals = stream.standard_normal(int(below.sum()))
+            normals = standard_normals(self.seed, self.run, STREAM_REDUCED_L, k,
+                                       int(below.sum()), np.float64)
             diag = np.sqrt(rng(self.seed, self.run, STREAM_REDUCED_DIAG, k)
                            .chisquare(self.p_nominal - 2 - cols))
             first, at = max(j0, 2) - j0, 0

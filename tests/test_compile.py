@@ -7,10 +7,10 @@ import numpy as np
 from numba.core import sigutils
 
 import fastgrok as fg
-from fastgrok.kernels import direct_cpu, gram_linear, numba_fused
+from fastgrok.kernels import direct_cpu, gram_linear, normals, numba_fused
 from fastgrok.kernels.numba_cache import compile_declared, declared_kernels
 
-MODULES = (numba_fused, gram_linear, direct_cpu)
+MODULES = (numba_fused, gram_linear, direct_cpu, normals)
 
 
 def _matches(compiled, declared):
@@ -26,9 +26,10 @@ def _matches(compiled, declared):
 
 
 def test_importing_the_kernels_compiles_nothing():
-    code = ("import fastgrok\nfrom fastgrok.kernels import direct_cpu, gram_linear, numba_fused\n"
+    code = ("import fastgrok\n"
+            "from fastgrok.kernels import direct_cpu, gram_linear, normals, numba_fused\n"
             "from fastgrok.kernels.numba_cache import declared_kernels\n"
-            "print(sum(len(d.signatures) for m in (direct_cpu, gram_linear, numba_fused) "
+            "print(sum(len(d.signatures) for m in (direct_cpu, gram_linear, numba_fused, normals) "
             "for d in declared_kernels(m).values()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
