@@ -312,12 +312,12 @@ class _History:
         """
         stopped = []
         recorded = t in self.record_set
-        aligned = self._alignments(A, evs) if recorded else None
+        columns = self._batch_columns(A, evs, sources) if recorded else None
         for i, (r, a, ev) in enumerate(zip(ids, A, evs, strict=True)):
             src = sources[i] if sources is not None else None
             state = None
             if recorded:
-                row = self._row(t, r, a, ev, src, aligned[i])
+                row = self._row(t, r, a, ev, src, columns[i])
                 if self.stable_rank:
                     row["stable_rank"] = (networks(i).stable_rank() if t in self.snapshot_set
                                           and not row.get("diverged") else np.nan)
@@ -367,50 +367,71 @@ class _History:
         self.frozen[r] = (t, row, P, net)
         self.stop_steps[r] = t
 
-    def _alignments(self, A, evs):
-        """The alignment summaries of every run of ``evs`` (second layers A): a dict each.
+    def _batch_columns(self, A, evs, sources):
+        """The columns of every run's row computed for the batch at once: a dict per run.
 
-        One kernel call for the batch (:func:`fastgrok.kernels.numba_fused.group_abs_means`,
-        the bits of :func:`alignment_summaries`), where every run has its P1.
+        The alignment summaries (one kernel call,
+        :func:`fastgrok.kernels.numba_fused.group_abs_means`, the bits of
+        :func:`alignment_summaries`, where every run has its P1), the training accuracies on
+        the clean and the flipped labels (where the sources know the flips), and "finite":
+        whether the outputs and the loss are finite.
         """
+        R = len(evs)
         P1 = [_host(ev["P1"]) for ev in evs]
         P2 = [_host(ev["P2"]) if self.second_mean else None for ev in evs]
-        if not evs or any(p is None for p in P1):
-            return [alignment_summaries(p1, p2, a, self.mu_norm or 1.0)
-                    for p1, p2, a in zip(P1, P2, A, strict=True)]
-        from .kernels.numba_fused import group_abs_means
+        if not R or any(p is None for p in P1):
+            out = [alignment_summaries(p1, p2, a, self.mu_norm or 1.0)
+                   for p1, p2, a in zip(P1, P2, A, strict=True)]
+        else:
+            from .kernels.numba_fused import group_abs_means
 
-        both = all(p is not None for p in P2)
-        P = np.empty((len(evs), 1 + both, len(P1[0])))
-        for i, (p1, p2) in enumerate(zip(P1, P2, strict=True)):
-            P[i, 0] = p1
-            if both:
-                P[i, 1] = p2
-        out = np.empty((len(evs), 2, P.shape[1]))
-        group_abs_means(P, np.stack(A), float(self.mu_norm or 1.0), out)
-        return [{"pos_mu1": float(o[0, 0]), "pos_mu2": float(o[0, 1]) if both else np.nan,
-                 "neg_mu1": float(o[1, 0]), "neg_mu2": float(o[1, 1]) if both else np.nan}
-                for o in out]
+            both = all(p is not None for p in P2)
+            P = np.empty((R, 1 + both, len(P1[0])))
+            for i, (p1, p2) in enumerate(zip(P1, P2, strict=True)):
+                P[i, 0] = p1
+                if both:
+                    P[i, 1] = p2
+            means = np.empty((R, 2, P.shape[1]))
+            group_abs_means(P, np.stack(A), float(self.mu_norm or 1.0), means)
+            out = [{"pos_mu1": float(o[0, 0]), "pos_mu2": float(o[0, 1]) if both else np.nan,
+                    "neg_mu1": float(o[1, 0]), "neg_mu2": float(o[1, 1]) if both else np.nan}
+                   for o in means]
+        F = [None if ev.get("f") is None else np.asarray(ev["f"]) for ev in evs]
+        same = R and all(f is not None and f.shape == F[0].shape for f in F)
+        F = np.stack(F) if same else F
+        finite_f = np.isfinite(F).all(axis=1) if same else \
+            [f is None or bool(np.isfinite(f).all()) for f in F]
+        for i, (row, ev) in enumerate(zip(out, evs, strict=True)):
+            row["finite"] = bool(np.isfinite(ev["train_loss"]) and finite_f[i])
+        flips = [None if src is None else src.flipped for src in (sources or [None] * R)]
+        if not same or any(fl is None for fl in flips):  # run by run, where known
+            for row, f, src, fl in zip(out, F, sources or [None] * R, flips, strict=True):
+                if fl is not None:
+                    row["flips"] = _flip_accuracies(np.asarray(f)[None] * src.y > 0,
+                                                    fl[None])[0]
+            return out
+        # counts, not means of subsets, for the whole batch in a few array operations
+        accs = _flip_accuracies(F * np.stack([src.y for src in sources]) > 0, np.stack(flips))
+        for row, acc in zip(out, accs, strict=True):
+            row["flips"] = acc
+        return out
 
-    def _row(self, t, r, a, ev, src, aligned=None):
-        if aligned is None:
-            aligned = self._alignments([a], [ev])[0]
+    def _row(self, t, r, a, ev, src, columns=None):
+        if columns is None:
+            columns = self._batch_columns([a], [ev], [src])[0]
+        columns = dict(columns)
+        finite, flips = columns.pop("finite"), columns.pop("flips", None)
         row = {"run": r, "step": t, **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
-               **aligned}
+               **columns}
         for name in ("test_mse", "signal_learning", "noise_memorization"):
             if name in ev:  # real-valued targets; patch data
                 row[name] = float(ev[name])
         if ev.get("a") is not None:  # a trained second layer: how far it moved from its start
             row["second_layer_change"] = float(np.linalg.norm(ev["a"] - a)
                                                / max(np.linalg.norm(a), 1e-300))
-        flipped = None if src is None else src.flipped
-        if flipped is not None:  # counts, not means of subsets: this runs for every row
-            right = np.asarray(ev["f"]) * src.y > 0
-            n_flipped, right_flipped = np.count_nonzero(flipped), np.count_nonzero(right & flipped)
-            n_clean, right_clean = len(right) - n_flipped, np.count_nonzero(right) - right_flipped
-            row["train_acc_clean"] = right_clean / n_clean if n_clean else np.nan
-            row["train_acc_flipped"] = right_flipped / n_flipped if n_flipped else np.nan
-        if r in self.diverged or not _finite(ev):
+        if flips is not None:
+            row.update(flips)
+        if r in self.diverged or not finite:
             # A run whose outputs or loss are no longer finite has no accuracy: NaN says so
             # (a comparison with NaN would count every sample wrong, an accuracy of 0.0).
             # Non-finite weights stay non-finite, so every later row is flagged too.
@@ -606,10 +627,20 @@ def _steps_with_stop(engine, ids, A, positions, steps, history, bar, means, reco
     bar.update(steps * len(ids) - counted)
 
 
-def _finite(ev) -> bool:
-    """Whether an evaluation's training outputs and loss are finite."""
-    f = ev.get("f")
-    return bool(np.isfinite(ev["train_loss"]) and (f is None or np.isfinite(f).all()))
+def _flip_accuracies(right, flipped) -> list:
+    """Each run's training accuracies on its clean and its flipped labels (NaN where none).
+
+    ``right``, ``flipped``: (runs, n) booleans, a sample classified right and one whose label
+    was flipped; a dict per run.
+    """
+    n_flipped = np.count_nonzero(flipped, axis=1)
+    right_flipped = np.count_nonzero(right & flipped, axis=1)
+    n_clean = right.shape[1] - n_flipped
+    right_clean = np.count_nonzero(right, axis=1) - right_flipped
+    return [{"train_acc_clean": rc / nc if nc else np.nan,
+             "train_acc_flipped": rf / nf if nf else np.nan}
+            for rc, nc, rf, nf in zip(right_clean.tolist(), n_clean.tolist(),
+                                      right_flipped.tolist(), n_flipped.tolist(), strict=True)]
 
 
 def _host(x):
