@@ -23,6 +23,10 @@ CASES = {
         "fg.preset('paper-fig1-right', runs=2, steps=40000, snapshot_steps=(0, 1000))",
     "direct/numba, 200x1000x40k, 20 runs x 5 steps":
         "fg.preset('paper-fig1-left', runs=20, steps=5, method='direct', representation='full')",
+    "direct/numba, 200x1000x40k, 4 runs x 5 steps":
+        "fg.preset('paper-fig1-left', runs=4, steps=5, method='direct', representation='full')",
+    "full representation (gram, 100 runs x 50 steps, p = 40 000)":
+        "fg.preset('paper-fig1-left', representation='full')",
 }
 
 _CHILD = """
