@@ -42,13 +42,16 @@ def standard_normals(seed: int, run: int, stream: int, block: int, shape, dtype)
 
     The same numbers to the bit (float32 or float64), from the Numba kernels of
     :mod:`fastgrok.kernels.normals` (NumPy's ziggurat on the stream's SFC64 words, without its
-    mispredicted sign branch); NumPy draws them where those kernels are not available.
+    mispredicted sign branch); NumPy draws them where those kernels are not available (no
+    Numba, as on a GPU machine that lacks it).
     """
-    from .kernels import normals
-
     dt = np.dtype(dtype)
     gen = rng(seed, run, stream, block)
-    if not normals.AVAILABLE:  # pragma: no cover - the same numbers, NumPy's speed
+    try:
+        from .kernels import normals
+    except ImportError:
+        normals = None
+    if normals is None or not normals.AVAILABLE:  # the same numbers at NumPy's speed
         return gen.standard_normal(shape, dtype=dt)
     out = np.empty(shape, dt)
     state = np.array(gen.bit_generator.state["state"]["state"], np.uint64)  # a, b, c, counter

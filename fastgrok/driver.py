@@ -379,12 +379,14 @@ class _History:
         R = len(evs)
         P1 = [_host(ev["P1"]) for ev in evs]
         P2 = [_host(ev["P2"]) if self.second_mean else None for ev in evs]
-        if not R or any(p is None for p in P1):
+        try:
+            from .kernels.numba_fused import group_abs_means
+        except ImportError:  # no Numba (a GPU machine may lack it): NumPy, the same bits
+            group_abs_means = None
+        if not R or any(p is None for p in P1) or group_abs_means is None:
             out = [alignment_summaries(p1, p2, a, self.mu_norm or 1.0)
                    for p1, p2, a in zip(P1, P2, A, strict=True)]
         else:
-            from .kernels.numba_fused import group_abs_means
-
             both = all(p is not None for p in P2)
             P = np.empty((R, 1 + both, len(P1[0])))
             for i, (p1, p2) in enumerate(zip(P1, P2, strict=True)):
