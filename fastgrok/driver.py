@@ -368,13 +368,13 @@ class _History:
         self.stop_steps[r] = t
 
     def _batch_columns(self, A, evs, sources):
-        """The columns of every run's row computed for the batch at once: a dict per run.
+        """What every run's row needs from its evaluation, for the batch at once.
 
-        The alignment summaries (one kernel call,
+        A tuple per run: its alignment summaries (one kernel call,
         :func:`fastgrok.kernels.numba_fused.group_abs_means`, the bits of
-        :func:`alignment_summaries`, where every run has its P1), the training accuracies on
-        the clean and the flipped labels (where the sources know the flips), and "finite":
-        whether the outputs and the loss are finite.
+        :func:`alignment_summaries`, where every run has its P1 and Numba is there), its
+        training accuracies on the clean and the flipped labels (None where the flips are not
+        known), and whether its outputs and loss are finite.
         """
         R = len(evs)
         P1 = [_host(ev["P1"]) for ev in evs]
@@ -384,8 +384,8 @@ class _History:
         except ImportError:  # no Numba (a GPU machine may lack it): NumPy, the same bits
             group_abs_means = None
         if not R or any(p is None for p in P1) or group_abs_means is None:
-            out = [alignment_summaries(p1, p2, a, self.mu_norm or 1.0)
-                   for p1, p2, a in zip(P1, P2, A, strict=True)]
+            aligned = [alignment_summaries(p1, p2, a, self.mu_norm or 1.0)
+                       for p1, p2, a in zip(P1, P2, A, strict=True)]
         else:
             both = all(p is not None for p in P2)
             P = np.empty((R, 1 + both, len(P1[0])))
@@ -395,36 +395,26 @@ class _History:
                     P[i, 1] = p2
             means = np.empty((R, 2, P.shape[1]))
             group_abs_means(P, np.stack(A), float(self.mu_norm or 1.0), means)
-            out = [{"pos_mu1": float(o[0, 0]), "pos_mu2": float(o[0, 1]) if both else np.nan,
-                    "neg_mu1": float(o[1, 0]), "neg_mu2": float(o[1, 1]) if both else np.nan}
-                   for o in means]
+            aligned = [{"pos_mu1": float(o[0, 0]), "pos_mu2": float(o[0, 1]) if both else np.nan,
+                        "neg_mu1": float(o[1, 0]), "neg_mu2": float(o[1, 1]) if both else np.nan}
+                       for o in means]
+        srcs = sources if sources is not None else [None] * R
         F = [None if ev.get("f") is None else np.asarray(ev["f"]) for ev in evs]
-        same = R and all(f is not None and f.shape == F[0].shape for f in F)
-        F = np.stack(F) if same else F
-        finite_f = np.isfinite(F).all(axis=1) if same else \
-            [f is None or bool(np.isfinite(f).all()) for f in F]
-        for i, (row, ev) in enumerate(zip(out, evs, strict=True)):
-            row["finite"] = bool(np.isfinite(ev["train_loss"]) and finite_f[i])
-        flips = [None if src is None else src.flipped for src in (sources or [None] * R)]
-        if not same or any(fl is None for fl in flips):  # run by run, where known
-            for row, f, src, fl in zip(out, F, sources or [None] * R, flips, strict=True):
-                if fl is not None:
-                    row["flips"] = _flip_accuracies(np.asarray(f)[None] * src.y > 0,
-                                                    fl[None])[0]
-            return out
-        # counts, not means of subsets, for the whole batch in a few array operations
-        accs = _flip_accuracies(F * np.stack([src.y for src in sources]) > 0, np.stack(flips))
-        for row, acc in zip(out, accs, strict=True):
-            row["flips"] = acc
-        return out
+        finite = [bool(np.isfinite(ev["train_loss"]) and (f is None or np.isfinite(f).all()))
+                  for ev, f in zip(evs, F, strict=True)]
+        flips = [None] * R
+        known = [i for i, src in enumerate(srcs) if src is not None and src.flipped is not None]
+        if known:  # counts, not means of subsets, for the known runs in a few array operations
+            right = np.stack([F[i] * srcs[i].y > 0 for i in known])
+            for i, acc in zip(known, _flip_accuracies(right, np.stack(
+                    [srcs[i].flipped for i in known])), strict=True):
+                flips[i] = acc
+        return list(zip(aligned, flips, finite, strict=True))
 
     def _row(self, t, r, a, ev, src, columns=None):
-        if columns is None:
-            columns = self._batch_columns([a], [ev], [src])[0]
-        columns = dict(columns)
-        finite, flips = columns.pop("finite"), columns.pop("flips", None)
+        aligned, flips, finite = columns or self._batch_columns([a], [ev], [src])[0]
         row = {"run": r, "step": t, **{k: float(ev.get(k, np.nan)) for k in METRICS[:5]},
-               **columns}
+               **aligned}
         for name in ("test_mse", "signal_learning", "noise_memorization"):
             if name in ev:  # real-valued targets; patch data
                 row[name] = float(ev[name])
