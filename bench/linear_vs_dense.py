@@ -1,6 +1,6 @@
 """The gram method's incremental regimes against dense steps, side by side in one process.
 
-    python bench/linear_vs_dense.py [--runs 100] [--steps 5000] [--out DIR]
+    python bench/linear_vs_dense.py [--runs 100] [--steps 5000] [--threads N] [--out DIR]
     python bench/linear_vs_dense.py --near [--runs 20] [--steps 20000]
 
 Default: the preset ``paper-fig1-right`` with the linear regime (``tunables.GRAM_LINEAR_REGIME``
@@ -10,6 +10,7 @@ near-linear regime (``tunables.GRAM_NEAR_LINEAR``) on, then off (dense steps onc
 move). Prints each run's training time, the train and test medians of both at the evaluated
 steps nearest to 1, 40, 100, 1000, 2000 and the last, the largest gap between the medians over
 every evaluated step, and how many of the (run, step) train and test accuracies differ.
+``--threads``: the threads of both runs (default: every CPU of the process).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def main(argv=None):
     ap.add_argument("--near", action="store_true", help="the near-linear regime (see above)")
     ap.add_argument("--runs", type=int, default=None, help="default 100 (20 with --near)")
     ap.add_argument("--steps", type=int, default=None, help="default 5000 (20000 with --near)")
+    ap.add_argument("--threads", type=int, default=None, help="n_threads of both runs")
     ap.add_argument("--out", default=None, help="also save both results under DIR/linear, DIR/dense")
     args = ap.parse_args(argv)
     if args.near:
@@ -44,7 +46,7 @@ def main(argv=None):
         for name, flag in (("linear", True), ("dense", False)):
             setattr(tunables, switch, flag)  # read when the engine is built
             t0 = time.perf_counter()
-            results[name] = fg.run(cfg, progress=False)
+            results[name] = fg.run(cfg, progress=False, n_threads=args.threads)
             seconds[name] = time.perf_counter() - t0
             if args.out:
                 results[name].save(f"{args.out}/{name}", figures=False)
@@ -52,7 +54,8 @@ def main(argv=None):
         setattr(tunables, switch, old)
     lin, den = results["linear"], results["dense"]
     fraction = lin.info["near_linear_fraction" if args.near else "linear_fraction"]
-    print(f"{what}, {runs} runs x {steps} steps: {'near-linear' if args.near else 'linear'} regime "
+    print(f"{what}, {runs} runs x {steps} steps, {args.threads or 'all'} thread(s): "
+          f"{'near-linear' if args.near else 'linear'} regime "
           f"{seconds['linear']:.1f} s (its fraction of the run-steps {fraction:.4f}, "
           f"{lin.info['pattern_changes_per_step']:.0f} pattern changes per step), "
           f"without it {seconds['dense']:.1f} s: {seconds['dense'] / seconds['linear']:.2f}x")
