@@ -90,14 +90,30 @@ def _add_rows(DT, j, K, idx, dl, cnt):
 
 
 @njit(inline="always")
-def _row_changes(K, ZT, DT, SX, c, aj, j, t, rise, packed, idx, dl):
-    """The sign changes of row j at step t (flagged in ``packed``'s bytes): added to D^T[j].
+def _set_bits(words, idx):
+    """Write the positions of the set bits of ``words`` (64 entries a word) into idx.
+
+    Positions lowest first; returns how many.
+    """
+    cnt = 0
+    for w in range(words.shape[0]):
+        word = words[w]
+        while word != 0:
+            idx[cnt] = 64 * w + trailing_zeros(word)
+            cnt += 1
+            word &= word - np.uint64(1)
+    return cnt
+
+
+@njit(inline="always")
+def _row_changes(K, ZT, DT, SX, c, aj, j, t, rise, words, idx, dl):
+    """The sign changes of row j at step t (the set bits of ``words``): added to D^T[j].
 
     Returns how many; their positions and increments are left in idx and dl, and the counts
     SX updated. (Called only when a change was flagged: an inlined call with array arguments
     pays reference counting, which the pass over the row, run every step, must not.)
     """
-    cnt = _flagged(packed, idx)
+    cnt = _set_bits(words, idx)
     t32 = np.int32(t)
     for e in range(cnt):
         i = idx[e]
@@ -144,9 +160,10 @@ def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks,
     Row by row of the transposed state, all k steps of a row at a time: a row's update and its
     pattern changes touch only that row (K is symmetric), so a row (3 n numbers) stays in L1
     for the k steps, and the run's state is read from memory once per call instead of once per
-    step. The pass over a row is branch-free (it vectorises): it marks the sign changes in a
-    byte per entry, found afterwards eight at a time (a word's set bytes by their trailing
-    zeros); the changes of one row and step are then added to D^T[j, :] four K rows per pass.
+    step. The pass over a row is branch-free (it vectorises): it marks the sign changes as the
+    bits of a 64-bit word per 64 entries (a loop of constant length per word, which LLVM turns
+    into vector compares and bit masks), found afterwards by their trailing zeros; the changes
+    of one row and step are then added to D^T[j, :] four K rows per pass.
     Every row and every F[r, i] sees the same operations in the same order as k calls of one
     step, so the numbers do not depend on k.
 
@@ -163,26 +180,35 @@ def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks,
     rise = 1.0 - leak
     F[...] = 0.0
     FT[...] = 0.0
-    words = (n + 7) // 8
-    flags = np.zeros(8 * words, np.uint8)
-    packed = flags.view(np.uint64)
-    idx = np.empty(8 * words, np.int64)
+    full = n // 64  # words of 64 entries; the last word holds the n % 64 left
+    words = np.zeros(full + 1, np.uint64)
+    idx = np.empty(n, np.int64)
     dl = np.empty(n, np.float64)
     changes = 0
     for j in range(m):
         aj = a[j]
         for s in range(k):
-            flips = 0
-            for i in range(n):
+            flips = np.uint64(0)
+            for w in range(full):
+                bits = np.uint64(0)
+                for p in range(64):
+                    old = ZT[j, 64 * w + p]
+                    z = old + DT[j, 64 * w + p]
+                    ZT[j, 64 * w + p] = z
+                    bits |= np.uint64((z > 0.0) != (old > 0.0)) << np.uint64(p)
+                words[w] = bits
+                flips |= bits
+            bits = np.uint64(0)
+            for i in range(64 * full, n):
                 old = ZT[j, i]
                 z = old + DT[j, i]
                 ZT[j, i] = z
-                flip = np.uint8((z > 0.0) != (old > 0.0))
-                flags[i] = flip
-                flips += flip
+                bits |= np.uint64((z > 0.0) != (old > 0.0)) << np.uint64(i - 64 * full)
+            words[full] = bits
+            flips |= bits
             cnt = 0
-            if flips:
-                cnt = _row_changes(K, ZT, DT, SX, c, aj, j, t0 + s + 1, rise, packed, idx, dl)
+            if flips != 0:
+                cnt = _row_changes(K, ZT, DT, SX, c, aj, j, t0 + s + 1, rise, words, idx, dl)
                 changes += cnt
             row = rows[s]
             if row >= 0:  # the outputs, from the row while it is in L1
