@@ -2,10 +2,12 @@
 
     pip install --no-deps --target /tmp/old-fastgrok <old checkout>
     python bench/bench_versions.py --other /tmp/old-fastgrok [--rounds 3] [--case left]
+                                   [--threads N]
 
 Each case runs in a fresh process per round, the two installs alternating, so a noisy spell on
 the shared machine hits both alike; the table gives the best and the median wall time of each
-and their ratios. The kernels are compiled (or loaded) before timing.
+and their ratios. The kernels are compiled (or loaded) before timing. ``--threads``: the runs'
+n_threads (default: every CPU of the process).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import time, fastgrok as fg
 cfg = {cfg}
 fg.run(cfg.replace(runs=1, steps=2), progress=False)  # compile / load kernels
 t0 = time.perf_counter()
-fg.run(cfg, progress=False)
+fg.run(cfg, progress=False, n_threads={threads})
 print("RESULT", time.perf_counter() - t0, fg.__file__)
 """
 
@@ -70,8 +72,8 @@ def alternating(rounds, other, measure):
     return got
 
 
-def _time(cfg, path):
-    row = child_results(_CHILD.format(cfg=cfg), path)[0]
+def _time(cfg, path, threads=None):
+    row = child_results(_CHILD.format(cfg=cfg, threads=threads), path)[0]
     return float(row[0]), row[1]
 
 
@@ -81,12 +83,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--case", action="append", default=None,
                     help="only the cases whose name contains this (repeatable)")
+    ap.add_argument("--threads", type=int, default=None, help="the runs' n_threads")
     args = ap.parse_args()
     print(f"{'case':<48} {'this s':>8} {'other s':>8} {'other/this':>10}   (best; median)")
     for name, cfg in CASES.items():
         if args.case and not any(c in name for c in args.case):
             continue
-        times = alternating(args.rounds, args.other, lambda path, cfg=cfg: _time(cfg, path)[0])
+        times = alternating(args.rounds, args.other,
+                            lambda path, cfg=cfg: _time(cfg, path, args.threads)[0])
         best = {who: min(ts) for who, ts in times.items()}
         median = {who: statistics.median(ts) for who, ts in times.items()}
         print(f"{name:<48} {best['this']:8.2f} {best['other']:8.2f} "
