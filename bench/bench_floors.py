@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_phases import _Kernels, _wrap  # noqa: E402  (after the path above)
 
 
 def _best(fn, reps=20):
@@ -67,27 +68,16 @@ def measure(cfg, rounds):
     from fastgrok import driver, sources
     from fastgrok.engines import gram, linear_regime, ops_numba
 
-    table = collections.defaultdict(lambda: [0.0, 0])
+    table, calls = collections.defaultdict(float), collections.Counter()
     changes = collections.Counter()
-
-    def wrap(obj, name, label):
-        fn = getattr(obj, name)
-
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                table[label][0] += time.perf_counter() - t0
-                table[label][1] += 1
-
-        setattr(obj, name, timed)
-
-    wrap(gram, "build", "build")
-    wrap(sources.ReducedSource, "block", "build: data drawn")
-    wrap(gram_cpu, "step_run", "dense steps")
-    wrap(ops_numba.NumbaOps, "evaluation", "evaluations from C")
-    wrap(linear_regime.LinearRegime, "_enter", "regime: entry")
+    for obj, name, label in ((gram, "build", "build"),
+                             (sources.ReducedSource, "block", "build: data drawn"),
+                             (gram_cpu, "step_run", "dense steps"),
+                             (ops_numba.NumbaOps, "evaluation", "evaluations from C"),
+                             (linear_regime.LinearRegime, "_enter", "regime: entry"),
+                             (gram.GramEngine, "_metrics", "metrics"),
+                             (driver._History, "record", "recording")):
+        _wrap(table, obj, name, label, calls)
     entering = [False]
     enter, refresh = linear_regime.LinearRegime._enter, linear_regime.LinearRegime._refresh_d
 
@@ -104,50 +94,28 @@ def measure(cfg, rounds):
             return refresh(self, st)
         finally:
             if not entering[0]:  # (the entry's own refresh is in the entry's time)
-                table["regime: refreshes after entry"][0] += time.perf_counter() - t0
-                table["regime: refreshes after entry"][1] += 1
+                table["regime: refreshes after entry"] += time.perf_counter() - t0
+                calls["regime: refreshes after entry"] += 1
 
     linear_regime.LinearRegime._enter = timed_enter
     linear_regime.LinearRegime._refresh_d = timed_refresh
-    wrap(gram.GramEngine, "_metrics", "metrics")
-    wrap(driver._History, "record", "recording")
     init = linear_regime.LinearRegime.__init__
 
     def timed_init(self, *args, **kwargs):
         init(self, *args, **kwargs)
-        kernels = self.kernels
-
-        class Timed:
-            def __getattr__(self, name):
-                fn = getattr(kernels, name)
-                if name not in ("linear_steps", "linear_blocks"):
-                    return fn
-
-                def timed(*args):
-                    t0 = time.perf_counter()
-                    out = fn(*args)
-                    table[f"kernel {name}"][0] += time.perf_counter() - t0
-                    table[f"kernel {name}"][1] += 1
-                    changes[name] += out
-                    if name == "linear_steps":  # the tracked rows' width (KtT's)
-                        changes["tracked width"] = max(changes["tracked width"], args[11].shape[1])
-                    return out
-
-                return timed
-
-        self.kernels = Timed()
+        self.kernels = _Kernels(self.kernels, table, calls, changes)
 
     linear_regime.LinearRegime.__init__ = timed_init
     fg.run(cfg.replace(runs=1, steps=2), progress=False, n_threads=1)
     best = None
     for _ in range(rounds):
-        table.clear()
-        changes.clear()
+        for counter in (table, calls, changes):
+            counter.clear()
         t0 = time.perf_counter()
         res = fg.run(cfg, progress=False, n_threads=1)
         wall = time.perf_counter() - t0
         if best is None or wall < best[0]:
-            best = (wall, {k: tuple(v) for k, v in table.items()},
+            best = (wall, {k: (table[k], calls[k]) for k in table},
                     {**res.info, "changes": dict(changes)})
     return best
 

@@ -18,7 +18,8 @@ import collections
 import time
 
 
-def _wrap(table, obj, name, label):
+def _wrap(table, obj, name, label, calls=None):
+    """Replace ``obj.name`` by a timer adding into ``table[label]`` (and 1 into calls[label])."""
     fn = getattr(obj, name)
 
     def timed(*args, **kwargs):
@@ -27,15 +28,22 @@ def _wrap(table, obj, name, label):
             return fn(*args, **kwargs)
         finally:
             table[label] += time.perf_counter() - t0
+            if calls is not None:
+                calls[label] += 1
 
     setattr(obj, name, timed)
 
 
 class _Kernels:
-    """The regime's kernels module, each kernel call timed."""
+    """The regime's kernels module, each kernel call timed (and counted, with its changes).
 
-    def __init__(self, module, table):
+    ``changes`` (when given) receives each stepping kernel's pattern changes under its name,
+    and under "tracked width" the widest tracked rows (KtT's columns) ``linear_steps`` took.
+    """
+
+    def __init__(self, module, table, calls=None, changes=None):
         self._module, self._table = module, table
+        self._calls, self._changes = calls, changes
 
     def __getattr__(self, name):
         fn = getattr(self._module, name)
@@ -45,17 +53,26 @@ class _Kernels:
         def timed(*args):
             t0 = time.perf_counter()
             out = fn(*args)
-            self._table[f"kernel {name}"] += time.perf_counter() - t0
+            label = f"kernel {name}"
+            self._table[label] += time.perf_counter() - t0
+            if self._calls is not None:
+                self._calls[label] += 1
+            if self._changes is not None and name != "write_c":
+                self._changes[name] += out
+                if name == "linear_steps":
+                    width = max(self._changes["tracked width"], args[11].shape[1])
+                    self._changes["tracked width"] = width
             return out
 
         return timed
 
 
 def phases(cfg, threads, rounds):
+    from fastgrok.kernels import gram_cpu
+
     import fastgrok as fg
     from fastgrok import driver, sources
     from fastgrok.engines import gram, linear_regime, ops_numba
-    from fastgrok.kernels import gram_cpu
 
     table = collections.defaultdict(float)
     _wrap(table, gram, "build", "build (calling thread)")
