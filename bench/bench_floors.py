@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_phases import _Kernels, _wrap  # noqa: E402  (after the path above)
+from bench_phases import _Kernels, _wrap, preset_overrides  # noqa: E402  (after the path above)
 
 
 def _best(fn, reps=20):
@@ -178,10 +178,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], help="a Config field, name=value")
     args = ap.parse_args(argv)
-    over = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        over[key] = type(getattr(fg.preset(args.preset), key))(value)
+    over = preset_overrides(args.preset, args.set)
     cfg = fg.preset(args.preset, **over)
     wall, phases, info = measure(cfg, args.rounds)
     low = floors(cfg, phases, info)

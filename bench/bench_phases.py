@@ -102,6 +102,17 @@ def phases(cfg, threads, rounds):
     return best
 
 
+def preset_overrides(preset, items):
+    """{field: value} from ``--set`` items "name=value", each value in the preset field's type."""
+    import fastgrok as fg
+
+    over = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        over[key] = type(getattr(fg.preset(preset), key))(value)
+    return over
+
+
 def main(argv=None):
     import fastgrok as fg
 
@@ -111,10 +122,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], help="a Config field, name=value")
     args = ap.parse_args(argv)
-    over = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        over[key] = type(getattr(fg.preset(args.preset), key))(value)
+    over = preset_overrides(args.preset, args.set)
     wall, table = phases(fg.preset(args.preset, **over), args.threads, args.rounds)
     print(f"{args.preset} {over} on {args.threads} thread(s): {wall:.2f} s wall "
           f"({wall * args.threads:.2f} thread-s)")
