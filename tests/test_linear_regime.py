@@ -445,6 +445,31 @@ def _steps_and_blocks(K, ZT, DT, SX, c, a, leak, k, T, widen):
     return changes, one, F, got, blocks, f, counts
 
 
+@given(st.sampled_from([1, 7, 63, 64, 65, 127, 128, 130, 200]), st.integers(1, 5),
+       st.integers(1, 12), st.sampled_from([0.0, 0.1]), st.integers(0, 2**31 - 1))
+def test_linear_steps_finds_every_sign_change(n, m, k, leak, seed):
+    """linear_steps against the recursion in NumPy, one step at a time, for rows on and off
+    the kernel's words of 64 entries: the same number of pattern changes, counts S and
+    pattern; Z and D to float64 rounding (the kernel adds a step's rows of K four at a time)."""
+    g = np.random.default_rng(seed)
+    K, ZT, DT, SX, c, a = _regime_problem(g, n, m, leak, "float64")
+    Z, D, S, total = ZT.copy(), DT.copy(), SX.copy(), 0
+    for s in range(k):
+        old = Z > 0
+        Z = Z + D
+        flip = (Z > 0) != old
+        sign = np.where(Z > 0, 1.0, -1.0)  # +1: the entry turned on
+        S -= (flip * sign * (5 + s + 1)).astype(np.int32)  # S = SX + M t after t steps
+        D = D + np.where(flip, sign * (1.0 - leak) * c[None, :] * a[:, None], 0.0) @ K
+        total += int(flip.sum())
+    changes, one = _steps_and_blocks(K, ZT, DT, SX, c, a, leak, k, 1, 0.0)[:2]
+    assert changes == total
+    np.testing.assert_array_equal(one[2], S)
+    np.testing.assert_array_equal(one[0] > 0, Z > 0)
+    np.testing.assert_allclose(one[0], Z, rtol=0, atol=1e-12 * np.abs(Z).max())
+    np.testing.assert_allclose(one[1], D, rtol=0, atol=1e-12 * np.abs(D).max())
+
+
 @given(st.integers(2, 90), st.integers(1, 6), st.integers(2, 70), st.sampled_from([0.0, 0.1]),
        st.sampled_from(["float32", "float64"]), st.integers(1, 40),
        st.sampled_from([0.0, 1.0, 8.0, 1e9]), st.integers(0, 2**31 - 1))
