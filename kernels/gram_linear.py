@@ -54,18 +54,18 @@ def _near_scratch(typingctx, dtype):
 
 
 @njit(inline="always")
-def _flagged(packed, idx):
-    """Write the positions of the set flag bytes of ``packed``'s words into idx.
+def _set_positions(words, idx, shift):
+    """Write the positions of the set entries of ``words`` into idx; returns how many.
 
-    A flag is its byte's lowest bit; positions lowest first; returns how many. The changes sit
-    at random places, so a branch per entry would be mispredicted: a word's set bytes come
-    from its trailing zeros.
+    An entry is a bit (``shift`` 0: 64 entries a word) or a byte, set by its lowest bit
+    (``shift`` 3: 8 a word); positions lowest first. The changes sit at random places, so a
+    branch per entry would be mispredicted: a word's set entries come from its trailing zeros.
     """
     cnt = 0
-    for w in range(packed.shape[0]):
-        word = packed[w]
+    for w in range(words.shape[0]):
+        word = words[w]
         while word != 0:
-            idx[cnt] = 8 * w + (trailing_zeros(word) >> 3)
+            idx[cnt] = (w << (6 - shift)) + (trailing_zeros(word) >> shift)
             cnt += 1
             word &= word - np.uint64(1)
     return cnt
@@ -90,22 +90,6 @@ def _add_rows(DT, j, K, idx, dl, cnt):
 
 
 @njit(inline="always")
-def _set_bits(words, idx):
-    """Write the positions of the set bits of ``words`` (64 entries a word) into idx.
-
-    Positions lowest first; returns how many.
-    """
-    cnt = 0
-    for w in range(words.shape[0]):
-        word = words[w]
-        while word != 0:
-            idx[cnt] = 64 * w + trailing_zeros(word)
-            cnt += 1
-            word &= word - np.uint64(1)
-    return cnt
-
-
-@njit(inline="always")
 def _row_changes(K, ZT, DT, SX, c, aj, j, t, rise, words, idx, dl):
     """The sign changes of row j at step t (the set bits of ``words``): added to D^T[j].
 
@@ -113,7 +97,7 @@ def _row_changes(K, ZT, DT, SX, c, aj, j, t, rise, words, idx, dl):
     SX updated. (Called only when a change was flagged: an inlined call with array arguments
     pays reference counting, which the pass over the row, run every step, must not.)
     """
-    cnt = _set_bits(words, idx)
+    cnt = _set_positions(words, idx, 0)
     t32 = np.int32(t)
     for e in range(cnt):
         i = idx[e]
@@ -198,8 +182,8 @@ def linear_steps(K, ZT, DT, SX, c, a, F, rows, leak, t0, k, KtT, DtT, UT, marks,
                     bits |= np.uint64((z > 0.0) != (old > 0.0)) << np.uint64(p)
                 words[w] = bits
                 flips |= bits
-            bits = np.uint64(0)
-            for i in range(64 * full, n):
+            bits = np.uint64(0)  # the n % 64 left, in a loop of their own: the constant
+            for i in range(64 * full, n):  # length above is what lets LLVM vectorise a word
                 old = ZT[j, i]
                 z = old + DT[j, i]
                 ZT[j, i] = z
@@ -728,7 +712,7 @@ def near_linear_steps(K, AK, ZT, DT, MT, SX, GT, GD, DL, g, gref, c, y, a, lr_n,
                     else:
                         flags[i] &= 1
                 unsafe += near
-            cnt = _flagged(packed, idx)
+            cnt = _set_positions(packed, idx, 3)
             if cnt == 0:
                 continue
             for u in range(cnt):
