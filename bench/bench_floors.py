@@ -2,10 +2,10 @@
 
     python bench/bench_floors.py [--preset paper-fig1-left] [--rounds 2] [--set runs=20 ...]
 
-One thread. Each phase of the preset is timed as ``bench_phases.py`` times it, and its calls
-are counted. A phase whose numbers the history fixes bit for bit is a BLAS product at its
-peak (or the data's generator), whatever the code around it does; its floor is that product
-timed alone at the preset's shapes, hot in cache, best of 20, times its calls:
+One thread. Each phase of the preset is timed and its calls counted by ``bench_phases.py``. A
+phase whose numbers the history fixes bit for bit is a BLAS product at its peak (or the data's
+generator), whatever the code around it does; its floor is that product timed alone at the
+preset's shapes, hot in cache, best of 20, times its calls:
 
 - the dense steps: Z = Z0 + K C^T, a float32 GEMM (n x n x m) per step;
 - the evaluations from C: the test pre-activations Kt C^T, a float32 GEMM (nt x n x m);
@@ -19,13 +19,12 @@ The regime's kernels have no such floor (their order of operations is fixed, the
 not); the table gives the L2 bound of their pattern changes (each adds a float32 row of K,
 and of Kt with tracked rows, to a float64 row: 4 (n + e) bytes from L2, over the L2 read
 bandwidth of ``bench_roofline.py``) as a lower bound. The recording and the rest have none.
-The last lines: the measured time, the sum of the floors, and what the time would be with
-everything but the floors and the kernels' bound removed.
+The last line: the measured time, the part of it timed in phases, and the sum of the floors
+and the kernels' bound (the time with everything else removed).
 """
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import sys
 import time
@@ -33,7 +32,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_phases import _Kernels, _wrap, preset_overrides  # noqa: E402  (after the path above)
+from bench_phases import phases, preset_overrides  # noqa: E402  (after the path above)
 
 
 def _best(fn, reps=20):
@@ -55,69 +54,6 @@ def _gemm_time(shape_a, shape_b, dtype, b_transposed=False):
     else:
         B = rng.standard_normal(shape_b).astype(dtype)
     return _best(lambda: A @ B)
-
-
-def measure(cfg, rounds):
-    """(wall s, {phase: (seconds, calls)}, info) of the best of ``rounds`` one-thread runs.
-
-    ``info``: the run's ``Result.info``, with "changes": the pattern changes of each kernel.
-    """
-    from fastgrok.kernels import gram_cpu
-
-    import fastgrok as fg
-    from fastgrok import driver, sources
-    from fastgrok.engines import gram, linear_regime, ops_numba
-
-    table, calls = collections.defaultdict(float), collections.Counter()
-    changes = collections.Counter()
-    for obj, name, label in ((gram, "build", "build"),
-                             (sources.ReducedSource, "block", "build: data drawn"),
-                             (gram_cpu, "step_run", "dense steps"),
-                             (ops_numba.NumbaOps, "evaluation", "evaluations from C"),
-                             (linear_regime.LinearRegime, "_enter", "regime: entry"),
-                             (gram.GramEngine, "_metrics", "metrics"),
-                             (driver._History, "record", "recording")):
-        _wrap(table, obj, name, label, calls)
-    entering = [False]
-    enter, refresh = linear_regime.LinearRegime._enter, linear_regime.LinearRegime._refresh_d
-
-    def timed_enter(self, *args):
-        entering[0] = True
-        try:
-            return enter(self, *args)
-        finally:
-            entering[0] = False
-
-    def timed_refresh(self, st):
-        t0 = time.perf_counter()
-        try:
-            return refresh(self, st)
-        finally:
-            if not entering[0]:  # (the entry's own refresh is in the entry's time)
-                table["regime: refreshes after entry"] += time.perf_counter() - t0
-                calls["regime: refreshes after entry"] += 1
-
-    linear_regime.LinearRegime._enter = timed_enter
-    linear_regime.LinearRegime._refresh_d = timed_refresh
-    init = linear_regime.LinearRegime.__init__
-
-    def timed_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        self.kernels = _Kernels(self.kernels, table, calls, changes)
-
-    linear_regime.LinearRegime.__init__ = timed_init
-    fg.run(cfg.replace(runs=1, steps=2), progress=False, n_threads=1)
-    best = None
-    for _ in range(rounds):
-        for counter in (table, calls, changes):
-            counter.clear()
-        t0 = time.perf_counter()
-        res = fg.run(cfg, progress=False, n_threads=1)
-        wall = time.perf_counter() - t0
-        if best is None or wall < best[0]:
-            best = (wall, {k: (table[k], calls[k]) for k in table},
-                    {**res.info, "changes": dict(changes)})
-    return best
 
 
 def floors(cfg, phases, info):
@@ -145,9 +81,9 @@ def floors(cfg, phases, info):
     calls = {k: v[1] for k, v in phases.items()}
     if "dense steps" in phases:
         out["dense steps"] = (calls["dense steps"] * t_dense, "float32 GEMM K C^T")
-    if "evaluations from C" in phases:
-        out["evaluations from C"] = (calls["evaluations from C"] * t_eval,
-                                     "float32 GEMM Kt C^T")
+    if "evaluations from C (product)" in phases:
+        out["evaluations from C (product)"] = (calls["evaluations from C (product)"] * t_eval,
+                                               "float32 GEMM Kt C^T")
     entries = calls.get("regime: entry", 0)
     if entries:
         out["regime: entry"] = (entries * (t_vk + (t_vkt + t_ect if tracked else 0.0)),
@@ -157,9 +93,10 @@ def floors(cfg, phases, info):
             calls["regime: refreshes after entry"] * (t_vk + (t_vkt if tracked else 0.0)),
             "float64 GEMM V^T K^T (and Kt's)")
     runs = calls.get("build: data drawn", 0)
-    if "build" in phases:
+    if "build (calling thread)" in phases:
         drawn = phases.get("build: data drawn", (0.0, 0))[0]
-        out["build"] = (runs * t_build + drawn, "float32 GEMM of the data, and the normals")
+        out["build (calling thread)"] = (runs * t_build + drawn,
+                                         "float32 GEMM of the data, and the normals")
         out["build: data drawn"] = (drawn, "the generator's bits (kernel as measured)")
     bw = l2_bandwidth()
     for name, count in counts.items():
@@ -180,18 +117,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
     over = preset_overrides(args.preset, args.set)
     cfg = fg.preset(args.preset, **over)
-    wall, phases, info = measure(cfg, args.rounds)
-    low = floors(cfg, phases, info)
+    wall, timed_phases, info = phases(cfg, 1, args.rounds)
+    low = floors(cfg, timed_phases, info)
     print(f"{args.preset} {over}, one thread: {wall:.2f} s wall")
     print("| phase | calls | s | floor s | the floor |")
     print("|---|---|---|---|---|")
-    for name, (sec, n_calls) in sorted(phases.items(), key=lambda kv: -kv[1][0]):
+    for name, (sec, n_calls) in sorted(timed_phases.items(), key=lambda kv: -kv[1][0]):
         floor, why = low.get(name, (0.0, "none"))
         print(f"| {name} | {n_calls} | {sec:.2f} | {floor:.2f} | {why} |")
     # the phases not inside another (the data are drawn inside the build)
-    top = [k for k in phases if k != "build: data drawn"]
+    top = [k for k in timed_phases if k != "build: data drawn"]
     floor_sum = sum(low.get(k, (0.0,))[0] for k in top)
-    timed = sum(phases[k][0] for k in top)
+    timed = sum(timed_phases[k][0] for k in top)
     print(f"\nmeasured {wall:.2f} s, of it timed in phases {timed:.2f} s; the floors and the "
           f"kernels' bound sum to {floor_sum:.2f} s ({floor_sum / wall:.0%} of the wall time)")
 

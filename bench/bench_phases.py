@@ -3,13 +3,13 @@
     python bench/bench_phases.py [--preset paper-fig1-left] [--threads 1] [--rounds 2]
                                  [--set runs=20 --set steps=1000 ...]
 
-The engine's functions are wrapped with timers (a few microseconds a call): the build (the
-data drawn, ``src.block``, and its products), the dense steps and evaluations before a run
-enters the linear regime, the entry, the exact refreshes, the regime's kernels (step by step
-and in blocks), the evaluations from C (``write_c`` and the product with Kt), and the
-recording on the calling thread. With more than one thread the per-phase seconds are summed
-over the threads (compare them with the wall time times the threads). The kernels are
-compiled (or loaded) first; best round by wall time.
+The engine's functions are wrapped with timers (a few microseconds a call): the build (the data
+drawn, ``src.block``, and its products), the dense steps and evaluations before a run enters the
+linear regime, the entry (with its exact refresh), the exact refreshes after it, the regime's
+kernels (step by step and in blocks), the evaluations from C (``write_c`` and the product with Kt),
+and the recording on the calling thread; and their calls are counted. With more than one thread the
+per-phase seconds are summed over the threads (compare them with the wall time times the threads).
+The kernels are compiled (or loaded) first; best round by wall time.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import collections
 import time
 
 
-def _wrap(table, obj, name, label, calls=None):
-    """Replace ``obj.name`` by a timer adding into ``table[label]`` (and 1 into calls[label])."""
+def _wrap(table, obj, name, label, calls):
+    """Replace ``obj.name`` by a timer adding into ``table[label]`` and 1 into calls[label]."""
     fn = getattr(obj, name)
 
     def timed(*args, **kwargs):
@@ -28,20 +28,19 @@ def _wrap(table, obj, name, label, calls=None):
             return fn(*args, **kwargs)
         finally:
             table[label] += time.perf_counter() - t0
-            if calls is not None:
-                calls[label] += 1
+            calls[label] += 1
 
     setattr(obj, name, timed)
 
 
 class _Kernels:
-    """The regime's kernels module, each kernel call timed (and counted, with its changes).
+    """The regime's kernels module, each kernel call timed and counted, with its changes.
 
-    ``changes`` (when given) receives each stepping kernel's pattern changes under its name,
-    and under "tracked width" the widest tracked rows (KtT's columns) ``linear_steps`` took.
+    ``changes`` receives each stepping kernel's pattern changes under its name, and under
+    "tracked width" the widest tracked rows (KtT's columns) ``linear_steps`` took.
     """
 
-    def __init__(self, module, table, calls=None, changes=None):
+    def __init__(self, module, table, calls, changes):
         self._module, self._table = module, table
         self._calls, self._changes = calls, changes
 
@@ -55,50 +54,78 @@ class _Kernels:
             out = fn(*args)
             label = f"kernel {name}"
             self._table[label] += time.perf_counter() - t0
-            if self._calls is not None:
-                self._calls[label] += 1
-            if self._changes is not None and name != "write_c":
+            self._calls[label] += 1
+            if name != "write_c":
                 self._changes[name] += out
-                if name == "linear_steps":
-                    width = max(self._changes["tracked width"], args[11].shape[1])
-                    self._changes["tracked width"] = width
+            if name == "linear_steps":
+                width = max(self._changes["tracked width"], args[11].shape[1])
+                self._changes["tracked width"] = width
             return out
 
         return timed
 
 
 def phases(cfg, threads, rounds):
+    """The best of ``rounds`` runs by wall time: (wall s, {phase: (seconds, calls)}, info).
+
+    ``info``: that run's ``Result.info``, with "changes": the pattern changes of each stepping
+    kernel (and "tracked width", see :class:`_Kernels`).
+    """
     from fastgrok.kernels import gram_cpu
 
     import fastgrok as fg
     from fastgrok import driver, sources
     from fastgrok.engines import gram, linear_regime, ops_numba
 
-    table = collections.defaultdict(float)
-    _wrap(table, gram, "build", "build (calling thread)")
-    _wrap(table, sources.ReducedSource, "block", "build: data drawn")
-    _wrap(table, gram_cpu, "step_run", "dense steps")
-    _wrap(table, ops_numba.NumbaOps, "evaluation", "evaluations from C (product)")
-    _wrap(table, linear_regime.LinearRegime, "_enter", "regime: entry")
-    _wrap(table, linear_regime.LinearRegime, "_refresh_d", "regime: D refreshed")
-    _wrap(table, gram.GramEngine, "_metrics", "metrics (calling thread)")
-    _wrap(table, driver._History, "record", "recording (calling thread)")
+    table, calls = collections.defaultdict(float), collections.Counter()
+    changes = collections.Counter()
+    for obj, name, label in ((gram, "build", "build (calling thread)"),
+                             (sources.ReducedSource, "block", "build: data drawn"),
+                             (gram_cpu, "step_run", "dense steps"),
+                             (ops_numba.NumbaOps, "evaluation", "evaluations from C (product)"),
+                             (linear_regime.LinearRegime, "_enter", "regime: entry"),
+                             (gram.GramEngine, "_metrics", "metrics (calling thread)"),
+                             (driver._History, "record", "recording (calling thread)")):
+        _wrap(table, obj, name, label, calls)
+    entering = [False]
+    enter, refresh = linear_regime.LinearRegime._enter, linear_regime.LinearRegime._refresh_d
+
+    def timed_enter(self, *args):
+        entering[0] = True
+        try:
+            return enter(self, *args)
+        finally:
+            entering[0] = False
+
+    def timed_refresh(self, st):
+        t0 = time.perf_counter()
+        try:
+            return refresh(self, st)
+        finally:
+            if not entering[0]:  # (the entry's own refresh is in the entry's time)
+                table["regime: refreshes after entry"] += time.perf_counter() - t0
+                calls["regime: refreshes after entry"] += 1
+
+    linear_regime.LinearRegime._enter = timed_enter
+    linear_regime.LinearRegime._refresh_d = timed_refresh
     init = linear_regime.LinearRegime.__init__
 
     def timed_init(self, *args, **kwargs):
         init(self, *args, **kwargs)
-        self.kernels = _Kernels(self.kernels, table)
+        self.kernels = _Kernels(self.kernels, table, calls, changes)
 
     linear_regime.LinearRegime.__init__ = timed_init
     fg.run(cfg.replace(runs=1, steps=2), progress=False, n_threads=threads)
     best = None
     for _ in range(rounds):
-        table.clear()
+        for counter in (table, calls, changes):
+            counter.clear()
         t0 = time.perf_counter()
-        fg.run(cfg, progress=False, n_threads=threads)
+        res = fg.run(cfg, progress=False, n_threads=threads)
         wall = time.perf_counter() - t0
         if best is None or wall < best[0]:
-            best = (wall, dict(table))
+            best = (wall, {k: (table[k], calls[k]) for k in table},
+                    {**res.info, "changes": dict(changes)})
     return best
 
 
@@ -123,12 +150,12 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[], help="a Config field, name=value")
     args = ap.parse_args(argv)
     over = preset_overrides(args.preset, args.set)
-    wall, table = phases(fg.preset(args.preset, **over), args.threads, args.rounds)
+    wall, table, _ = phases(fg.preset(args.preset, **over), args.threads, args.rounds)
     print(f"{args.preset} {over} on {args.threads} thread(s): {wall:.2f} s wall "
           f"({wall * args.threads:.2f} thread-s)")
     print("| phase | s | share of wall x threads |")
     print("|---|---|---|")
-    for name, sec in sorted(table.items(), key=lambda kv: -kv[1]):
+    for name, (sec, _) in sorted(table.items(), key=lambda kv: -kv[1][0]):
         print(f"| {name} | {sec:.2f} | {sec / (wall * args.threads):.0%} |")
 
 
