@@ -103,12 +103,12 @@ def _updates(DT, K, idx, dl, per):
     return done
 
 
-def change_cost(M, per, draws=200_000, rounds=5):
+def change_cost(M, per, draws=200_000, rounds=15):
     """ns per change of ``_add_rows`` with the rows of M, ``per`` changes a row and step."""
     rng = np.random.default_rng(0)
     idx = rng.integers(0, M.shape[0], draws).astype(np.int64)
     dl = rng.standard_normal(draws)
-    DT = np.zeros((64, M.shape[1]))  # a few rows: in L1, as a row of the state is
+    DT = np.zeros((4, M.shape[1]))  # a few rows: in L1, as a row of the state is
     _updates(DT, M, idx, dl, per)
     best = np.inf
     for _ in range(rounds):
