@@ -92,6 +92,12 @@ GRAM_LINEAR_STEPS_PER_CALL = 1024
 #: date as the pattern changes (O(n_test) more per change) instead of forming Kt C^T (a
 #: product of n_test n m) at each evaluation. The same numbers up to float64 rounding.
 GRAM_LINEAR_TRACK_GAP = 4
+#: Otherwise, while the driver's first evaluations are less than this many steps apart (the
+#: right panel: to step 586), the runs in the regime keep them up to date all the same, up to
+#: the last evaluation before the first longer gap, in one kernel call per refresh period;
+#: then they drop them, and are evaluated from C. The calls between evaluations that far
+#: apart would be too short for blocks anyway (``GRAM_LINEAR_BLOCK_MIN``). 0: never.
+GRAM_LINEAR_TRACK_PREFIX = 32
 
 #: Near-linear regime (float32 runs on the CPU, docs/design.md 2.5): after its loss weights
 #: leave -l'(0), a run whose steps change little of its pattern keeps stepping incrementally,

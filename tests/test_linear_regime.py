@@ -195,6 +195,72 @@ def test_many_steps_in_one_call_equal_one_step_at_a_time(monkeypatch):
         np.testing.assert_array_equal(one.Z, eng.Z)
 
 
+def test_a_dense_start_of_the_schedule_is_tracked_then_evaluated_from_c(monkeypatch):
+    """A schedule whose first evaluations are a few steps apart, then far apart (the right
+    panel's): the runs keep their tracked rows through its dense start, drop them at its last
+    evaluation there, and take the long gaps in blocks, evaluated from C. Against evaluations
+    from C throughout: the same pattern, C and Z bit for bit, the same accuracies and training
+    losses, the test losses and projections to float32 rounding (the tracked rows hold them in
+    float64)."""
+    from fastgrok.sources import ReducedSource
+
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", True)
+    cfg = fg.preset("paper-fig1-right", runs=2, m=40, steps=200)
+    srcs = [ReducedSource(cfg, r) for r in range(2)]
+    schedule = np.r_[0:10, 12, 15, 20, 60, 100, 200]  # gaps under 24 up to step 20
+    engines = []
+    for prefix in (0, 24):
+        monkeypatch.setattr(tunables, "GRAM_LINEAR_TRACK_PREFIX", prefix)
+        eng = GramEngine(srcs, cfg.lr, "float32", ops=NumbaOps())
+        eng.plan_evaluations(schedule)
+        engines.append(eng)
+    plain, tracked = engines
+    assert plain.state.rows is None and tracked.state.track_until == 20
+    pieces = [(int(k), True) for k in np.diff(schedule)]
+    got = [[eng.evaluate()] + eng.segment(pieces[:11]) for eng in engines]  # to step 15
+    assert all(st_.KtT.shape[1] == 0 for st_ in plain.state.runs)
+    assert all(st_.KtT.shape[1] > 0 for st_ in tracked.state.runs)
+    for evs, eng in zip(got, engines, strict=True):
+        evs += eng.segment(pieces[11:])
+    assert all(st_.KtT.shape[1] == 0 for st_ in tracked.state.runs)  # dropped at step 20
+    for evs_plain, evs_tracked in zip(*got, strict=True):
+        for a, b in zip(evs_plain, evs_tracked, strict=True):
+            assert a["train_acc"] == b["train_acc"] and a["test_acc"] == b["test_acc"]
+            assert a["train_loss"] == b["train_loss"]
+            assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-6)
+            for key in ("P1", "P2"):
+                np.testing.assert_allclose(b[key], a[key], rtol=1e-5,
+                                           atol=1e-5 * np.abs(a[key]).max())
+    assert plain.counters() == tracked.counters()
+    for eng in engines:
+        eng.sync()
+    np.testing.assert_array_equal(plain.Ct, tracked.Ct)
+    np.testing.assert_array_equal(plain.Z, tracked.Z)
+
+
+@pytest.mark.parametrize("schedule", [np.r_[0:30, 40, 50, 60, 90, 130, 200, 400],
+                                      np.arange(401)])
+def test_a_run_with_tracked_rows_stops_at_its_first_interpolation(monkeypatch, schedule):
+    """Stepping until each run interpolates (the driver's stop rule), runs that keep tracked
+    rows (through the schedule's dense start, or for good) stop at the step at which they
+    would without them, with the same state."""
+    from fastgrok.sources import ReducedSource
+
+    monkeypatch.setattr(tunables, "GRAM_LINEAR_REGIME", True)
+    cfg = fg.preset("paper-fig1-right", runs=3, m=60, steps=400)
+    srcs = [ReducedSource(cfg, r) for r in range(3)]
+    plain, tracked = (GramEngine(srcs, cfg.lr, "float32", ops=NumbaOps()) for _ in range(2))
+    tracked.plan_evaluations(schedule)
+    for eng in (plain, tracked):
+        eng.advance(20)
+    assert all(st_.KtT.shape[1] > 0 for st_ in tracked.state.runs)
+    got = [eng.advance_until_interpolation(80) for eng in (plain, tracked)]
+    assert got[0] == got[1] and 0 < max(got[0][1]) < 80  # a run interpolated on the way
+    for eng in (plain, tracked):
+        eng.sync()
+    np.testing.assert_array_equal(plain.Ct, tracked.Ct)
+
+
 def test_evaluations_at_refresh_points_do_not_depend_on_how_the_steps_are_split(monkeypatch):
     """Evaluated every step, a run in the regime has its evaluations recorded by the kernel,
     and the exact refresh runs before the step after a refresh point: every evaluation,
@@ -525,6 +591,7 @@ def test_blocks_change_no_evaluation_of_the_right_panel(monkeypatch):
     for block in (1, 16):
         monkeypatch.setattr(tunables, "GRAM_LINEAR_BLOCK", block)
         monkeypatch.setattr(tunables, "GRAM_LINEAR_BLOCK_MIN", 2)
+        monkeypatch.setattr(tunables, "GRAM_LINEAR_TRACK_PREFIX", 0)  # every call may take blocks
         monkeypatch.setattr(tunables, "STEPS_PER_CALL", 64)
         out[block] = fg.run(cfg, progress=False)
     a, b = out[1].history, out[16].history

@@ -244,13 +244,24 @@ class GramEngine(Engine):
         """Track the evaluation rows in the CPU's linear regime when evaluations are frequent.
 
         Runs evaluated at every step or nearly (the left panel) keep their test outputs and
-        projections up to date (``tunables.GRAM_LINEAR_TRACK_GAP``).
+        projections up to date (``tunables.GRAM_LINEAR_TRACK_GAP``); other schedules only
+        through their dense start (``tunables.GRAM_LINEAR_TRACK_PREFIX``: the right panel's
+        first 80 evaluations, a few steps apart).
         """
         schedule = np.asarray(schedule)
-        if self.state is not None and len(schedule) > 1 \
-                and np.mean(np.diff(schedule)) <= tunables.GRAM_LINEAR_TRACK_GAP:
-            self.state.track(self.Kt, self.Zt0, self.XM, self.W0M, test=self._test,
-                             means=self.has_means)
+        if self.state is None or len(schedule) < 2:
+            return
+        gaps = np.diff(schedule)
+        until = None  # for good
+        if np.mean(gaps) > tunables.GRAM_LINEAR_TRACK_GAP:
+            # Only the dense start of the schedule: up to its last evaluation before a gap of
+            # GRAM_LINEAR_TRACK_PREFIX steps or more.
+            longer = np.flatnonzero(gaps >= tunables.GRAM_LINEAR_TRACK_PREFIX)
+            until = int(schedule[longer[0]]) if len(longer) else int(schedule[-1])
+            if until < 2:
+                return
+        self.state.track(self.Kt, self.Zt0, self.XM, self.W0M, test=self._test,
+                         means=self.has_means, until=until)
 
     _test = property(lambda self: self.yt is not None and not self.population)
 

@@ -155,6 +155,7 @@ class LinearRegime:
         self.counts = np.zeros((R, len(COUNTERS)), np.int64)
         self.margins = self._frozen_margins()
         self.rows = None  # the tracked evaluation rows (:meth:`track`)
+        self.track_until = None  # a run's step from which it drops them; None: never
         self.retired = np.zeros(len(COUNTERS), np.int64)  # counters of runs that left (select)
 
     def __getstate__(self) -> dict:
@@ -166,13 +167,14 @@ class LinearRegime:
         from ..kernels import gram_linear
 
         self.__dict__.update(state, kernels=gram_linear)
+        self.__dict__.setdefault("track_until", None)  # (a checkpoint from before it)
         for st in self.runs:
             if st is not None and not hasattr(st, "kmax"):  # a checkpoint from before the blocks
                 st.kmax, st.spread = _off_diagonal_max(st.K64), np.full(len(st.a), -1.0)
                 st.moved = np.zeros(st.ZT.shape, np.uint8)
                 st.slope = np.zeros(st.ZT.shape, np.float32)
 
-    def track(self, Kt, Zt0, XM, W0M, test, means):
+    def track(self, Kt, Zt0, XM, W0M, test, means, until=None):
         """Keep the test outputs and the projections of the runs in the regime up to date.
 
         The test outputs (``test``) and the projections on the means (``means``) of every run
@@ -180,10 +182,30 @@ class LinearRegime:
         (m, n_test + 2) numbers instead of the product Kt C^T and the write of C.
         Worth it when evaluations are frequent: it adds O(n_test) to every pattern change.
         Called before the runs enter the regime (runs already in it keep their evaluations).
+        ``until``: a run's step from which they are no longer kept (its evaluations from then
+        on come from C, and its calls may take blocks); None: for good.
         """
         if test or means:
             self.rows = (Kt if test else None, Zt0 if test else None,
                          XM if means else None, W0M if means else None)
+            self.track_until = until
+
+    def _tracked_span(self, r, done, most):
+        """How many of run r's next ``most`` steps keep tracked rows (0: none).
+
+        ``done``: the steps run r has taken in the current call.
+        """
+        if self.rows is None:
+            return 0
+        if self.track_until is None:
+            return most
+        return max(0, min(most, self.track_until - int(self.counts[r, RUN_STEPS]) - done))
+
+    def _untrack(self, st):
+        """Drop a state's tracked rows: its evaluations from C from now on."""
+        n, m = st.ZT.shape[1], st.ZT.shape[0]
+        st.nt, st.KtT = 0, np.empty((n, 0), self.dtype)
+        st.BT, st.DtT, st.UT = np.empty((m, 0)), np.empty((m, 0)), np.empty((m, 0))
 
     def select(self, keep, rows):
         """Keep the runs at positions ``keep`` (their counters stay counted).
@@ -266,14 +288,19 @@ class LinearRegime:
         while done < steps:
             stop = next((mk for mk in marks if mk > done), steps)  # the next mark
             cheap = self.flips[r] is not None and self.flips[r] <= limit / 2
+            span = self._tracked_span(r, done, steps - done)
             if self.runs[r] is None and not self.left[r] and cheap:
-                self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr)
-            if self.runs[r] is not None:
-                if self.covers(r, *wanted):
-                    # Its tracked rows give the evaluations: the marks up to the end, recorded
-                    # by the kernel.
-                    k, evs = self._incremental(r, K, Z0, Z, Ct, y, a, lr, steps - done, limit,
-                                               [mk - done for mk in marks if mk > done], wanted)
+                self.runs[r] = self._enter(r, K, Z, Ct, y, a, lr, span > 0)
+            st = self.runs[r]
+            if st is not None and st.KtT.shape[1] and not span:
+                self._untrack(st)  # past the schedule's dense start: evaluated from C
+            if st is not None:
+                if span and self.covers(r, *wanted):
+                    # Its tracked rows give the evaluations: the marks up to the end (or to
+                    # where it stops tracking them), recorded by the kernel.
+                    k, evs = self._incremental(r, K, Z0, Z, Ct, y, a, lr, span, limit,
+                                               [mk - done for mk in marks
+                                                if done < mk <= done + span], wanted, until)
                     out += evs
                 else:
                     k = self._incremental(r, K, Z0, Z, Ct, y, a, lr, stop - done, limit,
@@ -311,7 +338,7 @@ class LinearRegime:
             f = outputs(Z[r], a[r], self.leak)
         return f
 
-    def _enter(self, r, K, Z, Ct, y, a, lr):
+    def _enter(self, r, K, Z, Ct, y, a, lr, tracked):
         from ..kernels.numba_fused import outputs
 
         f = outputs(Z[r], a[r], self.leak)
@@ -332,7 +359,7 @@ class LinearRegime:
             moved=np.zeros(ZT.shape, np.uint8), slope=np.zeros(ZT.shape, np.float32),
             KtT=np.empty((n, 0), self.dtype), BT=np.empty((m, 0)), DtT=np.empty((m, 0)),
             UT=np.empty((m, 0)))
-        if self.rows is not None:
+        if tracked:
             Kt, Zt0, XM, W0M = self.rows
             E = [Kt[r]] if Kt is not None else []  # (rows, n), in the working dtype
             E0 = [np.asarray(Zt0[r], np.float64)] if Kt is not None else []  # (rows, m)
