@@ -90,7 +90,8 @@ GRAM_LINEAR_STEPS_PER_CALL = 1024
 #: Linear regime: when the driver evaluates at least every this many steps on average (the
 #: left panel: every step), runs in the regime keep their test outputs and projections up to
 #: date as the pattern changes (O(n_test) more per change) instead of forming Kt C^T (a
-#: product of n_test n m) at each evaluation. The same numbers up to float64 rounding.
+#: product of n_test n m) at each evaluation. The same numbers up to the working precision's
+#: rounding (the tracked ones are float64 sums, the products are in the working dtype).
 GRAM_LINEAR_TRACK_GAP = 4
 #: Otherwise, while the driver's first evaluations are less than this many steps apart (the
 #: right panel: to step 586), the runs in the regime keep them up to date all the same, up to
