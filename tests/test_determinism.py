@@ -104,7 +104,7 @@ def test_runs_per_batch_follow_the_host_and_device_budgets(monkeypatch):
     """The left panel's runs (about 15.5 MiB of state each on the host): 128 MiB per CPU, at
     most 2 GiB; the device's 2 GiB hold 608 of them (3.4 MiB each, no linear-regime state).
     The plan splits the runs into the fewest batches within the budget, no larger than that
-    number needs."""
+    number needs, each a multiple of the threads that share out its runs where it can be."""
     from fastgrok.kernels import threads
 
     from fastgrok import plan as planning
@@ -113,12 +113,13 @@ def test_runs_per_batch_follow_the_host_and_device_budgets(monkeypatch):
     from fastgrok.engines.ops_numba import NumbaOps
 
     cfg = fg.preset("paper-fig1-left")
-    for cpus, most, runs in ((1, 8, 8), (2, 16, 15), (64, 131, 100)):
+    for cpus, most, runs in ((1, 8, 8), (2, 16, 16), (3, 24, 21), (64, 131, 100)):
         monkeypatch.setattr(threads, "default_threads", lambda cpus=cpus: cpus)
         assert GramEngine.max_batch(cfg.n, cfg.p, cfg.m, cfg.n_test, "float32", NumbaOps) == most
         assert planning.plan_experiment(cfg).batch == runs
     monkeypatch.setattr(threads, "default_threads", lambda: 2)  # at most 16 a batch
     assert planning.plan_experiment(cfg.replace(runs=20)).batch == 10  # 10 + 10, not 16 + 4
-    assert planning.plan_experiment(cfg.replace(runs=17)).batch == 9  # 9 + 8, not 16 + 1
+    assert planning.plan_experiment(cfg.replace(runs=17)).batch == 10  # 10 + 7, not 16 + 1
+    assert planning.plan_experiment(cfg.replace(runs=15)).batch == 15  # one batch
     assert planning.plan_experiment(cfg.replace(runs=16)).batch == 16
     assert GramEngine.max_batch(cfg.n, cfg.p, cfg.m, cfg.n_test, "float32", CupyOps) == 608

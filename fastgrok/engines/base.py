@@ -44,6 +44,14 @@ class Engine:
         """
         return 1
 
+    @classmethod
+    def batch_multiple(cls, ops) -> int:
+        """What a batch's size is best a multiple of: the threads its runs are shared out to.
+
+        1 unless the engine batches runs on the host threads.
+        """
+        return 1
+
     def step(self, prepare_eval: bool = True) -> None:
         """Advance every run by one full-batch gradient-descent step.
 

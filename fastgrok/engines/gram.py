@@ -150,6 +150,13 @@ class GramEngine(Engine):
         return max(1, int(budget // per_run))
 
     @classmethod
+    def batch_multiple(cls, ops):
+        """The threads a batch's runs are shared out to (one task per run), on the host."""
+        from ..kernels.threads import default_threads
+
+        return default_threads() if ops.host_threads else 1
+
+    @classmethod
     def state_bytes(cls, n, m, n_test, dtype, ops):
         """Bytes of one run's state.
 

@@ -77,6 +77,10 @@ class EngineBinding:
         """Runs one engine may hold at once."""
         return self.engine.max_batch(n, p, m, n_test, dtype, self.ops)
 
+    def batch_multiple(self) -> int:
+        """What a batch's size is best a multiple of (the threads sharing out its runs)."""
+        return self.engine.batch_multiple(self.ops)
+
     def estimate_bytes(self, n, p, m, n_test, dtype) -> int:
         """Bytes of one run's state (used to refuse what cannot fit)."""
         return self.engine.estimate_bytes(n, p, m, n_test, dtype, self.ops)
