@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_phases import preset_overrides  # noqa: E402  (after the path above)
+from bench_phases import kernels_wrapped, preset_overrides  # noqa: E402  (after the path above)
 from fastgrok.kernels.gram_linear import _add_rows  # noqa: E402
 
 #: linear_steps' arguments, by position
@@ -40,7 +40,6 @@ _F, _ROWS, _KTT, _DTT, _UT, _MARKS, _FT, _PT = 6, 7, 11, 12, 13, 14, 15, 16
 def capture(cfg):
     """The arguments of the first ``linear_steps`` call of one run of ``cfg``, copied."""
     import fastgrok as fg
-    from fastgrok.engines import linear_regime
 
     got = []
 
@@ -60,17 +59,8 @@ def capture(cfg):
 
             return first
 
-    init = linear_regime.LinearRegime.__init__
-
-    def capturing_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        self.kernels = Capturing(self.kernels)
-
-    linear_regime.LinearRegime.__init__ = capturing_init
-    try:
+    with kernels_wrapped(Capturing):
         fg.run(cfg.replace(runs=1), progress=False, n_threads=1)
-    finally:
-        linear_regime.LinearRegime.__init__ = init
     if not got:
         raise SystemExit("no run took a step in the linear regime")
     return got[0]

@@ -21,6 +21,7 @@ import tempfile
 
 import numpy as np
 from bench_late_blocks import GRAM_ARGS
+from bench_phases import kernels_wrapped
 from bench_versions import alternating, child_results
 
 #: linear_blocks' arguments after K, in order (K in float64 is added for installs that take it).
@@ -55,7 +56,6 @@ def save_calls(steps, folder):
     """Train one right-panel run; save the arguments of each of its block calls. Returns the
     paths and the steps they take."""
     import fastgrok as fg
-    from fastgrok.engines import linear_regime
 
     paths, taken = [], []
 
@@ -78,17 +78,8 @@ def save_calls(steps, folder):
 
             return saved
 
-    init = linear_regime.LinearRegime.__init__
-
-    def recording_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        self.kernels = Recording(self.kernels)
-
-    linear_regime.LinearRegime.__init__ = recording_init
-    try:
+    with kernels_wrapped(Recording):
         fg.run(fg.preset("paper-fig1-right", runs=1, steps=steps), progress=False, n_threads=1)
-    finally:
-        linear_regime.LinearRegime.__init__ = init
     return paths, sum(taken)
 
 

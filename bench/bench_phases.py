@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import time
 
 
@@ -65,6 +66,24 @@ class _Kernels:
         return timed
 
 
+@contextlib.contextmanager
+def kernels_wrapped(wrap):
+    """Inside: every linear regime built holds ``wrap(its kernels' module)`` as its kernels."""
+    from fastgrok.engines import linear_regime
+
+    init = linear_regime.LinearRegime.__init__
+
+    def wrapped_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.kernels = wrap(self.kernels)
+
+    linear_regime.LinearRegime.__init__ = wrapped_init
+    try:
+        yield
+    finally:
+        linear_regime.LinearRegime.__init__ = init
+
+
 def phases(cfg, threads, rounds):
     """The best of ``rounds`` runs by wall time: (wall s, {phase: (seconds, calls)}, info).
 
@@ -108,24 +127,18 @@ def phases(cfg, threads, rounds):
 
     linear_regime.LinearRegime._enter = timed_enter
     linear_regime.LinearRegime._refresh_d = timed_refresh
-    init = linear_regime.LinearRegime.__init__
-
-    def timed_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        self.kernels = _Kernels(self.kernels, table, calls, changes)
-
-    linear_regime.LinearRegime.__init__ = timed_init
-    fg.run(cfg.replace(runs=1, steps=2), progress=False, n_threads=threads)
     best = None
-    for _ in range(rounds):
-        for counter in (table, calls, changes):
-            counter.clear()
-        t0 = time.perf_counter()
-        res = fg.run(cfg, progress=False, n_threads=threads)
-        wall = time.perf_counter() - t0
-        if best is None or wall < best[0]:
-            best = (wall, {k: (table[k], calls[k]) for k in table},
-                    {**res.info, "changes": dict(changes)})
+    with kernels_wrapped(lambda module: _Kernels(module, table, calls, changes)):
+        fg.run(cfg.replace(runs=1, steps=2), progress=False, n_threads=threads)
+        for _ in range(rounds):
+            for counter in (table, calls, changes):
+                counter.clear()
+            t0 = time.perf_counter()
+            res = fg.run(cfg, progress=False, n_threads=threads)
+            wall = time.perf_counter() - t0
+            if best is None or wall < best[0]:
+                best = (wall, {k: (table[k], calls[k]) for k in table},
+                        {**res.info, "changes": dict(changes)})
     return best
 
 
