@@ -130,11 +130,12 @@ def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, snapshot_steps=N
                    f"{networks_kept} kept networks (snapshot_steps and the last step) of each of "
                    f"{runs} runs ({method}: {'C, m x n' if method == 'gram' else 'W, m x p'})")
     hist = tuple(snapshot_steps) if snapshot_steps is not None else default_snapshot_steps(steps)
-    # Batches whose runs the threads share out evenly (one task per run: 15 runs on two
-    # threads take as long as 16), as few as the budget allows, and the smallest such batch that
-    # needs no more of them (100 runs, at most 15 a batch, two threads: seven of 14 and one of
-    # 2, not six of 15 and one of 10; at most 16 on one thread: six of 15 and one of 10, not
-    # six of 16 and one of 4): a short last batch would leave threads idle at every step.
+    # As few batches as the budget allows, each a multiple of the threads that share out its
+    # runs (one task per run: 15 runs on two threads take as long as 16), and the smallest such
+    # batch that needs no more of them. 100 runs, at most 16 a batch: on two threads six of 16
+    # and one of 4 (not six of 15 and one of 10, each of 15 leaving a thread idle for a run);
+    # on one thread six of 15 and one of 10 (not six of 16 and one of 4: a short last batch
+    # leaves threads idle at every step it shares out).
     runs = max(runs, 1)
     most, every = engine.max_batch(n, p, m, n_test, dtype), engine.batch_multiple()
     if most >= every:
