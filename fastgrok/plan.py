@@ -132,10 +132,9 @@ def plan_arrays(n, p, m, n_test, dtype, method, backend, steps, snapshot_steps=N
     hist = tuple(snapshot_steps) if snapshot_steps is not None else default_snapshot_steps(steps)
     # As few batches as the budget allows, each a multiple of the threads that share out its
     # runs (one task per run: 15 runs on two threads take as long as 16), and the smallest such
-    # batch that needs no more of them. 100 runs, at most 16 a batch: on two threads six of 16
-    # and one of 4 (not six of 15 and one of 10, each of 15 leaving a thread idle for a run);
-    # on one thread six of 15 and one of 10 (not six of 16 and one of 4: a short last batch
-    # leaves threads idle at every step it shares out).
+    # batch that needs no more of them: 100 runs, at most 16 a batch, on two threads six of 16
+    # and one of 4 (not six of 15, each leaving a thread idle for a run, and one of 10); 20
+    # runs ten and ten (not 16 and 4, which would leave a thread idle at every step).
     runs = max(runs, 1)
     most, every = engine.max_batch(n, p, m, n_test, dtype), engine.batch_multiple()
     if most >= every:
