@@ -215,6 +215,11 @@ def _stop_workers(executor):
         if proc.is_alive():
             proc.kill()
             proc.join(timeout=5)
+    # Nothing reads the call queue now: the exit must not wait to flush what it still holds
+    # into the pipe of a dead worker (the queue's feeder thread is joined at exit).
+    queue = getattr(executor, "_call_queue", None)
+    if queue is not None:
+        queue.cancel_join_thread()
 
 
 def _normalised(base: dict):
