@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _validate as v
+from . import tunables
 from .config import Config, check_decay, check_field, renamed_arguments
 from .driver import default_snapshot_steps, drive
 from .model import Model
@@ -172,7 +173,11 @@ def _execute(plan: Plan, config: dict, sources, runs: int, lr: float, mu_norm, p
                     progress=progress, desc=f"fastgrok {plan.engine_name}",
                     second_mean=second_mean, network_steps=network_steps, stop=stop,
                     metrics=metrics, track=track, stable_rank=stable_rank,
-                    checkpoint=checkpoint, reattach=reattach)
+                    checkpoint=checkpoint, reattach=reattach,
+                    # (the thread runtime's settings are per thread: Numba's thread count)
+                    overlap=(lambda: eng.runtime(threads))
+                    if eng.ops.host_threads and (threads or 1) > 1 and tunables.DRIVER_OVERLAP
+                    else None)
     info = {"engine": plan.engine_name, "dtype": plan.dtype, "representation": plan.representation,
             "working_p": plan.p, "wall_s": round(time.perf_counter() - t0, 3)}
     info.update(eng.describe(out.counts))  # what the engines did beyond plain steps

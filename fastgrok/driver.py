@@ -118,7 +118,7 @@ class Trained:
 
 def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=False, desc="fastgrok",
           second_mean=True, *, network_steps=(), stop=None, metrics=None, track=(),
-          stable_rank=False, checkpoint=None, reattach=None) -> Trained:
+          stable_rank=False, checkpoint=None, reattach=None, overlap=None) -> Trained:
     """Train every run and collect the history and the histogram projections.
 
     Parameters
@@ -161,6 +161,12 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
         when it is due (not with a stop rule).
     reattach : callable, optional
         ``reattach(engine)`` gives a resumed engine its backend operations and threads.
+    overlap : callable, optional
+        Record each segment's evaluations on this thread while the next segment steps on
+        another (:func:`_record_behind`), where the recording reads nothing but the
+        evaluations (no stop rule, metrics, kept networks or stable rank): ``overlap()`` is
+        the context the stepping thread runs in (the engine's thread runtime). For engines
+        whose work runs on host threads of their own, where the calling thread would wait.
 
     Returns
     -------
@@ -187,32 +193,132 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
         done += resumed["t"] * len(runs[first:first + batch])
     # One bar over all runs x steps; a batch's build shows as the bar's phase, not a second bar.
     bar = progress_bar(len(runs) * steps, desc, "step", enabled=progress, initial=done)
-    try:
+    # The recording reads only the evaluations it is given unless a stop rule, a metric, a kept
+    # network or the stable rank reads the engine: then it keeps in step with the steps.
+    behind = overlap is not None and history.stop is None and not history.metrics \
+        and not history.network_set and not history.stable_rank
+
+    def train(emit):
+        nonlocal resumed
         for b0 in range(first, len(runs), batch):
             start = 0
             if resumed is not None and resumed["engine"] is not None:
                 engine, start = resumed["engine"], resumed["t"]
                 reattach(engine)
             else:
-                engine = _build(make_engine, runs, b0, batch, bar)
+                engine = _build(make_engine, runs, b0, batch, bar, emit)
             resumed = None
 
             def save(t, engine=engine, b0=b0):
                 if checkpoint is not None and checkpoint.due():
-                    checkpoint.save({"history": history, "counts": counts, "batch": b0,
-                                     "batch_size": batch, "engine": engine, "t": t},
-                                    nbytes=_state_bytes(engine))
+                    # (on the recording's side, once it has recorded every step up to t)
+                    emit(checkpoint.save, {"history": history, "counts": counts, "batch": b0,
+                                           "batch_size": batch, "engine": engine, "t": t},
+                         _state_bytes(engine), wait=True)
 
-            _drive_batch(engine, runs[b0:b0 + batch], schedule, steps, history, bar, start, save)
-            for k, val in engine.counters().items():
-                counts[k] = counts.get(k, 0) + val
+            _drive_batch(engine, runs[b0:b0 + batch], schedule, steps, history, bar, start,
+                         save, emit, networks=not behind)
+            emit(_add_counts, counts, engine.counters())
             del engine
             if checkpoint is not None and checkpoint.due() and b0 + batch < len(runs):
-                checkpoint.save({"history": history, "counts": counts, "batch": b0 + batch,
-                                 "batch_size": batch, "engine": None, "t": 0})
+                emit(checkpoint.save, {"history": history, "counts": counts,
+                                       "batch": b0 + batch, "batch_size": batch,
+                                       "engine": None, "t": 0}, wait=True)
+
+    try:
+        if behind:
+            _record_behind(train, overlap)
+        else:
+            train(_now)
     finally:
         bar.close()
     return history.result(counts)
+
+
+def _add_counts(counts, more):
+    for k, val in more.items():
+        counts[k] = counts.get(k, 0) + val
+
+
+def _now(fn, *args, wait=False):
+    """``fn(*args)`` at once: the recording in step with the steps."""
+    return fn(*args)
+
+
+class _Cancelled(Exception):
+    """The recording side stopped (an error or an interrupt): the steps stop too."""
+
+
+def _record_behind(train, context):
+    """``train(emit)`` on a thread of its own, what it emits done on this one, in order.
+
+    The steps of the next segment (and the next batch's build) run while this thread records
+    the last one's evaluations, so the threads are not idle while the history is written.
+    ``emit(fn, *args, wait=False)`` queues ``fn(*args)`` for this thread (``wait``: and waits
+    until it is done, as a checkpoint's save does, which must see the engine at its step). An
+    error on either side stops both; the stepping thread's is raised here. The bits are those
+    of the recording in step: the same calls in the same order on the same numbers.
+    ``context()``: the context manager the stepping thread runs ``train`` in.
+    """
+    import contextvars
+    import queue
+    import threading
+
+    # Bounded: a recording slower than the steps holds back the steps, not memory.
+    todo = queue.Queue(maxsize=tunables.DRIVER_QUEUE)
+    stop = threading.Event()
+    end = object()
+    failed = []
+
+    def put(item):
+        while True:
+            if stop.is_set():
+                raise _Cancelled
+            try:
+                todo.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def emit(fn, *args, wait=False):
+        done = threading.Event() if wait else None
+        put((fn, args, done))
+        while done is not None and not done.wait(0.1):
+            if stop.is_set():
+                raise _Cancelled
+
+    def steps():
+        try:
+            with context():
+                train(emit)
+        except _Cancelled:
+            return
+        except BaseException as exc:  # noqa: BLE001 - raised again on the recording's side
+            failed.append(exc)
+        try:
+            put(end)
+        except _Cancelled:
+            pass
+
+    # The stepping thread sees this thread's context (NumPy's error state is one of its
+    # variables: the caller's np.errstate holds there too).
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(steps,),
+                              name="fastgrok-steps", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = todo.get()
+            if item is end:
+                break
+            fn, args, done = item
+            fn(*args)
+            if done is not None:
+                done.set()
+        if failed:
+            raise failed[0]
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _state_bytes(obj, depth=0, seen=None) -> int:
@@ -289,6 +395,11 @@ class _History:
         self.networks, self.stop_steps = {}, {}
         self.frozen = {}  # run -> (stop step, its row, its projections, its network)
 
+    def start_batch(self, ids, A, data):
+        """A batch's runs: their second layers and their data in the means' plane (or None)."""
+        for r, a, d in zip(ids, A, data, strict=True):
+            self.a[r], self.data[r] = a, d
+
     def state(self, t, r, ev, source, network):
         """The :class:`RunState` of run r at step t from its evaluation ``ev``."""
         if self.stop == "interpolation" and not self.metrics:  # the rule reads y and f only
@@ -309,7 +420,10 @@ class _History:
 
         Rows at the recorded steps, projections at the snapshot steps, networks at the network
         steps (``networks(i)`` gives position i's). Returns the positions whose stop rule fired.
+        ``evs``: a list, or a function that gives it (an engine's deferred evaluation).
         """
+        if callable(evs):
+            evs = evs()
         stopped = []
         recorded = t in self.record_set
         columns = self._batch_columns(A, evs, sources) if recorded else None
@@ -496,34 +610,37 @@ class _History:
                        self.diverged)
 
 
-def _build(make_engine, runs, b0, batch, bar):
+def _build(make_engine, runs, b0, batch, bar, emit=_now):
     """The engine of the batch of runs starting at index b0, its build shown on the bar."""
     built = [0]
 
     def on_built():
         built[0] += 1
-        bar.phase(f"building runs {b0 + built[0]}/{len(runs)}")
+        emit(bar.phase, f"building runs {b0 + built[0]}/{len(runs)}")
 
-    bar.phase(f"building runs {b0}/{len(runs)}")
+    emit(bar.phase, f"building runs {b0}/{len(runs)}")
     engine = make_engine(runs[b0:b0 + batch], on_built)
-    bar.phase("")
+    emit(bar.phase, "")
     return engine
 
 
-def _drive_batch(engine, ids, schedule, steps, history, bar, start=0, save=None):
+def _drive_batch(engine, ids, schedule, steps, history, bar, start=0, save=None, emit=_now,
+                 networks=True):
     """Take every step of the batch's runs ``ids``, recording the evaluations of ``schedule``.
 
     With a stop rule the rule is checked after every step (:func:`_steps_with_stop`) and a run
     that stops leaves the batch at once. ``start``: the step a resumed engine is at (its
     segments before it are skipped); ``save(t)``: called at the end of each segment, at step t
-    (a checkpoint when one is due).
+    (a checkpoint when one is due). What writes the history or the bar goes through ``emit``
+    (:func:`_record_behind`); ``networks``: whether the recording may read the engine's
+    networks (not when it runs behind the steps).
     """
     means = engine.sources[0].n_directions > 0
     ids = list(ids)
     A = [np.asarray(s.a, dtype=np.float64) for s in engine.sources]
     positions = list(range(len(ids)))  # the batch's runs still training, as ids positions
     if start == 0:
-        _start_batch(engine, ids, A, schedule, history, means)
+        _start_batch(engine, ids, A, schedule, history, means, emit)
 
     def leave(stopped):
         if stopped:
@@ -531,9 +648,12 @@ def _drive_batch(engine, ids, schedule, steps, history, bar, start=0, save=None)
             positions[:] = [positions[k] for k in keep]
             engine.select(keep)
 
+    sources = list(engine.sources)  # (as positions: a run that stops leaves both)
+
     def record(t, evs):
-        leave(history.record(t, [ids[i] for i in positions], [A[i] for i in positions], evs,
-                             engine.sources, engine.network))
+        # (without a stop rule nothing comes back: the recording may run behind the steps)
+        leave(emit(history.record, t, [ids[i] for i in positions], [A[i] for i in positions],
+                   evs, [sources[i] for i in positions], engine.network if networks else None))
 
     if start == 0:
         record(0, engine.evaluate(projections=means))  # 0: always evaluated
@@ -551,28 +671,29 @@ def _drive_batch(engine, ids, schedule, steps, history, bar, start=0, save=None)
         if not positions:
             break
         taken = k * len(positions)
-        for s, evs in zip(evaluated, engine.segment(segment, projections=means), strict=True):
+        # (behind the steps, the metrics too are the recording's work: deferred)
+        for s, evs in zip(evaluated, engine.segment(segment, projections=means,
+                                                    deferred=not networks), strict=True):
             record(s, evs)
-        bar.update(taken)
+        emit(bar.update, taken)
         counted += taken
         if save is not None and t < steps:
             save(t)
-    bar.update(steps * len(ids) - counted)
+    emit(bar.update, steps * len(ids) - counted)
 
 
-def _start_batch(engine, ids, A, schedule, history, means):
+def _start_batch(engine, ids, A, schedule, history, means, emit=_now):
     """What a batch records before its first step.
 
     The second layers, the data in the means' plane (for the figures), and the engine's
     evaluation plan.
     """
-    for r, a in zip(ids, A, strict=True):
-        history.a[r] = a
     # The training data in the plane of the means, with their labels, for the figures.
     xm = engine.data_projections() \
         if history.snapshot_set and history.mu_norm is not None else None
-    for i, (r, s) in enumerate(zip(ids, engine.sources, strict=True)):
-        history.data[r] = None if xm is None else (xm[i], np.asarray(s.y, np.float64))
+    data = [None if xm is None else (xm[i], np.asarray(s.y, np.float64))
+            for i, s in enumerate(engine.sources)]
+    emit(history.start_batch, ids, A, data)
     engine.plan_evaluations(schedule)
 
 

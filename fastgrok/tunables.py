@@ -16,6 +16,12 @@ EVAL_EVERY_STEP_UP_TO = 200
 #: Number of log-spaced evaluation points for long runs (before adding the histogram steps).
 EVAL_LOG_POINTS = 160
 
+#: Record a segment's evaluations on the calling thread while the next segment steps on the
+#: host threads (``fastgrok.driver._record_behind``), where nothing recorded reads the engine.
+DRIVER_OVERLAP = True
+#: Most items the recording may fall behind the steps (evaluations, progress, a batch's start).
+DRIVER_QUEUE = 256
+
 #: Fraction of the currently available memory a run may plan to use before it is refused.
 MEMORY_FRACTION = 0.8
 

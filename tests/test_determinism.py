@@ -123,3 +123,42 @@ def test_runs_per_batch_follow_the_host_and_device_budgets(monkeypatch):
     assert planning.plan_experiment(cfg.replace(runs=15)).batch == 15  # one batch
     assert planning.plan_experiment(cfg.replace(runs=16)).batch == 16
     assert GramEngine.max_batch(cfg.n, cfg.p, cfg.m, cfg.n_test, "float32", CupyOps) == 608
+
+
+@pytest.mark.parametrize("case", [CASES[3], CASES[7]], ids=["direct-numba", "gram-numba"])
+def test_the_recording_behind_the_steps_has_the_bits_of_the_recording_in_step(case, tmp_path,
+                                                                              monkeypatch):
+    # Two threads: the history is written on the calling thread while the next segment steps
+    # on another; a run per batch and checkpoints at every call (each waits for the recording).
+    import threading
+
+    from fastgrok import driver, tunables
+
+    cfg = BASE.replace(**case, steps=300)  # a log grid: several calls per batch
+    monkeypatch.setattr(tunables, "GRAM_HOST_BATCH_BYTES", 1)
+    threads_of = {"record": set(), "segment": set()}
+    real_record, real_segment = driver._History.record, driver._drive_batch
+
+    def record(self, *args, **kwargs):
+        threads_of["record"].add(threading.current_thread().name)
+        return real_record(self, *args, **kwargs)
+
+    def drive_batch(*args, **kwargs):
+        threads_of["segment"].add(threading.current_thread().name)
+        return real_segment(*args, **kwargs)
+
+    monkeypatch.setattr(driver._History, "record", record)
+    monkeypatch.setattr(driver, "_drive_batch", drive_batch)
+    results = {}
+    for overlap, saved in ((False, False), (True, False), (True, True)):
+        monkeypatch.setattr(tunables, "DRIVER_OVERLAP", overlap)
+        kw = dict(checkpoint=tmp_path / "run.fastgrok", checkpoint_every=0) if saved else {}
+        results[overlap, saved] = fg.run(cfg, progress=False, n_threads=2, **kw)
+    assert results[True, True].info["checkpoints_written"] > 3
+    assert threads_of == {"record": {threading.current_thread().name},
+                          "segment": {threading.current_thread().name, "fastgrok-steps"}}
+    for key in ((True, False), (True, True)):
+        assert results[key].history.to_numpy(np.float64).tobytes() == \
+            results[False, False].history.to_numpy(np.float64).tobytes(), key
+        _same_bits(dict(results[key].projections), dict(results[False, False].projections),
+                   f"recorded behind vs in step, {key}")

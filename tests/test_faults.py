@@ -519,3 +519,37 @@ def test_a_point_whose_dask_workers_keep_dying_is_reported(tmp_path):
     assert len(caught) == 1 and isinstance(caught[0], fg.WorkerDied), caught
     assert str(caught[0]).startswith("point {'noise_rate': 0.0}: its Dask workers died each "
                                      "time it ran")
+
+
+# ------------------------------------------------------------------ the recording behind the steps
+@pytest.mark.parametrize("side", ["steps", "recording"])
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_an_error_on_either_side_of_the_recording_stops_both_and_is_raised(side, error,
+                                                                          monkeypatch):
+    # On two threads the steps run on a thread of their own while the calling thread records:
+    # an error (or Ctrl-C) on either side reaches the caller, and the stepping thread ends.
+    import threading
+
+    from fastgrok import driver
+    from fastgrok.engines.gram import GramEngine
+
+    calls = []
+
+    def failing(real):
+        def call(*args, **kwargs):
+            calls.append(threading.current_thread().name)
+            if len(calls) == 3:
+                raise error("boom")
+            return real(*args, **kwargs)
+        return call
+
+    if side == "steps":
+        monkeypatch.setattr(GramEngine, "segment", failing(GramEngine.segment))
+    else:
+        monkeypatch.setattr(driver._History, "record", failing(driver._History.record))
+    cfg = BASE.replace(steps=300, runs=4, method="gram")
+    with pytest.raises(error, match="boom"):
+        fg.run(cfg, progress=False, n_threads=2)
+    assert calls[-1] == ("fastgrok-steps" if side == "steps" else
+                         threading.current_thread().name)
+    assert not [t for t in threading.enumerate() if t.name == "fastgrok-steps"]

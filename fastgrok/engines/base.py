@@ -1,6 +1,8 @@
 """The interface every engine implements, and the one place evaluation metrics are assembled."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from .. import reference, tunables
@@ -85,11 +87,13 @@ class Engine:
         evaluations are frequent.
         """
 
-    def segment(self, segment, projections: bool = True) -> list:
+    def segment(self, segment, projections: bool = True, deferred: bool = False) -> list:
         """Take the steps of ``segment`` and return the evaluations on the way.
 
         ``segment`` is a list of (steps, evaluate) in order; the evaluations (:meth:`evaluate`)
-        after the pairs that ask for one come back in order.
+        after the pairs that ask for one come back in order. With ``deferred``, each comes back
+        as a function of no arguments that gives it: an engine whose metrics depend on the
+        outputs alone leaves them to whoever calls it (the driver's recording thread).
 
         One call can cover several evaluations, so engines that hold many runs (the gram
         engine on the CPU) take each run's steps and evaluations in one task, its state in
@@ -101,7 +105,7 @@ class Engine:
             self.advance(k, prepare_eval=ev)
             if ev:
                 out.append(self.evaluate(projections))
-        return out
+        return [partial(_given, evs) for evs in out] if deferred else out
 
     def evaluate(self, projections: bool = True) -> list:
         """One dict per run of the metrics at the current step.
@@ -196,6 +200,10 @@ def next_second_layer(Z, y, a, model):
     if model.weight_decay:
         a = a * (1.0 - model.lr_second * model.weight_decay)
     return a + increment
+
+
+def _given(x):
+    return x
 
 
 def runs_metrics(F, Y, FT=None, YT=None, P=None, loss="logistic", regression=False) -> list:

@@ -8,6 +8,8 @@ the CPU threads, one stacked launch on the GPU).
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from .. import tunables
@@ -306,16 +308,24 @@ class GramEngine(Engine):
             return [(f[r], None if ft is None else ft[r]) for r in range(len(self.sources))]
         return [f[r] for r in range(len(self.sources))]
 
-    def segment(self, segment, projections=True):
-        """The segment's steps and evaluations, each run's in one task on the CPU."""
+    def segment(self, segment, projections=True, deferred=False):
+        """The segment's steps and evaluations, each run's in one task on the CPU.
+
+        With ``deferred``, the metrics of each evaluation are computed when its function is
+        called (they depend on its outputs alone here).
+        """
         if self.population or self.model.stepwise or self._patch is not None:
             # The population accuracy needs W, the patch metrics C at the evaluated step;
             # weight decay, a trained a and minibatches need their own steps (advance).
-            return super().segment(segment, projections)
+            return super().segment(segment, projections, deferred)
         step_args = (self.K, self.Z0, self.Z, self.Ct, self.y_dev, self.a_dev, self.lr, self.model)
         parts = self.ops.gram_segment(segment, step_args, self._eval_args(projections),
                                       n_threads=self.n_threads, state=self.state)
         self.steps_done += sum(k for k, _ in segment)
+        if deferred:  # (the labels as they are now: a later select makes new arrays)
+            y, yt, loss, regression = self.y, self.yt, self.model.loss, self.model.regression
+            return [partial(runs_metrics, f, y, ft, None if ft is None else yt, P, loss,
+                            regression) for f, ft, P in parts]
         return [self._metrics(*p) for p in parts]
 
     def steps_per_call(self) -> int:
