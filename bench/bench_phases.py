@@ -8,14 +8,18 @@ drawn, ``src.block``, and its products), the dense steps and evaluations before 
 linear regime, the entry (with its exact refresh), the exact refreshes after it, the regime's
 kernels (step by step and in blocks), the evaluations from C (``write_c`` and the product with Kt),
 and the recording on the calling thread; and their calls are counted. With more than one thread the
-per-phase seconds are summed over the threads (compare them with the wall time times the threads).
-The kernels are compiled (or loaded) first; best round by wall time.
+per-phase seconds are summed over the threads (compare them with the wall time times the threads);
+on two threads or more the metrics are computed inside the recording, which runs behind the steps.
+The first line adds the process's user and system seconds and page faults (on a VM, returned and
+refaulted memory costs system time). The kernels are compiled (or loaded) first; best round by
+wall time.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import contextlib
+import resource
 import time
 
 
@@ -88,7 +92,8 @@ def phases(cfg, threads, rounds):
     """The best of ``rounds`` runs by wall time: (wall s, {phase: (seconds, calls)}, info).
 
     ``info``: that run's ``Result.info``, with "changes": the pattern changes of each stepping
-    kernel (and "tracked width", see :class:`_Kernels`).
+    kernel (and "tracked width", see :class:`_Kernels`), and "process": the process's user and
+    system seconds and page faults during that run.
     """
     from fastgrok.kernels import gram_cpu
 
@@ -103,7 +108,8 @@ def phases(cfg, threads, rounds):
                              (gram_cpu, "step_run", "dense steps"),
                              (ops_numba.NumbaOps, "evaluation", "evaluations from C (product)"),
                              (linear_regime.LinearRegime, "_enter", "regime: entry"),
-                             (gram.GramEngine, "_metrics", "metrics (calling thread)"),
+                             # (behind the steps, on the recording thread: inside recording)
+                             (gram, "runs_metrics", "metrics (calling thread)"),
                              (driver._History, "record", "recording (calling thread)")):
         _wrap(table, obj, name, label, calls)
     entering = [False]
@@ -133,12 +139,17 @@ def phases(cfg, threads, rounds):
         for _ in range(rounds):
             for counter in (table, calls, changes):
                 counter.clear()
+            before = resource.getrusage(resource.RUSAGE_SELF)
             t0 = time.perf_counter()
             res = fg.run(cfg, progress=False, n_threads=threads)
             wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_SELF)
             if best is None or wall < best[0]:
+                system = {"system s": after.ru_stime - before.ru_stime,
+                          "user s": after.ru_utime - before.ru_utime,
+                          "page faults": after.ru_minflt - before.ru_minflt}
                 best = (wall, {k: (table[k], calls[k]) for k in table},
-                        {**res.info, "changes": dict(changes)})
+                        {**res.info, "changes": dict(changes), "process": system})
     return best
 
 
@@ -163,9 +174,11 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[], help="a Config field, name=value")
     args = ap.parse_args(argv)
     over = preset_overrides(args.preset, args.set)
-    wall, table, _ = phases(fg.preset(args.preset, **over), args.threads, args.rounds)
+    wall, table, info = phases(fg.preset(args.preset, **over), args.threads, args.rounds)
+    proc = info["process"]
     print(f"{args.preset} {over} on {args.threads} thread(s): {wall:.2f} s wall "
-          f"({wall * args.threads:.2f} thread-s)")
+          f"({wall * args.threads:.2f} thread-s); the process: {proc['user s']:.2f} s user, "
+          f"{proc['system s']:.2f} s system, {proc['page faults']} page faults")
     print("| phase | s | share of wall x threads |")
     print("|---|---|---|")
     for name, (sec, _) in sorted(table.items(), key=lambda kv: -kv[1][0]):
