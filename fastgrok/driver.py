@@ -217,7 +217,7 @@ def drive(make_engine, runs, batch, steps, snapshot_steps, mu_norm, progress=Fal
                          _state_bytes(engine), wait=True)
 
             _drive_batch(engine, runs[b0:b0 + batch], schedule, steps, history, bar, start,
-                         save, emit, networks=not behind)
+                         save, emit, behind)
             emit(_add_counts, counts, engine.counters())
             del engine
             if checkpoint is not None and checkpoint.due() and b0 + batch < len(runs):
@@ -625,15 +625,15 @@ def _build(make_engine, runs, b0, batch, bar, emit=_now):
 
 
 def _drive_batch(engine, ids, schedule, steps, history, bar, start=0, save=None, emit=_now,
-                 networks=True):
+                 behind=False):
     """Take every step of the batch's runs ``ids``, recording the evaluations of ``schedule``.
 
     With a stop rule the rule is checked after every step (:func:`_steps_with_stop`) and a run
     that stops leaves the batch at once. ``start``: the step a resumed engine is at (its
     segments before it are skipped); ``save(t)``: called at the end of each segment, at step t
     (a checkpoint when one is due). What writes the history or the bar goes through ``emit``
-    (:func:`_record_behind`); ``networks``: whether the recording may read the engine's
-    networks (not when it runs behind the steps).
+    (:func:`_record_behind`); ``behind``: whether the recording runs behind the steps (it then
+    reads no network, and each evaluation's metrics are left to it).
     """
     means = engine.sources[0].n_directions > 0
     ids = list(ids)
@@ -653,7 +653,7 @@ def _drive_batch(engine, ids, schedule, steps, history, bar, start=0, save=None,
     def record(t, evs):
         # (without a stop rule nothing comes back: the recording may run behind the steps)
         leave(emit(history.record, t, [ids[i] for i in positions], [A[i] for i in positions],
-                   evs, [sources[i] for i in positions], engine.network if networks else None))
+                   evs, [sources[i] for i in positions], None if behind else engine.network))
 
     if start == 0:
         record(0, engine.evaluate(projections=means))  # 0: always evaluated
@@ -671,9 +671,8 @@ def _drive_batch(engine, ids, schedule, steps, history, bar, start=0, save=None,
         if not positions:
             break
         taken = k * len(positions)
-        # (behind the steps, the metrics too are the recording's work: deferred)
-        for s, evs in zip(evaluated, engine.segment(segment, projections=means,
-                                                    deferred=not networks), strict=True):
+        for s, evs in zip(evaluated, engine.segment(segment, projections=means, deferred=behind),
+                          strict=True):
             record(s, evs)
         emit(bar.update, taken)
         counted += taken

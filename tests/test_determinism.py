@@ -136,7 +136,7 @@ def test_the_recording_behind_the_steps_has_the_bits_of_the_recording_in_step(ca
 
     cfg = BASE.replace(**case, steps=300)  # a log grid: several calls per batch
     monkeypatch.setattr(tunables, "GRAM_HOST_BATCH_BYTES", 1)
-    threads_of = {"record": set(), "segment": set()}
+    threads_of = {"record": set(), "steps": set()}
     real_record, real_segment = driver._History.record, driver._drive_batch
 
     def record(self, *args, **kwargs):
@@ -144,7 +144,7 @@ def test_the_recording_behind_the_steps_has_the_bits_of_the_recording_in_step(ca
         return real_record(self, *args, **kwargs)
 
     def drive_batch(*args, **kwargs):
-        threads_of["segment"].add(threading.current_thread().name)
+        threads_of["steps"].add(threading.current_thread().name)
         return real_segment(*args, **kwargs)
 
     monkeypatch.setattr(driver._History, "record", record)
@@ -156,7 +156,7 @@ def test_the_recording_behind_the_steps_has_the_bits_of_the_recording_in_step(ca
         results[overlap, saved] = fg.run(cfg, progress=False, n_threads=2, **kw)
     assert results[True, True].info["checkpoints_written"] > 3
     assert threads_of == {"record": {threading.current_thread().name},
-                          "segment": {threading.current_thread().name, "fastgrok-steps"}}
+                          "steps": {threading.current_thread().name, "fastgrok-steps"}}
     for key in ((True, False), (True, True)):
         assert results[key].history.to_numpy(np.float64).tobytes() == \
             results[False, False].history.to_numpy(np.float64).tobytes(), key
