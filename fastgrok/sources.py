@@ -14,7 +14,7 @@ import numpy as np
 from ._memory import check_fits
 from .config import PATCH_DATA
 from .data import block_ranges, run_draw
-from .kernels.memory import copy_aligned, empty_aligned
+from .kernels.memory import copy_aligned, empty_aligned, empty_aligned_from
 from .weights import draw_second_layer, init_block
 
 
@@ -313,10 +313,13 @@ class ReducedSource(Source):
         span = self.rows + self.test_rows + 2
         return [(k, j0, min(j1, span)) for k, j0, j1 in self.block_list() if j0 < span]
 
-    def _columns(self, k, j0, j1):
-        """Columns j0:j1 of the (N, d) matrix of all vectors before scaling and means.
+    def _column_parts(self, k, j0, j1):
+        """The draws of columns j0:j1 of the (N, d) matrix of all vectors before scaling and means.
 
-        Float64, a transposed view.
+        Returns (head, c0, normals, diag): ``head`` (N, h) float64, the block's columns among
+        the two mean coordinates (i.i.d. N(0, 1) for every vector); then the block's columns of
+        L from L's column c0 on: their diagonal ``diag`` and their entries below it,
+        ``normals``, one column after another.
 
         Block k's entries of L are drawn column by column from two streams of its own, the
         normals below the diagonal and the chi-square diagonal, so that the leading columns of a
@@ -332,11 +335,12 @@ class ReducedSource(Source):
         )
 
         N = self.N
-        RT = np.zeros((j1 - j0, N))  # row q: column j0 + q, so that each column is contiguous
-        if j0 < 2:  # the two mean coordinates: i.i.d. N(0, 1) for every vector
+        head = np.zeros((N, 0))
+        if j0 < 2:
             G = rng(self.seed, self.run, STREAM_REDUCED_MU).standard_normal((N, 2))
-            RT[:2 - j0] = G[:, j0:min(2, j1)].T
+            head = np.ascontiguousarray(G[:, j0:min(2, j1)])
         c0, c1 = max(j0, 2) - 2, j1 - 2  # the L columns in this block
+        normals, diag = np.zeros(0), np.zeros(0)
         if c1 > c0:
             cols = np.arange(c0, c1)
             below = N - 1 - cols  # entries below the diagonal, per column
@@ -344,12 +348,25 @@ class ReducedSource(Source):
                                        int(below.sum()), np.float64)
             diag = np.sqrt(rng(self.seed, self.run, STREAM_REDUCED_DIAG, k)
                            .chisquare(self.p_nominal - 2 - cols))
-            first, at = max(j0, 2) - j0, 0
-            for q, c in enumerate(range(c0, c1)):
-                row = RT[first + q]
-                row[c] = diag[q]
-                row[c + 1:] = normals[at:at + below[q]]
-                at += below[q]
+        return head, c0, normals, diag
+
+    def _columns(self, k, j0, j1):
+        """Columns j0:j1 of the (N, d) matrix of all vectors before scaling and means.
+
+        Float64, a transposed view (:meth:`_column_parts`).
+        """
+        N = self.N
+        head, c0, normals, diag = self._column_parts(k, j0, j1)
+        RT = np.zeros((j1 - j0, N))  # row q: column j0 + q, so that each column is contiguous
+        h = head.shape[1]
+        RT[:h] = head.T
+        at = 0
+        for q in range(len(diag)):
+            c = c0 + q
+            row = RT[h + q]
+            row[c] = diag[q]
+            row[c + 1:] = normals[at:at + N - 1 - c]
+            at += N - 1 - c
         return RT.T
 
     def _place_patches(self, RT, j0, j1, M):
@@ -372,18 +389,40 @@ class ReducedSource(Source):
                 rows[c, :, :s] = (signs[0] * M[0, c] + signs[1] * M[1, c])[:, None]
 
     def block(self, k, j0, j1, dtype="float64"):
-        """Columns j0:j1 of X, X_test, W0 and the means in ``dtype``, in the reduced draw."""
+        """Columns j0:j1 of X, X_test, W0 and the means in ``dtype``, in the reduced draw.
+
+        X, W0 and the means are consecutive rows of one buffer (X_test before them), so that the
+        gram build's right operand [X; W0; M] needs no copy.
+        """
         n, nt = self.rows, self.test_rows
-        RT = self._columns(k, j0, j1).T  # (cols, N), contiguous: every update below is too
         M = np.zeros((2, j1 - j0))
         for row, col in ((0, 0), (1, 1)):
             if j0 <= col < j1:
                 M[row, col - j0] = self.mu_norm
+        try:
+            from .kernels.normals import bartlett_rows
+        except ImportError:  # no Numba: the same numbers from NumPy
+            bartlett_rows = None
+        if self.noise_rows is not None or bartlett_rows is None:
+            return self._block_numpy(k, j0, j1, dtype, M)
+        head, c0, normals, diag = self._column_parts(k, j0, j1)
+        # The means live in columns 0 and 1 only: added there to the data rows, in float64
+        # (elsewhere the sum would add +-0, which changes no entry: the draw holds no -0).
+        for c in range(head.shape[1]):
+            head[:n, c] += self.draw._s[0] * M[0, c] + self.draw._s[1] * M[1, c]
+            head[n:n + nt, c] += self.draw._s_test[0] * M[0, c] + self.draw._s_test[1] * M[1, c]
+        R = empty_aligned_from((self.N + 2, j1 - j0), dtype, nt)  # Xt, X, W0, M
+        bartlett_rows(normals, diag, head, c0, n, nt, float(self.init_scale), R)
+        R[self.N:] = M
+        return R[nt:nt + n], R[:nt] if nt else None, R[nt + n:self.N], R[self.N:]
+
+    def _block_numpy(self, k, j0, j1, dtype, M):
+        """:meth:`block` from the draw's float64 columns with NumPy (patch data, or no Numba)."""
+        n, nt = self.rows, self.test_rows
+        RT = self._columns(k, j0, j1).T  # (cols, N), contiguous: every update below is too
         if self.noise_rows is not None:  # patch data
             self._place_patches(RT, j0, j1, M)
         else:
-            # The means live in columns 0 and 1 only: add them there, in place in the block's
-            # own R (elsewhere the sum would add +-0, which changes no entry: R holds no -0).
             for c in range(min(j1, 2) - j0):
                 RT[c, :n] += self.draw._s[0] * M[0, c] + self.draw._s[1] * M[1, c]
                 RT[c, n:n + nt] += self.draw._s_test[0] * M[0, c] + \

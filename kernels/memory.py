@@ -36,3 +36,40 @@ def copy_aligned(x, dtype):
 def zeros_aligned(shape, dtype):
     """:func:`empty_aligned`, filled with zeros."""
     return empty_aligned(shape, dtype, zero=True)
+
+
+def empty_aligned_from(shape, dtype, row):
+    """An uninitialised C-contiguous array whose row ``row`` starts on an ALIGN boundary.
+
+    For an array whose rows from ``row`` on are a product's operand as they stand (no aligned
+    copy needed; :func:`empty_aligned` gives the reason for the alignment).
+    """
+    dt = np.dtype(dtype)
+    shape = tuple(shape)
+    size = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    lead = (-row * int(np.prod(shape[1:], dtype=np.int64)) * dt.itemsize) % ALIGN
+    raw = empty_aligned(size + lead, np.uint8)
+    return raw[lead:lead + size].view(dt).reshape(shape)
+
+
+def joined_rows(*parts):
+    """The rows of ``parts`` as one array, where they are consecutive rows of one buffer.
+
+    None where they are not (not views of one array, not C-contiguous, not adjacent in memory,
+    or not starting on an ALIGN boundary): the caller then copies them into one.
+    """
+    first = parts[0]
+    if first.base is None or first.ndim != 2:
+        return None
+    at = first.ctypes.data
+    if at % ALIGN:
+        return None
+    for p in parts:
+        if (p.base is not first.base or p.ndim != 2 or not p.flags.c_contiguous
+                or p.dtype != first.dtype or p.shape[1] != first.shape[1]
+                or p.ctypes.data != at):
+            return None
+        at += p.nbytes
+    rows = sum(p.shape[0] for p in parts)
+    return np.lib.stride_tricks.as_strided(first, (rows, first.shape[1]), first.strides,
+                                           writeable=False)

@@ -146,3 +146,39 @@ def normals32(state, out):
             if np.float64(lhs) < math.exp(-0.5 * np.float64(x) * np.float64(x)):
                 break
         out[q] = x
+
+
+_SIG_ROWS = [f"void(float64[::1], float64[::1], float64[:,::1], int64, int64, int64, float64, "
+             f"{t}[:,::1])" for t in ("float32", "float64")]
+
+
+@kernel(_SIG_ROWS, cache=True, nogil=True)
+def bartlett_rows(normals, diag, head, c0, n, nt, scale, out):
+    """One column block of the reduced draw, a row per vector, rounded once to out's dtype.
+
+    The block's columns are ``head`` (N, h) first (the means' coordinates, as given), then the
+    columns c0, c0 + 1, ... of the lower-triangular L: entry (v, c) is 0 above the diagonal,
+    ``diag[c - c0]`` on it, and below it the next number of column c's stretch of ``normals``
+    (the columns' entries below the diagonal, one column after another). Vector v < n (a
+    training point) goes to row nt + v, a test point to row v - n, a weight row (v >= n + nt)
+    to row v, times ``scale`` in float64; out's rows from N on are left as they are.
+    """
+    N, h = head.shape
+    starts = np.empty(diag.shape[0], np.int64)  # where each column's stretch begins
+    at = 0
+    for q in range(diag.shape[0]):
+        starts[q] = at - (c0 + q) - 1  # (the entry of vector v is normals[starts[q] + v])
+        at += N - 1 - (c0 + q)
+    cols = diag.shape[0]
+    for v in range(N):
+        row = nt + v if v < n else (v - n if v < n + nt else v)
+        s = scale if v >= n + nt else 1.0
+        for q in range(h):
+            out[row, q] = head[v, q] * s
+        below = min(max(v - c0, 0), cols)  # the columns c < v: below the diagonal
+        for q in range(below):
+            out[row, h + q] = normals[starts[q] + v] * s
+        if below < cols:
+            out[row, h + below] = (diag[below] if c0 + below == v else 0.0) * s
+            for q in range(below + 1, cols):
+                out[row, h + q] = 0.0 * s

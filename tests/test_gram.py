@@ -105,3 +105,24 @@ def test_the_gram_matrix_is_exactly_symmetric(ops_name):
         K = np.asarray(eng.K)
         assert np.abs(K).max() > 0
         assert np.array_equal(K, K.transpose(0, 2, 1))
+
+
+def test_the_products_of_a_joined_operand_are_those_of_a_copied_one():
+    """block_products takes [X; W0; M] as it stands where the three are consecutive rows of
+    one aligned buffer, and copies them into one otherwise: the same bits either way."""
+    from fastgrok.kernels.gram_cpu import block_products
+    from fastgrok.kernels.memory import ALIGN, empty_aligned_from, joined_rows
+
+    rng = np.random.default_rng(3)
+    n, nt, m, cols = 7, 4, 9, 13
+    R = empty_aligned_from((nt + n + m + 2, cols), np.float32, nt)
+    R[...] = rng.standard_normal(R.shape)
+    X, Xt, W0, M = R[nt:nt + n], R[:nt], R[nt + n:nt + n + m], R[nt + n + m:]
+    B = joined_rows(X, W0, M)
+    assert X.ctypes.data % ALIGN == 0 and B is not None and np.shares_memory(B, R)
+    assert joined_rows(X, M) is None and joined_rows(Xt, X) is None  # not adjacent; not aligned
+    joined = block_products(X, Xt, W0, M, np.float32)
+    copied = block_products(X.copy(), Xt, W0.copy(), M.copy(), np.float32)
+    for a, b in zip(joined, copied, strict=True):
+        assert a.dtype == np.float32 and np.array_equal(a, b)
+

@@ -159,3 +159,26 @@ def test_population_test_needs_the_reduced_representation():
         fg.Config(n=20, p=5000, m=20, n_test=30, population_test_samples=100, representation="full")
     with pytest.raises(ValueError, match="population_test_samples"):
         fg.Config(n=20, p=5000, m=20, n_test=30, population_test_samples=100, method="direct")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [None, 7])
+def test_the_compiled_draw_of_a_block_is_numpys_to_the_bit(monkeypatch, dtype, width):
+    """The reduced draw's rows written by its kernel (kernels/normals.py: bartlett_rows) are
+    those of the NumPy path, bit for bit, in every block (the means' columns and blocks that
+    start past them), and X, W0 and the means come as consecutive rows of one buffer."""
+    if width:
+        monkeypatch.setattr(tunables, "DATA_BLOCK", width)
+    cfg = fg.Config(n=9, p=10**6, m=11, n_test=5, mu_norm=3.0)
+    src = ReducedSource(cfg, 2)
+    for k, j0, j1 in src.data_block_list() + [(0, 1, 6)]:
+        M = np.zeros((2, j1 - j0))
+        for row in (0, 1):
+            if j0 <= row < j1:
+                M[row, row - j0] = src.mu_norm
+        fast, slow = src.block(k, j0, j1, dtype), src._block_numpy(k, j0, j1, dtype, M)
+        for a, b in zip(fast, slow, strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+        X, _, W0, M = fast
+        assert X.base is W0.base is M.base
+        assert W0.ctypes.data == X.ctypes.data + X.nbytes == M.ctypes.data - W0.nbytes

@@ -54,11 +54,13 @@ def build(sources, dtype, ops, n_threads=None, on_built=None) -> dict:
     counts = {r: len(blks) for r, blks in enumerate(blocks)}
 
     def store(r, G, W0M):
+        # G and W0M: one block's products in dtype, or float64 sums over blocks (either way the
+        # stored numbers are the products rounded once to dtype).
         out["W0M"][r] = W0M
         # K exactly symmetric, as the linear regime's kernels take it (a row of K for its
         # column): a GEMM's X X^T need not be (its two triangles can round apart by an ulp of
         # the working dtype); an entry that was symmetric keeps its value.
-        Kr = G[:n, :n]
+        Kr = G[:n, :n].astype(np.float64)
         out["K"][r], out["Z0"][r], out["XM"][r] = 0.5 * (Kr + Kr.T), G[:n, n:n + m], G[:n, n + m:]
         out["Kt"][r], out["Zt0"][r] = G[n:, :n], G[n:, n:n + m]
 
@@ -79,7 +81,7 @@ def build(sources, dtype, ops, n_threads=None, on_built=None) -> dict:
                 acc[r][0] += part[0]
                 acc[r][1] += part[1]
             else:
-                acc[r] = list(part)
+                acc[r] = [v.astype(np.float64) for v in part]
         left[r] -= 1
         if left[r] == 0:
             if r in acc:

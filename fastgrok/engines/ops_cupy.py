@@ -49,12 +49,11 @@ class CupyOps(Ops):
         return self.xp.asnumpy(x) if hasattr(self.xp, "asnumpy") else np.asarray(x)
 
     def block_products(self, X, Xt, W0, M, dtype):
-        """The block's products (cuBLAS, in the working dtype), summed in float64 on the device."""
+        """The block's products on the device (cuBLAS, in the working dtype)."""
         xp = self.xp
         A, B = (xp.asarray(v) for v in block_operands(X, Xt, W0, M))
         n, m = X.shape[0], W0.shape[0]
-        # Products in the working dtype (cuBLAS), sums over blocks in float64, on the device.
-        return (A @ B.T).astype(xp.float64), (B[n:n + m] @ B[n + m:].T).astype(xp.float64)
+        return A @ B.T, B[n:n + m] @ B[n + m:].T
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
         """Every run stacked in each launch: one coefficients kernel, one batched product."""

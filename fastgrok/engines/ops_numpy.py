@@ -13,10 +13,10 @@ class NumpyOps(Ops):
     name = "numpy"
 
     def block_products(self, X, Xt, W0, M, dtype):
-        """The block's products with NumPy in the working dtype, returned in float64."""
+        """The block's products with NumPy in the working dtype."""
         A, B = block_operands(X, Xt, W0, M)
         n, m = X.shape[0], W0.shape[0]
-        return (A @ B.T).astype(np.float64), (B[n:n + m] @ B[n + m:].T).astype(np.float64)
+        return A @ B.T, B[n:n + m] @ B[n + m:].T
 
     def gram_step(self, K, Z0, Z, Ct, y, a, lr, model, n_threads=None, state=None, steps=1):
         """The reference's step for each run in turn."""
