@@ -126,3 +126,28 @@ def test_the_products_of_a_joined_operand_are_those_of_a_copied_one():
     for a, b in zip(joined, copied, strict=True):
         assert a.dtype == np.float32 and np.array_equal(a, b)
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_evaluation_before_the_first_step_has_the_bits_of_the_product(dtype):
+    """With C = 0 the evaluation skips the products Kt C^T and C X mu: the same bits as
+    forming them (BLAS gives +0 for each), -0 entries of Zt0 included."""
+    from fastgrok.model import Model
+
+    rng = np.random.default_rng(5)
+    n, nt, m = 6, 5, 8
+    Kt, Zt0 = rng.standard_normal((1, nt, n)).astype(dtype), rng.standard_normal((1, nt, m))
+    Zt0 = Zt0.astype(dtype)
+    Zt0[0, 0, :3] = -0.0
+    XM, W0M = rng.standard_normal((1, n, 2)).astype(dtype), rng.standard_normal((1, m, 2))
+    W0M = W0M.astype(dtype)
+    a = rng.standard_normal((1, m))
+    ct = np.zeros((n, m), dtype)
+    ops, model = NumbaOps(), Model()
+    f, ft, P = ops.evaluation(0, None, ct, Kt, Zt0, XM, W0M, a, model, True, True)
+    want_ft = ops.outputs(Zt0[0] + Kt[0] @ ct, a[0], model)
+    want_P = (W0M[0] + ct.T @ XM[0]).astype(np.float64)
+    assert np.array_equal(ft.view(np.uint64), want_ft.view(np.uint64))
+    assert np.array_equal(P.view(np.uint64), want_P.view(np.uint64))
+    ct[2, 3] = 1.0  # a stepped run: the products are formed
+    ft = ops.evaluation(0, None, ct, Kt, Zt0, XM, W0M, a, model, True, False)[1]
+    assert np.array_equal(ft, ops.outputs(Zt0[0] + Kt[0] @ ct, a[0], model))

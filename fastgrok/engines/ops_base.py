@@ -141,17 +141,22 @@ class Ops:
         The test outputs phi(Zt0 + Kt C^T) a if ``test``, the projections W0 mu + C (X mu) if
         ``means`` (None where not asked).
         """
+        # Before the first step C = 0: BLAS would return +0 for every product, and x + 0.0 is
+        # those same bits (a run's first evaluation needs no product).
+        stepped = bool(ct.any())
         # A diverged run's products overflow: the driver reports that once, not NumPy here.
         with np.errstate(over="ignore", invalid="ignore"):
-            ft = self.outputs(Zt0[r] + Kt[r] @ ct, a[r], model) if test else None
-            P = (W0M[r] + ct.T @ XM[r]).astype(np.float64) if means else None
+            ft = (self.outputs(Zt0[r] + (Kt[r] @ ct if stepped else 0.0), a[r], model)
+                  if test else None)
+            P = ((W0M[r] + (ct.T @ XM[r] if stepped else 0.0)).astype(np.float64)
+                 if means else None)
         return f, ft, P
 
     def block_products(self, X, Xt, W0, M, dtype):
-        """Float64 partials of one column block: G = [X; Xt] [X; W0; M]^T, W0M = W0 M^T.
+        """The partials of one column block: G = [X; Xt] [X; W0; M]^T, W0M = W0 M^T.
 
-        The products are formed in ``dtype`` (the working precision of the block) and returned
-        in float64, so that the sum over blocks is float64 on every backend.
+        Formed and returned in ``dtype`` (the working precision of the block); the engine sums
+        a run's blocks in float64 (:func:`fastgrok.engines.gram.build`), on every backend.
         """
         raise NotImplementedError
 
