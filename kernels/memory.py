@@ -1,11 +1,96 @@
-"""Aligned allocation for every array the engines and kernels compute on."""
+"""Aligned allocation for every array the engines and kernels compute on.
+
+Inside :func:`reusing` (a training), big buffers that are freed are kept and handed out again
+for the next request of the same size: a training's batches and runs allocate the same arrays
+over and over, and the C allocator gives big blocks back to the system when they are freed, so
+that each is mapped again, a page fault per 4 KiB, the next time (on a VM with several threads
+that is slow). Outside it, and for small arrays, allocation is NumPy's.
+"""
 from __future__ import annotations
+
+import contextlib
+import threading
 
 import numpy as np
 
 #: Alignment of every array fastgrok allocates for its engines, bytes (one cache line, and a
 #: multiple of every SIMD width in use).
 ALIGN = 64
+#: Smallest buffer, bytes, that :func:`reusing` keeps for reuse.
+REUSE_MIN = 1 << 18
+#: Most bytes of freed buffers kept for reuse at a time (beyond: given back).
+REUSE_MAX = 1 << 30
+
+
+class _Pool:
+    """Freed buffers by size, kept while a :func:`reusing` context is open."""
+
+    def __init__(self):
+        self.free = {}  # size in bytes -> raw uint8 buffers
+        self.held = 0   # bytes in free
+        self.open = 0   # reusing() contexts open
+        self.lock = threading.Lock()
+
+    def take(self, size):
+        with self.lock:
+            stack = self.free.get(size) if self.open else None
+            if not stack:
+                return None
+            self.held -= size
+            return stack.pop()
+
+    def give(self, raw):
+        with self.lock:
+            if self.open and self.held + raw.nbytes <= REUSE_MAX:
+                self.free.setdefault(raw.nbytes, []).append(raw)
+                self.held += raw.nbytes
+
+    def enter(self):
+        with self.lock:
+            self.open += 1
+
+    def leave(self):
+        with self.lock:
+            self.open -= 1
+            if not self.open:
+                self.free.clear()
+                self.held = 0
+
+
+_POOL = _Pool()
+
+
+class _Lease:
+    """The owner of a pooled buffer's arrays.
+
+    When the last of them is gone, the buffer goes back to the pool (or to NumPy, once no
+    :func:`reusing` context is open).
+    """
+
+    __slots__ = ("raw", "__array_interface__")
+
+    def __init__(self, raw, start, size):
+        self.raw = raw
+        self.__array_interface__ = {"shape": (size,), "typestr": "|u1", "version": 3,
+                                    "data": (raw.ctypes.data + start, False)}
+
+    def __del__(self, _pool=_POOL):  # (bound here: module globals may be gone at exit)
+        _pool.give(self.raw)
+
+
+@contextlib.contextmanager
+def reusing():
+    """Keep the big buffers of :func:`empty_aligned` for reuse inside this context.
+
+    Buffers of :data:`REUSE_MIN` bytes or more are kept when freed and handed out again for
+    the next request of their size; on leaving the outermost context they are let go.
+    Contexts nest, from any thread.
+    """
+    _POOL.enter()
+    try:
+        yield
+    finally:
+        _POOL.leave()
 
 
 def empty_aligned(shape, dtype, zero=False):
@@ -21,9 +106,19 @@ def empty_aligned(shape, dtype, zero=False):
     dt = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     count = int(np.prod(shape, dtype=np.int64))
-    raw = (np.zeros if zero else np.empty)(count * dt.itemsize + ALIGN, np.uint8)
+    size = count * dt.itemsize
+    if size >= REUSE_MIN and _POOL.open:
+        raw = _POOL.take(size + ALIGN)
+        if raw is None:
+            raw = np.empty(size + ALIGN, np.uint8)
+        start = (-raw.ctypes.data) % ALIGN
+        buf = np.asarray(_Lease(raw, start, size))
+        if zero:
+            buf.fill(0)
+        return buf.view(dt).reshape(shape)
+    raw = (np.zeros if zero else np.empty)(size + ALIGN, np.uint8)
     start = (-raw.ctypes.data) % ALIGN
-    return raw[start:start + count * dt.itemsize].view(dt).reshape(shape)
+    return raw[start:start + size].view(dt).reshape(shape)
 
 
 def copy_aligned(x, dtype):

@@ -151,3 +151,29 @@ def test_an_evaluation_before_the_first_step_has_the_bits_of_the_product(dtype):
     ct[2, 3] = 1.0  # a stepped run: the products are formed
     ft = ops.evaluation(0, None, ct, Kt, Zt0, XM, W0M, a, model, True, False)[1]
     assert np.array_equal(ft, ops.outputs(Zt0[0] + Kt[0] @ ct, a[0], model))
+
+
+def test_big_buffers_are_reused_inside_a_training_and_let_go_after():
+    """Inside ``reusing`` a freed buffer of REUSE_MIN bytes or more is handed out again for the
+    next request of its size (aligned, zeroed when asked); a buffer that outlives the context
+    stays valid, and nothing is kept once the context is left."""
+    from fastgrok.kernels import memory
+
+    with memory.reusing():
+        a = memory.empty_aligned((300, 200), np.float64)
+        view, where = a[5:], a.ctypes.data
+        a[...] = 7.0
+        del a
+        assert memory._POOL.held == 0  # a view keeps the buffer
+        del view
+        assert memory._POOL.held > 0
+        b = memory.zeros_aligned((200, 300), np.float64)
+        assert b.ctypes.data == where and b.ctypes.data % memory.ALIGN == 0 and not b.any()
+        small = memory.empty_aligned(10, np.float64)  # below REUSE_MIN: NumPy's
+        kept = memory.empty_aligned((300, 200), np.float64)
+        kept[...] = 1.0
+        del small
+    assert memory._POOL.held == 0 and not memory._POOL.free
+    assert kept.sum() == 60000.0
+    del kept, b
+    assert memory._POOL.held == 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import tunables
+from ..kernels.memory import copy_aligned, empty_aligned, zeros_aligned
 from ..reference import interpolates
 
 #: The regime's counters, in the columns of :attr:`LinearRegime.counts`: run-steps taken,
@@ -348,30 +349,39 @@ class LinearRegime:
         n = Z.shape[1]
         c = (lr / n) * self.g0 * y[r]
         K64 = np.asarray(K[r], np.float64)
-        # (astype of the transposed view copies in tiles; ascontiguousarray strides through it)
-        ZT = Z[r].T.astype(np.float64, order="C")
+        ZT = copy_aligned(Z[r].T, np.float64)
         m = ZT.shape[0]
         st = LinearState(
-            c=c, a=a[r], f=f, K64=K64, Ct0T=Ct[r].T.astype(np.float64, order="C"),
-            C=np.empty(Ct.shape[:0:-1], self.dtype), ZT=ZT, SX=np.zeros(ZT.shape, np.int32),
+            c=c, a=a[r], f=f, K64=K64, Ct0T=copy_aligned(Ct[r].T, np.float64),
+            C=empty_aligned(Ct.shape[:0:-1], self.dtype), ZT=ZT,
+            SX=zeros_aligned(ZT.shape, np.int32),
             reach=np.dot(a[r], a[r]) * (np.abs(K64) @ np.abs(c)), nt=0,
             kmax=_off_diagonal_max(K64), spread=np.full(m, -1.0),
-            moved=np.zeros(ZT.shape, np.uint8), slope=np.zeros(ZT.shape, np.float32),
+            moved=zeros_aligned(ZT.shape, np.uint8), slope=zeros_aligned(ZT.shape, np.float32),
             KtT=np.empty((n, 0), self.dtype), BT=np.empty((m, 0)), DtT=np.empty((m, 0)),
             UT=np.empty((m, 0)))
         if tracked:
             Kt, Zt0, XM, W0M = self.rows
-            E = [Kt[r]] if Kt is not None else []  # (rows, n), in the working dtype
-            E0 = [np.asarray(Zt0[r], np.float64)] if Kt is not None else []  # (rows, m)
+            st.nt = nt = 0 if Kt is None else Kt.shape[1]
+            # E: the tracked rows' products with X, (rows, n): Kt and X mu in the working
+            # dtype, exactly the engine's numbers in half the cache.
+            E = np.empty((nt + (0 if XM is None else XM.shape[2]), n), self.dtype)
+            if nt:
+                E[:nt] = Kt[r]
             if XM is not None:
-                E.append(XM[r].T)
-                E0.append(np.asarray(W0M[r], np.float64).T)
-            E, E0 = np.concatenate(E), np.concatenate(E0)
-            st.nt = 0 if Kt is None else Kt.shape[1]
-            # Kt and X mu in the working dtype: exactly the engine's numbers, in half the cache.
+                E[nt:] = XM[r].T
             st.KtT = np.ascontiguousarray(E.T)
-            st.BT = (E0 + E.astype(np.float64) @ np.asarray(Ct[r], np.float64)).T.copy()
-            st.UT = st.BT.copy()
+            # B = E0 + E C with E0 = [Zt0; W0 mu] in float64: the sum formed in place in the
+            # product (the same additions; no big temporaries, each of which can cost the
+            # process fresh pages).
+            B = np.matmul(E.astype(np.float64), copy_aligned(Ct[r], np.float64),
+                          out=empty_aligned((len(E), m), np.float64))
+            if nt:
+                B[:nt] += Zt0[r]
+            if XM is not None:
+                B[nt:] += W0M[r].T
+            st.BT = copy_aligned(B.T, np.float64)
+            st.UT = copy_aligned(st.BT, np.float64)
         self._refresh_d(st)
         return st
 
@@ -428,8 +438,9 @@ class LinearRegime:
         if st.KtT.shape[1]:
             # V (n, m) in memory, as this product has always taken it: BLAS rounds some shapes
             # differently with the operand laid out the other way round.
-            V = VT.T.copy()
-            st.DtT = V.T @ st.KtT
+            V = copy_aligned(VT.T, np.float64)
+            st.DtT = np.matmul(V.T, st.KtT, out=empty_aligned((len(VT), st.KtT.shape[1]),
+                                                              np.float64))
             if st.steps:  # at entry U = BT (and SX = 0): no product of zeros
                 ca = st.c[:, None] * st.a[None, :]
                 QT = (1.0 - self.leak) * ((ca * st.SX.T).T @ st.KtT)
@@ -441,9 +452,9 @@ class LinearRegime:
         The coefficients V = c a phi'(Z) of the pattern 1[ZT > 0] and D = K V, exactly (one
         product, formed transposed: V^T K^T).
         """
-        VT = np.empty(ZT.shape)
+        VT = empty_aligned(ZT.shape, np.float64)
         self.kernels.coefficients_t(ZT, c, a, self.leak, VT)
-        return VT, VT @ K64.T
+        return VT, np.matmul(VT, K64.T, out=empty_aligned(ZT.shape, np.float64))
 
     def _outputs_t(self, ZT, a):
         """phi(Z) a from Z^T (m, n), float64."""

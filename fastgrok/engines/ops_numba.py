@@ -10,6 +10,8 @@ engine's steps go through the linear regime (:mod:`fastgrok.engines.linear_regim
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .. import tunables
@@ -23,11 +25,17 @@ class NumbaOps(Ops):
 
     name = "numba"
 
+    @contextlib.contextmanager
     def runtime(self, n_threads=None):
-        """Fastgrok's thread pool with single-threaded BLAS (restored on exit)."""
+        """Fastgrok's thread pool with single-threaded BLAS (restored on exit).
+
+        And the training's big buffers reused (:func:`fastgrok.kernels.memory.reusing`).
+        """
+        from ..kernels.memory import reusing
         from ..kernels.threads import threads
 
-        return threads(n_threads)
+        with reusing(), threads(n_threads) as nt:
+            yield nt
 
     def block_products(self, X, Xt, W0, M, dtype):
         """The block's products with single-threaded BLAS into aligned buffers."""
