@@ -406,15 +406,22 @@ class ReducedSource(Source):
         if self.noise_rows is not None or bartlett_rows is None:
             return self._block_numpy(k, j0, j1, dtype, M)
         head, c0, normals, diag = self._column_parts(k, j0, j1)
-        # The means live in columns 0 and 1 only: added there to the data rows, in float64
-        # (elsewhere the sum would add +-0, which changes no entry: the draw holds no -0).
         for c in range(head.shape[1]):
-            head[:n, c] += self.draw._s[0] * M[0, c] + self.draw._s[1] * M[1, c]
-            head[n:n + nt, c] += self.draw._s_test[0] * M[0, c] + self.draw._s_test[1] * M[1, c]
+            self._add_means(head[:, c], M[:, c])
         R = empty_aligned_from((self.N + 2, j1 - j0), dtype, nt)  # Xt, X, W0, M
         bartlett_rows(normals, diag, head, c0, n, nt, float(self.init_scale), R)
         R[self.N:] = M
         return R[nt:nt + n], R[:nt] if nt else None, R[nt + n:self.N], R[self.N:]
+
+    def _add_means(self, col, mc):
+        """Add the data rows' means to ``col`` (N,), a column of the draw, in float64.
+
+        ``mc``: the means' entries in that column. The means live in columns 0 and 1 only
+        (elsewhere the sum would add +-0, which changes no entry: the draw holds no -0).
+        """
+        n, nt = self.rows, self.test_rows
+        col[:n] += self.draw._s[0] * mc[0] + self.draw._s[1] * mc[1]
+        col[n:n + nt] += self.draw._s_test[0] * mc[0] + self.draw._s_test[1] * mc[1]
 
     def _block_numpy(self, k, j0, j1, dtype, M):
         """:meth:`block` from the draw's float64 columns with NumPy (patch data, or no Numba)."""
@@ -424,9 +431,7 @@ class ReducedSource(Source):
             self._place_patches(RT, j0, j1, M)
         else:
             for c in range(min(j1, 2) - j0):
-                RT[c, :n] += self.draw._s[0] * M[0, c] + self.draw._s[1] * M[1, c]
-                RT[c, n:n + nt] += self.draw._s_test[0] * M[0, c] + \
-                    self.draw._s_test[1] * M[1, c]
+                self._add_means(RT[c], M[:, c])
         RT[:, n + nt:] *= self.init_scale
         X, Xt, W0 = RT[:, :n].T, RT[:, n:n + nt].T, RT[:, n + nt:].T
 
